@@ -1,0 +1,415 @@
+"""The NPU's instruction set, memory layouts and hardware configuration — defined once.
+
+Everything that both the hardware (``codesign.rtl``) and the software (compiler, simulators,
+driver) must agree on lives here: the :class:`HwConfig`, the opcodes, the bit layout of every
+instruction, the layout of the per-channel requantization parameters and the CSR map. The RTL
+decodes instructions with these very ``data.StructLayout`` objects and the compiler encodes them
+with ``layout.const(...)``, so the two cannot drift apart.
+
+Machine model
+-------------
+* **External memory**: word-addressed, ``bus_bytes`` bytes per word, little-endian lanes
+  (byte ``i`` of a word is bits ``8i..8i+7``). It holds the program, the weights, the requant
+  parameters and every activation tensor.
+* **Scratchpads** (on chip), each word-addressed:
+
+  ========  ==================  ========================================================
+  name      word                contents
+  ========  ==================  ========================================================
+  ACT       ``act_bytes`` B     activations: one word = ``act_bytes`` channels of one pixel
+  WGT       ``cols`` B          weights: one word = one array row ``W[k, n0 : n0+cols]``
+  PRM       ``cols`` × 64 bit   requant parameters of ``cols`` output channels
+  ACC       ``cols`` × int32    partial sums of ``cols`` output channels for one pixel
+  ========  ==================  ========================================================
+
+  ``act_bytes = max(rows, cols)``. DMA moves data in *slices* of ``bus_bytes`` bytes: a
+  scratchpad word of ``B`` bytes is ``B // bus_bytes`` slices, and a DMA *slice address* is
+  ``word * (B // bus_bytes) + slice``.
+* **Activation tensors** are stored pixel-major (NHWC), the channels of each pixel padded up to a
+  whole number of ACT words ("channel words", ``cw = ceil(C / act_bytes)``). The same layout is
+  used in external memory (one ACT word = ``act_bytes // bus_bytes`` external words), so DMA is a
+  plain 2-D block copy.
+
+Instruction semantics (executable form: :mod:`codesign.isasim`)
+--------------------------------------------------------------
+Every instruction is :data:`INSN_BITS` wide, stored in external memory as consecutive words
+(least significant word first), and runs to completion before the next one starts.
+
+``LOAD``  for i < rows, j < length: ``SP[mem].slice[sp_addr + i*sp_stride + j] =
+          EXT[ext_addr + i*ext_stride + j]``
+``STORE`` for i < rows, j < length: ``EXT[ext_addr + i*ext_stride + j] =
+          ACT.slice[sp_addr + i*sp_stride + j]``
+``MATMUL`` one weight tile (``rows`` WGT words at ``wgt_base``) against a strided window of
+          input pixels, for ``m = oh*out_w + ow`` over ``oh < out_h, ow < out_w``::
+
+              ih = ih0 + oh*stride_h ;  iw = iw0 + ow*stride_w
+              addr = act_base + oh*step_h + ow*step_w       (signed arithmetic)
+              x[r] = 0 if not (0 <= ih < in_h and 0 <= iw < in_w)
+                     else byte(ACT[addr], lane_group*rows + r) - x_zp   (x_signed picks int8/uint8)
+              psum[c] = sum_r x[r] * (int8(WGT[wgt_base + r], c) - w_zp)
+              ACC[acc_base + m][c] = (ACC[acc_base + m][c] if accumulate else 0) + psum[c]
+
+``REQUANT`` for i < count, c < cols: ``a = ACC[acc_base + i][c] + PRM[prm_addr].bias[c]``
+          (int32 wrap-around), ``q = clamp(requant(a, mult[c], shift[c]) + y_zp, qmin, qmax)``,
+          written to byte ``lane_group*cols + c`` of ``ACT[out_base + i*out_stride]`` (the other
+          bytes of that word are left unchanged). ``requant`` is :func:`requantize`.
+``MAXPOOL`` for ``oh < out_h, ow < out_w, w < words``: the lane-wise maximum (signed or unsigned
+          per ``x_signed``) over the in-bounds window positions ``kh < k_h, kw < k_w`` of
+          ``ACT[act_base + oh*step_h + ow*step_w + kh*row_words + kw*pix_words + w]``
+          (bounds as for MATMUL with ``ih = ih0 + oh*stride_h + kh``), written to
+          ``ACT[out_base + (oh*out_w + ow)*words + w]``. A window with no in-bounds position
+          is an encoding error (the compiler never emits one).
+``END``   stop; the CSR ``done`` bit rises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum as py_enum
+import json
+import math
+
+import numpy as np
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, enum
+
+__all__ = [
+    "HwConfig", "Opcode", "Mem", "Csr", "INSN_BITS", "OPCODE_BITS",
+    "LoadStore", "MatMul", "Requant", "MaxPool", "End", "LAYOUTS",
+    "PRM_LANE", "MULT_BITS", "encode", "decode", "requantize", "float_to_mult_shift",
+]
+
+#: Width of every instruction in bits.
+INSN_BITS = 256
+#: Width of the opcode field, the low bits of every instruction.
+OPCODE_BITS = 4
+#: Significant bits of the requant multiplier (float32 mantissa incl. the hidden bit).
+MULT_BITS = 24
+
+
+class Opcode(enum.Enum, shape=OPCODE_BITS):
+    """Instruction opcodes (the low :data:`OPCODE_BITS` of every instruction)."""
+    END = 0
+    LOAD = 1
+    STORE = 2
+    MATMUL = 3
+    REQUANT = 4
+    MAXPOOL = 5
+
+
+class Mem(enum.Enum, shape=2):
+    """Scratchpad selector of LOAD / STORE."""
+    ACT = 0
+    WGT = 1
+    PRM = 2
+
+
+class Csr(py_enum.IntEnum):
+    """Word addresses of the host-visible control/status registers (32-bit each).
+
+    CTRL   write bit 0 = 1: start executing at PROG_BASE. read: bit 0 busy, bit 1 done
+           (done stays set until the next start).
+    PROG_BASE  external word address of the first instruction.
+    CYCLES     clock cycles from start to END of the last run (counts while busy).
+    """
+    CTRL = 0
+    PROG_BASE = 1
+    CYCLES = 2
+
+
+# Field widths. Generous enough for the MLPerf Tiny models at 96×96; the compiler checks every
+# value against its field before encoding (see :func:`encode`).
+_SP_ADDR = 20      # scratchpad word or slice address
+_EXT_ADDR = 28     # external word address
+_COUNT = 16        # loop counts
+_DIM = 12          # spatial extents / coordinates
+_LANE = 6          # lane group index
+
+LoadStore = data.StructLayout({
+    "opcode": Opcode,
+    "mem": Mem,                     # LOAD: destination; STORE: must be ACT
+    "sp_addr": unsigned(_SP_ADDR),  # slice address
+    "sp_stride": unsigned(_SP_ADDR),
+    "ext_addr": unsigned(_EXT_ADDR),
+    "ext_stride": unsigned(_EXT_ADDR),
+    "rows": unsigned(_COUNT),
+    "length": unsigned(_COUNT),     # slices per row
+})
+
+MatMul = data.StructLayout({
+    "opcode": Opcode,
+    "accumulate": unsigned(1),
+    "x_signed": unsigned(1),
+    "lane_group": unsigned(_LANE),
+    "x_zp": signed(9),
+    "w_zp": signed(9),
+    "act_base": signed(_SP_ADDR + 2),   # address of window position (oh, ow) = (0, 0)
+    "step_w": signed(_SP_ADDR + 2),     # ACT words per output column
+    "step_h": signed(_SP_ADDR + 2),     # ACT words per output row
+    "wgt_base": unsigned(_SP_ADDR),
+    "acc_base": unsigned(_SP_ADDR),
+    "out_h": unsigned(_DIM),
+    "out_w": unsigned(_DIM),
+    "ih0": signed(_DIM + 1),
+    "iw0": signed(_DIM + 1),
+    "stride_h": unsigned(4),
+    "stride_w": unsigned(4),
+    "in_h": unsigned(_DIM),
+    "in_w": unsigned(_DIM),
+})
+
+Requant = data.StructLayout({
+    "opcode": Opcode,
+    "lane_group": unsigned(_LANE),
+    "y_zp": signed(9),
+    "qmin": signed(9),
+    "qmax": signed(9),
+    "acc_base": unsigned(_SP_ADDR),
+    "prm_addr": unsigned(_SP_ADDR),
+    "out_base": unsigned(_SP_ADDR),
+    "out_stride": unsigned(_SP_ADDR),
+    "count": unsigned(_COUNT),
+})
+
+MaxPool = data.StructLayout({
+    "opcode": Opcode,
+    "x_signed": unsigned(1),
+    "act_base": signed(_SP_ADDR + 2),
+    "step_w": signed(_SP_ADDR + 2),
+    "step_h": signed(_SP_ADDR + 2),
+    "row_words": unsigned(_SP_ADDR),    # ACT words per input row (window step in kh)
+    "pix_words": unsigned(_SP_ADDR),    # ACT words per input pixel (window step in kw)
+    "out_base": unsigned(_SP_ADDR),
+    "words": unsigned(_DIM),            # channel words per pixel
+    "out_h": unsigned(_DIM),
+    "out_w": unsigned(_DIM),
+    "ih0": signed(_DIM + 1),
+    "iw0": signed(_DIM + 1),
+    "stride_h": unsigned(4),
+    "stride_w": unsigned(4),
+    "k_h": unsigned(4),
+    "k_w": unsigned(4),
+    "in_h": unsigned(_DIM),
+    "in_w": unsigned(_DIM),
+})
+
+End = data.StructLayout({"opcode": Opcode})
+
+#: Layout of each opcode's instruction.
+LAYOUTS: dict[Opcode, data.StructLayout] = {
+    Opcode.END: End,
+    Opcode.LOAD: LoadStore,
+    Opcode.STORE: LoadStore,
+    Opcode.MATMUL: MatMul,
+    Opcode.REQUANT: Requant,
+    Opcode.MAXPOOL: MaxPool,
+}
+for _op, _layout in LAYOUTS.items():
+    assert _layout.size <= INSN_BITS, (_op, _layout.size)
+
+#: Requant parameters of one output channel; a PRM word holds ``cols`` of these, lane ``c`` at
+#: bits ``64c .. 64c+63``.
+PRM_LANE = data.StructLayout({
+    "bias": signed(32),
+    "mult": unsigned(MULT_BITS),   # 0, or in [2**23, 2**24): the float32 mantissa of M
+    "shift": unsigned(8),          # M = mult * 2**-shift
+})
+assert PRM_LANE.size == 64
+
+
+def _field_range(shape) -> tuple[int, int]:
+    if shape.signed:
+        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+    return 0, (1 << shape.width) - 1
+
+
+def encode(opcode: Opcode, **fields) -> int:
+    """Encode one instruction as an :data:`INSN_BITS`-bit integer.
+
+    Raises
+    ------
+    ValueError
+        If a field is unknown or its value does not fit the field (the compiler turns this into a
+        "cannot be tiled onto this array" error rather than emitting a wrapped value).
+    """
+    layout = LAYOUTS[opcode]
+    names = {name for name, _ in layout}
+    unknown = set(fields) - names
+    if unknown:
+        raise ValueError(f"{opcode.name} has no field(s) {sorted(unknown)}")
+    for name, field in layout:
+        if name == "opcode" or name not in fields:
+            continue
+        value = fields[name]
+        shape = field.shape
+        if isinstance(shape, type) and issubclass(shape, py_enum.Enum):
+            continue
+        lo, hi = _field_range(shape)
+        if not lo <= int(value) <= hi:
+            raise ValueError(f"{opcode.name}.{name} = {value} does not fit in [{lo}, {hi}]")
+    return layout.const({"opcode": opcode, **fields}).as_bits()
+
+
+def decode(word: int) -> tuple[Opcode, data.Const]:
+    """Decode an instruction into its opcode and a view of its fields (``view.field``)."""
+    opcode = Opcode(word & ((1 << OPCODE_BITS) - 1))
+    layout = LAYOUTS[opcode]
+    return opcode, layout.from_bits(word & ((1 << layout.size) - 1))
+
+
+# -------------------------------------------------------------------------------------------------
+# Requantization: the integer form of DESIGN.md §3.1, shared by every model of the hardware.
+
+def float_to_mult_shift(m: np.float32) -> tuple[int, int]:
+    """Split a positive float32 multiplier into ``(mult, shift)`` with ``M = mult * 2**-shift``.
+
+    ``mult`` is the 24-bit mantissa including the hidden bit, so the split is exact.
+
+    Raises
+    ------
+    ValueError
+        For zero/negative/non-finite multipliers, subnormals, or ``M >= 2**23`` / ``M < 2**-231``
+        (shift would not fit 8 bits); no real quantized model has those.
+    """
+    m = np.float32(m)
+    if not np.isfinite(m) or m <= 0:
+        raise ValueError(f"requant multiplier must be a positive finite float32, not {m!r}")
+    bits = int(np.array(m, dtype=np.float32).view(np.uint32))
+    exponent = (bits >> 23) & 0xFF
+    if exponent == 0:
+        raise ValueError(f"requant multiplier {m!r} is subnormal")
+    mult = (bits & 0x7FFFFF) | (1 << 23)
+    shift = 150 - exponent  # value = mult * 2**(exponent - 127 - 23)
+    if not 0 <= shift <= 255:
+        raise ValueError(f"requant multiplier {m!r} is out of range")
+    return mult, shift
+
+
+def _round_shift(value: int, shift: int) -> int:
+    """``round_half_even(value / 2**shift)`` for ``value >= 0``, ``shift >= 0``."""
+    if shift == 0:
+        return value
+    q, r = value >> shift, value & ((1 << shift) - 1)
+    half = 1 << (shift - 1)
+    return q + (1 if r > half or (r == half and q & 1) else 0)
+
+
+def requantize(acc: int, mult: int, shift: int) -> int:
+    """``round_half_even(f32(f32(acc) * M))`` with ``M = mult * 2**-shift``, in integers.
+
+    This is exactly ``torch.round(acc.float() * M)`` (DESIGN.md §3.1), written as the hardware
+    computes it: round ``|acc|`` to 24 significant bits, take the exact 48-bit product with the
+    mantissa, round that to 24 bits (RNE), then shift right with RNE. Results are saturated to
+    ±2**31 (the caller clamps to the output range anyway).
+    """
+    if acc == 0 or mult == 0:
+        return 0
+    a = abs(acc)
+    n = a.bit_length()
+    if n > MULT_BITS:
+        a24 = _round_shift(a, n - MULT_BITS)
+        ea = n - MULT_BITS
+        if a24 >> MULT_BITS:
+            a24 >>= 1
+            ea += 1
+    else:
+        a24 = a << (MULT_BITS - n)
+        ea = n - MULT_BITS
+    p = a24 * mult                                  # in [2**46, 2**48)
+    drop = MULT_BITS if p >> (2 * MULT_BITS - 1) else MULT_BITS - 1
+    p24 = _round_shift(p, drop)
+    ep = drop
+    if p24 >> MULT_BITS:
+        p24 >>= 1
+        ep += 1
+    right = shift - ep - ea                         # value = p24 * 2**-right
+    r = p24 << -right if right <= 0 else _round_shift(p24, right)
+    r = min(r, 1 << 31)
+    return -r if acc < 0 else r
+
+
+# -------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HwConfig:
+    """One NPU instance: array shape, memory sizes and bus width.
+
+    Parameters
+    ----------
+    rows, cols
+        Systolic array shape: ``rows`` is the reduction (K) dimension, ``cols`` the output
+        channel (N) dimension. Powers of two, 1..64.
+    bus_bytes
+        External memory word width in bytes; a power of two <= 32 that divides ``cols``.
+    act_depth, wgt_depth, acc_depth, prm_depth
+        Scratchpad depths in words (see the module docstring for word widths).
+    """
+    rows: int = 4
+    cols: int = 4
+    bus_bytes: int = 4
+    act_depth: int = 4096
+    wgt_depth: int = 1024
+    acc_depth: int = 1024
+    prm_depth: int = 64
+
+    def __post_init__(self):
+        for name in ("rows", "cols"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= 64 or value & (value - 1):
+                raise ValueError(f"{name} must be a power of two in 1..64, not {value!r}")
+        b = self.bus_bytes
+        if not isinstance(b, int) or b < 1 or b > 32 or b & (b - 1) or self.cols % b:
+            raise ValueError(
+                f"bus_bytes must be a power of two <= 32 dividing cols={self.cols}, not {b!r}")
+        for name in ("act_depth", "wgt_depth", "acc_depth", "prm_depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= (1 << _SP_ADDR) // 64:
+                raise ValueError(f"{name} must be an int in 1..{(1 << _SP_ADDR) // 64}, "
+                                 f"not {value!r}")
+        if self.wgt_depth < self.rows:
+            raise ValueError(f"wgt_depth must hold one weight tile ({self.rows} words), "
+                             f"not {self.wgt_depth!r}")
+
+    # Derived widths ------------------------------------------------------------------------------
+    @property
+    def act_bytes(self) -> int:
+        """Bytes (= channels) per ACT word."""
+        return max(self.rows, self.cols)
+
+    def word_bytes(self, mem: Mem) -> int:
+        """Bytes per word of a DMA-reachable scratchpad."""
+        return {Mem.ACT: self.act_bytes, Mem.WGT: self.cols, Mem.PRM: 8 * self.cols}[mem]
+
+    def slices(self, mem: Mem) -> int:
+        """DMA slices (``bus_bytes`` each) per word of a scratchpad."""
+        return self.word_bytes(mem) // self.bus_bytes
+
+    def depth(self, mem: Mem) -> int:
+        return {Mem.ACT: self.act_depth, Mem.WGT: self.wgt_depth, Mem.PRM: self.prm_depth}[mem]
+
+    @property
+    def insn_words(self) -> int:
+        """External words per instruction."""
+        return INSN_BITS // (8 * self.bus_bytes)
+
+    @property
+    def ext_addr_bits(self) -> int:
+        return _EXT_ADDR
+
+    @staticmethod
+    def addr_bits(depth: int) -> int:
+        return max(1, math.ceil(math.log2(depth)))
+
+    # Serialisation -------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "HwConfig":
+        return cls(**json.loads(text))
+
+    @property
+    def name(self) -> str:
+        """A short stable identifier (used for Verilog module and build-cache names)."""
+        return (f"npu_{self.rows}x{self.cols}_b{self.bus_bytes}_a{self.act_depth}"
+                f"_w{self.wgt_depth}_c{self.acc_depth}_p{self.prm_depth}")

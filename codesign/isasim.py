@@ -1,0 +1,169 @@
+"""Instruction-level model of the NPU: the executable form of the semantics in :mod:`codesign.isa`.
+
+It runs a program out of an external-memory image exactly as the RTL does, but one instruction at
+a time in numpy. Its uses: checking the compiler without building hardware (fast, every test), and
+serving as the reference that every RTL block's randomized tests compare against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .isa import HwConfig, Mem, Opcode, decode, requantize
+
+__all__ = ["IsaSim", "IsaError"]
+
+
+class IsaError(RuntimeError):
+    """The program did something the hardware does not define (out-of-range address, ...)."""
+
+
+class IsaSim:
+    """Architectural state of one NPU plus an external memory of ``ext_words`` words."""
+
+    def __init__(self, config: HwConfig, ext: np.ndarray):
+        self.config = config
+        if ext.dtype != np.uint8 or ext.size % config.bus_bytes:
+            raise ValueError("ext must be a uint8 array of whole bus words")
+        self.ext = ext.copy()
+        c = config
+        self.act = np.zeros((c.act_depth, c.act_bytes), np.uint8)
+        self.wgt = np.zeros((c.wgt_depth, c.cols), np.uint8)
+        self.prm = np.zeros((c.prm_depth, 8 * c.cols), np.uint8)
+        self.acc = np.zeros((c.acc_depth, c.cols), np.int32)
+        self.executed = 0
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _ext_words(self) -> np.ndarray:
+        return self.ext.reshape(-1, self.config.bus_bytes)
+
+    def _slices(self, mem: Mem) -> np.ndarray:
+        """View of a scratchpad as DMA slices of ``bus_bytes`` bytes."""
+        arr = {Mem.ACT: self.act, Mem.WGT: self.wgt, Mem.PRM: self.prm}[mem]
+        return arr.reshape(-1, self.config.bus_bytes)
+
+    @staticmethod
+    def _check(index: np.ndarray, size: int, what: str) -> None:
+        if index.size and (index.min() < 0 or index.max() >= size):
+            raise IsaError(f"{what} address out of range: [{index.min()}, {index.max()}] "
+                           f"vs size {size}")
+
+    def _dma_index(self, f) -> tuple[np.ndarray, np.ndarray]:
+        i = np.arange(int(f.rows))[:, None]
+        j = np.arange(int(f.length))[None, :]
+        sp = (int(f.sp_addr) + i * int(f.sp_stride) + j).ravel()
+        ext = (int(f.ext_addr) + i * int(f.ext_stride) + j).ravel()
+        return sp, ext
+
+    def _window(self, f, extra: tuple[int, int] = (0, 0)):
+        """(addresses, in-bounds mask) of MATMUL/MAXPOOL window positions, oh-major."""
+        oh = np.arange(int(f.out_h))[:, None]
+        ow = np.arange(int(f.out_w))[None, :]
+        ih = int(f.ih0) + oh * int(f.stride_h) + extra[0]
+        iw = int(f.iw0) + ow * int(f.stride_w) + extra[1]
+        valid = (ih >= 0) & (ih < int(f.in_h)) & (iw >= 0) & (iw < int(f.in_w))
+        addr = int(f.act_base) + oh * int(f.step_h) + ow * int(f.step_w)
+        return addr.ravel(), valid.ravel()
+
+    # -- instructions ---------------------------------------------------------------------------
+    def _load(self, f) -> None:
+        mem = f.mem
+        sp, ext = self._dma_index(f)
+        slices = self._slices(mem)
+        self._check(sp, len(slices), f"LOAD {mem.name}")
+        self._check(ext, len(self._ext_words()), "LOAD external")
+        slices[sp] = self._ext_words()[ext]
+
+    def _store(self, f) -> None:
+        if f.mem != Mem.ACT:
+            raise IsaError("STORE reads only the ACT scratchpad")
+        sp, ext = self._dma_index(f)
+        slices = self._slices(Mem.ACT)
+        self._check(sp, len(slices), "STORE ACT")
+        self._check(ext, len(self._ext_words()), "STORE external")
+        self._ext_words()[ext] = slices[sp]
+
+    def _matmul(self, f) -> None:
+        c = self.config
+        addr, valid = self._window(f)
+        self._check(addr[valid], c.act_depth, "MATMUL ACT")
+        lanes = slice(int(f.lane_group) * c.rows, (int(f.lane_group) + 1) * c.rows)
+        if lanes.stop > c.act_bytes:
+            raise IsaError("MATMUL lane group out of range")
+        raw = self.act[np.where(valid, addr, 0), lanes]
+        x = (raw.view(np.int8) if f.x_signed else raw).astype(np.int64) - int(f.x_zp)
+        x[~valid] = 0
+        wb = int(f.wgt_base)
+        self._check(np.array([wb, wb + c.rows - 1]), c.wgt_depth, "MATMUL WGT")
+        w = self.wgt[wb:wb + c.rows].view(np.int8).astype(np.int64) - int(f.w_zp)
+        psum = x @ w
+        m = int(f.acc_base) + np.arange(len(addr))
+        self._check(m, c.acc_depth, "MATMUL ACC")
+        prev = self.acc[m].astype(np.int64) if f.accumulate else 0
+        self.acc[m] = ((prev + psum + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+    def _requant(self, f) -> None:
+        c = self.config
+        count = int(f.count)
+        rows = int(f.acc_base) + np.arange(count)
+        self._check(rows, c.acc_depth, "REQUANT ACC")
+        out = int(f.out_base) + np.arange(count) * int(f.out_stride)
+        self._check(out, c.act_depth, "REQUANT ACT")
+        self._check(np.array([int(f.prm_addr)]), c.prm_depth, "REQUANT PRM")
+        lanes = self.prm[int(f.prm_addr)].view("<u8")
+        bias = (lanes & 0xFFFFFFFF).astype(np.int64)
+        bias = np.where(bias >= 2**31, bias - 2**32, bias)
+        mult = ((lanes >> 32) & 0xFFFFFF).astype(np.int64)
+        shift = (lanes >> 56).astype(np.int64)
+        g = int(f.lane_group) * c.cols
+        if g + c.cols > c.act_bytes:
+            raise IsaError("REQUANT lane group out of range")
+        lo, hi, zp = int(f.qmin), int(f.qmax), int(f.y_zp)
+        for i in range(count):
+            a = self.acc[rows[i]].astype(np.int64) + bias
+            a = (a + 2**31) % 2**32 - 2**31
+            q = [min(max(requantize(int(a[k]), int(mult[k]), int(shift[k])) + zp, lo), hi)
+                 for k in range(c.cols)]
+            self.act[out[i], g:g + c.cols] = np.array(q, np.int64).astype(np.uint8)
+
+    def _maxpool(self, f) -> None:
+        c = self.config
+        words, n_out = int(f.words), int(f.out_h) * int(f.out_w)
+        best = np.full((n_out, words, c.act_bytes), np.iinfo(np.int64).min, np.int64)
+        seen = np.zeros(n_out, bool)
+        for kh in range(int(f.k_h)):
+            for kw in range(int(f.k_w)):
+                addr, valid = self._window(f, (kh, kw))
+                addr = addr + kh * int(f.row_words) + kw * int(f.pix_words)
+                idx = addr[:, None] + np.arange(words)[None, :]
+                self._check(idx[valid], c.act_depth, "MAXPOOL ACT")
+                raw = self.act[np.where(valid[:, None], idx, 0)]
+                val = (raw.view(np.int8) if f.x_signed else raw).astype(np.int64)
+                best = np.where(valid[:, None, None], np.maximum(best, val), best)
+                seen |= valid
+        if not seen.all():
+            raise IsaError("MAXPOOL window with no in-bounds position")
+        out = int(f.out_base) + np.arange(n_out * words)
+        self._check(out, c.act_depth, "MAXPOOL ACT out")
+        self.act[out] = best.reshape(-1, c.act_bytes).astype(np.uint8)
+
+    # -- driver ---------------------------------------------------------------------------------
+    def run(self, prog_base: int, max_insns: int = 10_000_000) -> int:
+        """Execute from ``prog_base`` (external word address) to END; returns instructions run."""
+        c = self.config
+        words = self._ext_words()
+        pc = prog_base
+        handlers = {Opcode.LOAD: self._load, Opcode.STORE: self._store,
+                    Opcode.MATMUL: self._matmul, Opcode.REQUANT: self._requant,
+                    Opcode.MAXPOOL: self._maxpool}
+        for _ in range(max_insns):
+            if pc + c.insn_words > len(words):
+                raise IsaError(f"instruction fetch past the end of memory at {pc}")
+            raw = words[pc:pc + c.insn_words].reshape(-1).tobytes()
+            opcode, fields = decode(int.from_bytes(raw, "little"))
+            self.executed += 1
+            if opcode == Opcode.END:
+                return self.executed
+            handlers[opcode](fields)
+            pc += c.insn_words
+        raise IsaError("program did not reach END")
