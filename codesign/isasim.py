@@ -148,22 +148,27 @@ class IsaSim:
         self.act[out] = best.reshape(-1, c.act_bytes).astype(np.uint8)
 
     # -- driver ---------------------------------------------------------------------------------
+    def step(self, insn: int) -> Opcode:
+        """Execute one encoded instruction (END does nothing); returns its opcode."""
+        opcode, fields = decode(insn)
+        handlers = {Opcode.LOAD: self._load, Opcode.STORE: self._store,
+                    Opcode.MATMUL: self._matmul, Opcode.REQUANT: self._requant,
+                    Opcode.MAXPOOL: self._maxpool}
+        if opcode != Opcode.END:
+            handlers[opcode](fields)
+        self.executed += 1
+        return opcode
+
     def run(self, prog_base: int, max_insns: int = 10_000_000) -> int:
         """Execute from ``prog_base`` (external word address) to END; returns instructions run."""
         c = self.config
         words = self._ext_words()
         pc = prog_base
-        handlers = {Opcode.LOAD: self._load, Opcode.STORE: self._store,
-                    Opcode.MATMUL: self._matmul, Opcode.REQUANT: self._requant,
-                    Opcode.MAXPOOL: self._maxpool}
         for _ in range(max_insns):
             if pc + c.insn_words > len(words):
                 raise IsaError(f"instruction fetch past the end of memory at {pc}")
             raw = words[pc:pc + c.insn_words].reshape(-1).tobytes()
-            opcode, fields = decode(int.from_bytes(raw, "little"))
-            self.executed += 1
-            if opcode == Opcode.END:
+            if self.step(int.from_bytes(raw, "little")) == Opcode.END:
                 return self.executed
-            handlers[opcode](fields)
             pc += c.insn_words
         raise IsaError("program did not reach END")
