@@ -1,0 +1,147 @@
+"""The driver schedule: instruction stream + external memory image + symbol table.
+
+A :class:`Program` is everything the host needs to run a model on one NPU instance: write
+``image`` to external memory at word 0, write each input tensor into its :class:`Region`, set
+PROG_BASE to ``prog_base``, start, wait for done, read each output :class:`Region`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..isa import HwConfig, Opcode, decode
+
+__all__ = ["Region", "LayerInfo", "Program"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """An activation tensor in external memory: HWC, each pixel's channels padded to ``cw``
+    ACT words of ``act_bytes`` bytes, pixel-major, starting at external word ``addr``.
+
+    ``flatten_chw`` marks a tensor that the model sees flattened in CHW order (ir.Flatten): the
+    memory still holds the (H, W, C) source layout; :meth:`unpack` applies the flatten.
+    """
+    name: str
+    addr: int
+    shape: tuple[int, int, int]
+    cw: int
+    signed: bool
+    flatten_chw: bool = False
+
+    def nbytes(self, config: HwConfig) -> int:
+        h, w, _ = self.shape
+        return h * w * self.cw * config.act_bytes
+
+    def pack(self, x: np.ndarray, config: HwConfig) -> bytes:
+        """Integer HWC tensor → the bytes to write at ``addr``."""
+        h, w, c = self.shape
+        if self.flatten_chw:
+            raise ValueError(f"{self.name} is a flattened view and cannot be written")
+        x = np.asarray(x)
+        if x.shape != self.shape:
+            raise ValueError(f"{self.name}: expected shape {self.shape}, got {x.shape}")
+        buf = np.zeros((h, w, self.cw * config.act_bytes), np.uint8)
+        buf[:, :, :c] = x.astype(np.int8 if self.signed else np.uint8).view(np.uint8)
+        return buf.tobytes()
+
+    def unpack(self, data: bytes, config: HwConfig) -> np.ndarray:
+        """Bytes read from ``addr`` → the integer tensor (HWC, or flattened (1, 1, N))."""
+        h, w, c = self.shape
+        buf = np.frombuffer(data, np.uint8).reshape(h, w, self.cw * config.act_bytes)
+        x = buf[:, :, :c].view(np.int8 if self.signed else np.uint8)
+        if self.flatten_chw:
+            return np.ascontiguousarray(x.transpose(2, 0, 1)).reshape(1, 1, -1)
+        return np.ascontiguousarray(x)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerInfo:
+    """Where one IR op's instructions sit in the stream (for listings and per-layer reports)."""
+    name: str
+    kind: str
+    first_insn: int
+    n_insns: int
+    macs: int
+    output: str
+
+
+@dataclasses.dataclass
+class Program:
+    """A compiled model for one :class:`HwConfig`."""
+    config: HwConfig
+    insns: list[int]
+    image: np.ndarray                 # uint8, external memory from word 0 (program + constants)
+    prog_base: int
+    inputs: list[Region]
+    outputs: list[Region]
+    layers: list[LayerInfo]
+    comments: dict[int, str]          # instruction index → comment for the listing
+    ext_words: int                    # external words used, including activation buffers
+
+    # -- serialisation --------------------------------------------------------------------------
+    def program_bytes(self) -> bytes:
+        """The instruction stream as stored in memory (little-endian, INSN_BITS each)."""
+        n = self.config.insn_words * self.config.bus_bytes
+        return b"".join(i.to_bytes(n, "little") for i in self.insns)
+
+    def listing(self) -> str:
+        """Human-readable disassembly with layer comments."""
+        lines = [f"; codesign program for {self.config.name}",
+                 f"; prog_base = {self.prog_base} (external word), "
+                 f"{len(self.insns)} instructions, {self.config.insn_words} words each", ""]
+        for index, word in enumerate(self.insns):
+            if index in self.comments:
+                lines.append(f"; {self.comments[index]}")
+            opcode, fields = decode(word)
+            args = " ".join(f"{name}={_field_text(getattr(fields, name))}"
+                            for name, _ in fields.shape() if name != "opcode")
+            lines.append(f"{index:05d}  {opcode.name:<8} {args}".rstrip())
+        return "\n".join(lines) + "\n"
+
+    def symbols(self) -> dict:
+        return {
+            "prog_base": self.prog_base,
+            "n_insns": len(self.insns),
+            "image_words": len(self.image) // self.config.bus_bytes,
+            "ext_words": self.ext_words,
+            "inputs": [r.to_json() for r in self.inputs],
+            "outputs": [r.to_json() for r in self.outputs],
+            "layers": [dataclasses.asdict(layer) for layer in self.layers],
+        }
+
+    def write(self, outdir: Path) -> None:
+        """Write program.bin, program.lst, memory.bin and symbols.json into ``outdir``."""
+        (outdir / "program.bin").write_bytes(self.program_bytes())
+        (outdir / "program.lst").write_text(self.listing())
+        (outdir / "memory.bin").write_bytes(self.image.tobytes())
+        (outdir / "symbols.json").write_text(json.dumps(self.symbols(), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, outdir: Path, config: HwConfig) -> "Program":
+        """Load a program written by :meth:`write` (comments are not preserved)."""
+        sym = json.loads((outdir / "symbols.json").read_text())
+        raw = (outdir / "program.bin").read_bytes()
+        n = config.insn_words * config.bus_bytes
+        insns = [int.from_bytes(raw[i:i + n], "little") for i in range(0, len(raw), n)]
+        region = lambda d: Region(**{**d, "shape": tuple(d["shape"])})  # noqa: E731
+        return cls(config=config, insns=insns,
+                   image=np.frombuffer((outdir / "memory.bin").read_bytes(), np.uint8).copy(),
+                   prog_base=sym["prog_base"],
+                   inputs=[region(d) for d in sym["inputs"]],
+                   outputs=[region(d) for d in sym["outputs"]],
+                   layers=[LayerInfo(**d) for d in sym["layers"]],
+                   comments={}, ext_words=sym["ext_words"])
+
+
+def _field_text(value) -> str:
+    if isinstance(value, Opcode) or hasattr(value, "name"):
+        return value.name
+    return str(int(value))

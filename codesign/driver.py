@@ -1,0 +1,68 @@
+"""The host driver: runs a compiled :class:`Program` on a model of the NPU.
+
+Two back ends share the same memory protocol (image at word 0, inputs written to their regions,
+outputs read from theirs): the instruction-level model (:mod:`codesign.isasim`, fast, used to
+check the compiler) and the generated Verilog under Verilator (:mod:`codesign.sim.runner`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .compiler import Program
+from .isasim import IsaSim
+
+__all__ = ["RunResult", "run_isasim", "run_rtl"]
+
+
+@dataclasses.dataclass
+class RunResult:
+    """Outputs (one list of integer HWC tensors per inference) and cycles per inference."""
+    outputs: list[list[np.ndarray]]
+    cycles: list[int]
+    sim_cycles_per_second: float = 0.0
+
+
+def _memory(program: Program, inputs: list[np.ndarray]) -> np.ndarray:
+    c = program.config
+    ext = np.zeros(program.ext_words * c.bus_bytes, np.uint8)
+    ext[:len(program.image)] = program.image
+    for region, x in zip(program.inputs, inputs, strict=True):
+        data = np.frombuffer(region.pack(x, c), np.uint8)
+        start = region.addr * c.bus_bytes
+        ext[start:start + len(data)] = data
+    return ext
+
+
+def run_isasim(program: Program, batch: list[list[np.ndarray]]) -> RunResult:
+    """Run each inference of ``batch`` (a list of per-input HWC tensors) on the ISA model."""
+    c = program.config
+    outputs = []
+    for inputs in batch:
+        sim = IsaSim(c, _memory(program, inputs))
+        sim.run(program.prog_base)
+        outs = []
+        for region in program.outputs:
+            start = region.addr * c.bus_bytes
+            outs.append(region.unpack(sim.ext[start:start + region.nbytes(c)].tobytes(), c))
+        outputs.append(outs)
+    return RunResult(outputs, [0] * len(batch))
+
+
+def run_rtl(program: Program, verilog: str, batch: list[list[np.ndarray]]) -> RunResult:
+    """Run ``batch`` in one Verilator simulation of ``verilog`` (built once per design)."""
+    from .sim.runner import Inference, run_program
+
+    c = program.config
+    jobs = []
+    for inputs in batch:
+        writes = [(r.addr, r.pack(x, c)) for r, x in zip(program.inputs, inputs, strict=True)]
+        reads = [(r.addr, r.nbytes(c)) for r in program.outputs]
+        jobs.append(Inference(writes=writes, reads=reads))
+    results = run_program(c, verilog, program.image, program.prog_base, jobs)
+    outputs = [[r.unpack(data, c) for r, data in zip(program.outputs, res.reads, strict=True)]
+               for res in results]
+    speed = getattr(results, "cycles_per_second", 0.0)
+    return RunResult(outputs, [res.cycles for res in results], speed)
