@@ -201,6 +201,10 @@ class _Compiler:
         if params_resident:
             self._load_const(Mem.PRM, 0, prm_offset, n_col_tiles * prm_slices, where)
         x_zp, w_zp = op.x.zero_point, op.w_zero_point
+        # The array's 9-bit operands hold x - x_zp and w - w_zp only for in-range zero points.
+        if not (op.x.qmin <= x_zp <= op.x.qmax and -128 <= w_zp <= 127):
+            raise TilingError(f"{op.name}: zero points out of the 8-bit range "
+                              f"(x_zp={x_zp}, w_zp={w_zp})")
         lo, hi = op.qrange
         for oh0, oh1 in row_tiles:
             r0, r1 = in_rows(oh0, oh1)

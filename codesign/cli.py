@@ -1,0 +1,352 @@
+"""The ``codesign`` command line (DESIGN.md §3.2).
+
+    codesign generate MODEL.onnx [-o OUTDIR] [--array RxC] [...]
+    codesign simulate OUTDIR --input X.npy [--output Y.npy]
+    codesign verify MODEL.onnx [--input X.npy | --count N --seed S] [--array RxC] [...]
+
+Bad input is reported as one line on stderr with exit code 2 and no traceback (``--debug`` shows
+it); a mismatch between the RTL and the golden model (or onnxruntime, in ``verify``) exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import InputError
+from .isa import HwConfig
+
+__all__ = ["main"]
+
+#: The configuration used when the command line names none.
+DEFAULT_CONFIG = HwConfig(rows=8, cols=8, bus_bytes=8, act_depth=4096, wgt_depth=2048,
+                          acc_depth=1024, prm_depth=64)
+
+#: Files of a generated design directory.
+VERILOG, CONFIG, REPORT_JSON, REPORT_TXT, MODEL = (
+    "npu.v", "config.json", "report.json", "report.txt", "model.onnx")
+
+
+# -- generate -------------------------------------------------------------------------------------
+
+def _config_from_args(args) -> HwConfig:
+    rows, cols = DEFAULT_CONFIG.rows, DEFAULT_CONFIG.cols
+    if args.array:
+        try:
+            rows, cols = (int(v) for v in args.array.lower().split("x"))
+        except ValueError:
+            raise InputError(f"--array must look like 8x8 (rows x cols), not {args.array!r}")
+    fields = dict(rows=rows, cols=cols, bus_bytes=args.bus_bytes or min(cols, 8),
+                  act_depth=args.act_depth or DEFAULT_CONFIG.act_depth,
+                  wgt_depth=args.wgt_depth or DEFAULT_CONFIG.wgt_depth,
+                  acc_depth=args.acc_depth or DEFAULT_CONFIG.acc_depth,
+                  prm_depth=args.prm_depth or DEFAULT_CONFIG.prm_depth)
+    try:
+        return HwConfig(**fields)
+    except ValueError as err:
+        raise InputError(f"invalid hardware configuration: {err}") from None
+
+
+def _load(model: Path):
+    from .frontend import load_model
+    if not model.is_file():
+        raise InputError(f"{model}: no such file")
+    return load_model(model)
+
+
+def _report(graph, config: HwConfig, program) -> dict:
+    return {
+        "codesign": __version__,
+        "model": graph.name,
+        "macs_per_inference": graph.macs,
+        "config": json.loads(config.to_json()),
+        "program": {"instructions": len(program.insns),
+                    "image_bytes": int(program.image.size),
+                    "external_memory_bytes": program.ext_words * config.bus_bytes},
+        "layers": [{"name": layer.name, "kind": layer.kind, "macs": layer.macs,
+                    "instructions": layer.n_insns} for layer in program.layers],
+    }
+
+
+def _report_text(report: dict) -> str:
+    cfg = report["config"]
+    lines = [f"codesign {report['codesign']} — model {report['model']}",
+             f"NPU: {cfg['rows']}x{cfg['cols']} MAC array, {cfg['bus_bytes']}-byte bus, "
+             f"ACT {cfg['act_depth']} / WGT {cfg['wgt_depth']} / ACC {cfg['acc_depth']} / "
+             f"PRM {cfg['prm_depth']} words",
+             f"MACs per inference: {report['macs_per_inference']}",
+             f"program: {report['program']['instructions']} instructions, memory image "
+             f"{report['program']['image_bytes']} bytes, external memory "
+             f"{report['program']['external_memory_bytes']} bytes", "",
+             f"{'layer':<32} {'kind':<8} {'MACs':>10} {'insns':>6}"]
+    for layer in report["layers"]:
+        lines.append(f"{layer['name'][:32]:<32} {layer['kind']:<8} {layer['macs']:>10} "
+                     f"{layer['instructions']:>6}")
+    return "\n".join(lines) + "\n"
+
+
+def generate(model: Path, outdir: Path, config: HwConfig) -> dict:
+    """Compile ``model`` for ``config`` and write the design directory atomically."""
+    from .compiler import compile_graph
+    from .rtl.top import generate_verilog
+
+    graph = _load(model)
+    program = compile_graph(graph, config)
+    report = _report(graph, config, program)
+    outdir = outdir.resolve()
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    try:
+        (staging / VERILOG).write_text(generate_verilog(config))
+        program.write(staging)
+        (staging / CONFIG).write_text(config.to_json())
+        (staging / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
+        (staging / REPORT_TXT).write_text(_report_text(report))
+        shutil.copyfile(model, staging / MODEL)
+        if outdir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old.", dir=outdir.parent))
+            outdir.rename(old / "d")
+            staging.rename(outdir)
+            shutil.rmtree(old)
+        else:
+            staging.rename(outdir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
+
+
+# -- simulate -------------------------------------------------------------------------------------
+
+class Design:
+    """A generated design directory, loaded."""
+
+    def __init__(self, outdir: Path):
+        from .compiler import Program
+        missing = [f for f in (VERILOG, CONFIG, MODEL, "symbols.json", "program.bin",
+                               "memory.bin") if not (outdir / f).is_file()]
+        if missing:
+            raise InputError(f"{outdir} is not a codesign design directory (missing "
+                             f"{', '.join(missing)}); run `codesign generate` first")
+        self.dir = outdir
+        self.config = HwConfig.from_json((outdir / CONFIG).read_text())
+        self.program = Program.read(outdir, self.config)
+        self.verilog = (outdir / VERILOG).read_text()
+        self.graph = _load(outdir / MODEL)
+
+
+def _read_batch(graph, path: Path) -> tuple[list[list[np.ndarray]], bool, list[np.ndarray]]:
+    """Input file → (quantized HWC inputs per inference, had a batch axis, raw per inference)."""
+    if len(graph.inputs) != 1:
+        raise InputError("models with several inputs are not supported by --input yet")
+    binding = graph.inputs[0]
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read a .npy array ({err})") from None
+    shape = tuple(binding.onnx_shape)
+    if x.shape == shape:
+        batched, items = False, [x]
+    elif x.shape[1:] == shape:                       # N × model shape
+        batched, items = True, list(x)
+    elif shape and shape[0] == 1 and x.shape[1:] == shape[1:]:   # the batch axis itself is N
+        batched, items = True, [xi[None] for xi in x]
+    else:
+        raise InputError(f"{path}: input shape {x.shape} does not match the model's {shape} "
+                         f"(or N×{shape} for a batch)")
+    want = np.float32 if binding.is_float else binding.tensor.numpy_dtype
+    if binding.is_float and not np.issubdtype(x.dtype, np.floating):
+        raise InputError(f"{path}: the model takes float input, got {x.dtype}")
+    if not binding.is_float and x.dtype != want:
+        raise InputError(f"{path}: the model takes {np.dtype(want)} input, got {x.dtype}")
+    items = [np.asarray(i, want).reshape(shape) for i in items]
+    return [[binding.quantize(i)] for i in items], batched, items
+
+
+def _golden(graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    from .reference import run
+    values = run(graph, inputs)
+    return [values[b.tensor.name] for b in graph.outputs]
+
+
+def _simulate(design: Design, batch):
+    """Run ``batch`` on the RTL; returns (RunResult, golden outputs per inference)."""
+    from .driver import run_rtl
+    result = run_rtl(design.program, design.verilog, batch)
+    golden = [_golden(design.graph, inputs) for inputs in batch]
+    return result, golden
+
+
+def _mismatches(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.count_nonzero(np.asarray(a).astype(np.int64) != np.asarray(b).astype(np.int64)))
+
+
+def _print_cycles(design: Design, result) -> None:
+    c = design.config
+    macs = design.graph.macs
+    for i, cycles in enumerate(result.cycles):
+        util = macs / (cycles * c.rows * c.cols) if cycles else 0.0
+        print(f"inference {i}: {cycles} cycles, MAC utilization {100 * util:.1f}% "
+              f"({macs} MACs on {c.rows}x{c.cols})")
+    if result.sim_cycles_per_second:
+        print(f"simulation speed: {result.sim_cycles_per_second:,.0f} cycles/s")
+
+
+def simulate(outdir: Path, input_path: Path, output_path: Path | None) -> int:
+    design = Design(outdir)
+    batch, batched, _ = _read_batch(design.graph, input_path)
+    result, golden = _simulate(design, batch)
+    _print_cycles(design, result)
+    bad = sum(_mismatches(o, g) for outs, gold in zip(result.outputs, golden)
+              for o, g in zip(outs, gold))
+    if output_path is not None:
+        binding = design.graph.outputs[0]
+        ys = [binding.dequantize(outs[0]) for outs in result.outputs]
+        np.save(output_path, np.stack(ys) if batched else ys[0])
+    if bad:
+        print(f"MISMATCH: {bad} output element(s) differ from the golden model", file=sys.stderr)
+        return 1
+    print(f"outputs match the golden model bit-exactly ({len(batch)} inference(s))")
+    return 0
+
+
+# -- verify ---------------------------------------------------------------------------------------
+
+def _random_inputs(graph, count: int, seed: int) -> list[np.ndarray]:
+    """Seeded random model inputs spanning the input quantization range."""
+    binding = graph.inputs[0]
+    t = binding.tensor
+    rng = np.random.default_rng(seed)
+    q = rng.integers(t.qmin, t.qmax + 1, (count,) + tuple(binding.onnx_shape))
+    if not binding.is_float:
+        return [x.astype(t.numpy_dtype) for x in q]
+    noise = rng.uniform(-0.45, 0.45, q.shape)
+    return [((qi - t.zero_point + ni) * np.float32(t.scale)).astype(np.float32)
+            for qi, ni in zip(q, noise)]
+
+
+def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
+           count: int, seed: int) -> int:
+    from .ortwitness import run_onnxruntime
+
+    start = time.perf_counter()
+    generate(model, outdir, config)
+    print(f"generate: {time.perf_counter() - start:.2f} s -> {outdir}")
+    design = Design(outdir)
+    graph = design.graph
+    if input_path is not None:
+        batch, _, raw = _read_batch(graph, input_path)
+    else:
+        raw = _random_inputs(graph, count, seed)
+        batch = [[graph.inputs[0].quantize(x)] for x in raw]
+    result, golden = _simulate(design, batch)
+    _print_cycles(design, result)
+    header = (f"{'output':<24} {'shape':<16} {'elements':>9} {'RTL≠golden':>11} "
+              f"{'RTL≠ORT':>8} {'max|Δ| LSB':>10}")
+    print(header)
+    print("-" * len(header))
+    failed = False
+    for k, binding in enumerate(graph.outputs):
+        n = rtl_vs_golden = rtl_vs_ort = max_lsb = 0
+        for i, x in enumerate(raw):
+            ours = result.outputs[i][k]
+            rtl_vs_golden += _mismatches(ours, golden[i][k])
+            ort = run_onnxruntime(model, {graph.inputs[0].onnx_name: x})[k]
+            ort_q = _to_integers(binding, np.asarray(ort))
+            diff = np.abs(ours.astype(np.int64) - ort_q.astype(np.int64))
+            rtl_vs_ort += int(np.count_nonzero(diff))
+            max_lsb = max(max_lsb, int(diff.max(initial=0)))
+            n += ours.size
+        failed |= bool(rtl_vs_golden or rtl_vs_ort)
+        print(f"{binding.onnx_name[:24]:<24} {str(tuple(binding.onnx_shape)):<16} {n:>9} "
+              f"{rtl_vs_golden:>11} {rtl_vs_ort:>8} {max_lsb:>10}")
+    print("FAIL" if failed else f"PASS: {len(raw)} inference(s) bit-exact on the RTL")
+    return 1 if failed else 0
+
+
+def _to_integers(binding, y: np.ndarray) -> np.ndarray:
+    """An ORT output → the integer HWC tensor it represents (exactly invertible)."""
+    t = binding.tensor
+    if binding.is_float:
+        q = np.rint(y.astype(np.float64) / np.float64(t.scale)) + t.zero_point
+        return binding.to_hwc(q.astype(np.int64))
+    return binding.to_hwc(y)
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--array", metavar="RxC", help="systolic array rows x cols (default 8x8)")
+    p.add_argument("--bus-bytes", type=int, help="external bus width in bytes (default min(C, 8))")
+    p.add_argument("--act-depth", type=int, help="ACT scratchpad words")
+    p.add_argument("--wgt-depth", type=int, help="WGT scratchpad words")
+    p.add_argument("--acc-depth", type=int, help="accumulator words")
+    p.add_argument("--prm-depth", type=int, help="requant parameter words")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="codesign", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"codesign {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="model -> Verilog + driver schedule + report")
+    g.add_argument("model", type=Path)
+    g.add_argument("-o", "--outdir", type=Path)
+    _add_config_args(g)
+
+    s = sub.add_parser("simulate", help="run a generated design under Verilator")
+    s.add_argument("outdir", type=Path)
+    s.add_argument("--input", type=Path, required=True, help=".npy with one input or a batch")
+    s.add_argument("--output", type=Path, help="write the model output(s) here (.npy)")
+
+    v = sub.add_parser("verify", help="generate + simulate + compare with golden model and ORT")
+    v.add_argument("model", type=Path)
+    v.add_argument("-o", "--outdir", type=Path)
+    v.add_argument("--input", type=Path, help=".npy input(s); default: seeded random inputs")
+    v.add_argument("--count", type=int, default=4, help="random inputs to run (default 4)")
+    v.add_argument("--seed", type=int, default=0)
+    _add_config_args(v)
+    return p
+
+
+def _default_outdir(model: Path) -> Path:
+    return Path("build") / model.stem
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            config = _config_from_args(args)
+            outdir = args.outdir or _default_outdir(args.model)
+            start = time.perf_counter()
+            report = generate(args.model, outdir, config)
+            print(_report_text(report), end="")
+            print(f"wrote {outdir} in {time.perf_counter() - start:.2f} s")
+            return 0
+        if args.command == "simulate":
+            return simulate(args.outdir, args.input, args.output)
+        if args.command == "verify":
+            if args.count < 1:
+                raise InputError("--count must be at least 1")
+            return verify(args.model, args.outdir or _default_outdir(args.model),
+                          _config_from_args(args), args.input, args.count, args.seed)
+    except InputError as err:
+        if args.debug:
+            raise
+        print(f"codesign: error: {err}", file=sys.stderr)
+        return 2
+    return 2  # pragma: no cover - argparse enforces a command
+
+
+if __name__ == "__main__":
+    sys.exit(main())

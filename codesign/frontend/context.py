@@ -1,0 +1,165 @@
+"""The state of one ONNX → IR conversion, shared by the op handlers."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import numpy as np
+import onnx
+
+from codesign import ir
+from codesign.errors import InputError
+from codesign.frontend.values import Accumulator, Constant, Dequantized, Quantized, Value
+
+
+def hwc_shape(onnx_shape: tuple[int, ...], what: str) -> tuple[int, int, int]:
+    """The IR ``(H, W, C)`` of one inference's ONNX activation shape (see :mod:`codesign.ir`)."""
+    match onnx_shape:
+        case (1, c, h, w):
+            return (h, w, c)
+        case (1, m, k):
+            return (1, m, k)
+        case (1, k):
+            return (1, 1, k)
+    raise InputError(f"{what} has shape {list(onnx_shape)}; only [1, C, H, W], [1, M, K] and "
+                     "[1, K] activations are supported")
+
+
+def quantize_scalar(real: float, tensor: ir.Tensor) -> int:
+    """``QuantizeLinear`` of one real value to ``tensor``'s quantization (float32 divide, RNE)."""
+    q = float(np.rint(np.float32(real) / np.float32(tensor.scale))) + tensor.zero_point
+    return int(min(max(q, tensor.qmin), tensor.qmax))
+
+
+@dataclasses.dataclass
+class Context:
+    """Everything the handlers read and write while one graph is converted.
+
+    Attributes
+    ----------
+    model_name
+        Used in error messages.
+    values
+        ONNX tensor name → what the frontend knows about it.
+    inferred
+        ONNX tensor name → shape from ONNX shape inference, where it knows one.
+    uses
+        ONNX tensor name → number of node inputs and graph outputs that read it.
+    ops
+        The IR ops emitted so far, in execution order.
+    inputs
+        The graph inputs' bindings, in ONNX graph input order (``None`` until bound).
+    """
+    model_name: str
+    values: dict[str, Value] = dataclasses.field(default_factory=dict)
+    inferred: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    uses: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    ops: list[ir.Op] = dataclasses.field(default_factory=list)
+    inputs: dict[str, ir.IOBinding | None] = dataclasses.field(default_factory=dict)
+
+    def error(self, node: onnx.NodeProto, message: str) -> InputError:
+        """An :class:`InputError` about ``node`` (returned, for the caller to raise)."""
+        return InputError(f"{self.model_name}: {node.op_type} node {node.name!r}: {message}")
+
+    def value(self, node: onnx.NodeProto, index: int) -> Value | None:
+        """The value of ``node``'s input ``index``; ``None`` for an absent optional input."""
+        if index >= len(node.input) or not node.input[index]:
+            return None
+        try:
+            return self.values[node.input[index]]
+        except KeyError:
+            raise self.error(node, f"input {node.input[index]!r} is not produced by any "
+                                   "node, initializer or graph input") from None
+
+    def constant(self, node: onnx.NodeProto, index: int, what: str) -> np.ndarray | None:
+        """Input ``index`` of ``node``, which must be a constant (``None`` when absent)."""
+        value = self.value(node, index)
+        if value is None:
+            return None
+        if not isinstance(value, Constant):
+            raise self.error(node, f"{what} must be a constant initializer")
+        return value.value
+
+    def scalar_qparams(self, node: onnx.NodeProto, scale_index: int,
+                       what: str) -> tuple[np.float32, int, bool]:
+        """A per-tensor ``(scale, zero_point, signed)`` from inputs ``scale_index`` and the next.
+
+        The zero point's type gives the 8-bit type (uint8 when it is absent, as in ONNX).
+        """
+        scale = self.constant(node, scale_index, f"{what} scale")
+        zero_point = self.constant(node, scale_index + 1, f"{what} zero point")
+        if scale is None or scale.size != 1:
+            raise self.error(node, f"{what} needs a single (per-tensor) scale")
+        if zero_point is None:
+            zero_point = np.zeros((), np.uint8)
+        if zero_point.size != 1 or zero_point.dtype not in (np.uint8, np.int8):
+            raise self.error(node, f"{what} zero point must be one uint8 or int8 value, not "
+                                   f"{zero_point.dtype} of shape {list(zero_point.shape)}")
+        scale32 = np.float32(scale.reshape(()))
+        if not (np.isfinite(scale32) and scale32 > 0):
+            raise self.error(node, f"{what} scale must be positive, not {scale32}")
+        return scale32, int(zero_point.reshape(())), zero_point.dtype == np.int8
+
+    def check_shape(self, node: onnx.NodeProto, name: str, shape: tuple[int, ...]) -> None:
+        """Refuse a model whose shape inference disagrees with the frontend's own shapes."""
+        inferred = self.inferred.get(name)
+        if inferred is not None and inferred != shape:
+            raise self.error(node, f"output {name!r} has shape {list(inferred)} in the model but "
+                                   f"{list(shape)} by the operator's definition")
+
+    def tensor(self, node: onnx.NodeProto, name: str, onnx_shape: tuple[int, ...],
+               signed: bool, scale: np.float32, zero_point: int) -> ir.Tensor:
+        """A new IR tensor for the 8-bit ONNX tensor ``name``."""
+        self.check_shape(node, name, onnx_shape)
+        return ir.Tensor(name, hwc_shape(onnx_shape, f"tensor {name!r}"), signed,
+                         np.float32(scale), zero_point)
+
+    def quantized_input(self, node: onnx.NodeProto, index: int, scale_index: int) -> Quantized:
+        """Input ``index``, an 8-bit activation quantized as inputs ``scale_index``/+1 say."""
+        value = self.value(node, index)
+        if not isinstance(value, Quantized):
+            raise self.error(node, f"input {node.input[index]!r} must be an 8-bit activation")
+        scale, zero_point, signed = self.scalar_qparams(node, scale_index, "input")
+        t = value.tensor
+        if (scale, zero_point, signed) != (t.scale, t.zero_point, t.signed):
+            raise self.error(node, f"input {t.name!r} is quantized differently by its producer")
+        return value
+
+    def requantize(self, node: onnx.NodeProto, acc: Accumulator, name: str, scale: np.float32,
+                   zero_point: int, signed: bool) -> Quantized:
+        """Emit the IR convolution that turns ``acc`` into the 8-bit tensor ``name``."""
+        y = self.tensor(node, name, acc.onnx_shape, signed, scale, zero_point)
+        low = y.qmin if acc.low is None else quantize_scalar(acc.low, y)
+        high = y.qmax if acc.high is None else quantize_scalar(acc.high, y)
+        x_scale = np.float32(acc.x.scale)
+        multiplier = ((x_scale * acc.w_scale).astype(np.float32)
+                      / np.float32(scale)).astype(np.float32)
+        self.ops.append(ir.Conv(
+            x=acc.x, y=y, weight=acc.weight, w_zero_point=acc.w_zero_point, bias=acc.bias,
+            multiplier=multiplier, stride=acc.stride, pads=acc.pads,
+            clamp=None if (low, high) == (y.qmin, y.qmax) else (low, high), name=acc.name))
+        return Quantized(y, acc.onnx_shape)
+
+    def narrow_producer(self, node: onnx.NodeProto, value: Quantized | Dequantized,
+                        low: int | None, high: int | None) -> None:
+        """Fold a ReLU/Clip on an 8-bit tensor (integer bounds ``low``/``high``) into the clamp
+        of the convolution producing it.
+
+        Only sound when nothing else reads the unclamped tensor.
+        """
+        t = value.tensor
+        for i, op in enumerate(self.ops):
+            if isinstance(op, ir.Conv) and op.y == t:
+                break
+        else:
+            raise self.error(node, "can only follow a convolution or matrix product")
+        readers = [node.input[0]] + ([t.name] if isinstance(value, Dequantized) else [])
+        if any(self.uses[name] != 1 for name in readers) or any(
+                isinstance(o, ir.Conv | ir.MaxPool | ir.Flatten) and o.x == t for o in self.ops):
+            raise self.error(node, "the tensor before it is also used elsewhere; cannot fuse")
+        lo, hi = op.qrange
+        lo = lo if low is None else max(lo, low)
+        hi = hi if high is None else min(hi, high)
+        self.ops[i] = dataclasses.replace(
+            op, clamp=None if (lo, hi) == (t.qmin, t.qmax) else (lo, hi))

@@ -1,0 +1,214 @@
+"""Load a quantized ONNX model, validate it and convert it to the integer IR."""
+
+from __future__ import annotations
+
+import collections
+import os
+import pathlib
+
+import onnx
+import onnx.numpy_helper
+import onnx.shape_inference
+
+from codesign import ir
+from codesign.errors import InputError
+from codesign.frontend.context import Context
+from codesign.frontend.ops import OPS, op_key
+from codesign.frontend.values import Constant, Dequantized, FloatInput, Quantized
+
+__all__ = ["load_model"]
+
+#: Ops whose presence means the model is quantized at all (a float model has none of them).
+_QUANTIZATION_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
+                     "com.microsoft.QGemm", "ConvInteger", "MatMulInteger",
+                     "DynamicQuantizeLinear", "com.microsoft.QLinearAdd"}
+
+#: Dynamic quantization's ops, refused with an explanation.
+_INT32_OUTPUT_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+
+#: Where the quantization parameters of an 8-bit graph input are, by consuming op:
+#: (scale input index), the zero point following it.
+_INPUT_QPARAMS = {"DequantizeLinear": 1, "QLinearConv": 1, "QLinearMatMul": 1,
+                  "com.microsoft.QGemm": 1}
+
+
+def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
+    """Load a quantized ONNX model (a path or the file's bytes) as an integer :class:`ir.Graph`.
+
+    Parameters
+    ----------
+    model
+        Path of an ``.onnx`` file, or its contents.
+
+    Returns
+    -------
+    ir.Graph
+        Ops in execution order; the batch dimension fixed to 1.
+
+    Raises
+    ------
+    InputError
+        If the file is not a valid ONNX model, the model is not quantized, uses unsupported
+        ops or shapes, or is quantized in a way the NPU cannot compute exactly.
+    """
+    proto, name = _read(model)
+    _check_quantized(proto, name)
+    _fix_batch(proto, name)
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    except onnx.shape_inference.InferenceError as e:
+        raise InputError(f"{name}: ONNX shape inference failed: {_one_line(e)}") from None
+    return _convert(proto, name)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _read(model: str | os.PathLike[str] | bytes) -> tuple[onnx.ModelProto, str]:
+    if isinstance(model, bytes):
+        name = "the model"
+        load = onnx.load_model_from_string
+    else:
+        name = str(model)
+        if not pathlib.Path(model).is_file():
+            raise InputError(f"{name}: no such file")
+        load = onnx.load  # type: ignore[assignment]
+    try:
+        proto = load(model)  # type: ignore[arg-type]
+    # protobuf and onnx raise assorted types for corrupt or truncated files; all mean the same.
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"{name} is not a valid ONNX file: {_one_line(e)}") from None
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        raise InputError(f"{name} is not a valid ONNX file: {_one_line(e)}") from None
+    if not proto.graph.node:
+        raise InputError(f"{name} is not a valid ONNX file: the graph has no nodes")
+    return proto, name
+
+
+def _check_quantized(proto: onnx.ModelProto, name: str) -> None:
+    """Refuse float models and unsupported ops, naming every unsupported op at once."""
+    keys = [op_key(node) for node in proto.graph.node]
+    integer_inputs = [i for i in proto.graph.input if i.type.tensor_type.elem_type in
+                      (onnx.TensorProto.UINT8, onnx.TensorProto.INT8)]
+    if not integer_inputs and not _QUANTIZATION_OPS.intersection(keys):
+        raise InputError(f"{name} is a float model; quantize it first (onnxruntime.quantization."
+                         "quantize_static, QDQ or QOperator format, int8 weights)")
+    unsupported = collections.Counter(k for k in keys if k not in OPS)
+    if unsupported:
+        listed = ", ".join(f"{k} (×{n})" if n > 1 else k for k, n in sorted(unsupported.items()))
+        message = f"{name} uses ops that codesign does not support: {listed}"
+        if _INT32_OUTPUT_OPS.intersection(unsupported):
+            message += ("; ConvInteger/MatMulInteger produce int32 outputs (dynamic quantization) "
+                        "and only ops with requantized 8-bit outputs are supported for now: "
+                        "quantize with onnxruntime's quantize_static")
+        raise InputError(message)
+
+
+def _fix_batch(proto: onnx.ModelProto, name: str) -> None:
+    """Fix a symbolic batch dimension to 1; refuse any other symbolic or non-1 batch."""
+    initializers = {i.name for i in proto.graph.initializer}
+    for value in proto.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        for axis, dim in enumerate(dims):
+            if dim.HasField("dim_value"):
+                if axis == 0 and dim.dim_value != 1:
+                    raise InputError(f"{name}: input {value.name!r} has batch {dim.dim_value}; "
+                                     "export it with batch 1 or a symbolic batch")
+            elif axis == 0:
+                dim.dim_value = 1
+            else:
+                raise InputError(
+                    f"{name}: input {value.name!r} has symbolic dimension "
+                    f"{dim.dim_param or '?'!r} (axis {axis}); only the batch (axis 0) may be "
+                    "symbolic: export with fixed sizes")
+    # Shapes recorded by the exporter still carry the symbolic batch; let inference redo them.
+    del proto.graph.value_info[:]
+    for value in proto.graph.output:
+        value.type.tensor_type.ClearField("shape")
+
+
+def _shape(value: onnx.ValueInfoProto) -> tuple[int, ...] | None:
+    t = value.type.tensor_type
+    if not t.HasField("shape") or not all(d.HasField("dim_value") for d in t.shape.dim):
+        return None
+    return tuple(d.dim_value for d in t.shape.dim)
+
+
+def _input_qparams(ctx: Context, graph: onnx.GraphProto, name: str) -> Quantized:
+    """An 8-bit graph input, quantized as its first consumer says."""
+    for node in graph.node:
+        if node.input and node.input[0] == name and op_key(node) in _INPUT_QPARAMS:
+            scale, zero_point, signed = ctx.scalar_qparams(node, _INPUT_QPARAMS[op_key(node)],
+                                                           "input")
+            break
+    else:
+        raise InputError(f"{ctx.model_name}: 8-bit input {name!r} is not consumed by "
+                         "DequantizeLinear or a QLinear op, so its scale is unknown")
+    value = next(v for v in graph.input if v.name == name)
+    shape = _shape(value)
+    assert shape is not None  # _fix_batch made every input dimension concrete
+    if signed != (value.type.tensor_type.elem_type == onnx.TensorProto.INT8):
+        raise InputError(f"{ctx.model_name}: input {name!r} and its zero point differ in type")
+    t = ctx.tensor(node, name, shape, signed, scale, zero_point)
+    ctx.inputs[name] = ir.IOBinding(name, shape, False, t)
+    return Quantized(t, shape)
+
+
+def _convert(proto: onnx.ModelProto, name: str) -> ir.Graph:
+    graph = proto.graph
+    ctx = Context(model_name=name)
+    for value in [*graph.value_info, *graph.output]:
+        shape = _shape(value)
+        if shape is not None:
+            ctx.inferred[value.name] = shape
+    for node in graph.node:
+        ctx.uses.update(i for i in node.input if i)
+    ctx.uses.update(o.name for o in graph.output)
+    for init in graph.initializer:
+        ctx.values[init.name] = Constant(onnx.numpy_helper.to_array(init))
+    for value in graph.input:
+        if value.name in ctx.values:
+            continue
+        elem_type = value.type.tensor_type.elem_type
+        if elem_type == onnx.TensorProto.FLOAT:
+            shape = _shape(value)
+            assert shape is not None  # _fix_batch made every input dimension concrete
+            ctx.inputs[value.name] = None
+            ctx.values[value.name] = FloatInput(value.name, shape)
+        elif elem_type in (onnx.TensorProto.UINT8, onnx.TensorProto.INT8):
+            ctx.values[value.name] = _input_qparams(ctx, graph, value.name)
+        else:
+            raise InputError(f"{name}: input {value.name!r} is "
+                             f"{onnx.helper.tensor_dtype_to_np_dtype(elem_type)}; inputs must be "
+                             "float32, uint8 or int8")
+
+    for node in graph.node:
+        OPS[op_key(node)](ctx, node)
+
+    inputs = []
+    for input_name, binding in ctx.inputs.items():
+        if binding is None:
+            raise InputError(f"{name}: float input {input_name!r} is not quantized by a "
+                             "QuantizeLinear")
+        inputs.append(binding)
+    outputs = []
+    for value in graph.output:
+        result = ctx.values.get(value.name)
+        if isinstance(result, Quantized):
+            outputs.append(ir.IOBinding(value.name, result.onnx_shape, False, result.tensor))
+        elif isinstance(result, Dequantized):
+            outputs.append(ir.IOBinding(value.name, result.onnx_shape, True, result.tensor))
+        else:
+            raise InputError(f"{name}: output {value.name!r} is neither an 8-bit tensor nor the "
+                             "DequantizeLinear of one")
+    for op in ctx.ops:
+        if isinstance(op, ir.Conv) and op.clamp is not None and op.clamp[0] > op.clamp[1]:
+            raise InputError(f"{name}: the ReLU/Clip after {op.name!r} leaves no output values")
+    return ir.Graph(graph.name or pathlib.Path(name).stem, tuple(inputs), tuple(outputs),
+                    tuple(ctx.ops))
+

@@ -1,0 +1,76 @@
+"""What the frontend knows about each ONNX tensor while it walks the graph.
+
+The frontend evaluates the ONNX graph symbolically: every tensor name maps to one of the value
+kinds below. A QDQ model's float subgraph ``DequantizeLinear → Conv → (Relu) → QuantizeLinear``
+becomes :class:`Dequantized` → :class:`Accumulator` → (narrower clamp) → :class:`Quantized`, at
+which point the IR convolution is emitted; a QOperator model's ``QLinearConv`` takes the same
+path in one node. Float tensors that are not one of these kinds never reach the IR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from codesign import ir
+
+
+@dataclasses.dataclass(frozen=True)
+class Constant:
+    """An initializer or a ``Constant`` node's value."""
+    value: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class DequantizedConstant:
+    """``DequantizeLinear`` of a constant: a quantized weight or bias (``axis`` normalised)."""
+    q: np.ndarray
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FloatInput:
+    """A float graph input; only a QuantizeLinear may consume it."""
+    name: str
+    onnx_shape: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantized:
+    """An 8-bit activation tensor of the ONNX graph, mapped to an IR tensor."""
+    tensor: ir.Tensor
+    onnx_shape: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dequantized:
+    """The float ``DequantizeLinear`` of an 8-bit activation (a QDQ model's float view)."""
+    tensor: ir.Tensor
+    onnx_shape: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Accumulator:
+    """The float output of a convolution / matrix product on quantized operands, not yet
+    requantized: everything of an :class:`ir.Conv` except the output tensor.
+
+    ``weight`` is already in IR layout ``[KH, KW, Cin, Cout]``; ``w_scale`` is float32 ``[Cout]``.
+    ``low``/``high`` are real-valued bounds of fused ReLU/Clip (``None``: unbounded).
+    """
+    x: ir.Tensor
+    weight: np.ndarray
+    w_zero_point: int
+    w_scale: np.ndarray
+    bias: np.ndarray
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    onnx_shape: tuple[int, ...]
+    name: str
+    low: float | None = None
+    high: float | None = None
+
+
+Value = Constant | DequantizedConstant | FloatInput | Quantized | Dequantized | Accumulator

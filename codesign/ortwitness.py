@@ -1,0 +1,73 @@
+"""onnxruntime as the witness: run a quantized model with ORT's exact integer kernels.
+
+On x86 without VNNI, ORT's default U8S8 kernels saturate int16 pair sums and can be wrong by tens
+of LSB. ``session.x64quantprecision=1`` selects exact kernels. ORT applies the U8S8 path to every
+model with uint8 activations *and* to QDQ models with int8 activations (its QDQ transformer turns
+S8S8 into U8S8 on x86), so the option is set for all of those. Only S8S8 QOperator models run
+their own S8S8 kernels, which are exact, and the option breaks them: with it, ORT has no kernel
+for ``com.microsoft.QGemm`` on int8 activations and session creation fails. So
+:func:`create_session` asks for exact kernels first and, only when ORT reports a missing kernel,
+falls back to the default (exact) S8S8 kernels.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import onnx.helper
+import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import NotImplemented as OrtNotImplemented
+
+__all__ = ["create_session", "run_onnxruntime", "quantize_linear"]
+
+_PRECISION_KEY = "session.x64quantprecision"
+
+
+def _options(exact_u8s8: bool) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: ORT's optimizer warnings are not ours
+    options.intra_op_num_threads = 1  # results must not depend on the machine's thread count
+    if exact_u8s8:
+        options.add_session_config_entry(_PRECISION_KEY, "1")
+    return options
+
+
+def create_session(model: str | os.PathLike[str] | bytes) -> ort.InferenceSession:
+    """A CPU session whose integer Conv/Gemm/MatMul kernels are exact (see the module notes)."""
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    try:
+        return ort.InferenceSession(source, _options(True), providers=["CPUExecutionProvider"])
+    except OrtNotImplemented:
+        # S8S8 QOperator model: the option removes the int8 kernels it needs; the default
+        # S8S8 kernels are exact.
+        return ort.InferenceSession(source, _options(False), providers=["CPUExecutionProvider"])
+
+
+def run_onnxruntime(model_path: str | os.PathLike[str] | bytes,
+                    feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run ``model_path`` on ``feeds`` (ONNX input name → array); outputs in graph order."""
+    return create_session(model_path).run(None, feeds)
+
+
+def quantize_linear(x: np.ndarray, scale: np.float32, zero_point: int,
+                    signed: bool) -> np.ndarray:
+    """``x`` quantized by onnxruntime's own QuantizeLinear kernel (per tensor).
+
+    The reference for :meth:`codesign.ir.IOBinding.quantize`, which must agree bit for bit.
+    """
+    dtype = onnx.TensorProto.INT8 if signed else onnx.TensorProto.UINT8
+    x = np.asarray(x, dtype=np.float32)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("QuantizeLinear", ["x", "scale", "zero_point"], ["y"])],
+        "quantize_linear",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(x.shape))],
+        [onnx.helper.make_tensor_value_info("y", dtype, list(x.shape))],
+        [onnx.helper.make_tensor("scale", onnx.TensorProto.FLOAT, [], [float(scale)]),
+         onnx.helper.make_tensor("zero_point", dtype, [], [int(zero_point)])])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), _options(False),
+                                   providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]

@@ -1,0 +1,113 @@
+"""The golden model: executes the IR with exactly the hardware's arithmetic (DESIGN.md §3.1).
+
+Everything is integer except the requantization, which is the float32 formula the hardware's
+integer unit reproduces bit for bit::
+
+    acc = Σ (x − x_zp)(w − w_zp) + bias                     exact (checked to fit int32)
+    q   = clamp(round_half_even(f32(acc) · M_c) + y_zp, lo, hi)
+
+The sum is computed by a float64 convolution, exact because every partial sum is an integer far
+below 2**53 (checked per op from the kernel size).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from codesign import ir
+
+__all__ = ["run", "conv_accumulator"]
+
+_INT32 = (-(2 ** 31), 2 ** 31 - 1)
+
+
+def _to_nchw(x: np.ndarray) -> torch.Tensor:
+    """An integer HWC array → float64 ``[1, C, H, W]`` (exact for 8-bit and int32 values)."""
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).to(torch.float64)[None]
+
+
+def conv_accumulator(op: ir.Conv, x: np.ndarray) -> torch.Tensor:
+    """The exact int64 accumulator ``[H, W, Cout]`` of ``op`` on the integer HWC input ``x``.
+
+    Raises
+    ------
+    OverflowError
+        If an accumulator leaves the int32 range (the hardware's accumulator width).
+    """
+    kh, kw, cin, _ = op.weight.shape
+    # |partial sum| ≤ K · 255 · 255 + |bias| must stay below 2**53 for float64 to be exact.
+    assert kh * kw * cin * 255 * 255 + 2 ** 31 < 2 ** 53, "kernel too large for exact float64"
+    centered = _to_nchw(x) - op.x.zero_point
+    top, left, bottom, right = op.pads
+    # Padding is the real value 0, i.e. x_zp before centering and 0 after.
+    centered = F.pad(centered, (left, right, top, bottom))
+    weight = torch.from_numpy(op.weight.astype(np.float64) - op.w_zero_point)
+    acc = F.conv2d(centered, weight.permute(3, 2, 0, 1), stride=op.stride)
+    acc = acc[0].permute(1, 2, 0).to(torch.int64) + torch.from_numpy(op.bias.astype(np.int64))
+    if acc.numel() and (int(acc.min()) < _INT32[0] or int(acc.max()) > _INT32[1]):
+        raise OverflowError(f"conv {op.name!r}: accumulator leaves the int32 range")
+    return acc
+
+
+def _conv(op: ir.Conv, x: np.ndarray) -> np.ndarray:
+    acc = conv_accumulator(op, x).to(torch.int32)
+    multiplier = torch.from_numpy(np.asarray(op.multiplier, dtype=np.float32))
+    lo, hi = op.qrange
+    q = torch.round(acc.to(torch.float32) * multiplier).add(op.y.zero_point).clamp(lo, hi)
+    return q.numpy().astype(op.y.numpy_dtype)
+
+
+def _maxpool(op: ir.MaxPool, x: np.ndarray) -> np.ndarray:
+    top, left, bottom, right = op.pads
+    # float32 holds every 8-bit value exactly; −inf padding never wins the max.
+    padded = F.pad(_to_nchw(x).to(torch.float32), (left, right, top, bottom),
+                   value=float("-inf"))
+    y = F.max_pool2d(padded, op.kernel, op.stride)
+    return y[0].permute(1, 2, 0).numpy().astype(op.y.numpy_dtype)
+
+
+def _flatten(op: ir.Flatten, x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(2, 0, 1)).reshape(op.y.shape)
+
+
+def run(graph: ir.Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Run one inference of ``graph``.
+
+    Parameters
+    ----------
+    graph
+        The IR graph.
+    inputs
+        One integer HWC array per graph input, in ``graph.inputs`` order (see
+        :meth:`ir.IOBinding.quantize`).
+
+    Returns
+    -------
+    dict[str, numpy.ndarray]
+        Every tensor (inputs, intermediates, outputs) by IR tensor name, integer HWC in the
+        tensor's numpy dtype.
+    """
+    if len(inputs) != len(graph.inputs):
+        raise ValueError(f"{graph.name} takes {len(graph.inputs)} inputs, not {len(inputs)}")
+    values: dict[str, np.ndarray] = {}
+    for binding, x in zip(graph.inputs, inputs):
+        t = binding.tensor
+        x = np.asarray(x)
+        if x.shape != t.shape or x.dtype != t.numpy_dtype:
+            raise ValueError(f"input {t.name!r} must be {np.dtype(t.numpy_dtype)} {t.shape}, not "
+                             f"{x.dtype} {x.shape}")
+        values[t.name] = x
+    with torch.no_grad():
+        for op in graph.ops:
+            x = values[op.x.name]
+            if isinstance(op, ir.Conv):
+                y = _conv(op, x)
+            elif isinstance(op, ir.MaxPool):
+                y = _maxpool(op, x)
+            else:
+                y = _flatten(op, x)
+            assert y.shape == op.y.shape, (op.name, y.shape, op.y.shape)
+            values[op.y.name] = y
+    return values

@@ -1,0 +1,146 @@
+"""Weight-stationary systolic array of int9 × int9 → int32 multiply-accumulate cells.
+
+Geometry
+--------
+PE ``(r, c)`` holds the weight ``w[r][c]``. Activations enter each row at the left edge and move
+one column to the right per cycle through the PEs' ``x`` registers; partial sums move one row down
+per cycle through the PEs' ``psum`` registers and leave the array at the bottom of each column::
+
+    x[0] ─▶ PE(0,0) ─▶ PE(0,1) ─▶ …        (x registers, left to right)
+               │          │
+    x[1] ─▶ PE(1,0) ─▶ PE(1,1) ─▶ …        psum registers, top to bottom
+               ▼          ▼
+            psum[0]    psum[1]
+
+Row ``r`` must see its ``x[r]`` exactly when the partial sum of the same input vector arrives from
+row ``r - 1``, so the left edge delays ``x[r]`` by ``r`` cycles (skew); column ``c`` then finishes
+``c`` cycles after column 0, so the bottom edge delays column ``c`` by ``cols - 1 - c`` cycles
+(de-skew). Seen from outside, the array is a plain pipeline of :attr:`SystolicArray.latency`
+cycles that accepts one input vector per cycle.
+
+Weights are loaded through the same columns, one row per cycle, entering at the *bottom* row and
+shifting up, so that after ``rows`` loads the first row presented sits in row 0 (multiplied by
+``x[0]``) and the last one in row ``rows - 1``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SystolicArray", "X_SHAPE", "W_SHAPE", "PSUM_SHAPE"]
+
+#: Shape of one activation operand (int8/uint8 minus a zero point).
+X_SHAPE = signed(9)
+#: Shape of one weight operand (int8 minus a zero point).
+W_SHAPE = signed(9)
+#: Shape of one output partial sum.
+PSUM_SHAPE = signed(32)
+
+
+def _delay(m: Module, value, cycles: int, *, name: str, reset_less: bool = True):
+    """``value`` delayed by ``cycles`` registers (``cycles == 0`` returns ``value`` itself)."""
+    for i in range(cycles):
+        reg = Signal.like(value, name=f"{name}_d{i}", reset_less=reset_less)
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+class SystolicArray(wiring.Component):
+    """A ``rows`` × ``cols`` weight-stationary systolic array.
+
+    Parameters
+    ----------
+    rows
+        Reduction (K) dimension: number of activations per input vector. 1..64.
+    cols
+        Output channel (N) dimension: number of partial sums per output vector. 1..64.
+
+    Attributes
+    ----------
+    x : In(ArrayLayout(signed(9), rows))
+        Input vector; sampled when ``x_valid`` is high.
+    x_valid : In(1)
+    w : In(ArrayLayout(signed(9), cols))
+        One row of weights; shifted in when ``w_load`` is high. After ``rows`` loads, the ``r``-th
+        row presented (0-based) multiplies ``x[r]``. ``w_load`` must only be asserted while no
+        input vector is in flight.
+    w_load : In(1)
+    psum : Out(ArrayLayout(signed(32), cols))
+        ``psum[c] = Σ_r x[r] · w[r][c]`` for the ``x`` presented :attr:`latency` cycles earlier.
+    psum_valid : Out(1)
+        ``x_valid`` delayed by :attr:`latency` cycles.
+    latency : int
+        Cycles from an input vector to its output vector: ``rows + cols - 1``.
+    """
+
+    def __init__(self, *, rows: int, cols: int):
+        for name, value in (("rows", rows), ("cols", cols)):
+            if not isinstance(value, int) or not 1 <= value <= 64:
+                raise ValueError(f"{name} must be an int in 1..64, not {value!r}")
+        self.rows = rows
+        self.cols = cols
+        # Skew: row r's x enters PE(r, 0) r cycles late; PE(r, c) sees it c cycles later still and
+        # registers its psum one cycle after that; the bottom row's psum of column c is therefore
+        # ready rows + c cycles after the input, and the de-skew pads every column to rows+cols-1.
+        self.latency = rows + cols - 1
+        super().__init__({
+            "x": In(data.ArrayLayout(X_SHAPE, rows)),
+            "x_valid": In(1),
+            "w": In(data.ArrayLayout(W_SHAPE, cols)),
+            "w_load": In(1),
+            "psum": Out(data.ArrayLayout(PSUM_SHAPE, cols)),
+            "psum_valid": Out(1),
+        })
+
+    @staticmethod
+    def psum_shape(terms: int):
+        """Smallest signed shape holding a sum of ``terms`` products of two ``signed(9)``."""
+        # |x·w| <= 256·256 = 2**16 (only for -256·-256), so |sum| <= terms · 2**16.
+        return signed((terms << 16).bit_length() + 1)
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self.rows, self.cols
+
+        # Stationary weights, shifted in from the bottom row upwards.
+        weight = [[Signal(W_SHAPE, name=f"pe_{r}_{c}_w") for c in range(cols)]
+                  for r in range(rows)]
+        with m.If(self.w_load):
+            for c in range(cols):
+                for r in range(rows):
+                    below = self.w[c] if r == rows - 1 else weight[r + 1][c]
+                    m.d.sync += weight[r][c].eq(below)
+
+        # Left edge: skew row r by r cycles.
+        x_edge = [_delay(m, self.x[r], r, name=f"skew_{r}") for r in range(rows)]
+
+        # The PE grid. x_in of PE(r, c) is the x register of PE(r, c-1); psum_in is the psum
+        # register of PE(r-1, c). Operands are reset-less: only the valid bits need a reset.
+        psum_bottom = []
+        for c in range(cols):
+            psum_above = None
+            for r in range(rows):
+                x_in = x_edge[r]
+                if c < cols - 1:    # the last column has no right-hand neighbour to feed
+                    x_reg = Signal(X_SHAPE, name=f"pe_{r}_{c}_x", reset_less=True)
+                    m.d.sync += x_reg.eq(x_in)
+                    x_edge[r] = x_reg
+
+                prod = Signal(signed(18), name=f"pe_{r}_{c}_prod")
+                m.d.comb += prod.eq(x_in * weight[r][c])
+                psum = Signal(self.psum_shape(r + 1), name=f"pe_{r}_{c}_psum", reset_less=True)
+                m.d.sync += psum.eq(prod if psum_above is None else psum_above + prod)
+                psum_above = psum
+            psum_bottom.append(psum_above)
+
+        # Bottom edge: de-skew column c by cols-1-c cycles.
+        for c in range(cols):
+            m.d.comb += self.psum[c].eq(_delay(m, psum_bottom[c], cols - 1 - c,
+                                               name=f"deskew_{c}"))
+
+        m.d.comb += self.psum_valid.eq(
+            _delay(m, self.x_valid, self.latency, name="valid", reset_less=False))
+        return m

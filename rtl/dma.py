@@ -1,0 +1,235 @@
+"""DMA engine: LOAD (external memory -> ACT/WGT/PRM) and STORE (ACT -> external memory).
+
+Both directions are 2-D strided block copies of *slices* (``bus_bytes`` bytes each), see
+:mod:`codesign.isa`::
+
+    for i < rows, j < length:
+        LOAD:  SP[mem].slice[sp_addr + i*sp_stride + j] = EXT[ext_addr + i*ext_stride + j]
+        STORE: EXT[ext_addr + i*ext_stride + j]         = ACT.slice[sp_addr + i*sp_stride + j]
+
+The engine is a two-stage pipeline. Stage 1 issues the read of the source (EXT for LOAD, ACT for
+STORE) and advances the ``(i, j)`` counters; stage 2, one cycle later when the synchronous read
+data arrives, issues the write of the destination. Steady state therefore moves one bus word per
+cycle: an instruction moving ``N = rows*length`` slices is busy for ``N + 1`` cycles.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from codesign.isa import HwConfig, LoadStore, Mem, Opcode
+
+__all__ = ["DmaEngine"]
+
+
+def _log2(value: int) -> int:
+    assert value > 0 and value & (value - 1) == 0, value
+    return value.bit_length() - 1
+
+
+class DmaEngine(wiring.Component):
+    """LOAD / STORE engine (``insn.opcode`` selects the direction).
+
+    Parameters
+    ----------
+    config : HwConfig
+        The NPU instance; fixes the bus width and the scratchpad geometries.
+
+    Attributes
+    ----------
+    start : In(1)
+        One-cycle pulse; ``insn`` is valid in that cycle only.
+    insn : In(isa.LoadStore)
+        The instruction.
+    busy : Out(1)
+        High from the cycle after ``start`` up to and including the ``done`` cycle.
+    done : Out(1)
+        One-cycle pulse; the last write is issued in this cycle.
+    mem_addr, mem_re, mem_rdata, mem_we, mem_wdata
+        External memory port (read latency 1).
+    act_raddr, act_ren, act_rdata
+        ACT read port (STORE).
+    act_waddr, act_wen, act_wdata
+        ACT write port with byte enables (LOAD).
+    wgt_waddr, wgt_wen, wgt_wdata
+        WGT write port with slice enables (LOAD).
+    prm_waddr, prm_wen, prm_wdata
+        PRM write port with slice enables (LOAD).
+
+    All memory-port outputs are 0 while ``busy`` is low.
+    """
+
+    def __init__(self, config: HwConfig):
+        if not isinstance(config, HwConfig):
+            raise TypeError(f"config must be a HwConfig, not {config!r}")
+        self._config = c = config
+        bus = 8 * c.bus_bytes
+        super().__init__({
+            "start": In(1),
+            "insn": In(LoadStore),
+            "busy": Out(1),
+            "done": Out(1),
+            "mem_addr": Out(c.ext_addr_bits),
+            "mem_re": Out(1),
+            "mem_rdata": In(bus),
+            "mem_we": Out(1),
+            "mem_wdata": Out(bus),
+            "act_raddr": Out(c.addr_bits(c.act_depth)),
+            "act_ren": Out(1),
+            "act_rdata": In(8 * c.act_bytes),
+            "act_waddr": Out(c.addr_bits(c.act_depth)),
+            "act_wen": Out(c.act_bytes),
+            "act_wdata": Out(8 * c.act_bytes),
+            "wgt_waddr": Out(c.addr_bits(c.wgt_depth)),
+            "wgt_wen": Out(c.slices(Mem.WGT)),
+            "wgt_wdata": Out(8 * c.cols),
+            "prm_waddr": Out(c.addr_bits(c.prm_depth)),
+            "prm_wen": Out(c.slices(Mem.PRM)),
+            "prm_wdata": Out(64 * c.cols),
+        })
+
+    @property
+    def config(self) -> HwConfig:
+        return self._config
+
+    def _split(self, mem: Mem, slice_addr):
+        """(word address, slice index or None) of a slice address in scratchpad ``mem``."""
+        c = self._config
+        sbits = _log2(c.slices(mem))
+        word = slice_addr[sbits:sbits + c.addr_bits(c.depth(mem))]
+        return word, (slice_addr[:sbits] if sbits else None)
+
+    def elaborate(self, platform) -> Module:
+        c = self._config
+        m = Module()
+        bus = 8 * c.bus_bytes
+
+        # Slice addresses are kept just wide enough for the largest scratchpad (wrap-around
+        # arithmetic below that width is exact for every in-range address).
+        sp_width = max(c.addr_bits(c.depth(mem)) + _log2(c.slices(mem))
+                       for mem in (Mem.ACT, Mem.WGT, Mem.PRM))
+        ext_width = c.ext_addr_bits
+
+        # Latched instruction fields.
+        is_store = Signal(name="is_store")
+        mem_sel = Signal(Mem, name="mem_sel")
+        sp_stride = Signal(sp_width)
+        ext_stride = Signal(ext_width)
+        rows = Signal(LoadStore.members["rows"])
+        length = Signal(LoadStore.members["length"])
+
+        # Stage 1: loop counters and row bases.
+        running = Signal()
+        i = Signal.like(rows, name="i")
+        j = Signal.like(length, name="j")
+        sp_row = Signal(sp_width)
+        ext_row = Signal(ext_width)
+        sp_cur = Signal(sp_width)
+        ext_cur = Signal(ext_width)
+        m.d.comb += [
+            sp_cur.eq(sp_row + j),
+            ext_cur.eq(ext_row + j),
+        ]
+
+        # Stage 2: the transfer whose read was issued in the previous cycle.
+        s2_valid = Signal()
+        s2_last = Signal()
+        s2_sp = Signal(sp_width)
+        s2_ext = Signal(ext_width)
+        empty = Signal()   # an instruction that moves nothing: done the cycle after start
+
+        m.d.comb += self.done.eq((s2_valid & s2_last) | empty)
+        m.d.sync += empty.eq(0)
+        with m.If(self.done):
+            m.d.sync += self.busy.eq(0)
+
+        with m.If(self.start):
+            insn = self.insn
+            m.d.sync += [
+                self.busy.eq(1),
+                is_store.eq(insn.opcode == Opcode.STORE),
+                mem_sel.eq(insn.mem),
+                sp_stride.eq(insn.sp_stride),
+                ext_stride.eq(insn.ext_stride),
+                rows.eq(insn.rows),
+                length.eq(insn.length),
+                i.eq(0),
+                j.eq(0),
+                sp_row.eq(insn.sp_addr),
+                ext_row.eq(insn.ext_addr),
+            ]
+            with m.If((insn.rows == 0) | (insn.length == 0)):
+                m.d.sync += empty.eq(1)
+            with m.Else():
+                m.d.sync += running.eq(1)
+
+        # -- stage 1: issue the source read and advance (i, j) ---------------------------------
+        last_j = Signal()
+        last_i = Signal()
+        m.d.comb += [
+            last_j.eq(j == length - 1),
+            last_i.eq(i == rows - 1),
+        ]
+        m.d.sync += s2_valid.eq(running)
+        with m.If(running):
+            m.d.sync += [
+                s2_sp.eq(sp_cur),
+                s2_ext.eq(ext_cur),
+                s2_last.eq(last_i & last_j),
+            ]
+            with m.If(is_store):
+                word, _ = self._split(Mem.ACT, sp_cur)
+                m.d.comb += [
+                    self.act_ren.eq(1),
+                    self.act_raddr.eq(word),
+                ]
+            with m.Else():
+                m.d.comb += [
+                    self.mem_re.eq(1),
+                    self.mem_addr.eq(ext_cur),
+                ]
+            with m.If(last_j):
+                m.d.sync += [
+                    j.eq(0),
+                    i.eq(i + 1),
+                    sp_row.eq(sp_row + sp_stride),
+                    ext_row.eq(ext_row + ext_stride),
+                ]
+                with m.If(last_i):
+                    m.d.sync += running.eq(0)
+            with m.Else():
+                m.d.sync += j.eq(j + 1)
+
+        # -- stage 2: issue the destination write ----------------------------------------------
+        with m.If(s2_valid):
+            with m.If(is_store):
+                _, sl = self._split(Mem.ACT, s2_sp)
+                data = self.act_rdata if sl is None else self.act_rdata.word_select(sl, bus)
+                m.d.comb += [
+                    self.mem_we.eq(1),
+                    self.mem_addr.eq(s2_ext),
+                    self.mem_wdata.eq(data),
+                ]
+            with m.Else():
+                targets = {
+                    Mem.ACT: (self.act_waddr, self.act_wen, self.act_wdata, c.bus_bytes),
+                    Mem.WGT: (self.wgt_waddr, self.wgt_wen, self.wgt_wdata, 1),
+                    Mem.PRM: (self.prm_waddr, self.prm_wen, self.prm_wdata, 1),
+                }
+                with m.Switch(mem_sel):
+                    for mem, (waddr, wen, wdata, per_slice) in targets.items():
+                        with m.Case(mem):
+                            word, sl = self._split(mem, s2_sp)
+                            n_slices = c.slices(mem)
+                            # Every slice of the word carries the bus word; the enables pick one.
+                            enables = [Const(1, 1) if sl is None else sl == s
+                                       for s in range(n_slices)]
+                            m.d.comb += [
+                                waddr.eq(word),
+                                wen.eq(Cat(*(en for en in enables for _ in range(per_slice)))),
+                                wdata.eq(Cat(*([self.mem_rdata] * n_slices))),
+                            ]
+
+        return m

@@ -1,0 +1,271 @@
+"""MAXPOOL engine: lane-wise maximum over a strided 2-D window of ACT words.
+
+Semantics (:mod:`codesign.isa`): for ``oh < out_h, ow < out_w, w < words`` the lane-wise maximum
+(signed or unsigned per ``x_signed``) over the in-bounds window positions ``kh < k_h, kw < k_w``
+of ``ACT[act_base + oh*step_h + ow*step_w + kh*row_words + kw*pix_words + w]`` is written to
+``ACT[out_base + (oh*out_w + ow)*words + w]``.
+
+The engine walks ``(oh, ow, w, kh, kw)`` (``kw`` innermost) with incremental counters and address
+registers -- no multipliers. It is a two-stage pipeline: stage 1 issues one ACT read per cycle
+(only for in-bounds positions; out-of-bounds positions still take their cycle), stage 2 folds the
+returned word into a running maximum and, at the last window position, writes the result. An
+instruction is busy for ``out_h*out_w*words*k_h*k_w + 1`` cycles.
+
+The output region must not overlap the words the same instruction still has to read (results
+are written while later windows are being read); the compiler never pools in place.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from codesign.isa import HwConfig, MaxPool
+
+__all__ = ["MaxPoolEngine"]
+
+# Input coordinates: ih0 (13-bit signed) + oh*stride_h (< 2**16) + kh (< 2**4) fits easily.
+_COORD = signed(20)
+
+
+class MaxPoolEngine(wiring.Component):
+    """MAXPOOL engine.
+
+    Parameters
+    ----------
+    config : HwConfig
+        The NPU instance (ACT word width and depth).
+
+    Attributes
+    ----------
+    start : In(1)
+        One-cycle pulse; ``insn`` is valid in that cycle only.
+    insn : In(isa.MaxPool)
+        The instruction.
+    busy : Out(1)
+        High from the cycle after ``start`` up to and including the ``done`` cycle.
+    done : Out(1)
+        One-cycle pulse; the last result word is written in this cycle.
+    act_raddr, act_ren, act_rdata
+        ACT read port.
+    act_waddr, act_wen, act_wdata
+        ACT write port (byte enables; MAXPOOL always writes whole words).
+
+    All memory-port outputs are 0 while ``busy`` is low.
+    """
+
+    def __init__(self, config: HwConfig):
+        if not isinstance(config, HwConfig):
+            raise TypeError(f"config must be a HwConfig, not {config!r}")
+        self._config = c = config
+        super().__init__({
+            "start": In(1),
+            "insn": In(MaxPool),
+            "busy": Out(1),
+            "done": Out(1),
+            "act_raddr": Out(c.addr_bits(c.act_depth)),
+            "act_ren": Out(1),
+            "act_rdata": In(8 * c.act_bytes),
+            "act_waddr": Out(c.addr_bits(c.act_depth)),
+            "act_wen": Out(c.act_bytes),
+            "act_wdata": Out(8 * c.act_bytes),
+        })
+
+    @property
+    def config(self) -> HwConfig:
+        return self._config
+
+    def elaborate(self, platform) -> Module:
+        c = self._config
+        m = Module()
+        aw = c.addr_bits(c.act_depth)
+        f = MaxPool.members
+
+        # Latched fields. Address arithmetic is modulo 2**aw: exact for every in-range address,
+        # including the signed act_base/step_h/step_w.
+        x_signed = Signal()
+        step_w = Signal(aw)
+        step_h = Signal(aw)
+        row_words = Signal(aw)
+        pix_words = Signal(aw)
+        words = Signal(f["words"])
+        out_h = Signal(f["out_h"])
+        out_w = Signal(f["out_w"])
+        k_h = Signal(f["k_h"])
+        k_w = Signal(f["k_w"])
+        stride_h = Signal(f["stride_h"])
+        stride_w = Signal(f["stride_w"])
+        in_h = Signal(f["in_h"])
+        in_w = Signal(f["in_w"])
+        iw0 = Signal(_COORD)
+
+        # Loop counters (kw innermost) and the addresses / coordinates they imply.
+        running = Signal()
+        oh = Signal.like(out_h, name="oh")
+        ow = Signal.like(out_w, name="ow")
+        w = Signal.like(words, name="w")
+        kh = Signal.like(k_h, name="kh")
+        kw = Signal.like(k_w, name="kw")
+        row_base = Signal(aw)    # act_base + oh*step_h
+        pix_base = Signal(aw)    # row_base + ow*step_w
+        word_base = Signal(aw)   # pix_base + w
+        kh_base = Signal(aw)     # word_base + kh*row_words
+        rd_addr = Signal(aw)     # kh_base + kw*pix_words
+        ih_base = Signal(_COORD)  # ih0 + oh*stride_h
+        iw_base = Signal(_COORD)  # iw0 + ow*stride_w
+        ih = Signal(_COORD)      # ih_base + kh
+        iw = Signal(_COORD)      # iw_base + kw
+        out_addr = Signal(aw)    # out_base + (oh*out_w + ow)*words + w
+
+        # Stage 2 (read data arriving) and the running maximum.
+        s2_valid = Signal()
+        s2_in = Signal()         # the position was in bounds (its read was issued)
+        s2_last_pos = Signal()   # last window position of this output word
+        s2_final = Signal()      # last position of the whole instruction
+        s2_out = Signal(aw)
+        best = Signal(8 * c.act_bytes)
+        have = Signal()          # best holds at least one in-bounds value
+        empty = Signal()
+
+        m.d.comb += self.done.eq((s2_valid & s2_final) | empty)
+        m.d.sync += empty.eq(0)
+        with m.If(self.done):
+            m.d.sync += self.busy.eq(0)
+
+        with m.If(self.start):
+            insn = self.insn
+            base = insn.act_base[:aw]
+            m.d.sync += [
+                self.busy.eq(1),
+                x_signed.eq(insn.x_signed),
+                step_w.eq(insn.step_w[:aw]),
+                step_h.eq(insn.step_h[:aw]),
+                row_words.eq(insn.row_words),
+                pix_words.eq(insn.pix_words),
+                words.eq(insn.words),
+                out_h.eq(insn.out_h),
+                out_w.eq(insn.out_w),
+                k_h.eq(insn.k_h),
+                k_w.eq(insn.k_w),
+                stride_h.eq(insn.stride_h),
+                stride_w.eq(insn.stride_w),
+                in_h.eq(insn.in_h),
+                in_w.eq(insn.in_w),
+                iw0.eq(insn.iw0),
+                oh.eq(0), ow.eq(0), w.eq(0), kh.eq(0), kw.eq(0),
+                row_base.eq(base), pix_base.eq(base), word_base.eq(base),
+                kh_base.eq(base), rd_addr.eq(base),
+                ih_base.eq(insn.ih0), ih.eq(insn.ih0),
+                iw_base.eq(insn.iw0), iw.eq(insn.iw0),
+                out_addr.eq(insn.out_base),
+                have.eq(0),
+            ]
+            with m.If((insn.out_h == 0) | (insn.out_w == 0) | (insn.words == 0)
+                      | (insn.k_h == 0) | (insn.k_w == 0)):
+                m.d.sync += empty.eq(1)
+            with m.Else():
+                m.d.sync += running.eq(1)
+
+        # -- stage 1: read one window position, advance the counters ---------------------------
+        in_bounds = Signal()
+        m.d.comb += in_bounds.eq((ih >= 0) & (ih < in_h) & (iw >= 0) & (iw < in_w))
+        last_kw = kw == k_w - 1
+        last_kh = kh == k_h - 1
+        last_w = w == words - 1
+        last_ow = ow == out_w - 1
+        last_oh = oh == out_h - 1
+        m.d.sync += s2_valid.eq(running)
+        with m.If(running):
+            m.d.comb += [
+                self.act_ren.eq(in_bounds),
+                self.act_raddr.eq(Mux(in_bounds, rd_addr, 0)),
+            ]
+            m.d.sync += [
+                s2_in.eq(in_bounds),
+                s2_last_pos.eq(last_kw & last_kh),
+                s2_final.eq(last_kw & last_kh & last_w & last_ow & last_oh),
+                s2_out.eq(out_addr),
+            ]
+            with m.If(~last_kw):
+                m.d.sync += [
+                    kw.eq(kw + 1),
+                    rd_addr.eq(rd_addr + pix_words),
+                    iw.eq(iw + 1),
+                ]
+            with m.Else():
+                m.d.sync += kw.eq(0)
+                with m.If(~last_kh):
+                    nxt = kh_base + row_words
+                    m.d.sync += [
+                        kh.eq(kh + 1),
+                        kh_base.eq(nxt), rd_addr.eq(nxt),
+                        ih.eq(ih + 1), iw.eq(iw_base),
+                    ]
+                with m.Else():
+                    m.d.sync += [
+                        kh.eq(0),
+                        out_addr.eq(out_addr + 1),
+                    ]
+                    with m.If(~last_w):
+                        nxt = word_base + 1
+                        m.d.sync += [
+                            w.eq(w + 1),
+                            word_base.eq(nxt), kh_base.eq(nxt), rd_addr.eq(nxt),
+                            ih.eq(ih_base), iw.eq(iw_base),
+                        ]
+                    with m.Else():
+                        m.d.sync += w.eq(0)
+                        with m.If(~last_ow):
+                            nxt = pix_base + step_w
+                            nxt_iw = iw_base + stride_w
+                            m.d.sync += [
+                                ow.eq(ow + 1),
+                                pix_base.eq(nxt), word_base.eq(nxt), kh_base.eq(nxt),
+                                rd_addr.eq(nxt),
+                                iw_base.eq(nxt_iw), iw.eq(nxt_iw), ih.eq(ih_base),
+                            ]
+                        with m.Else():
+                            nxt = row_base + step_h
+                            nxt_ih = ih_base + stride_h
+                            m.d.sync += [
+                                ow.eq(0),
+                                row_base.eq(nxt), pix_base.eq(nxt), word_base.eq(nxt),
+                                kh_base.eq(nxt), rd_addr.eq(nxt),
+                                ih_base.eq(nxt_ih), ih.eq(nxt_ih),
+                                iw_base.eq(iw0), iw.eq(iw0),
+                            ]
+                            with m.If(~last_oh):
+                                m.d.sync += oh.eq(oh + 1)
+                            with m.Else():
+                                m.d.sync += running.eq(0)
+
+        # -- stage 2: fold the read word into the running maximum, write at the window end -----
+        lanes = []
+        for lane in range(c.act_bytes):
+            a = best[8 * lane:8 * lane + 8]
+            b = self.act_rdata[8 * lane:8 * lane + 8]
+            # Flipping the sign bit maps int8 order onto uint8 order.
+            flip = Cat(Const(0, 7), x_signed)
+            take_b = ~have | ((b ^ flip) > (a ^ flip))
+            lane_max = Signal(8, name=f"max_lane_{lane}")
+            m.d.comb += lane_max.eq(Mux(take_b, b, a))
+            lanes.append(lane_max)
+        folded = Signal(8 * c.act_bytes)
+        m.d.comb += folded.eq(Mux(s2_in, Cat(*lanes), best))
+
+        with m.If(s2_valid):
+            with m.If(s2_last_pos):
+                m.d.comb += [
+                    self.act_waddr.eq(s2_out),
+                    self.act_wen.eq((1 << c.act_bytes) - 1),
+                    self.act_wdata.eq(folded),
+                ]
+                m.d.sync += have.eq(0)
+            with m.Else():
+                m.d.sync += [
+                    best.eq(folded),
+                    have.eq(have | s2_in),
+                ]
+
+        return m

@@ -1,0 +1,289 @@
+"""Per-channel requantization: int32 accumulators → 8-bit activations, and the REQUANT engine.
+
+:class:`Requantizer` is the integer datapath of :func:`codesign.isa.requantize` (DESIGN.md §3.1),
+one lane per output channel, pipelined over :data:`Requantizer.latency` stages:
+
+====  ============================================================================================
+ 1    ``a = wrap_int32(acc + bias)``
+ 2    sign and magnitude ``|a|`` (< 2**31 + 1)
+ 3    normalize: leading-zero count ``lz`` and ``|a| << lz`` by a 16/8/4/2/1 shifter cascade
+ 4    round the normalized magnitude to 24 significant bits (RNE) → ``a24 · 2**ea``
+ 5    exact 24×24 product ``p = a24 · mult``
+ 6    round ``p`` to 24 bits (RNE) → ``p24``, and the net exponent ``right``
+ 7    ``r = RNE(p24 · 2**-right)``, saturated to :data:`_SAT`
+ 8    ``clamp(±r + y_zp, qmin, qmax)``, low 8 bits
+====  ============================================================================================
+
+Stage 7 saturates the magnitude at ``2**10`` rather than at ``2**31`` as :func:`isa.requantize`
+does: ``y_zp``, ``qmin`` and ``qmax`` are 9-bit, so any ``|r| >= 512`` already lands on the same
+clamp bound, and the narrow value keeps the last two stages small.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from codesign import isa
+
+__all__ = ["Requantizer", "RequantEngine"]
+
+_M = isa.MULT_BITS
+#: Saturation bound of the rounded magnitude (any value >= 512 clamps like 2**31 would).
+_SAT = 1 << 10
+
+
+class Requantizer(wiring.Component):
+    """``lanes`` parallel requantizers, fully pipelined (one vector per cycle).
+
+    Parameters
+    ----------
+    lanes
+        Number of channels processed per cycle. 1..64.
+
+    Attributes
+    ----------
+    acc : In(ArrayLayout(signed(32), lanes))
+    prm : In(ArrayLayout(isa.PRM_LANE, lanes))
+        Per-lane ``bias``, ``mult``, ``shift``.
+    y_zp, qmin, qmax : In(signed(9))
+    valid : In(1)
+        All inputs are sampled in the cycle ``valid`` is high.
+    q : Out(ArrayLayout(unsigned(8), lanes))
+        Low 8 bits of ``clamp(isa.requantize(wrap_int32(acc + bias), mult, shift) + y_zp,
+        qmin, qmax)`` (``min(max(v, qmin), qmax)``) of the inputs sampled :attr:`latency`
+        cycles earlier.
+    q_valid : Out(1)
+    latency : int
+        Pipeline depth, 8.
+    """
+
+    latency = 8
+
+    def __init__(self, *, lanes: int):
+        if not isinstance(lanes, int) or not 1 <= lanes <= 64:
+            raise ValueError(f"lanes must be an int in 1..64, not {lanes!r}")
+        self.lanes = lanes
+        super().__init__({
+            "acc": In(data.ArrayLayout(signed(32), lanes)),
+            "prm": In(data.ArrayLayout(isa.PRM_LANE, lanes)),
+            "y_zp": In(signed(9)),
+            "qmin": In(signed(9)),
+            "qmax": In(signed(9)),
+            "valid": In(1),
+            "q": Out(data.ArrayLayout(unsigned(8), lanes)),
+            "q_valid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+
+        def reg(value, name, shape=None):
+            """A pipeline register holding ``value`` (operands need no reset)."""
+            sig = Signal(shape if shape is not None else value.shape(), name=name,
+                         reset_less=True)
+            m.d.sync += sig.eq(value)
+            return sig
+
+        def rne(keep, round_bit, sticky):
+            """``keep`` rounded half-to-even given the first dropped bit and the OR of the rest."""
+            return keep + (round_bit & (sticky | keep[0]))
+
+        # Valid bit and the per-instruction scalars travel alongside the data.
+        valid = self.valid
+        y_zp, qmin, qmax = self.y_zp, self.qmin, self.qmax
+        for s in range(1, self.latency + 1):
+            valid_reg = Signal(name=f"valid_s{s}")
+            m.d.sync += valid_reg.eq(valid)
+            valid = valid_reg
+            if s < self.latency:
+                y_zp = reg(y_zp, f"y_zp_s{s}")
+                qmin = reg(qmin, f"qmin_s{s}")
+                qmax = reg(qmax, f"qmax_s{s}")
+        m.d.comb += self.q_valid.eq(valid)
+
+        for i in range(self.lanes):
+            prm = self.prm[i]
+
+            def lreg(value, name, shape=None, i=i):
+                return reg(value, f"lane{i}_{name}", shape)
+
+            # Stage 1: add the bias, wrapping to int32.
+            a = lreg((self.acc[i] + prm.bias)[:32], "s1_a", signed(32))
+            mult1, shift1 = lreg(prm.mult, "s1_mult"), lreg(prm.shift, "s1_shift")
+
+            # Stage 2: sign/magnitude. |-2**31| = 2**31 still fits 32 unsigned bits.
+            neg2 = lreg(a[31], "s2_neg")
+            mag2 = lreg(Mux(a[31], -a, a)[:32], "s2_mag", unsigned(32))
+            mult2, shift2 = lreg(mult1, "s2_mult"), lreg(shift1, "s2_shift")
+
+            # Stage 3: normalize so that bit 31 is set (unless |a| = 0), counting the shift.
+            norm, lz_bits = mag2, []
+            for k in (16, 8, 4, 2, 1):
+                top_zero = norm[32 - k:] == 0
+                lz_bits.append(top_zero)
+                norm = Mux(top_zero, (norm << k)[:32], norm)
+            neg3 = lreg(neg2, "s3_neg")
+            norm3 = lreg(norm, "s3_norm", unsigned(32))
+            lz3 = lreg(Cat(*reversed(lz_bits)), "s3_lz", unsigned(5))  # 0..31; |a| = 0 → 31
+            mult3, shift3 = lreg(mult2, "s3_mult"), lreg(shift2, "s3_shift")
+
+            # Stage 4: round to 24 significant bits: a24 · 2**ea with ea = (32 - lz) - 24 + ovf.
+            # For |a| < 2**24 the 8 dropped bits are zero and a24 = |a| << (24 - n) exactly.
+            a25 = rne(norm3[8:], norm3[7], norm3[:7] != 0)
+            ovf_a = a25[_M]
+            neg4 = lreg(neg3, "s4_neg")
+            a24_4 = lreg(Mux(ovf_a, 1 << (_M - 1), a25[:_M]), "s4_a24", unsigned(_M))
+            # e1 = shift - ea; the final right shift is e1 - ep (ep from stage 6).
+            e1_4 = lreg(shift3 - (8 - lz3 + ovf_a), "s4_e1", signed(10))
+            mult4 = lreg(mult3, "s4_mult")
+
+            # Stage 5: the exact 48-bit product.
+            neg5 = lreg(neg4, "s5_neg")
+            p5 = lreg(a24_4 * mult4, "s5_p", unsigned(2 * _M))
+            e1_5 = lreg(e1_4, "s5_e1")
+
+            # Stage 6: round the product to 24 bits, dropping 24 bits if bit 47 is set, else 23.
+            top = p5[2 * _M - 1]
+            keep = Mux(top, p5[_M:2 * _M], p5[_M - 1:2 * _M - 1])
+            round_bit = Mux(top, p5[_M - 1], p5[_M - 2])
+            sticky = Mux(top, p5[:_M - 1] != 0, p5[:_M - 2] != 0)
+            p25 = rne(keep, round_bit, sticky)
+            ovf_p = p25[_M]
+            neg6 = lreg(neg5, "s6_neg")
+            p24_6 = lreg(Mux(ovf_p, 1 << (_M - 1), p25[:_M]), "s6_p24", unsigned(_M))
+            # right = shift - ep - ea with ep = drop + ovf_p; in [-34, 256].
+            right6 = lreg(e1_5 - (_M - 1) - top - ovf_p, "s6_right", signed(10))
+
+            # Stage 7: r = RNE(p24 · 2**-right), saturated to _SAT.
+            # Right shift: any right >= 25 rounds every p24 < 2**24 to 0, so cap it at 25 and
+            # keep 25 fraction bits for the round/sticky bits.
+            rs = Mux(right6 > 25, 25, right6[:5])
+            frac = (Cat(Const(0, 25), p24_6) >> rs)[:25 + _M]
+            r_right = rne(frac[25:], frac[24], frac[:24] != 0)
+            # Left shift by L = -right (0..34): any nonzero p24 shifted by >= 10 saturates.
+            left = (-right6)[:6]
+            r_left = (p24_6 << left[:4])[:_M + 16]
+            left_sat = (p24_6 != 0) & ((left >= 10) | (r_left >= _SAT))
+            r = Signal(range(_SAT + 1), name=f"lane{i}_s7_r_next")
+            with m.If(right6 > 0):
+                m.d.comb += r.eq(Mux(r_right >= _SAT, _SAT, r_right))
+            with m.Else():
+                m.d.comb += r.eq(Mux(left_sat, _SAT, r_left))
+            neg7 = lreg(neg6, "s7_neg")
+            r7 = lreg(r, "s7_r")
+
+            # Stage 8: apply the sign and zero point, clamp as min(max(v, qmin), qmax).
+            v = Mux(neg7, -r7, r7) + y_zp
+            lo = Mux(v < qmin, qmin, v)
+            hi = Mux(lo > qmax, qmax, lo)
+            m.d.sync += self.q[i].eq(hi[:8])
+
+        return m
+
+
+class RequantEngine(wiring.Component):
+    """Executes REQUANT (see :mod:`codesign.isa` and docs/rtl-contract.md).
+
+    Reads the PRM word once, then streams ``count`` ACC words through a :class:`Requantizer`, one
+    per cycle, and writes each result with byte enables into lane group ``lane_group`` of
+    ``ACT[out_base + i*out_stride]`` (the other bytes of the word are left unchanged).
+    ``done`` comes ``count + Requantizer.latency + 2`` cycles after ``start`` (1 if count = 0).
+    """
+
+    def __init__(self, config: isa.HwConfig):
+        if not isinstance(config, isa.HwConfig):
+            raise TypeError(f"config must be an isa.HwConfig, not {config!r}")
+        self.config = c = config
+        super().__init__({
+            "start": In(1),
+            "insn": In(isa.Requant),
+            "busy": Out(1),
+            "done": Out(1),
+            "acc_raddr": Out(c.addr_bits(c.acc_depth)),
+            "acc_ren": Out(1),
+            "acc_rdata": In(32 * c.cols),
+            "prm_raddr": Out(c.addr_bits(c.prm_depth)),
+            "prm_ren": Out(1),
+            "prm_rdata": In(64 * c.cols),
+            "act_waddr": Out(c.addr_bits(c.act_depth)),
+            "act_wen": Out(c.act_bytes),
+            "act_wdata": Out(8 * c.act_bytes),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.config
+        m.submodules.requantizer = rq = Requantizer(lanes=c.cols)
+
+        insn = Signal(isa.Requant)
+        busy = Signal()
+        prm_phase = Signal()        # first busy cycle: read the PRM word
+        reading = Signal()          # ACC reads in flight
+        read_left = Signal(unsigned(16))
+        write_left = Signal(unsigned(16))
+        acc_addr = Signal(c.addr_bits(c.acc_depth))
+        act_addr = Signal(c.addr_bits(c.act_depth))
+        prm = Signal(data.ArrayLayout(isa.PRM_LANE, c.cols))
+        data_valid = Signal()       # acc_rdata holds a word requested in the previous cycle
+        m.d.comb += self.busy.eq(busy)
+
+        with m.If(self.start):
+            m.d.sync += [
+                insn.eq(self.insn),
+                busy.eq(1),
+                prm_phase.eq(1),
+                read_left.eq(self.insn.count),
+                write_left.eq(self.insn.count),
+                acc_addr.eq(self.insn.acc_base),
+                act_addr.eq(self.insn.out_base),
+            ]
+
+        # Cycle 1: request the PRM word; cycle 2: latch it and start the ACC stream.
+        with m.If(prm_phase):
+            m.d.sync += prm_phase.eq(0)
+            m.d.comb += [self.prm_ren.eq(1), self.prm_raddr.eq(insn.prm_addr)]
+            with m.If(insn.count == 0):
+                m.d.comb += self.done.eq(1)
+                m.d.sync += busy.eq(0)
+            with m.Else():
+                m.d.sync += reading.eq(1)
+        latch_prm = Signal()
+        m.d.sync += latch_prm.eq(prm_phase)
+        with m.If(latch_prm):
+            m.d.sync += prm.eq(self.prm_rdata)
+
+        with m.If(reading):
+            m.d.comb += [self.acc_ren.eq(1), self.acc_raddr.eq(acc_addr)]
+            m.d.sync += [acc_addr.eq(acc_addr + 1), read_left.eq(read_left - 1)]
+            with m.If(read_left == 1):
+                m.d.sync += reading.eq(0)
+        m.d.sync += data_valid.eq(reading)
+
+        # The PRM word is latched in the cycle the first ACC word is requested, so it is stable
+        # from the first requantizer input onwards.
+        m.d.comb += [
+            rq.acc.eq(self.acc_rdata),
+            rq.prm.eq(prm),
+            rq.y_zp.eq(insn.y_zp),
+            rq.qmin.eq(insn.qmin),
+            rq.qmax.eq(insn.qmax),
+            rq.valid.eq(data_valid),
+        ]
+
+        # Write: the q bytes are replicated over every lane group; the byte enables pick one.
+        groups = c.act_bytes // c.cols
+        with m.If(rq.q_valid):
+            m.d.comb += [
+                self.act_waddr.eq(act_addr),
+                self.act_wdata.eq(Cat(*([rq.q] * groups))),
+                self.act_wen.eq(Cat(*[(insn.lane_group == g).replicate(c.cols)
+                                      for g in range(groups)])),
+            ]
+            m.d.sync += [act_addr.eq(act_addr + insn.out_stride),
+                         write_left.eq(write_left - 1)]
+            with m.If(write_left == 1):
+                m.d.comb += self.done.eq(1)
+                m.d.sync += busy.eq(0)
+        return m

@@ -1,0 +1,150 @@
+"""The NPU top level: scratchpads, controller and engines (docs/rtl-contract.md).
+
+The top owns the four scratchpads (one synchronous read port and one write port each), the
+controller and the five engines. The controller runs one instruction at a time and every engine
+drives 0 on its memory ports while it is not busy, so the memory ports are simply the OR of the
+engines' port outputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+
+from amaranth.back import verilog
+from amaranth.hdl import Const, Module, Value
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from codesign.isa import HwConfig, LoadStore, MatMul, MaxPool, Requant
+
+from .controller import Controller
+from .dma import DmaEngine
+from .matmul import MatMulEngine
+from .maxpool import MaxPoolEngine
+from .requant import RequantEngine
+
+__all__ = ["NPU", "generate_verilog"]
+
+
+class NPU(wiring.Component):
+    """The whole NPU for one :class:`~codesign.isa.HwConfig` (Verilog module ``npu_top``).
+
+    Parameters
+    ----------
+    config : HwConfig
+        The NPU instance.
+
+    Attributes
+    ----------
+    csr_addr, csr_we, csr_wdata, csr_rdata
+        Host CSR port (:class:`codesign.isa.Csr`); ``csr_rdata`` is combinational.
+    done : Out(1)
+        CTRL.done.
+    mem_addr, mem_re, mem_rdata, mem_we, mem_wdata
+        External memory port (fixed read latency 1, no stalls).
+    act_mem, wgt_mem, prm_mem, acc_mem : Memory
+        The scratchpads (exposed so that testbenches can preload and inspect them).
+    """
+
+    def __init__(self, config: HwConfig):
+        if not isinstance(config, HwConfig):
+            raise TypeError(f"config must be a HwConfig, not {config!r}")
+        self._config = c = config
+        super().__init__({
+            "csr_addr": In(2),
+            "csr_we": In(1),
+            "csr_wdata": In(32),
+            "csr_rdata": Out(32),
+            "done": Out(1),
+            "mem_addr": Out(c.ext_addr_bits),
+            "mem_re": Out(1),
+            "mem_rdata": In(8 * c.bus_bytes),
+            "mem_we": Out(1),
+            "mem_wdata": Out(8 * c.bus_bytes),
+        })
+        self.act_mem = Memory(shape=8 * c.act_bytes, depth=c.act_depth, init=[])
+        self.wgt_mem = Memory(shape=8 * c.cols, depth=c.wgt_depth, init=[])
+        self.prm_mem = Memory(shape=64 * c.cols, depth=c.prm_depth, init=[])
+        self.acc_mem = Memory(shape=32 * c.cols, depth=c.acc_depth, init=[])
+
+    @property
+    def config(self) -> HwConfig:
+        return self._config
+
+    def elaborate(self, platform) -> Module:
+        c = self._config
+        m = Module()
+
+        m.submodules.ctrl = ctrl = Controller(c)
+        engines = {
+            "dma": (DmaEngine(c), ctrl.start_dma, LoadStore),
+            "matmul": (MatMulEngine(c), ctrl.start_matmul, MatMul),
+            "requant": (RequantEngine(c), ctrl.start_requant, Requant),
+            "maxpool": (MaxPoolEngine(c), ctrl.start_maxpool, MaxPool),
+        }
+        for name, (engine, start, layout) in engines.items():
+            m.submodules[name] = engine
+            m.d.comb += [
+                engine.start.eq(start),
+                engine.insn.eq(ctrl.insn[:layout.size]),
+            ]
+        m.d.comb += ctrl.engine_done.eq(
+            functools.reduce(operator.or_, (e.done for e, _, _ in engines.values())))
+
+        # Everything that may drive a shared port: the engines plus, for EXT, the controller.
+        drivers = [ctrl] + [e for e, _, _ in engines.values()]
+
+        def merged(name):
+            outs = [Value.cast(getattr(d, name)) for d in drivers if name in d.signature.members]
+            return functools.reduce(operator.or_, outs, Const(0, 1))
+
+        def fan_in(name, value):
+            for d in drivers:
+                if name in d.signature.members:
+                    m.d.comb += getattr(d, name).eq(value)
+
+        # -- CSRs and external memory ----------------------------------------------------------
+        m.d.comb += [
+            ctrl.csr_addr.eq(self.csr_addr),
+            ctrl.csr_we.eq(self.csr_we),
+            ctrl.csr_wdata.eq(self.csr_wdata),
+            self.csr_rdata.eq(ctrl.csr_rdata),
+            self.done.eq(ctrl.done),
+            self.mem_addr.eq(merged("mem_addr")),
+            self.mem_re.eq(merged("mem_re")),
+            self.mem_we.eq(merged("mem_we")),
+            self.mem_wdata.eq(merged("mem_wdata")),
+        ]
+        fan_in("mem_rdata", self.mem_rdata)
+
+        # -- scratchpads -----------------------------------------------------------------------
+        memories = {
+            "act": (self.act_mem, 8),                       # byte enables
+            "wgt": (self.wgt_mem, 8 * c.bus_bytes),         # slice enables
+            "prm": (self.prm_mem, 8 * c.bus_bytes),         # slice enables
+            "acc": (self.acc_mem, None),                    # whole words
+        }
+        for name, (mem, granularity) in memories.items():
+            m.submodules[f"{name}_mem"] = mem
+            rd = mem.read_port()
+            wr = mem.write_port(granularity=granularity)
+            m.d.comb += [
+                rd.addr.eq(merged(f"{name}_raddr")),
+                rd.en.eq(merged(f"{name}_ren")),
+                wr.addr.eq(merged(f"{name}_waddr")),
+                wr.en.eq(merged(f"{name}_wen")),
+                wr.data.eq(merged(f"{name}_wdata")),
+            ]
+            fan_in(f"{name}_rdata", rd.data)
+
+        return m
+
+
+def generate_verilog(config: HwConfig) -> str:
+    """Verilog of :class:`NPU` for ``config`` as module ``npu_top`` (byte-stable: no src attrs)."""
+    if not isinstance(config, HwConfig):
+        raise TypeError(f"config must be a HwConfig, not {config!r}")
+    return verilog.convert(NPU(config), name="npu_top", emit_src=False)
+

@@ -1,0 +1,109 @@
+# amaranth: UnusedElaboratable=no
+"""SystolicArray against numpy: random and extreme operands, back-to-back inputs and gaps."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from codesign.rtl.array import SystolicArray
+
+SHAPES = [(1, 1), (2, 4), (4, 2), (4, 4), (8, 8)]
+
+
+def _operands(rng, rows: int, cols: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` input vectors and one weight matrix, mixing uniform values with ±256/255 extremes."""
+    x = rng.integers(-256, 256, (n, rows))
+    x[rng.random((n, rows)) < 0.2] = -256
+    x[rng.random((n, rows)) < 0.1] = 255
+    x[: n // 8] = -256                      # all-extreme vectors: the largest |psum|
+    w = rng.integers(-256, 256, (rows, cols))
+    if rng.integers(2):
+        w[:] = -256
+    else:
+        w[rng.random((rows, cols)) < 0.3] = -256
+    return x, w
+
+
+def _run(array: SystolicArray, weight_sets, inputs, rng) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Load each weight set, stream its inputs (with random gaps), collect the outputs."""
+    results = []
+
+    async def testbench(ctx):
+        for w, x in zip(weight_sets, inputs):
+            for r in range(array.rows):
+                ctx.set(array.w, [int(v) for v in w[r]])
+                ctx.set(array.w_load, 1)
+                await ctx.tick()
+            ctx.set(array.w_load, 0)
+            ctx.set(array.w, [0] * array.cols)
+            got, sent, cycle = [], [], 0
+            pending = list(x)
+            while len(got) < len(x):
+                if pending and rng.random() < 0.75:
+                    vec = pending.pop(0)
+                    ctx.set(array.x, [int(v) for v in vec])
+                    ctx.set(array.x_valid, 1)
+                    sent.append(cycle)
+                else:
+                    # Garbage while not valid must not disturb anything.
+                    ctx.set(array.x, [int(v) for v in rng.integers(-256, 256, array.rows)])
+                    ctx.set(array.x_valid, 0)
+                if ctx.get(array.psum_valid):
+                    got.append((cycle, [int(v) for v in ctx.get(array.psum)]))
+                await ctx.tick()
+                cycle += 1
+                assert cycle < 10 * len(x) + 100
+            ctx.set(array.x_valid, 0)
+            assert [c for c, _ in got] == [s + array.latency for s in sent]
+            results.append((np.array([p for _, p in got]), x @ w))
+
+    sim = Simulator(array)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    return results
+
+
+@pytest.mark.parametrize("rows,cols", SHAPES, ids=lambda v: str(v))
+def test_array_matches_numpy(rows, cols):
+    rng = np.random.default_rng(rows * 10 + cols)
+    array = SystolicArray(rows=rows, cols=cols)
+    assert array.latency == rows + cols - 1
+    n = 40 if rows * cols < 64 else 24
+    weights, inputs = [], []
+    for _ in range(2):      # reloading weights replaces the previous set completely
+        x, w = _operands(rng, rows, cols, n)
+        weights.append(w)
+        inputs.append(x)
+    for got, want in _run(array, weights, inputs, rng):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_array_extreme_sum():
+    """Every product = (-256)·(-256): the largest psum the array can produce."""
+    rows, cols = 8, 2
+    array = SystolicArray(rows=rows, cols=cols)
+    x = np.full((3, rows), -256)
+    w = np.full((rows, cols), -256)
+    [(got, want)] = _run(array, [w], [x], np.random.default_rng(0))
+    np.testing.assert_array_equal(got, want)
+    assert got[0, 0] == rows * 65536
+
+
+@pytest.mark.parametrize("kwargs", [dict(rows=0, cols=1), dict(rows=1, cols=65),
+                                    dict(rows=2.0, cols=2)])
+def test_array_rejects_bad_shape(kwargs):
+    with pytest.raises(ValueError):
+        SystolicArray(**kwargs)
+
+
+def test_array_converts_to_verilog():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text = verilog.convert(SystolicArray(rows=2, cols=4), emit_src=False, name="array")
+    assert "pe_1_3_psum" in text
