@@ -20,7 +20,7 @@ import onnx.helper
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import NotImplemented as OrtNotImplemented
 
-__all__ = ["create_session", "run_onnxruntime", "quantize_linear"]
+__all__ = ["create_session", "quantize_linear", "run_onnxruntime"]
 
 _PRECISION_KEY = "session.x64quantprecision"
 

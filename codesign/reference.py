@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from codesign import ir
 
-__all__ = ["run", "conv_accumulator"]
+__all__ = ["conv_accumulator", "run"]
 
 _INT32 = (-(2 ** 31), 2 ** 31 - 1)
 
@@ -92,7 +92,7 @@ def run(graph: ir.Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
     if len(inputs) != len(graph.inputs):
         raise ValueError(f"{graph.name} takes {len(graph.inputs)} inputs, not {len(inputs)}")
     values: dict[str, np.ndarray] = {}
-    for binding, x in zip(graph.inputs, inputs):
+    for binding, x in zip(graph.inputs, inputs, strict=True):
         t = binding.tensor
         x = np.asarray(x)
         if x.shape != t.shape or x.dtype != t.numpy_dtype:

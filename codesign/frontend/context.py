@@ -149,17 +149,17 @@ class Context:
         Only sound when nothing else reads the unclamped tensor.
         """
         t = value.tensor
-        for i, op in enumerate(self.ops):
-            if isinstance(op, ir.Conv) and op.y == t:
-                break
-        else:
+        index = next((i for i, op in enumerate(self.ops)
+                      if isinstance(op, ir.Conv) and op.y is t), None)
+        if index is None:
             raise self.error(node, "can only follow a convolution or matrix product")
+        op = self.ops[index]
+        assert isinstance(op, ir.Conv)
         readers = [node.input[0]] + ([t.name] if isinstance(value, Dequantized) else [])
-        if any(self.uses[name] != 1 for name in readers) or any(
-                isinstance(o, ir.Conv | ir.MaxPool | ir.Flatten) and o.x == t for o in self.ops):
+        if any(self.uses[name] != 1 for name in readers) or any(o.x is t for o in self.ops):
             raise self.error(node, "the tensor before it is also used elsewhere; cannot fuse")
         lo, hi = op.qrange
         lo = lo if low is None else max(lo, low)
         hi = hi if high is None else min(hi, high)
-        self.ops[i] = dataclasses.replace(
+        self.ops[index] = dataclasses.replace(
             op, clamp=None if (lo, hi) == (t.qmin, t.qmax) else (lo, hi))

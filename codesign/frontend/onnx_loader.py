@@ -26,10 +26,9 @@ _QUANTIZATION_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLine
 #: Dynamic quantization's ops, refused with an explanation.
 _INT32_OUTPUT_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
 
-#: Where the quantization parameters of an 8-bit graph input are, by consuming op:
-#: (scale input index), the zero point following it.
-_INPUT_QPARAMS = {"DequantizeLinear": 1, "QLinearConv": 1, "QLinearMatMul": 1,
-                  "com.microsoft.QGemm": 1}
+#: Ops whose inputs 1 and 2 are the scale and zero point of their 8-bit input 0: they tell how
+#: an 8-bit graph input is quantized.
+_INPUT_QPARAMS = {"DequantizeLinear", "QLinearConv", "QLinearMatMul", "com.microsoft.QGemm"}
 
 
 def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
@@ -58,7 +57,10 @@ def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError as e:
         raise InputError(f"{name}: ONNX shape inference failed: {_one_line(e)}") from None
-    return _convert(proto, name)
+    # A file's stem names the graph as users know it; bytes only have the exporter's name.
+    graph_name = (proto.graph.name or "model") if isinstance(model, bytes) else pathlib.Path(
+        model).stem
+    return _convert(proto, name, graph_name)
 
 
 def _one_line(error: Exception) -> str:
@@ -66,18 +68,15 @@ def _one_line(error: Exception) -> str:
 
 
 def _read(model: str | os.PathLike[str] | bytes) -> tuple[onnx.ModelProto, str]:
-    if isinstance(model, bytes):
-        name = "the model"
-        load = onnx.load_model_from_string
-    else:
-        name = str(model)
-        if not pathlib.Path(model).is_file():
-            raise InputError(f"{name}: no such file")
-        load = onnx.load  # type: ignore[assignment]
+    """The parsed and checked model, and how to name it in messages."""
+    name = "the model" if isinstance(model, bytes) else str(model)
+    if not isinstance(model, bytes) and not pathlib.Path(model).is_file():
+        raise InputError(f"{name}: no such file")
     try:
-        proto = load(model)  # type: ignore[arg-type]
+        proto = (onnx.load_model_from_string(model) if isinstance(model, bytes)
+                 else onnx.load(model))
     # protobuf and onnx raise assorted types for corrupt or truncated files; all mean the same.
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise InputError(f"{name} is not a valid ONNX file: {_one_line(e)}") from None
     try:
         onnx.checker.check_model(proto)
@@ -143,8 +142,7 @@ def _input_qparams(ctx: Context, graph: onnx.GraphProto, name: str) -> Quantized
     """An 8-bit graph input, quantized as its first consumer says."""
     for node in graph.node:
         if node.input and node.input[0] == name and op_key(node) in _INPUT_QPARAMS:
-            scale, zero_point, signed = ctx.scalar_qparams(node, _INPUT_QPARAMS[op_key(node)],
-                                                           "input")
+            scale, zero_point, signed = ctx.scalar_qparams(node, 1, "input")
             break
     else:
         raise InputError(f"{ctx.model_name}: 8-bit input {name!r} is not consumed by "
@@ -159,7 +157,7 @@ def _input_qparams(ctx: Context, graph: onnx.GraphProto, name: str) -> Quantized
     return Quantized(t, shape)
 
 
-def _convert(proto: onnx.ModelProto, name: str) -> ir.Graph:
+def _convert(proto: onnx.ModelProto, name: str, graph_name: str) -> ir.Graph:
     graph = proto.graph
     ctx = Context(model_name=name)
     for value in [*graph.value_info, *graph.output]:
@@ -209,6 +207,5 @@ def _convert(proto: onnx.ModelProto, name: str) -> ir.Graph:
     for op in ctx.ops:
         if isinstance(op, ir.Conv) and op.clamp is not None and op.clamp[0] > op.clamp[1]:
             raise InputError(f"{name}: the ReLU/Clip after {op.name!r} leaves no output values")
-    return ir.Graph(graph.name or pathlib.Path(name).stem, tuple(inputs), tuple(outputs),
-                    tuple(ctx.ops))
+    return ir.Graph(graph_name, tuple(inputs), tuple(outputs), tuple(ctx.ops))
 

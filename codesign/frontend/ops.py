@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -19,8 +20,14 @@ import onnx.numpy_helper
 
 from codesign import ir
 from codesign.frontend.context import Context, quantize_scalar
-from codesign.frontend.values import (Accumulator, Constant, Dequantized, DequantizedConstant,
-                                      FloatInput, Quantized)
+from codesign.frontend.values import (
+    Accumulator,
+    Constant,
+    Dequantized,
+    DequantizedConstant,
+    FloatInput,
+    Quantized,
+)
 
 __all__ = ["OPS", "op_key"]
 
@@ -32,7 +39,7 @@ def op_key(node: onnx.NodeProto) -> str:
     return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, object]:
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
@@ -43,12 +50,12 @@ def _str(value: object) -> str:
 # ------------------------------------------------------------------------------------------------
 # Shared pieces: padding, weight quantization, the convolution accumulator
 
-def _pads(ctx: Context, node: onnx.NodeProto, attrs: dict[str, object], size: tuple[int, int],
+def _pads(ctx: Context, node: onnx.NodeProto, attrs: dict[str, Any], size: tuple[int, int],
           kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int, int, int]:
     """``(top, left, bottom, right)`` from ``pads`` or ``auto_pad`` (ONNX Conv/MaxPool rules)."""
     auto_pad = _str(attrs.get("auto_pad", "NOTSET"))
     if auto_pad == "NOTSET":
-        pads = list(attrs.get("pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
         if len(pads) != 4 or min(pads) < 0:
             raise ctx.error(node, f"pads must be 4 non-negative values, not {pads}")
         return pads[0], pads[1], pads[2], pads[3]
@@ -57,7 +64,7 @@ def _pads(ctx: Context, node: onnx.NodeProto, attrs: dict[str, object], size: tu
     if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
         raise ctx.error(node, f"auto_pad {auto_pad!r} is not an ONNX auto_pad value")
     begin, end = [], []
-    for n, k, s in zip(size, kernel, stride):
+    for n, k, s in zip(size, kernel, stride, strict=True):
         total = max(0, (math.ceil(n / s) - 1) * s + k - n)
         small, large = total // 2, total - total // 2
         begin.append(small if auto_pad == "SAME_UPPER" else large)
@@ -65,16 +72,16 @@ def _pads(ctx: Context, node: onnx.NodeProto, attrs: dict[str, object], size: tu
     return begin[0], begin[1], end[0], end[1]
 
 
-def _spatial(ctx: Context, node: onnx.NodeProto, attrs: dict[str, object],
+def _spatial(ctx: Context, node: onnx.NodeProto, attrs: dict[str, Any],
              kernel: tuple[int, int]) -> tuple[int, int]:
     """The strides, after refusing dilations and groups the IR has no room for."""
     if len(kernel) != 2:
         raise ctx.error(node, "only 2-D kernels are supported")
-    if list(attrs.get("dilations", [1, 1])) != [1, 1]:  # type: ignore[call-overload]
+    if list(attrs.get("dilations", [1, 1])) != [1, 1]:
         raise ctx.error(node, "dilation is not supported")
     if attrs.get("group", 1) != 1:
         raise ctx.error(node, "grouped/depthwise convolution (group > 1) is not supported yet")
-    strides = list(attrs.get("strides", [1, 1]))  # type: ignore[call-overload]
+    strides = list(attrs.get("strides", [1, 1]))
     if len(strides) != 2 or min(strides) < 1:
         raise ctx.error(node, f"strides must be 2 positive values, not {strides}")
     return strides[0], strides[1]
@@ -132,12 +139,12 @@ def _qdq_bias(ctx: Context, node: onnx.NodeProto, index: int, cout: int) -> np.n
 def _conv(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int, ...],
           w: np.ndarray, w_scale: np.ndarray, w_zp: np.ndarray | None, w_axis: int | None,
           bias: np.ndarray | None) -> Accumulator:
-    """The accumulator of an ONNX Conv / QLinearConv with ONNX-layout weight ``[Cout, Cin, KH, KW]``."""
+    """The accumulator of a Conv / QLinearConv; ``w`` is ONNX ``[Cout, Cin, KH, KW]``."""
     attrs = _attrs(node)
     if len(x_shape) != 4 or w.ndim != 4:
         raise ctx.error(node, "only 2-D convolutions on [1, C, H, W] inputs are supported")
     cout, cin, kh, kw = w.shape
-    if "kernel_shape" in attrs and list(attrs["kernel_shape"]) != [kh, kw]:  # type: ignore
+    if "kernel_shape" in attrs and list(attrs["kernel_shape"]) != [kh, kw]:
         raise ctx.error(node, "kernel_shape does not match the weight")
     stride = _spatial(ctx, node, attrs, (kh, kw))
     if x_shape[1] != cin:
@@ -193,7 +200,10 @@ def _constant(ctx: Context, node: onnx.NodeProto) -> None:
 
 
 def _identity(ctx: Context, node: onnx.NodeProto) -> None:
-    ctx.values[node.output[0]] = ctx.value(node, 0)  # type: ignore[assignment]
+    value = ctx.value(node, 0)
+    if value is None:
+        raise ctx.error(node, "has no input")
+    ctx.values[node.output[0]] = value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -237,7 +247,7 @@ def _dequantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
         zero_point = ctx.constant(node, 2, "zero point")
         if q.dtype not in (np.int8, np.uint8, np.int32) or scale is None:
             raise ctx.error(node, f"cannot dequantize a {q.dtype} constant")
-        axis = int(_attrs(node).get("axis", 1))  # type: ignore[call-overload]
+        axis = int(_attrs(node).get("axis", 1))
         axis = axis + q.ndim if axis < 0 else axis
         ctx.values[out] = DequantizedConstant(
             q, scale, np.zeros(1, q.dtype) if zero_point is None else zero_point, axis)
@@ -365,7 +375,7 @@ def _clip(ctx: Context, node: onnx.NodeProto) -> None:
         if bound is not None:
             bounds.append(float(bound.reshape(())))
         else:
-            bounds.append(attrs.get(name))  # type: ignore[arg-type]  # opset < 11
+            bounds.append(attrs.get(name))  # opset < 11: attributes
     _activation(ctx, node, bounds[0], bounds[1])
 
 
@@ -384,7 +394,7 @@ def _max_pool(ctx: Context, node: onnx.NodeProto) -> None:
     attrs = _attrs(node)
     if len(node.output) > 1 and node.output[1]:
         raise ctx.error(node, "the Indices output is not supported")
-    kernel = tuple(attrs.get("kernel_shape", ()))  # type: ignore[call-overload]
+    kernel = tuple(attrs.get("kernel_shape", ()))
     if len(value.onnx_shape) != 4 or len(kernel) != 2:
         raise ctx.error(node, "only 2-D pooling on [1, C, H, W] is supported")
     stride = _spatial(ctx, node, attrs, kernel)
@@ -434,7 +444,7 @@ def _flatten_to(ctx: Context, node: onnx.NodeProto, value: Quantized | Dequantiz
 
 def _flatten(ctx: Context, node: onnx.NodeProto) -> None:
     value = _integer_operand(ctx, node)
-    axis = int(_attrs(node).get("axis", 1))  # type: ignore[call-overload]
+    axis = int(_attrs(node).get("axis", 1))
     dims = value.onnx_shape
     axis = axis + len(dims) if axis < 0 else axis
     _flatten_to(ctx, node, value, (math.prod(dims[:axis]), math.prod(dims[axis:])))

@@ -1,0 +1,1 @@
+"""Example models: scripts that train, export and quantize them, and the small .onnx files."""

@@ -1,0 +1,422 @@
+"""Small quantized ONNX models built in code, the way users make theirs.
+
+A :class:`Spec` names a stack of layers, the input shape and the quantization options; :func:`build`
+turns it into a PyTorch module with seeded weights, exports it with ``torch.onnx.export`` (the
+dynamo exporter by default, the TorchScript one on request so both exporters' graphs are
+covered), optionally rewrites the float graph (asymmetric pads, ``auto_pad``), quantizes it with
+onnxruntime's ``quantize_static`` on seeded random calibration data and optionally strips the
+boundary QuantizeLinear/DequantizeLinear so the model's input or output is the 8-bit tensor.
+
+The same spec always gives the same file, and each distinct spec is built once per process (in a
+temporary directory removed at exit), so a test suite can ask for the same model many times.
+
+Examples
+--------
+>>> spec = Spec(input_shape=(3, 9, 9), layers=(Conv(8, 3, stride=2), ReLU(), Flatten(),
+...                                              Linear(10)))
+>>> path = build(spec)
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import logging
+import pathlib
+import shutil
+import tempfile
+import warnings
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+import torch
+
+__all__ = [
+    "ZOO",
+    "Conv",
+    "Flatten",
+    "Layer",
+    "Linear",
+    "MatMul",
+    "MaxPool",
+    "ReLU",
+    "ReLU6",
+    "Spec",
+    "build",
+    "float_model",
+    "random_inputs",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv:
+    """``nn.Conv2d(cin, out, k, stride, padding)``.
+
+    ``pads`` (top, left, bottom, right), when given, replaces ``padding`` by a ``ZeroPad2d`` in
+    PyTorch that ends up as the ONNX Conv's (possibly asymmetric) ``pads`` (dynamo exporter only).
+    ``auto_pad`` ("SAME_UPPER", "SAME_LOWER", "VALID") additionally replaces those explicit pads
+    by the attribute; ``pads`` must then be what the attribute implies.
+    """
+    out: int
+    k: int | tuple[int, int] = 3
+    stride: int = 1
+    padding: int = 0
+    pads: tuple[int, int, int, int] | None = None
+    auto_pad: str | None = None
+    bias: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ReLU:
+    """``nn.ReLU()`` (the quantizer usually folds it into the preceding layer's zero point)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReLU6:
+    """``nn.ReLU6()``, exported as ONNX Clip(0, 6)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MaxPool:
+    """``nn.MaxPool2d(k, stride, padding, ceil_mode=ceil_mode)``."""
+    k: int
+    stride: int | None = None
+    padding: int = 0
+    ceil_mode: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Flatten:
+    """``nn.Flatten()`` (Reshape from the dynamo exporter, Flatten from TorchScript)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Linear:
+    """``nn.Linear(in, out, bias)`` (Gemm on a 2-D input, MatMul (+ Add) on 3-D)."""
+    out: int
+    bias: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class MatMul:
+    """``x @ W`` with a weight parameter ``W`` of shape ``[in, out]`` (ONNX MatMul)."""
+    out: int
+
+
+Layer = Conv | ReLU | ReLU6 | MaxPool | Flatten | Linear | MatMul
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One model to build.
+
+    Parameters
+    ----------
+    input_shape
+        One inference's input without the batch: ``(C, H, W)``, ``(K,)`` or ``(M, K)``.
+    layers
+        The layer stack.
+    fmt
+        ``"qdq"`` or ``"qop"`` (QOperator).
+    signed
+        int8 activations (True) or uint8 (False); weights are always int8.
+    per_channel
+        Per-output-channel weight scales.
+    int_input, int_output
+        Strip the input QuantizeLinear / output DequantizeLinear so the model's input / output is
+        the 8-bit tensor itself.
+    exporter
+        ``"dynamo"`` or ``"torchscript"``.
+    dynamic_batch
+        Export the batch dimension as symbolic.
+    seed
+        Seeds the weights and the calibration data.
+    """
+    input_shape: tuple[int, ...]
+    layers: tuple[Layer, ...]
+    fmt: str = "qdq"
+    signed: bool = False
+    per_channel: bool = True
+    int_input: bool = False
+    int_output: bool = False
+    exporter: str = "dynamo"
+    dynamic_batch: bool = False
+    seed: int = 0
+
+    @property
+    def key(self) -> str:
+        """A short stable file name for the spec."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+
+
+class _MatMul(torch.nn.Module):
+    def __init__(self, k: int, n: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(k, n) / k ** 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight
+
+
+def _module(spec: Spec) -> torch.nn.Module:
+    """The PyTorch model of ``spec`` with weights seeded by ``spec.seed``."""
+    torch.manual_seed(spec.seed)
+    shape = torch.Size((1, *spec.input_shape))
+    modules: list[torch.nn.Module] = []
+    for layer in spec.layers:
+        new: list[torch.nn.Module] = []
+        match layer:
+            case Conv():
+                if layer.pads is not None:
+                    top, left, bottom, right = layer.pads
+                    new.append(torch.nn.ZeroPad2d((left, right, top, bottom)))
+                padding = 0 if layer.pads is not None else layer.padding
+                new.append(torch.nn.Conv2d(shape[1], layer.out, layer.k, layer.stride, padding,
+                                           bias=layer.bias))
+            case ReLU():
+                new.append(torch.nn.ReLU())
+            case ReLU6():
+                new.append(torch.nn.ReLU6())
+            case MaxPool():
+                new.append(torch.nn.MaxPool2d(layer.k, layer.stride, layer.padding,
+                                              ceil_mode=layer.ceil_mode))
+            case Flatten():
+                new.append(torch.nn.Flatten())
+            case Linear():
+                new.append(torch.nn.Linear(shape[-1], layer.out, bias=layer.bias))
+            case MatMul():
+                new.append(_MatMul(shape[-1], layer.out))
+        with torch.no_grad():
+            shape = torch.nn.Sequential(*new)(torch.zeros(shape)).shape
+        modules.extend(new)
+    return torch.nn.Sequential(*modules).eval()
+
+
+@contextlib.contextmanager
+def _quiet_export():
+    """Silence the exporters' own notices (exactly these), which are not about our models."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # "torchvision is not installed. Skipping torchvision::nms"
+    try:
+        with warnings.catch_warnings():
+            # torch 2.13's dynamo exporter trips over its own pytree deprecation.
+            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                    FutureWarning)
+            warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX",
+                                    DeprecationWarning)
+            warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _export(spec: Spec, path: pathlib.Path) -> None:
+    if spec.exporter == "torchscript" and any(
+            isinstance(layer, Conv) and layer.pads is not None for layer in spec.layers):
+        # TorchScript exports ZeroPad2d as a computed Pad that cannot be folded into the Conv.
+        raise ValueError("asymmetric pads need the dynamo exporter")
+    module = _module(spec)
+    x = torch.zeros((1, *spec.input_shape))
+    with _quiet_export(), torch.no_grad():
+        if spec.exporter == "dynamo":
+            dynamic = ({0: torch.export.Dim("batch")},) if spec.dynamic_batch else None
+            program = torch.onnx.export(module, (x,), dynamo=True, input_names=["x"],
+                                        output_names=["y"], dynamic_shapes=dynamic,
+                                        verbose=False)
+            program.save(str(path))
+        elif spec.exporter == "torchscript":
+            dynamic = {"x": {0: "batch"}, "y": {0: "batch"}} if spec.dynamic_batch else None
+            torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17,
+                              input_names=["x"], output_names=["y"], dynamic_axes=dynamic)
+        else:
+            raise ValueError(f"exporter must be 'dynamo' or 'torchscript', not {spec.exporter!r}")
+    _fold_pads(spec, path)
+
+
+def _fold_pads(spec: Spec, path: pathlib.Path) -> None:
+    """Turn each ZeroPad2d + Conv into a Conv with (asymmetric) ``pads`` or ``auto_pad``.
+
+    The dynamo exporter's optimizer has already folded the Pad into the Conv's ``pads``; only
+    ``auto_pad`` needs rewriting.
+    """
+    convs = [layer for layer in spec.layers if isinstance(layer, Conv)]
+    if all(c.pads is None for c in convs):
+        return
+    model = onnx.load(str(path))
+    for layer, conv in zip(convs, [n for n in model.graph.node if n.op_type == "Conv"],
+                           strict=True):
+        if layer.pads is None:
+            continue
+        pads = next(a.ints for a in conv.attribute if a.name == "pads")
+        assert list(pads) == list(layer.pads), (pads, layer.pads)
+        if layer.auto_pad is not None:
+            kept = [a for a in conv.attribute if a.name not in ("pads", "auto_pad")]
+            del conv.attribute[:]
+            conv.attribute.extend(kept)
+            conv.attribute.append(onnx.helper.make_attribute("auto_pad", layer.auto_pad))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _strip_io(spec: Spec, path: pathlib.Path) -> None:
+    """Make the graph input / output the 8-bit tensor by dropping the boundary Q / DQ nodes."""
+    if not (spec.int_input or spec.int_output):
+        return
+    model = onnx.load(str(path))
+    graph = model.graph
+    dtype = onnx.TensorProto.INT8 if spec.signed else onnx.TensorProto.UINT8
+    if spec.int_input:
+        (inp,) = graph.input
+        q = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == inp.name)
+        graph.node.remove(q)
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                if name == q.output[0]:
+                    node.input[i] = inp.name
+        inp.type.tensor_type.elem_type = dtype
+    if spec.int_output:
+        (out,) = graph.output
+        dq = next(n for n in graph.node
+                  if n.op_type == "DequantizeLinear" and n.output[0] == out.name)
+        graph.node.remove(dq)
+        for node in graph.node:
+            for i, name in enumerate(node.output):
+                if name == dq.input[0]:
+                    node.output[i] = out.name
+        out.type.tensor_type.elem_type = dtype
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def random_inputs(spec: Spec, n: int, seed: int) -> list[np.ndarray]:
+    """``n`` float32 inputs of shape ``(1, *spec.input_shape)``, roughly unit normal."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((1, *spec.input_shape)).astype(np.float32) for _ in range(n)]
+
+
+def _quantize(spec: Spec, src: pathlib.Path, dst: pathlib.Path) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.data = iter({"x": x} for x in random_inputs(spec, 16, spec.seed + 1000))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.data, None)
+
+    formats = {"qdq": QuantFormat.QDQ, "qop": QuantFormat.QOperator}
+    quantize_static(str(src), str(dst), Reader(), quant_format=formats[spec.fmt],
+                    activation_type=QuantType.QInt8 if spec.signed else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, per_channel=spec.per_channel)
+
+
+_directory: pathlib.Path | None = None
+
+
+def _cache_dir() -> pathlib.Path:
+    global _directory
+    if _directory is None:
+        _directory = pathlib.Path(tempfile.mkdtemp(prefix="codesign-models-"))
+        atexit.register(shutil.rmtree, _directory, ignore_errors=True)
+    return _directory
+
+
+def float_model(spec: Spec) -> pathlib.Path:
+    """The exported float ONNX model of ``spec`` (before quantization)."""
+    return _float_model(dataclasses.replace(spec, fmt="qdq", signed=False, per_channel=True,
+                                            int_input=False, int_output=False))
+
+
+@functools.cache
+def _float_model(spec: Spec) -> pathlib.Path:
+    path = _cache_dir() / f"{spec.key}_float.onnx"
+    _export(spec, path)
+    return path
+
+
+@functools.cache
+def build(spec: Spec) -> pathlib.Path:
+    """The quantized model of ``spec`` (built once per process; do not modify the file)."""
+    path = _cache_dir() / f"{spec.key}.onnx"
+    _quantize(spec, float_model(spec), path)
+    _strip_io(spec, path)
+    return path
+
+
+#: A zoo of small models covering both formats, both activation types, per-tensor and
+#: per-channel weights, odd sizes, strides, asymmetric/auto padding, pooling, Gemm and MatMul,
+#: 8-bit boundaries and both exporters. Keys are stable test ids.
+ZOO: dict[str, Spec] = {
+    "conv_relu_pool_fc_qdq_u8": Spec(
+        (3, 11, 11), (Conv(5, 3, stride=2, padding=1), ReLU(), MaxPool(2), Flatten(), Linear(7))),
+    "conv_relu_pool_fc_qdq_s8": Spec(
+        (3, 11, 11), (Conv(5, 3, stride=2, padding=1), ReLU(), MaxPool(2), Flatten(), Linear(7)),
+        signed=True),
+    "conv_relu_pool_fc_qop_u8": Spec(
+        (3, 11, 11), (Conv(5, 3, stride=2, padding=1), ReLU(), MaxPool(2), Flatten(), Linear(7)),
+        fmt="qop"),
+    "conv_relu_pool_fc_qop_s8": Spec(
+        (3, 11, 11), (Conv(5, 3, stride=2, padding=1), ReLU(), MaxPool(2), Flatten(), Linear(7)),
+        fmt="qop", signed=True),
+    "asym_pads_qop_s8_tensor": Spec(
+        (3, 10, 9), (Conv(4, 3, pads=(1, 0, 2, 1)), ReLU(), Flatten(), Linear(7)),
+        fmt="qop", signed=True, per_channel=False),
+    "asym_pads_qdq_u8": Spec(
+        (2, 9, 10), (Conv(6, (2, 3), stride=2, pads=(0, 2, 1, 0)), ReLU(), Conv(3, 1),
+                     Flatten(), Linear(4))),
+    "same_upper_relu6_qop_s8": Spec(
+        (3, 10, 10), (Conv(4, 3, stride=2, pads=(0, 0, 1, 1), auto_pad="SAME_UPPER"), ReLU6(),
+                      Flatten(), Linear(7)), fmt="qop", signed=True),
+    "same_lower_qdq_u8_tensor": Spec(
+        (3, 8, 8), (Conv(4, 2, pads=(1, 1, 0, 0), auto_pad="SAME_LOWER"), ReLU6(), Flatten(),
+                    Linear(5)), per_channel=False),
+    "deep_cnn_qdq_u8": Spec(
+        (16, 9, 9), (Conv(32, 3, padding=1), ReLU(), Conv(32, 3, padding=1), ReLU(),
+                     Conv(16, 3, padding=1), Flatten(), Linear(10))),
+    "deep_cnn_qop_s8": Spec(
+        (16, 9, 9), (Conv(32, 3, padding=1), ReLU(), Conv(32, 3, padding=1), ReLU(),
+                     Conv(16, 3, padding=1), Flatten(), Linear(10)), fmt="qop", signed=True),
+    "deep_cnn_qdq_s8_tensor": Spec(
+        (16, 9, 9), (Conv(32, 3, padding=1), ReLU(), Conv(32, 3, padding=1), ReLU(),
+                     Conv(16, 3, padding=1), Flatten(), Linear(10)),
+        signed=True, per_channel=False, seed=3),
+    "big_kernel_stride3_qop_u8": Spec(
+        (1, 17, 13), (Conv(8, 5, stride=3, padding=2), ReLU(), MaxPool(3, 2, padding=1),
+                      Flatten(), Linear(3)), fmt="qop"),
+    "pool_ceil_qdq_u8": Spec(
+        (3, 9, 9), (Conv(4, 3), ReLU(), MaxPool(2, ceil_mode=True), Flatten(), Linear(6))),
+    "pool_ceil_qop_s8": Spec(
+        (3, 10, 7), (Conv(4, 3), MaxPool(3, 2, ceil_mode=True), Flatten(), Linear(6)),
+        fmt="qop", signed=True),
+    "mlp_qdq_u8": Spec((64,), (Linear(64), ReLU(), Linear(32), ReLU(), Linear(10))),
+    "mlp_qdq_s8_tensor": Spec((13,), (Linear(9), ReLU(), Linear(5)), signed=True,
+                              per_channel=False),
+    "mlp_qop_u8": Spec((13,), (Linear(9), ReLU(), Linear(5)), fmt="qop"),
+    "mlp_qop_s8": Spec((13,), (Linear(9), ReLU(), Linear(5)), fmt="qop", signed=True),
+    "matmul_qdq_u8": Spec((20,), (MatMul(11), ReLU(), Linear(5))),
+    "matmul_rows_qop_u8": Spec((5, 12), (Linear(6, bias=False), ReLU(), MatMul(3)), fmt="qop"),
+    "matmul_rows_qop_s8": Spec((5, 12), (MatMul(6), ReLU(), MatMul(3)), fmt="qop", signed=True),
+    "matmul_rows_qdq_s8": Spec((7, 4), (MatMul(6), ReLU(), MatMul(3)), signed=True),
+    "torchscript_flatten_qdq_u8": Spec(
+        (2, 7, 7), (Conv(4, (3, 2), padding=1), ReLU(), Flatten(), MatMul(5)),
+        exporter="torchscript", dynamic_batch=True),
+    "int_io_qdq_u8": Spec(
+        (2, 7, 7), (Conv(4, 3, padding=1), ReLU(), MaxPool(2), Flatten(), Linear(5)),
+        int_input=True, int_output=True),
+    "int_io_qop_s8": Spec(
+        (2, 7, 7), (Conv(4, 3, padding=1), ReLU(), Flatten(), Linear(5)), fmt="qop",
+        signed=True, int_input=True, int_output=True, dynamic_batch=True),
+    "no_bias_qop_u8_tensor": Spec(
+        (3, 6, 6), (Conv(5, 3, padding=1, bias=False), Flatten(), Linear(4, bias=False)),
+        fmt="qop", per_channel=False),
+}
