@@ -36,12 +36,16 @@ __all__ = [
     "load_split",
     "main",
     "onnxruntime_predictor",
+    "rtl_batch_predictor",
+    "write_sample",
 ]
 
 HERE = pathlib.Path(__file__).resolve().parent
 
 #: A predictor: one inference's float input (the ONNX input shape, batch 1) → class scores.
 Predict = Callable[[np.ndarray], np.ndarray]
+#: A batch predictor: N samples (N × input shape without the batch axis) → N × class scores.
+BatchPredict = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,33 +186,71 @@ def golden_predictor(path: pathlib.Path) -> Predict:
     return lambda x: out.dequantize(reference.run(graph, [inp.quantize(x)])[out.tensor.name])
 
 
-def accuracy(model: DigitsModel, predict: Predict) -> float:
-    """Test-split accuracy of ``predict`` (called once per sample, batch 1)."""
+def rtl_batch_predictor(path: pathlib.Path) -> BatchPredict:
+    """Predict on the RTL: compile for the default NPU and run the whole batch in one Verilator
+    simulation (the same path as ``codesign simulate``)."""
+    from codesign.cli import DEFAULT_CONFIG
+    from codesign.compiler import compile_graph
+    from codesign.driver import run_rtl
+    from codesign.frontend import load_model
+    from codesign.rtl.top import generate_verilog
+
+    graph = load_model(path)
+    (inp,), (out,) = graph.inputs, graph.outputs
+    program = compile_graph(graph, DEFAULT_CONFIG)
+    verilog = generate_verilog(DEFAULT_CONFIG)
+
+    def predict(xs: np.ndarray) -> np.ndarray:
+        result = run_rtl(program, verilog, [[inp.quantize(x[None])] for x in xs])
+        return np.stack([out.dequantize(outs[0]) for outs in result.outputs])
+    return predict
+
+
+def accuracy(model: DigitsModel, predict: Predict | None = None,
+             batch_predict: BatchPredict | None = None) -> float:
+    """Test-split accuracy of ``predict`` (called once per sample, batch 1) or of
+    ``batch_predict`` (called once with the whole split)."""
     _, _, x_test, y_test = load_split(model)
-    hits = sum(int(np.argmax(predict(x[None]))) == y for x, y in zip(x_test, y_test, strict=True))
-    return hits / len(y_test)
+    if batch_predict is not None:
+        scores = batch_predict(x_test).reshape(len(x_test), -1)
+    else:
+        assert predict is not None
+        scores = np.stack([np.ravel(predict(x[None])) for x in x_test])
+    return float(np.mean(np.argmax(scores, axis=1) == y_test))
 
 
-def accuracy_report(columns: Mapping[str, Callable[[pathlib.Path], Predict]] | None = None
-                    ) -> dict[str, dict[str, float]]:
+def write_sample(model: DigitsModel, count: int = 8) -> pathlib.Path:
+    """Save the first ``count`` test digits as ``<name>_sample.npy`` (N × input shape), the
+    input of ``make demo``."""
+    path = HERE / f"{model.name.split('_')[0]}_sample.npy"
+    np.save(path, load_split(model)[2][:count])
+    return path
+
+
+def accuracy_report(columns: Mapping[str, Callable[[pathlib.Path], Predict]] | None = None,
+                    batch_columns: Mapping[str, Callable[[pathlib.Path], BatchPredict]]
+                    | None = None) -> dict[str, dict[str, float]]:
     """Print and return test accuracy per quantized model: float, onnxruntime, golden, ...
 
     Parameters
     ----------
-    columns
-        Extra columns: name → factory making a predictor from a quantized model's path (for
-        example an RTL simulation).
+    columns, batch_columns
+        Extra columns: name → factory making a (batch) predictor from a quantized model's path
+        (for example :func:`rtl_batch_predictor`).
     """
     makers = {"onnxruntime": onnxruntime_predictor, "golden": golden_predictor,
               **(columns or {})}
+    batch_makers = dict(batch_columns or {})
     results: dict[str, dict[str, float]] = {}
     for model in MODELS.values():
         float_accuracy = accuracy(model, onnxruntime_predictor(model.float_path))
         for path in model.paths():
             row = {"float": float_accuracy}
             row.update({name: accuracy(model, make(path)) for name, make in makers.items()})
+            row.update({name: accuracy(model, batch_predict=make(path))
+                        for name, make in batch_makers.items()})
             results[path.name] = row
-    header = ["model", "float", *makers]
+    header = ["model", "float", *makers, *batch_makers]
     print("  ".join(f"{h:>22}" if i == 0 else f"{h:>11}" for i, h in enumerate(header)))
     for name, row in results.items():
         print(f"{name:>22}  " + "  ".join(f"{100 * row[h]:>10.2f}%" for h in header[1:]))
@@ -221,10 +263,13 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--report", action="store_true",
                         help="only print the accuracy table of the existing models")
+    parser.add_argument("--rtl", action="store_true",
+                        help="add an RTL column (whole test split on Verilator, default NPU)")
     args = parser.parse_args(argv)
     if not args.report:
         build()
-    accuracy_report()
+        write_sample(MODELS["digits_cnn"])
+    accuracy_report(batch_columns={"rtl": rtl_batch_predictor} if args.rtl else None)
 
 
 if __name__ == "__main__":
