@@ -19,8 +19,8 @@ install: $(STAMP)
 # generate -> simulate -> verify on the bundled default model.
 demo: $(STAMP)
 	$(VENV)/bin/codesign generate $(MODEL) -o $(DEMO)
-	$(VENV)/bin/codesign simulate $(DEMO) --input models/digits_sample.npy --output $(DEMO)/y.npy
-	$(VENV)/bin/codesign verify $(MODEL) -o $(DEMO) --input models/digits_sample.npy
+	$(VENV)/bin/codesign simulate $(DEMO) --input models/digits_cnn_sample.npy --output $(DEMO)/y.npy
+	$(VENV)/bin/codesign verify $(MODEL) -o $(DEMO) --input models/digits_cnn_sample.npy
 
 test: $(STAMP)
 	PYTHONWARNINGS=error $(PY) -m pytest -q

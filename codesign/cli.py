@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, SimulationFailed
 from .isa import HwConfig
 
 __all__ = ["main"]
@@ -345,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"codesign: error: {err}", file=sys.stderr)
         return 2
+    except SimulationFailed as err:
+        if args.debug:
+            raise
+        print(f"codesign: simulation failed: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 1
     return 2  # pragma: no cover - argparse enforces a command
 
 

@@ -7,3 +7,7 @@ class InputError(Exception):
 
 class TilingError(InputError):
     """The model does not fit the chosen hardware (array, scratchpads, instruction fields)."""
+
+
+class SimulationFailed(RuntimeError):
+    """The RTL simulation could not run to completion (build failure, hang, bad access)."""

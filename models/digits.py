@@ -220,9 +220,9 @@ def accuracy(model: DigitsModel, predict: Predict | None = None,
 
 
 def write_sample(model: DigitsModel, count: int = 8) -> pathlib.Path:
-    """Save the first ``count`` test digits as ``<name>_sample.npy`` (N × input shape), the
-    input of ``make demo``."""
-    path = HERE / f"{model.name.split('_')[0]}_sample.npy"
+    """Save the first ``count`` test digits as ``<name>_sample.npy`` (N × input shape without
+    the batch axis; ``make demo`` and the model tests use them)."""
+    path = HERE / f"{model.name}_sample.npy"
     np.save(path, load_split(model)[2][:count])
     return path
 
@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.report:
         build()
-        write_sample(MODELS["digits_cnn"])
+        for model in MODELS.values():
+            write_sample(model)
     accuracy_report(batch_columns={"rtl": rtl_batch_predictor} if args.rtl else None)
 
 

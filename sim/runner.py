@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from cocotb_tools.runner import Verilator as _CocotbVerilator
 
+from ..errors import SimulationFailed
 from ..isa import HwConfig
 
 __all__ = [
@@ -84,7 +85,7 @@ _VLT = "`verilator_config\n" + "".join(
 ) + 'public_flat_rw -module "tb_top" -var "*"\n'
 
 
-class SimulationError(RuntimeError):
+class SimulationError(SimulationFailed):
     """The RTL simulation failed, timed out or hit a guard (message says which)."""
 
 
