@@ -18,15 +18,16 @@ software model rejects them; the hardware must not hang on them).
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from codesign.isa import INSN_BITS, OPCODE_BITS, Csr, HwConfig, Opcode
 
+from .ports import HwComponent, csr_port, ext_read
+
 __all__ = ["Controller"]
 
 
-class Controller(wiring.Component):
+class Controller(HwComponent):
     """CSR block + fetch/decode/dispatch.
 
     Parameters
@@ -53,19 +54,11 @@ class Controller(wiring.Component):
     """
 
     def __init__(self, config: HwConfig):
-        if not isinstance(config, HwConfig):
-            raise TypeError(f"config must be a HwConfig, not {config!r}")
-        self._config = c = config
-        super().__init__({
-            "csr_addr": In(2),
-            "csr_we": In(1),
-            "csr_wdata": In(32),
-            "csr_rdata": Out(32),
+        super().__init__(config, lambda c: {
+            **csr_port(),
             "done": Out(1),
             "busy": Out(1),
-            "mem_addr": Out(c.ext_addr_bits),
-            "mem_re": Out(1),
-            "mem_rdata": In(8 * c.bus_bytes),
+            **ext_read(c),
             "insn": Out(INSN_BITS),
             "start_dma": Out(1),
             "start_matmul": Out(1),
@@ -74,12 +67,8 @@ class Controller(wiring.Component):
             "engine_done": In(1),
         })
 
-    @property
-    def config(self) -> HwConfig:
-        return self._config
-
     def elaborate(self, platform) -> Module:
-        c = self._config
+        c = self.config
         m = Module()
         n = c.insn_words
         bus = 8 * c.bus_bytes

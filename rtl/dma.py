@@ -16,10 +16,10 @@ cycle: an instruction moving ``N = rows*length`` slices is busy for ``N + 1`` cy
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Signal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from codesign.isa import HwConfig, LoadStore, Mem, Opcode
+
+from .ports import HwComponent, engine_control, ext_port, scratchpad_read, scratchpad_write
 
 __all__ = ["DmaEngine"]
 
@@ -29,7 +29,7 @@ def _log2(value: int) -> int:
     return value.bit_length() - 1
 
 
-class DmaEngine(wiring.Component):
+class DmaEngine(HwComponent):
     """LOAD / STORE engine (``insn.opcode`` selects the direction).
 
     Parameters
@@ -39,14 +39,9 @@ class DmaEngine(wiring.Component):
 
     Attributes
     ----------
-    start : In(1)
-        One-cycle pulse; ``insn`` is valid in that cycle only.
-    insn : In(isa.LoadStore)
-        The instruction.
-    busy : Out(1)
-        High from the cycle after ``start`` up to and including the ``done`` cycle.
-    done : Out(1)
-        One-cycle pulse; the last write is issued in this cycle.
+    start, insn, busy, done
+        Engine interface (:func:`~codesign.rtl.ports.engine_control`) for an
+        ``isa.LoadStore``; the last write is issued in the ``done`` cycle.
     mem_addr, mem_re, mem_rdata, mem_we, mem_wdata
         External memory port (read latency 1).
     act_raddr, act_ren, act_rdata
@@ -62,47 +57,24 @@ class DmaEngine(wiring.Component):
     """
 
     def __init__(self, config: HwConfig):
-        if not isinstance(config, HwConfig):
-            raise TypeError(f"config must be a HwConfig, not {config!r}")
-        self._config = c = config
-        bus = 8 * c.bus_bytes
-        super().__init__({
-            "start": In(1),
-            "insn": In(LoadStore),
-            "busy": Out(1),
-            "done": Out(1),
-            "mem_addr": Out(c.ext_addr_bits),
-            "mem_re": Out(1),
-            "mem_rdata": In(bus),
-            "mem_we": Out(1),
-            "mem_wdata": Out(bus),
-            "act_raddr": Out(c.addr_bits(c.act_depth)),
-            "act_ren": Out(1),
-            "act_rdata": In(8 * c.act_bytes),
-            "act_waddr": Out(c.addr_bits(c.act_depth)),
-            "act_wen": Out(c.act_bytes),
-            "act_wdata": Out(8 * c.act_bytes),
-            "wgt_waddr": Out(c.addr_bits(c.wgt_depth)),
-            "wgt_wen": Out(c.slices(Mem.WGT)),
-            "wgt_wdata": Out(8 * c.cols),
-            "prm_waddr": Out(c.addr_bits(c.prm_depth)),
-            "prm_wen": Out(c.slices(Mem.PRM)),
-            "prm_wdata": Out(64 * c.cols),
+        super().__init__(config, lambda c: {
+            **engine_control(LoadStore),
+            **ext_port(c),
+            **scratchpad_read(c, "act"),
+            **scratchpad_write(c, "act"),
+            **scratchpad_write(c, "wgt"),
+            **scratchpad_write(c, "prm"),
         })
-
-    @property
-    def config(self) -> HwConfig:
-        return self._config
 
     def _split(self, mem: Mem, slice_addr):
         """(word address, slice index or None) of a slice address in scratchpad ``mem``."""
-        c = self._config
+        c = self.config
         sbits = _log2(c.slices(mem))
         word = slice_addr[sbits:sbits + c.addr_bits(c.depth(mem))]
         return word, (slice_addr[:sbits] if sbits else None)
 
     def elaborate(self, platform) -> Module:
-        c = self._config
+        c = self.config
         m = Module()
         bus = 8 * c.bus_bytes
 

@@ -22,19 +22,19 @@ what ONNX quantization produces and what the compiler emits.
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
 from codesign import isa
 
 from .array import SystolicArray, W_SHAPE, X_SHAPE
+from .ports import HwComponent, engine_control, scratchpad_read, scratchpad_write
 
 __all__ = ["MatMulEngine"]
 
 _COORD = signed(18)     # ih/iw: |ih0| < 2**12, oh·stride_h < 2**16
 
 
-class MatMulEngine(wiring.Component):
+class MatMulEngine(HwComponent):
     """Executes MATMUL (see :mod:`codesign.isa` and docs/rtl-contract.md).
 
     Parameters
@@ -50,28 +50,15 @@ class MatMulEngine(wiring.Component):
     """
 
     def __init__(self, config: isa.HwConfig):
-        if not isinstance(config, isa.HwConfig):
-            raise TypeError(f"config must be an isa.HwConfig, not {config!r}")
-        self.config = c = config
-        self.latency = c.rows + (c.rows + c.cols - 1) + 3
-        super().__init__({
-            "start": In(1),
-            "insn": In(isa.MatMul),
-            "busy": Out(1),
-            "done": Out(1),
-            "act_raddr": Out(c.addr_bits(c.act_depth)),
-            "act_ren": Out(1),
-            "act_rdata": In(8 * c.act_bytes),
-            "wgt_raddr": Out(c.addr_bits(c.wgt_depth)),
-            "wgt_ren": Out(1),
-            "wgt_rdata": In(8 * c.cols),
-            "acc_raddr": Out(c.addr_bits(c.acc_depth)),
-            "acc_ren": Out(1),
-            "acc_rdata": In(32 * c.cols),
-            "acc_waddr": Out(c.addr_bits(c.acc_depth)),
-            "acc_wen": Out(1),
-            "acc_wdata": Out(32 * c.cols),
+        super().__init__(config, lambda c: {
+            **engine_control(isa.MatMul),
+            **scratchpad_read(c, "act"),
+            **scratchpad_read(c, "wgt"),
+            **scratchpad_read(c, "acc"),
+            **scratchpad_write(c, "acc"),
         })
+        c = self.config
+        self.latency = c.rows + (c.rows + c.cols - 1) + 3
 
     def elaborate(self, platform):
         m = Module()

@@ -18,10 +18,10 @@ are written while later windows are being read); the compiler never pools in pla
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from codesign.isa import HwConfig, MaxPool
+
+from .ports import HwComponent, engine_control, scratchpad_read, scratchpad_write
 
 __all__ = ["MaxPoolEngine"]
 
@@ -29,7 +29,7 @@ __all__ = ["MaxPoolEngine"]
 _COORD = signed(20)
 
 
-class MaxPoolEngine(wiring.Component):
+class MaxPoolEngine(HwComponent):
     """MAXPOOL engine.
 
     Parameters
@@ -39,14 +39,9 @@ class MaxPoolEngine(wiring.Component):
 
     Attributes
     ----------
-    start : In(1)
-        One-cycle pulse; ``insn`` is valid in that cycle only.
-    insn : In(isa.MaxPool)
-        The instruction.
-    busy : Out(1)
-        High from the cycle after ``start`` up to and including the ``done`` cycle.
-    done : Out(1)
-        One-cycle pulse; the last result word is written in this cycle.
+    start, insn, busy, done
+        Engine interface (:func:`~codesign.rtl.ports.engine_control`) for an
+        ``isa.MaxPool``; the last result word is written in the ``done`` cycle.
     act_raddr, act_ren, act_rdata
         ACT read port.
     act_waddr, act_wen, act_wdata
@@ -56,28 +51,14 @@ class MaxPoolEngine(wiring.Component):
     """
 
     def __init__(self, config: HwConfig):
-        if not isinstance(config, HwConfig):
-            raise TypeError(f"config must be a HwConfig, not {config!r}")
-        self._config = c = config
-        super().__init__({
-            "start": In(1),
-            "insn": In(MaxPool),
-            "busy": Out(1),
-            "done": Out(1),
-            "act_raddr": Out(c.addr_bits(c.act_depth)),
-            "act_ren": Out(1),
-            "act_rdata": In(8 * c.act_bytes),
-            "act_waddr": Out(c.addr_bits(c.act_depth)),
-            "act_wen": Out(c.act_bytes),
-            "act_wdata": Out(8 * c.act_bytes),
+        super().__init__(config, lambda c: {
+            **engine_control(MaxPool),
+            **scratchpad_read(c, "act"),
+            **scratchpad_write(c, "act"),
         })
 
-    @property
-    def config(self) -> HwConfig:
-        return self._config
-
     def elaborate(self, platform) -> Module:
-        c = self._config
+        c = self.config
         m = Module()
         aw = c.addr_bits(c.act_depth)
         f = MaxPool.members

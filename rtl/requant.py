@@ -27,6 +27,8 @@ from amaranth.lib.wiring import In, Out
 
 from codesign import isa
 
+from .ports import HwComponent, engine_control, scratchpad_read, scratchpad_write
+
 __all__ = ["Requantizer", "RequantEngine"]
 
 _M = isa.MULT_BITS
@@ -183,7 +185,7 @@ class Requantizer(wiring.Component):
         return m
 
 
-class RequantEngine(wiring.Component):
+class RequantEngine(HwComponent):
     """Executes REQUANT (see :mod:`codesign.isa` and docs/rtl-contract.md).
 
     Reads the PRM word once, then streams ``count`` ACC words through a :class:`Requantizer`, one
@@ -193,23 +195,11 @@ class RequantEngine(wiring.Component):
     """
 
     def __init__(self, config: isa.HwConfig):
-        if not isinstance(config, isa.HwConfig):
-            raise TypeError(f"config must be an isa.HwConfig, not {config!r}")
-        self.config = c = config
-        super().__init__({
-            "start": In(1),
-            "insn": In(isa.Requant),
-            "busy": Out(1),
-            "done": Out(1),
-            "acc_raddr": Out(c.addr_bits(c.acc_depth)),
-            "acc_ren": Out(1),
-            "acc_rdata": In(32 * c.cols),
-            "prm_raddr": Out(c.addr_bits(c.prm_depth)),
-            "prm_ren": Out(1),
-            "prm_rdata": In(64 * c.cols),
-            "act_waddr": Out(c.addr_bits(c.act_depth)),
-            "act_wen": Out(c.act_bytes),
-            "act_wdata": Out(8 * c.act_bytes),
+        super().__init__(config, lambda c: {
+            **engine_control(isa.Requant),
+            **scratchpad_read(c, "acc"),
+            **scratchpad_read(c, "prm"),
+            **scratchpad_write(c, "act"),
         })
 
     def elaborate(self, platform):

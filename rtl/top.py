@@ -13,9 +13,7 @@ import operator
 
 from amaranth.back import verilog
 from amaranth.hdl import Const, Module, Value
-from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from codesign.isa import HwConfig, LoadStore, MatMul, MaxPool, Requant
 
@@ -23,12 +21,13 @@ from .controller import Controller
 from .dma import DmaEngine
 from .matmul import MatMulEngine
 from .maxpool import MaxPoolEngine
+from .ports import HwComponent, csr_port, ext_port, scratchpad
 from .requant import RequantEngine
 
 __all__ = ["NPU", "generate_verilog"]
 
 
-class NPU(wiring.Component):
+class NPU(HwComponent):
     """The whole NPU for one :class:`~codesign.isa.HwConfig` (Verilog module ``npu_top``).
 
     Parameters
@@ -49,32 +48,19 @@ class NPU(wiring.Component):
     """
 
     def __init__(self, config: HwConfig):
-        if not isinstance(config, HwConfig):
-            raise TypeError(f"config must be a HwConfig, not {config!r}")
-        self._config = c = config
-        super().__init__({
-            "csr_addr": In(2),
-            "csr_we": In(1),
-            "csr_wdata": In(32),
-            "csr_rdata": Out(32),
+        super().__init__(config, lambda c: {
+            **csr_port(),
             "done": Out(1),
-            "mem_addr": Out(c.ext_addr_bits),
-            "mem_re": Out(1),
-            "mem_rdata": In(8 * c.bus_bytes),
-            "mem_we": Out(1),
-            "mem_wdata": Out(8 * c.bus_bytes),
+            **ext_port(c),
         })
-        self.act_mem = Memory(shape=8 * c.act_bytes, depth=c.act_depth, init=[])
-        self.wgt_mem = Memory(shape=8 * c.cols, depth=c.wgt_depth, init=[])
-        self.prm_mem = Memory(shape=64 * c.cols, depth=c.prm_depth, init=[])
-        self.acc_mem = Memory(shape=32 * c.cols, depth=c.acc_depth, init=[])
-
-    @property
-    def config(self) -> HwConfig:
-        return self._config
+        c = self.config
+        self.act_mem = scratchpad(c, "act").memory()
+        self.wgt_mem = scratchpad(c, "wgt").memory()
+        self.prm_mem = scratchpad(c, "prm").memory()
+        self.acc_mem = scratchpad(c, "acc").memory()
 
     def elaborate(self, platform) -> Module:
-        c = self._config
+        c = self.config
         m = Module()
 
         m.submodules.ctrl = ctrl = Controller(c)
@@ -120,16 +106,12 @@ class NPU(wiring.Component):
         fan_in("mem_rdata", self.mem_rdata)
 
         # -- scratchpads -----------------------------------------------------------------------
-        memories = {
-            "act": (self.act_mem, 8),                       # byte enables
-            "wgt": (self.wgt_mem, 8 * c.bus_bytes),         # slice enables
-            "prm": (self.prm_mem, 8 * c.bus_bytes),         # slice enables
-            "acc": (self.acc_mem, None),                    # whole words
-        }
-        for name, (mem, granularity) in memories.items():
+        memories = {"act": self.act_mem, "wgt": self.wgt_mem, "prm": self.prm_mem,
+                    "acc": self.acc_mem}
+        for name, mem in memories.items():
             m.submodules[f"{name}_mem"] = mem
             rd = mem.read_port()
-            wr = mem.write_port(granularity=granularity)
+            wr = mem.write_port(granularity=scratchpad(c, name).granularity)
             m.d.comb += [
                 rd.addr.eq(merged(f"{name}_raddr")),
                 rd.en.eq(merged(f"{name}_ren")),
@@ -144,7 +126,6 @@ class NPU(wiring.Component):
 
 def generate_verilog(config: HwConfig) -> str:
     """Verilog of :class:`NPU` for ``config`` as module ``npu_top`` (byte-stable: no src attrs)."""
-    if not isinstance(config, HwConfig):
-        raise TypeError(f"config must be a HwConfig, not {config!r}")
+    # NPU rejects anything but a HwConfig.
     return verilog.convert(NPU(config), name="npu_top", emit_src=False)
 

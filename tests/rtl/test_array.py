@@ -8,9 +8,10 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.sim import Simulator
 
 from codesign.rtl.array import SystolicArray
+
+from .harness import simulate
 
 SHAPES = [(1, 1), (2, 4), (4, 2), (4, 4), (8, 8)]
 
@@ -62,10 +63,7 @@ def _run(array: SystolicArray, weight_sets, inputs, rng) -> list[tuple[np.ndarra
             assert [c for c, _ in got] == [s + array.latency for s in sent]
             results.append((np.array([p for _, p in got]), x @ w))
 
-    sim = Simulator(array)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(array, testbench)
     return results
 
 

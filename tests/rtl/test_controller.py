@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from codesign.isa import INSN_BITS, OPCODE_BITS, Csr, HwConfig, Opcode
 from codesign.rtl.controller import Controller
+
+from .harness import csr_read, csr_write, simulate
 
 CONFIGS = [
     HwConfig(rows=2, cols=4, bus_bytes=1, act_depth=8, wgt_depth=2, acc_depth=2, prm_depth=1),
@@ -48,23 +49,12 @@ def test_controller_runs_programs(config):
     starts = {"dma": dut.start_dma, "matmul": dut.start_matmul, "requant": dut.start_requant,
               "maxpool": dut.start_maxpool}
 
-    async def csr_write(ctx, addr, value):
-        ctx.set(dut.csr_addr, addr)
-        ctx.set(dut.csr_we, 1)
-        ctx.set(dut.csr_wdata, value)
-        await ctx.tick()
-        ctx.set(dut.csr_we, 0)
-
-    def csr_read(ctx, addr):
-        ctx.set(dut.csr_addr, addr)
-        return ctx.get(dut.csr_rdata)
-
     async def run(ctx, base, program):
         """Start at ``base``; model EXT (latency 1) and engines; returns (dispatched, cycles)."""
         ext = _ext_image(c, base, program)
-        await csr_write(ctx, Csr.PROG_BASE, base)
-        assert csr_read(ctx, Csr.PROG_BASE) == base
-        await csr_write(ctx, Csr.CTRL, 1)
+        await csr_write(ctx, dut, Csr.PROG_BASE, base)
+        assert csr_read(ctx, dut, Csr.PROG_BASE) == base
+        await csr_write(ctx, dut, Csr.CTRL, 1)
         dispatched, expected_cycles = [], 0
         pending, countdown = None, 0
         for _ in range(100 * len(program) * (n + 8)):
@@ -72,7 +62,7 @@ def test_controller_runs_programs(config):
             ctx.set(dut.mem_rdata, ext[pending] if pending is not None
                     else int.from_bytes(rng.bytes(c.bus_bytes), "little"))
             ctx.set(dut.engine_done, countdown == 1)
-            busy, done = csr_read(ctx, Csr.CTRL) & 1, csr_read(ctx, Csr.CTRL) >> 1
+            busy, done = csr_read(ctx, dut, Csr.CTRL) & 1, csr_read(ctx, dut, Csr.CTRL) >> 1
             assert ctx.get(dut.busy) == busy and ctx.get(dut.done) == done
             if not busy:
                 assert done
@@ -105,23 +95,20 @@ def test_controller_runs_programs(config):
         return dispatched, expected_cycles
 
     async def testbench(ctx):
-        assert csr_read(ctx, Csr.CTRL) == 0
-        assert csr_read(ctx, 3) == 0
+        assert csr_read(ctx, dut, Csr.CTRL) == 0
+        assert csr_read(ctx, dut, 3) == 0
         for base, n_insns, last in [(3, 5, Opcode.END.value), (0, 0, Opcode.END.value),
                                     (17, 3, 0xF)]:
             program = _program(rng, n_insns, last)
             dispatched, expected_cycles = await run(ctx, base, program)
             assert dispatched == [(ENGINE_OF[Opcode(p & 0xF)], p) for p in program[:-1]]
-            assert csr_read(ctx, Csr.CTRL) == 0b10
-            assert csr_read(ctx, Csr.CYCLES) == expected_cycles
+            assert csr_read(ctx, dut, Csr.CTRL) == 0b10
+            assert csr_read(ctx, dut, Csr.CYCLES) == expected_cycles
             # done and CYCLES hold until the next start.
             for _ in range(3):
                 await ctx.tick()
-            assert csr_read(ctx, Csr.CTRL) == 0b10
-            assert csr_read(ctx, Csr.CYCLES) == expected_cycles
+            assert csr_read(ctx, dut, Csr.CTRL) == 0b10
+            assert csr_read(ctx, dut, Csr.CYCLES) == expected_cycles
             assert ctx.get(dut.mem_re) == 0
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(dut, testbench)

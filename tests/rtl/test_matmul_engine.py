@@ -8,13 +8,12 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Elaboratable, Module, Value
-from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
 from codesign.isa import HwConfig, Opcode, decode, encode
 from codesign.isasim import IsaSim
 from codesign.rtl.matmul import MatMulEngine
+
+from .harness import Harness
 
 CONFIGS = [
     HwConfig(rows=2, cols=4, bus_bytes=2, act_depth=48, wgt_depth=6, acc_depth=24, prm_depth=1),
@@ -24,65 +23,6 @@ CONFIGS = [
     HwConfig(rows=2, cols=8, bus_bytes=8, act_depth=32, wgt_depth=4, acc_depth=16, prm_depth=1),
     HwConfig(rows=8, cols=8, bus_bytes=4, act_depth=32, wgt_depth=10, acc_depth=16, prm_depth=1),
 ]
-
-
-def _to_ints(array: np.ndarray) -> list[int]:
-    return [int.from_bytes(row.tobytes(), "little") for row in array]
-
-
-def _acc_array(values, cols: int) -> np.ndarray:
-    raw = np.array([list(int(v).to_bytes(4 * cols, "little")) for v in values], np.uint8)
-    return raw.view("<i4").reshape(len(values), cols)
-
-
-class _Harness(Elaboratable):
-    """A MatMulEngine and the three scratchpads it uses, wired as in the NPU top."""
-
-    def __init__(self, config: HwConfig, sim: IsaSim):
-        c = config
-        self.dut = MatMulEngine(c)
-        self.act = Memory(shape=8 * c.act_bytes, depth=c.act_depth, init=_to_ints(sim.act))
-        self.wgt = Memory(shape=8 * c.cols, depth=c.wgt_depth, init=_to_ints(sim.wgt))
-        self.acc = Memory(shape=32 * c.cols, depth=c.acc_depth,
-                          init=_to_ints(sim.acc.view(np.uint8).reshape(c.acc_depth, -1)))
-
-    def elaborate(self, platform):
-        m = Module()
-        dut = m.submodules.dut = self.dut
-        m.submodules.act, m.submodules.wgt, m.submodules.acc = self.act, self.wgt, self.acc
-        act_r, wgt_r = self.act.read_port(), self.wgt.read_port()
-        acc_r, acc_w = self.acc.read_port(), self.acc.write_port()
-        m.d.comb += [
-            act_r.addr.eq(dut.act_raddr), act_r.en.eq(dut.act_ren), dut.act_rdata.eq(act_r.data),
-            wgt_r.addr.eq(dut.wgt_raddr), wgt_r.en.eq(dut.wgt_ren), dut.wgt_rdata.eq(wgt_r.data),
-            acc_r.addr.eq(dut.acc_raddr), acc_r.en.eq(dut.acc_ren), dut.acc_rdata.eq(acc_r.data),
-            acc_w.addr.eq(dut.acc_waddr), acc_w.en.eq(dut.acc_wen), acc_w.data.eq(dut.acc_wdata),
-        ]
-        return m
-
-
-async def run_engine(ctx, engine, insn: int) -> int:
-    """Issue one instruction and check the start/busy/done protocol; returns start→done cycles."""
-    outputs = [getattr(engine, name) for name, member in engine.signature.members.items()
-               if member.flow.name == "Out" and name not in ("busy", "done")]
-    ctx.set(Value.cast(engine.insn), insn)
-    ctx.set(engine.start, 1)
-    assert ctx.get(engine.busy) == 0
-    assert all(ctx.get(o) == 0 for o in outputs), "port driven while not busy"
-    await ctx.tick()
-    ctx.set(engine.start, 0)
-    ctx.set(Value.cast(engine.insn), 0)
-    cycles = 1
-    while not ctx.get(engine.done):
-        assert ctx.get(engine.busy) == 1
-        await ctx.tick()
-        cycles += 1
-        assert cycles < 10_000, "engine hangs"
-    assert ctx.get(engine.busy) == 1
-    await ctx.tick()
-    assert ctx.get(engine.busy) == 0 and ctx.get(engine.done) == 0
-    assert all(ctx.get(o) == 0 for o in outputs), "port driven while not busy"
-    return cycles
 
 
 def _random_matmul(rng, c: HwConfig) -> int:
@@ -138,21 +78,10 @@ def test_matmul_engine_random(config):
     sim.wgt[rng.random(sim.wgt.shape) < 0.1] = 0x80
     sim.acc[:] = rng.integers(-2**31, 2**31, sim.acc.shape)
     sim.acc[rng.random(sim.acc.shape) < 0.1] = 2**31 - 1   # accumulating wraps around
-    h = _Harness(c, sim)
+    h = Harness(MatMulEngine(c), sim)
+    assert set(h.mems) == {"act", "wgt", "acc"}
     insns = [_random_matmul(rng, c) for _ in range(24)]
-    latencies = []
-
-    async def testbench(ctx):
-        for insn in insns:
-            latencies.append(await run_engine(ctx, h.dut, insn))
-            sim.step(insn)
-            acc = _acc_array([ctx.get(h.acc.data[i]) for i in range(c.acc_depth)], c.cols)
-            np.testing.assert_array_equal(acc, sim.acc, err_msg=str(decode(insn)[1]))
-
-    s = Simulator(h)
-    s.add_clock(1e-6)
-    s.add_testbench(testbench)
-    s.run()
+    latencies = h.run(sim, insns)
     for insn, cycles in zip(insns, latencies):
         f = decode(insn)[1]
         positions = int(f.out_h) * int(f.out_w)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Module, Value
-from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
 from codesign.isa import HwConfig, Opcode, encode
 from codesign.isasim import IsaError, IsaSim
 from codesign.rtl.maxpool import MaxPoolEngine
+
+from .harness import Harness, simulate, to_ints
 
 N_INSNS = 20
 
@@ -19,54 +18,6 @@ CONFIGS = [
     HwConfig(rows=4, cols=2, bus_bytes=2, act_depth=64, wgt_depth=4, acc_depth=2, prm_depth=1),
     HwConfig(rows=1, cols=1, bus_bytes=1, act_depth=50, wgt_depth=1, acc_depth=2, prm_depth=1),
 ]
-
-
-def _to_ints(array: np.ndarray) -> list[int]:
-    return [int.from_bytes(row.tobytes(), "little") for row in array]
-
-
-def _to_bytes(values: list[int], width_bytes: int) -> np.ndarray:
-    return np.array([list(v.to_bytes(width_bytes, "little")) for v in values], np.uint8)
-
-
-class _Harness(Elaboratable):
-    def __init__(self, config: HwConfig, act: np.ndarray):
-        self.dut = MaxPoolEngine(config)
-        self.act = Memory(shape=8 * config.act_bytes, depth=config.act_depth, init=_to_ints(act))
-
-    def elaborate(self, platform):
-        m = Module()
-        dut = m.submodules.dut = self.dut
-        m.submodules.act = self.act
-        rd = self.act.read_port()
-        wr = self.act.write_port(granularity=8)
-        m.d.comb += [
-            rd.addr.eq(dut.act_raddr), rd.en.eq(dut.act_ren), dut.act_rdata.eq(rd.data),
-            wr.addr.eq(dut.act_waddr), wr.en.eq(dut.act_wen), wr.data.eq(dut.act_wdata),
-        ]
-        return m
-
-
-async def run_engine(ctx, engine, insn: int) -> int:
-    """Issue one instruction, check the start/busy/done protocol; returns the busy cycles."""
-    outputs = [engine.act_raddr, engine.act_ren, engine.act_waddr, engine.act_wen,
-               engine.act_wdata]
-    ctx.set(Value.cast(engine.insn), insn)
-    ctx.set(engine.start, 1)
-    assert ctx.get(engine.busy) == 0
-    await ctx.tick()
-    ctx.set(engine.start, 0)
-    ctx.set(Value.cast(engine.insn), 0)
-    cycles = 1
-    while not ctx.get(engine.done):
-        assert ctx.get(engine.busy) == 1
-        await ctx.tick()
-        cycles += 1
-        assert cycles < 10_000, "engine hangs"
-    await ctx.tick()
-    assert ctx.get(engine.busy) == 0 and ctx.get(engine.done) == 0
-    assert all(ctx.get(o) == 0 for o in outputs), "port driven while not busy"
-    return cycles
 
 
 def random_maxpool(rng, c: HwConfig, sim: IsaSim) -> tuple[int, int]:
@@ -119,27 +70,21 @@ def test_maxpool_random(config):
         return rng.integers(0, 256, sim.act.shape, dtype=np.uint8)
 
     sim.act[:] = fresh_act()
-    h = _Harness(c, sim.act)
+    h = Harness(MaxPoolEngine(c), sim)
+    assert set(h.mems) == {"act"}
     work = []
 
     async def testbench(ctx):
         for _ in range(N_INSNS):
             insn, positions = random_maxpool(rng, c, sim)
-            cycles = await run_engine(ctx, h.dut, insn)
-            sim.step(insn)
-            got = _to_bytes([ctx.get(h.act.data[i]) for i in range(c.act_depth)], c.act_bytes)
-            np.testing.assert_array_equal(got, sim.act, err_msg=f"after {insn:#x}")
-            work.append((positions, cycles))
+            work.append((positions, await h.step(ctx, sim, insn)))
             # Refresh the input values so later instructions see new data.
             new = fresh_act()
-            for i, row in enumerate(_to_ints(new)):
-                ctx.set(h.act.data[i], row)
+            for i, row in enumerate(to_ints(new)):
+                ctx.set(h.mems["act"].data[i], row)
             sim.act[:] = new
 
-    simulator = Simulator(h)
-    simulator.add_clock(1e-6)
-    simulator.add_testbench(testbench)
-    simulator.run()
+    simulate(h, testbench)
     assert len(work) == N_INSNS
     # One window position per cycle: busy for positions + 1 cycles.
     assert all(cycles == positions + 1 for positions, cycles in work), work

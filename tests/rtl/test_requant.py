@@ -8,14 +8,13 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Elaboratable, Module, Value
-from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
 from codesign import isa
 from codesign.isa import HwConfig, Opcode, encode
 from codesign.isasim import IsaSim
 from codesign.rtl.requant import Requantizer, RequantEngine
+
+from .harness import Harness, simulate
 
 _M = isa.MULT_BITS
 
@@ -190,10 +189,7 @@ def _check_requantizer(lanes: int, vectors, rng) -> int:
             assert q == want, (lanes_in, scalars)
             checked += lanes
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(dut, testbench)
     return checked
 
 
@@ -261,10 +257,7 @@ def test_requantizer_hand_picked():
             assert ctx.get(dut.q[0]) == want, (acc, bias, mult, shift, y_zp, qmin, qmax)
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(dut, testbench)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -276,64 +269,6 @@ CONFIGS = [
     HwConfig(rows=4, cols=4, bus_bytes=4, act_depth=16, wgt_depth=4, acc_depth=9, prm_depth=2),
     HwConfig(rows=1, cols=1, bus_bytes=1, act_depth=16, wgt_depth=1, acc_depth=8, prm_depth=2),
 ]
-
-
-def _to_ints(array: np.ndarray) -> list[int]:
-    return [int.from_bytes(row.tobytes(), "little") for row in array]
-
-
-def _to_bytes(values, width_bytes: int) -> np.ndarray:
-    return np.array([list(int(v).to_bytes(width_bytes, "little")) for v in values], np.uint8)
-
-
-class _Harness(Elaboratable):
-    """A RequantEngine and the three scratchpads it uses, wired as in the NPU top."""
-
-    def __init__(self, config: HwConfig, sim: IsaSim):
-        c = config
-        self.dut = RequantEngine(c)
-        self.act = Memory(shape=8 * c.act_bytes, depth=c.act_depth, init=_to_ints(sim.act))
-        self.prm = Memory(shape=64 * c.cols, depth=c.prm_depth, init=_to_ints(sim.prm))
-        self.acc = Memory(shape=32 * c.cols, depth=c.acc_depth,
-                          init=_to_ints(sim.acc.view(np.uint8).reshape(c.acc_depth, -1)))
-
-    def elaborate(self, platform):
-        m = Module()
-        dut = m.submodules.dut = self.dut
-        m.submodules.act, m.submodules.prm, m.submodules.acc = self.act, self.prm, self.acc
-        act_w = self.act.write_port(granularity=8)
-        prm_r = self.prm.read_port()
-        acc_r = self.acc.read_port()
-        m.d.comb += [
-            act_w.addr.eq(dut.act_waddr), act_w.en.eq(dut.act_wen), act_w.data.eq(dut.act_wdata),
-            prm_r.addr.eq(dut.prm_raddr), prm_r.en.eq(dut.prm_ren), dut.prm_rdata.eq(prm_r.data),
-            acc_r.addr.eq(dut.acc_raddr), acc_r.en.eq(dut.acc_ren), dut.acc_rdata.eq(acc_r.data),
-        ]
-        return m
-
-
-async def run_engine(ctx, engine, insn: int) -> int:
-    """Issue one instruction and check the start/busy/done protocol; returns start→done cycles."""
-    outputs = [getattr(engine, name) for name, member in engine.signature.members.items()
-               if member.flow.name == "Out" and name not in ("busy", "done")]
-    ctx.set(Value.cast(engine.insn), insn)
-    ctx.set(engine.start, 1)
-    assert ctx.get(engine.busy) == 0
-    assert all(ctx.get(o) == 0 for o in outputs), "port driven while not busy"
-    await ctx.tick()
-    ctx.set(engine.start, 0)
-    ctx.set(Value.cast(engine.insn), 0)
-    cycles = 1
-    while not ctx.get(engine.done):
-        assert ctx.get(engine.busy) == 1
-        await ctx.tick()
-        cycles += 1
-        assert cycles < 10_000, "engine hangs"
-    assert ctx.get(engine.busy) == 1
-    await ctx.tick()
-    assert ctx.get(engine.busy) == 0 and ctx.get(engine.done) == 0
-    assert all(ctx.get(o) == 0 for o in outputs), "port driven while not busy"
-    return cycles
 
 
 def _random_requant(rng, c: HwConfig) -> int:
@@ -371,23 +306,10 @@ def test_requant_engine_random(config):
     rng = np.random.default_rng(c.rows * 100 + c.cols)
     sim = IsaSim(c, np.zeros(c.bus_bytes, np.uint8))
     _random_state(rng, sim)
-    h = _Harness(c, sim)
+    h = Harness(RequantEngine(c), sim)
+    assert set(h.mems) == {"act", "prm", "acc"}
     insns = [_random_requant(rng, c) for _ in range(6)]
-    latencies = []
-
-    async def testbench(ctx):
-        for insn in insns:
-            latencies.append(await run_engine(ctx, h.dut, insn))
-            sim.step(insn)
-            # Compare after every instruction: later ones read what earlier ones wrote only in
-            # IsaSim's model, so a wrong write must be caught where it happens.
-            act = _to_bytes([ctx.get(h.act.data[i]) for i in range(c.act_depth)], c.act_bytes)
-            np.testing.assert_array_equal(act, sim.act)
-
-    s = Simulator(h)
-    s.add_clock(1e-6)
-    s.add_testbench(testbench)
-    s.run()
+    latencies = h.run(sim, insns)
     for insn, cycles in zip(insns, latencies):
         count = int(isa.decode(insn)[1].count)
         assert cycles == (count + Requantizer.latency + 2 if count else 1)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Module
-from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
 from codesign.isa import Csr, HwConfig, Mem, Opcode, decode, encode, float_to_mult_shift
 from codesign.isasim import IsaError, IsaSim
 from codesign.rtl.top import NPU, generate_verilog
+
+from .harness import Harness, csr_read, csr_write, isasim_words, read_memory, simulate
 
 CONFIGS = [
     HwConfig(rows=2, cols=4, bus_bytes=2, act_depth=64, wgt_depth=8, acc_depth=8, prm_depth=2),
@@ -21,76 +20,30 @@ CONFIGS = [
 ]
 
 
-def _to_ints(array: np.ndarray) -> list[int]:
-    return [int.from_bytes(row.tobytes(), "little") for row in array]
-
-
-def _to_bytes(values: list[int], width_bytes: int) -> np.ndarray:
-    return np.array([list(v.to_bytes(width_bytes, "little")) for v in values], np.uint8)
-
-
-class _System(Elaboratable):
-    """The NPU and an external memory with fixed read latency 1 (the testbench's model)."""
-
-    def __init__(self, config: HwConfig, ext: np.ndarray):
-        self.npu = NPU(config)
-        words = ext.reshape(-1, config.bus_bytes)
-        self.ext = Memory(shape=8 * config.bus_bytes, depth=len(words), init=_to_ints(words))
-
-    def elaborate(self, platform):
-        m = Module()
-        npu = m.submodules.npu = self.npu
-        m.submodules.ext = self.ext
-        rd = self.ext.read_port()
-        wr = self.ext.write_port()
-        m.d.comb += [
-            rd.addr.eq(npu.mem_addr), rd.en.eq(npu.mem_re), npu.mem_rdata.eq(rd.data),
-            wr.addr.eq(npu.mem_addr), wr.en.eq(npu.mem_we), wr.data.eq(npu.mem_wdata),
-        ]
-        return m
-
-
 def run_system(config: HwConfig, ext: np.ndarray, prog_base: int) -> dict:
-    """Run the program at ``prog_base`` on the NPU; returns its final state and CYCLES."""
-    c = config
-    system = _System(c, ext)
-    npu = system.npu
+    """Run the program at ``prog_base`` on the NPU; returns its final memories (as rows of bytes,
+    like :func:`harness.isasim_words`) and CYCLES."""
+    h = Harness(NPU(config), IsaSim(config, ext))
+    npu = h.dut
+    mems = {"act": npu.act_mem, "wgt": npu.wgt_mem, "prm": npu.prm_mem, "acc": npu.acc_mem,
+            "ext": h.mems["ext"]}
     state = {}
 
     async def testbench(ctx):
-        async def csr_write(addr, value):
-            ctx.set(npu.csr_addr, addr)
-            ctx.set(npu.csr_wdata, value)
-            ctx.set(npu.csr_we, 1)
-            await ctx.tick()
-            ctx.set(npu.csr_we, 0)
-
-        await csr_write(Csr.PROG_BASE, prog_base)
-        await csr_write(Csr.CTRL, 1)
-        ctx.set(npu.csr_addr, Csr.CTRL)
-        assert ctx.get(npu.csr_rdata) == 0b01
+        await csr_write(ctx, npu, Csr.PROG_BASE, prog_base)
+        await csr_write(ctx, npu, Csr.CTRL, 1)
+        assert csr_read(ctx, npu, Csr.CTRL) == 0b01
         for _ in range(200_000):
             if ctx.get(npu.done):
                 break
             await ctx.tick()
         else:
             raise AssertionError("NPU did not reach END")
-        assert ctx.get(npu.csr_rdata) == 0b10
-        ctx.set(npu.csr_addr, Csr.CYCLES)
-        state["cycles"] = ctx.get(npu.csr_rdata)
+        assert csr_read(ctx, npu, Csr.CTRL) == 0b10
+        state["cycles"] = csr_read(ctx, npu, Csr.CYCLES)
+        state.update((name, read_memory(ctx, mem)) for name, mem in mems.items())
 
-        def dump(mem, width):
-            return _to_bytes([ctx.get(mem.data[i]) for i in range(mem.depth)], width)
-        state["act"] = dump(npu.act_mem, c.act_bytes)
-        state["wgt"] = dump(npu.wgt_mem, c.cols)
-        state["prm"] = dump(npu.prm_mem, 8 * c.cols)
-        state["acc"] = dump(npu.acc_mem, 4 * c.cols).view("<i4")
-        state["ext"] = dump(system.ext, c.bus_bytes).reshape(-1)
-
-    sim = Simulator(system)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(h, testbench)
     return state
 
 
@@ -100,7 +53,7 @@ def check_against_isasim(config: HwConfig, ext: np.ndarray, prog_base: int) -> i
     ref.run(prog_base)
     got = run_system(config, ext, prog_base)
     for name in ("act", "wgt", "prm", "acc", "ext"):
-        np.testing.assert_array_equal(got[name], getattr(ref, name), err_msg=name)
+        np.testing.assert_array_equal(got[name], isasim_words(ref, name), err_msg=name)
     assert got["cycles"] > 0
     return got["cycles"]
 
