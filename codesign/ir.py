@@ -21,7 +21,8 @@ import enum
 
 import numpy as np
 
-__all__ = ["Tensor", "Conv", "MaxPool", "Flatten", "Op", "OpKind", "IOBinding", "Graph"]
+__all__ = ["Tensor", "Conv", "MaxPool", "AvgPool", "Add", "Concat", "Flatten", "Op", "OpKind",
+           "IOBinding", "Graph", "add_multipliers", "ADD_MULT_BITS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,13 +59,21 @@ class OpKind(enum.Enum):
     MAXPOOL = "maxpool"
     #: Layout-only reshape of (H, W, C) to (1, 1, C·H·W) in ONNX CHW order.
     FLATTEN = "flatten"
+    #: Average pooling without padding: acc = Σ (x − x_zp); y = clamp(round(f32(acc)·M) + y_zp).
+    AVGPOOL = "avgpool"
+    #: Element-wise sum of two tensors of one shape with integer scale ratios:
+    #: acc = (a − a_zp)·a_mult + (b − b_zp)·b_mult; y = clamp(RNE(acc / 2**shift) + y_zp).
+    ADD = "add"
+    #: Channel concatenation, each input requantized: y = clamp(round(f32(x_i − z_i)·M_i) + y_zp).
+    CONCAT = "concat"
 
 
 @dataclasses.dataclass(frozen=True)
 class Conv:
     """Quantized convolution / fully connected layer.
 
-    ``weight`` is int8 ``[KH, KW, Cin, Cout]``; ``bias`` int32 ``[Cout]``;
+    ``weight`` is int8 ``[KH, KW, Cin / groups, Cout]`` (output channel ``n`` belongs to group
+    ``n // (Cout / groups)`` and sees that group's input channels); ``bias`` int32 ``[Cout]``;
     ``multiplier`` float32 ``[Cout]`` is ``M_c = f32(f32(x_scale · w_scale[c]) / y_scale)``.
     ``pads`` is (top, left, bottom, right). ``clamp`` is the output range after fused
     ReLU/Clip, within the output dtype's range.
@@ -79,6 +88,7 @@ class Conv:
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     clamp: tuple[int, int] | None = None
     name: str = ""
+    groups: int = 1
     kind = OpKind.CONV
 
     @property
@@ -87,8 +97,8 @@ class Conv:
 
     @property
     def macs(self) -> int:
-        kh, kw, cin, cout = self.weight.shape
-        return self.y.shape[0] * self.y.shape[1] * kh * kw * cin * cout
+        kh, kw, cin_per_group, cout = self.weight.shape
+        return self.y.shape[0] * self.y.shape[1] * kh * kw * cin_per_group * cout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +114,88 @@ class MaxPool:
 
 
 @dataclasses.dataclass(frozen=True)
+class AvgPool:
+    """Average pooling over whole windows (no padding; GlobalAveragePool and ReduceMean over H, W
+    are the window = the whole plane). ``multiplier`` is ``f32(f32(x_scale / y_scale) / N)``
+    with ``N = kh · kw``."""
+    x: Tensor
+    y: Tensor
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    multiplier: np.float32
+    clamp: tuple[int, int] | None = None
+    name: str = ""
+    kind = OpKind.AVGPOOL
+
+    @property
+    def qrange(self) -> tuple[int, int]:
+        return self.clamp if self.clamp is not None else (self.y.qmin, self.y.qmax)
+
+
+#: Bits of the integer scale ratios of :class:`Add` (signed, so |mult| < 2**15).
+ADD_MULT_BITS = 16
+
+
+def add_multipliers(a_scale, b_scale, y_scale) -> tuple[int, int, int]:
+    """Integer form ``(a_mult, b_mult, shift)`` of the ratios ``f32(a_scale / y_scale)`` and
+    ``f32(b_scale / y_scale)``: each ratio ≈ ``mult / 2**shift`` with the larger one using the
+    full :data:`ADD_MULT_BITS` − 1 bits (relative error < 2**-14, so the sum is within 1 LSB of
+    the float formula and usually equal)."""
+    ra = float(np.float32(a_scale) / np.float32(y_scale))
+    rb = float(np.float32(b_scale) / np.float32(y_scale))
+    top = max(ra, rb)
+    if not (np.isfinite(top) and top > 0 and min(ra, rb) > 0):
+        raise ValueError(f"Add scales must be positive and finite ({a_scale}, {b_scale}, "
+                         f"{y_scale})")
+    limit = (1 << (ADD_MULT_BITS - 1)) - 1
+    shift = ADD_MULT_BITS - 2 - int(np.floor(np.log2(top)))
+    while round(top * 2.0 ** shift) > limit:
+        shift -= 1
+    if not 0 <= shift <= 40:
+        raise ValueError(f"Add scale ratio {top} is out of range")
+    return int(round(ra * 2.0 ** shift)), int(round(rb * 2.0 ** shift)), shift
+
+
+@dataclasses.dataclass(frozen=True)
+class Add:
+    """Element-wise ``a + b`` (same shape), with :func:`add_multipliers` integer ratios and an
+    optional fused ReLU/Clip as ``clamp``."""
+    a: Tensor
+    b: Tensor
+    y: Tensor
+    a_mult: int
+    b_mult: int
+    shift: int
+    clamp: tuple[int, int] | None = None
+    name: str = ""
+    kind = OpKind.ADD
+
+    @property
+    def x(self) -> Tensor:
+        """The first operand (ops with one main input expose it as ``x``)."""
+        return self.a
+
+    @property
+    def qrange(self) -> tuple[int, int]:
+        return self.clamp if self.clamp is not None else (self.y.qmin, self.y.qmax)
+
+
+@dataclasses.dataclass(frozen=True)
+class Concat:
+    """Channel concatenation; input ``i`` is requantized with ``multipliers[i] =
+    f32(scale_i / y_scale)`` (an exact copy when scales and zero points agree)."""
+    inputs: tuple[Tensor, ...]
+    y: Tensor
+    multipliers: tuple[np.float32, ...]
+    name: str = ""
+    kind = OpKind.CONCAT
+
+    @property
+    def x(self) -> Tensor:
+        return self.inputs[0]
+
+
+@dataclasses.dataclass(frozen=True)
 class Flatten:
     """(H, W, C) → (1, 1, H·W·C), elements in ONNX CHW order; the quantization is unchanged."""
     x: Tensor
@@ -112,7 +204,7 @@ class Flatten:
     kind = OpKind.FLATTEN
 
 
-Op = Conv | MaxPool | Flatten
+Op = Conv | MaxPool | AvgPool | Add | Concat | Flatten
 
 
 @dataclasses.dataclass(frozen=True)
