@@ -43,7 +43,8 @@ def _config_from_args(args) -> HwConfig:
         try:
             rows, cols = (int(v) for v in args.array.lower().split("x"))
         except ValueError:
-            raise InputError(f"--array must look like 8x8 (rows x cols), not {args.array!r}")
+            raise InputError(
+                f"--array must look like 8x8 (rows x cols), not {args.array!r}") from None
     fields = dict(rows=rows, cols=cols, bus_bytes=args.bus_bytes or min(cols, 8),
                   act_depth=args.act_depth or DEFAULT_CONFIG.act_depth,
                   wgt_depth=args.wgt_depth or DEFAULT_CONFIG.wgt_depth,
@@ -205,8 +206,8 @@ def simulate(outdir: Path, input_path: Path, output_path: Path | None) -> int:
     batch, batched, _ = _read_batch(design.graph, input_path)
     result, golden = _simulate(design, batch)
     _print_cycles(design, result)
-    bad = sum(_mismatches(o, g) for outs, gold in zip(result.outputs, golden)
-              for o, g in zip(outs, gold))
+    bad = sum(_mismatches(o, g) for outs, gold in zip(result.outputs, golden, strict=True)
+              for o, g in zip(outs, gold, strict=True))
     if output_path is not None:
         binding = design.graph.outputs[0]
         ys = [binding.dequantize(outs[0]) for outs in result.outputs]
@@ -230,7 +231,7 @@ def _random_inputs(graph, count: int, seed: int) -> list[np.ndarray]:
         return [x.astype(t.numpy_dtype) for x in q]
     noise = rng.uniform(-0.45, 0.45, q.shape)
     return [((qi - t.zero_point + ni) * np.float32(t.scale)).astype(np.float32)
-            for qi, ni in zip(q, noise)]
+            for qi, ni in zip(q, noise, strict=True)]
 
 
 def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,

@@ -405,7 +405,7 @@ class HwConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "HwConfig":
+    def from_json(cls, text: str) -> HwConfig:
         return cls(**json.loads(text))
 
     @property

@@ -26,7 +26,7 @@ from amaranth.lib import data
 
 from codesign import isa
 
-from .array import SystolicArray, W_SHAPE, X_SHAPE
+from .array import W_SHAPE, X_SHAPE, SystolicArray
 from .ports import HwComponent, engine_control, scratchpad_read, scratchpad_write
 
 __all__ = ["MatMulEngine"]

@@ -475,7 +475,7 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
                                   f"simulation log tail:\n{_tail(log)}")
 
         results = []
-        for res, meta in zip(outcome["results"], reads_meta):
+        for res, meta in zip(outcome["results"], reads_meta, strict=True):
             outputs = [_read_dump(path, nwords, b)[:nbytes] for path, nwords, nbytes in meta]
             results.append(InferenceResult(outputs=outputs, cycles=res["cycles"],
                                            wall_seconds=res["wall"]))

@@ -10,13 +10,13 @@ import functools
 
 import numpy as np
 import pytest
+from codesign.rtl.top import generate_verilog
 from hypothesis import HealthCheck, given, settings
 
 from codesign import reference
 from codesign.compiler import compile_graph
 from codesign.driver import run_rtl
 from codesign.isa import HwConfig
-from codesign.rtl.top import generate_verilog
 
 from .irgen import conv_specs, graph_from_spec, random_input
 
@@ -46,7 +46,7 @@ def test_op_on_rtl_matches_golden(name, spec):
     program = compile_graph(graph, config)
     batch = [random_input(graph, spec.seed), random_input(graph, spec.seed + 1)]
     result = run_rtl(program, verilog(name), batch)
-    for inputs, outs, cycles in zip(batch, result.outputs, result.cycles):
+    for inputs, outs, cycles in zip(batch, result.outputs, result.cycles, strict=True):
         values = reference.run(graph, inputs)
         for binding, got in zip(graph.outputs, outs, strict=True):
             np.testing.assert_array_equal(got, values[binding.tensor.name])

@@ -22,6 +22,7 @@ scratchpads, otherwise once per (row tile, column tile).
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 
 from .. import ir
@@ -142,7 +143,8 @@ class _Compiler:
             raise TilingError(f"{op.name}: input channels do not match the weights")
 
         # Weight tiles: groups of R physical input channels that hold at least one real one.
-        groups = [g for g in range(cw_in * A // R) if (phys_to_logical[g * R:(g + 1) * R] >= 0).any()]
+        groups = [g for g in range(cw_in * A // R)
+                  if (phys_to_logical[g * R:(g + 1) * R] >= 0).any()]
         tiles = [(kh, kw, g) for kh in range(kh_n) for kw in range(kw_n) for g in groups]
         n_col_tiles = _ceil(cout, C)
         wq = op.weight.astype(np.int16)

@@ -125,7 +125,7 @@ class Program:
         (outdir / "symbols.json").write_text(json.dumps(self.symbols(), indent=2) + "\n")
 
     @classmethod
-    def read(cls, outdir: Path, config: HwConfig) -> "Program":
+    def read(cls, outdir: Path, config: HwConfig) -> Program:
         """Load a program written by :meth:`write` (comments are not preserved)."""
         sym = json.loads((outdir / "symbols.json").read_text())
         raw = (outdir / "program.bin").read_bytes()

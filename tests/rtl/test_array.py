@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import verilog
-
 from codesign.rtl.array import SystolicArray
 
 from .harness import simulate
@@ -35,7 +34,7 @@ def _run(array: SystolicArray, weight_sets, inputs, rng) -> list[tuple[np.ndarra
     results = []
 
     async def testbench(ctx):
-        for w, x in zip(weight_sets, inputs):
+        for w, x in zip(weight_sets, inputs, strict=True):
             for r in range(array.rows):
                 ctx.set(array.w, [int(v) for v in w[r]])
                 ctx.set(array.w_load, 1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from codesign.rtl.controller import Controller
 
 from codesign.isa import INSN_BITS, OPCODE_BITS, Csr, HwConfig, Opcode
-from codesign.rtl.controller import Controller
 
 from .harness import csr_read, csr_write, simulate
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from codesign.rtl.dma import DmaEngine
 
 from codesign.isa import HwConfig, Mem, Opcode, decode, encode
 from codesign.isasim import IsaSim
-from codesign.rtl.dma import DmaEngine
 
 from .harness import Harness
 
@@ -64,7 +64,7 @@ def test_dma_random(config):
     latencies = h.run(sim, insns)
     assert len(latencies) == len(insns)
     # One bus word per cycle in steady state: N slices take N + 1 busy cycles.
-    for insn, cycles in zip(insns, latencies):
+    for insn, cycles in zip(insns, latencies, strict=True):
         _, f = decode(insn)
         n = int(f.rows) * int(f.length)
         assert cycles == n + 1, (n, cycles)

@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from codesign.rtl.matmul import MatMulEngine
 
 from codesign.isa import HwConfig, Opcode, decode, encode
 from codesign.isasim import IsaSim
-from codesign.rtl.matmul import MatMulEngine
 
 from .harness import Harness
 
@@ -82,7 +82,7 @@ def test_matmul_engine_random(config):
     assert set(h.mems) == {"act", "wgt", "acc"}
     insns = [_random_matmul(rng, c) for _ in range(24)]
     latencies = h.run(sim, insns)
-    for insn, cycles in zip(insns, latencies):
+    for insn, cycles in zip(insns, latencies, strict=True):
         f = decode(insn)[1]
         positions = int(f.out_h) * int(f.out_w)
         assert cycles == (h.dut.latency + positions if positions else 1)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from codesign.rtl.maxpool import MaxPoolEngine
 
 from codesign.isa import HwConfig, Opcode, encode
 from codesign.isasim import IsaError, IsaSim
-from codesign.rtl.maxpool import MaxPoolEngine
 
 from .harness import Harness, simulate, to_ints
 

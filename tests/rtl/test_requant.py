@@ -8,11 +8,11 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from codesign.rtl.requant import RequantEngine, Requantizer
 
 from codesign import isa
 from codesign.isa import HwConfig, Opcode, encode
 from codesign.isasim import IsaSim
-from codesign.rtl.requant import Requantizer, RequantEngine
 
 from .harness import Harness, simulate
 
@@ -184,7 +184,7 @@ def _check_requantizer(lanes: int, vectors, rng) -> int:
                 got.append((cycle, [int(v) for v in ctx.get(dut.q)]))
             await ctx.tick()
             cycle += 1
-        for (t_in, want, lanes_in, scalars), (t_out, q) in zip(sent, got):
+        for (t_in, want, lanes_in, scalars), (t_out, q) in zip(sent, got, strict=True):
             assert t_out == t_in + dut.latency
             assert q == want, (lanes_in, scalars)
             checked += lanes
@@ -310,7 +310,7 @@ def test_requant_engine_random(config):
     assert set(h.mems) == {"act", "prm", "acc"}
     insns = [_random_requant(rng, c) for _ in range(6)]
     latencies = h.run(sim, insns)
-    for insn, cycles in zip(insns, latencies):
+    for insn, cycles in zip(insns, latencies, strict=True):
         count = int(isa.decode(insn)[1].count)
         assert cycles == (count + Requantizer.latency + 2 if count else 1)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from codesign.rtl.top import NPU, generate_verilog
 
 from codesign.isa import Csr, HwConfig, Mem, Opcode, decode, encode, float_to_mult_shift
 from codesign.isasim import IsaError, IsaSim
-from codesign.rtl.top import NPU, generate_verilog
 
 from .harness import Harness, csr_read, csr_write, isasim_words, read_memory, simulate
 

@@ -17,10 +17,10 @@ from amaranth.back import verilog
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-
-from codesign.isa import Csr, HwConfig
 from codesign.sim import runner
 from codesign.sim.runner import Inference, SimulationError, run_program
+
+from codesign.isa import Csr, HwConfig
 
 pytestmark = pytest.mark.verilator
 
@@ -185,7 +185,7 @@ def test_real_npu_load_store_matches_isasim(tmp_path):
         [Inference(writes=[(src, x)], reads=[(dst, rows * length * b)]) for x in inputs],
         max_cycles=100_000)
 
-    for x, res in zip(inputs, results):
+    for x, res in zip(inputs, results, strict=True):
         ext = image.copy()
         ext[src * b:src * b + len(x)] = np.frombuffer(x, np.uint8)
         sim = IsaSim(config, ext)
