@@ -53,12 +53,20 @@ Every instruction is :data:`INSN_BITS` wide, stored in external memory as consec
           (int32 wrap-around), ``q = clamp(requant(a, mult[c], shift[c]) + y_zp, qmin, qmax)``,
           written to byte ``lane_group*cols + c`` of ``ACT[out_base + i*out_stride]`` (the other
           bytes of that word are left unchanged). ``requant`` is :func:`requantize`.
-``MAXPOOL`` for ``oh < out_h, ow < out_w, w < words``: the lane-wise maximum (signed or unsigned
-          per ``x_signed``) over the in-bounds window positions ``kh < k_h, kw < k_w`` of
-          ``ACT[act_base + oh*step_h + ow*step_w + kh*row_words + kw*pix_words + w]``
-          (bounds as for MATMUL with ``ih = ih0 + oh*stride_h + kh``), written to
-          ``ACT[out_base + (oh*out_w + ow)*words + w]``. A window with no in-bounds position
-          is an encoding error (the compiler never emits one).
+``POOL``  over output pixels ``oh < out_h, ow < out_w`` and the in-bounds window positions
+          ``kh < k_h, kw < k_w`` (bounds as for MATMUL with ``ih = ih0 + oh*stride_h + kh``,
+          ``iw = iw0 + ow*stride_w + kw``) of
+          ``ACT[act_base + oh*step_h + ow*step_w + kh*row_words + kw*pix_words (+ w)]``:
+
+          * ``mode = MAX``: for each channel word ``w < words``, the lane-wise maximum (signed or
+            unsigned per ``x_signed``) goes to ``ACT[out_base + (oh*out_w + ow)*words + w]``. A
+            window with no in-bounds position is an encoding error (never emitted).
+          * ``mode = SUM``: the lane-wise sums of lanes ``lane_group*cols + c`` (c < cols; signed
+            or unsigned per ``x_signed``; ``words`` is not used) go to
+            ``ACC[out_base + oh*out_w + ow][c]`` as int32.
+``ELTWISE`` for i < count, c < cols, with ``a``/``b`` lane ``lane_group*cols + c`` of
+          ``ACT[a_base + i]`` / ``ACT[b_base + i]`` (int8/uint8 per ``a_signed``/``b_signed``):
+          ``ACC[acc_base + i][c] = (a - a_zp)*a_mult + (b - b_zp)*b_mult`` (int32).
 ``END``   stop; the CSR ``done`` bit rises.
 """
 
@@ -74,8 +82,8 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
 __all__ = [
-    "HwConfig", "Opcode", "Mem", "Csr", "INSN_BITS", "OPCODE_BITS",
-    "LoadStore", "MatMul", "Requant", "MaxPool", "End", "LAYOUTS",
+    "HwConfig", "Opcode", "Mem", "PoolMode", "Csr", "INSN_BITS", "OPCODE_BITS",
+    "LoadStore", "MatMul", "Requant", "Pool", "Eltwise", "End", "LAYOUTS",
     "PRM_LANE", "MULT_BITS", "encode", "decode", "requantize", "float_to_mult_shift",
 ]
 
@@ -94,7 +102,8 @@ class Opcode(enum.Enum, shape=OPCODE_BITS):
     STORE = 2
     MATMUL = 3
     REQUANT = 4
-    MAXPOOL = 5
+    POOL = 5
+    ELTWISE = 6
 
 
 class Mem(enum.Enum, shape=2):
@@ -102,6 +111,12 @@ class Mem(enum.Enum, shape=2):
     ACT = 0
     WGT = 1
     PRM = 2
+
+
+class PoolMode(enum.Enum, shape=1):
+    """What POOL computes over a window."""
+    MAX = 0   # lane-wise maximum, to ACT
+    SUM = 1   # lane-wise int32 sum of one lane group, to ACC
 
 
 class Csr(py_enum.IntEnum):
@@ -171,26 +186,43 @@ Requant = data.StructLayout({
     "count": unsigned(_COUNT),
 })
 
-MaxPool = data.StructLayout({
+Pool = data.StructLayout({
     "opcode": Opcode,
+    "mode": PoolMode,
     "x_signed": unsigned(1),
+    "lane_group": unsigned(_LANE),      # SUM only
     "act_base": signed(_SP_ADDR + 2),
     "step_w": signed(_SP_ADDR + 2),
     "step_h": signed(_SP_ADDR + 2),
     "row_words": unsigned(_SP_ADDR),    # ACT words per input row (window step in kh)
     "pix_words": unsigned(_SP_ADDR),    # ACT words per input pixel (window step in kw)
-    "out_base": unsigned(_SP_ADDR),
-    "words": unsigned(_DIM),            # channel words per pixel
+    "out_base": unsigned(_SP_ADDR),     # ACT word (MAX) or ACC word (SUM)
+    "words": unsigned(_DIM),            # MAX: channel words per pixel
     "out_h": unsigned(_DIM),
     "out_w": unsigned(_DIM),
     "ih0": signed(_DIM + 1),
     "iw0": signed(_DIM + 1),
     "stride_h": unsigned(4),
     "stride_w": unsigned(4),
-    "k_h": unsigned(4),
-    "k_w": unsigned(4),
+    "k_h": unsigned(8),                 # global pooling windows reach tens of rows
+    "k_w": unsigned(8),
     "in_h": unsigned(_DIM),
     "in_w": unsigned(_DIM),
+})
+
+Eltwise = data.StructLayout({
+    "opcode": Opcode,
+    "lane_group": unsigned(_LANE),
+    "a_signed": unsigned(1),
+    "b_signed": unsigned(1),
+    "a_zp": signed(9),
+    "b_zp": signed(9),
+    "a_mult": signed(16),
+    "b_mult": signed(16),
+    "a_base": unsigned(_SP_ADDR),
+    "b_base": unsigned(_SP_ADDR),
+    "acc_base": unsigned(_SP_ADDR),
+    "count": unsigned(_COUNT),
 })
 
 End = data.StructLayout({"opcode": Opcode})
@@ -202,7 +234,8 @@ LAYOUTS: dict[Opcode, data.StructLayout] = {
     Opcode.STORE: LoadStore,
     Opcode.MATMUL: MatMul,
     Opcode.REQUANT: Requant,
-    Opcode.MAXPOOL: MaxPool,
+    Opcode.POOL: Pool,
+    Opcode.ELTWISE: Eltwise,
 }
 for _op, _layout in LAYOUTS.items():
     assert _layout.size <= INSN_BITS, (_op, _layout.size)

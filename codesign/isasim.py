@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .isa import HwConfig, Mem, Opcode, decode, requantize
+from .isa import HwConfig, Mem, Opcode, PoolMode, decode, requantize
 
 __all__ = ["IsaSim", "IsaError"]
 
@@ -56,7 +56,7 @@ class IsaSim:
         return sp, ext
 
     def _window(self, f, extra: tuple[int, int] = (0, 0)):
-        """(addresses, in-bounds mask) of MATMUL/MAXPOOL window positions, oh-major."""
+        """(addresses, in-bounds mask) of MATMUL/POOL window positions, oh-major."""
         oh = np.arange(int(f.out_h))[:, None]
         ow = np.arange(int(f.out_w))[None, :]
         ih = int(f.ih0) + oh * int(f.stride_h) + extra[0]
@@ -126,26 +126,63 @@ class IsaSim:
                  for k in range(c.cols)]
             self.act[out[i], g:g + c.cols] = np.array(q, np.int64).astype(np.uint8)
 
-    def _maxpool(self, f) -> None:
+    def _pool(self, f) -> None:
         c = self.config
         words, n_out = int(f.words), int(f.out_h) * int(f.out_w)
-        best = np.full((n_out, words, c.act_bytes), np.iinfo(np.int64).min, np.int64)
+        summing = f.mode == PoolMode.SUM
+        if summing:
+            g = int(f.lane_group) * c.cols
+            if g + c.cols > c.act_bytes:
+                raise IsaError("POOL lane group out of range")
+            words, lanes = 1, slice(g, g + c.cols)
+        else:
+            lanes = slice(0, c.act_bytes)
+        width = lanes.stop - lanes.start
+        best = np.full((n_out, words, width), 0 if summing else np.iinfo(np.int64).min, np.int64)
         seen = np.zeros(n_out, bool)
         for kh in range(int(f.k_h)):
             for kw in range(int(f.k_w)):
                 addr, valid = self._window(f, (kh, kw))
                 addr = addr + kh * int(f.row_words) + kw * int(f.pix_words)
                 idx = addr[:, None] + np.arange(words)[None, :]
-                self._check(idx[valid], c.act_depth, "MAXPOOL ACT")
-                raw = self.act[np.where(valid[:, None], idx, 0)]
+                self._check(idx[valid], c.act_depth, "POOL ACT")
+                raw = self.act[np.where(valid[:, None], idx, 0)][:, :, lanes]
                 val = (raw.view(np.int8) if f.x_signed else raw).astype(np.int64)
-                best = np.where(valid[:, None, None], np.maximum(best, val), best)
+                if summing:
+                    best += np.where(valid[:, None, None], val, 0)
+                else:
+                    best = np.where(valid[:, None, None], np.maximum(best, val), best)
                 seen |= valid
+        if summing:
+            out = int(f.out_base) + np.arange(n_out)
+            self._check(out, c.acc_depth, "POOL ACC out")
+            self.acc[out] = ((best[:, 0] + 2**31) % 2**32 - 2**31).astype(np.int32)
+            return
         if not seen.all():
-            raise IsaError("MAXPOOL window with no in-bounds position")
+            raise IsaError("POOL (MAX) window with no in-bounds position")
         out = int(f.out_base) + np.arange(n_out * words)
-        self._check(out, c.act_depth, "MAXPOOL ACT out")
+        self._check(out, c.act_depth, "POOL ACT out")
         self.act[out] = best.reshape(-1, c.act_bytes).astype(np.uint8)
+
+    def _eltwise(self, f) -> None:
+        c = self.config
+        count = int(f.count)
+        g = int(f.lane_group) * c.cols
+        if g + c.cols > c.act_bytes:
+            raise IsaError("ELTWISE lane group out of range")
+        rows = np.arange(count)
+        operands = []
+        for base, signed, zp, mult in ((f.a_base, f.a_signed, f.a_zp, f.a_mult),
+                                       (f.b_base, f.b_signed, f.b_zp, f.b_mult)):
+            addr = int(base) + rows
+            self._check(addr, c.act_depth, "ELTWISE ACT")
+            raw = self.act[addr, g:g + c.cols]
+            val = (raw.view(np.int8) if signed else raw).astype(np.int64)
+            operands.append((val - int(zp)) * int(mult))
+        out = int(f.acc_base) + rows
+        self._check(out, c.acc_depth, "ELTWISE ACC")
+        total = operands[0] + operands[1]
+        self.acc[out] = ((total + 2**31) % 2**32 - 2**31).astype(np.int32)
 
     # -- driver ---------------------------------------------------------------------------------
     def step(self, insn: int) -> Opcode:
@@ -153,7 +190,7 @@ class IsaSim:
         opcode, fields = decode(insn)
         handlers = {Opcode.LOAD: self._load, Opcode.STORE: self._store,
                     Opcode.MATMUL: self._matmul, Opcode.REQUANT: self._requant,
-                    Opcode.MAXPOOL: self._maxpool}
+                    Opcode.POOL: self._pool, Opcode.ELTWISE: self._eltwise}
         if opcode != Opcode.END:
             handlers[opcode](fields)
         self.executed += 1

@@ -27,7 +27,16 @@ import numpy as np
 
 from .. import ir
 from ..errors import TilingError
-from ..isa import PRM_LANE, HwConfig, Mem, Opcode, decode, encode, float_to_mult_shift
+from ..isa import (
+    PRM_LANE,
+    HwConfig,
+    Mem,
+    Opcode,
+    PoolMode,
+    decode,
+    encode,
+    float_to_mult_shift,
+)
 from .program import LayerInfo, Program, Region
 
 __all__ = ["compile_graph"]
@@ -311,7 +320,7 @@ class _Compiler:
             self._load_rows(src, r0, r1, 0, where)
             out_base = (r1 - r0) * row_words
             ih0, iw0 = oh0 * sh - pt - r0, -pl
-            e.emit(Opcode.MAXPOOL, where, x_signed=int(op.x.signed),
+            e.emit(Opcode.POOL, where, mode=PoolMode.MAX, x_signed=int(op.x.signed),
                    act_base=ih0 * row_words + iw0 * cw, step_w=sw * cw, step_h=sh * row_words,
                    row_words=row_words, pix_words=cw, out_base=out_base, words=cw,
                    out_h=oh1 - oh0, out_w=ow_n, ih0=ih0, iw0=iw0, stride_h=sh, stride_w=sw,
