@@ -6,6 +6,10 @@ integer unit reproduces bit for bit::
     acc = Σ (x − x_zp)(w − w_zp) + bias                     exact (checked to fit int32)
     q   = clamp(round_half_even(f32(acc) · M_c) + y_zp, lo, hi)
 
+AvgPool uses the same formula on window sums of (x − x_zp); Concat on (x_i − z_i) with
+M_i = f32(s_i / s_y); Add uses integer ratios, acc = (a − a_zp)·a_mult + (b − b_zp)·b_mult and
+q = clamp(RNE(acc / 2**shift) + y_zp) (see docs/arithmetic.md).
+
 The sum is computed by a float64 convolution, exact because every partial sum is an integer far
 below 2**53 (checked per op from the kernel size).
 """
@@ -44,7 +48,7 @@ def conv_accumulator(op: ir.Conv, x: np.ndarray) -> torch.Tensor:
     # Padding is the real value 0, i.e. x_zp before centering and 0 after.
     centered = F.pad(centered, (left, right, top, bottom))
     weight = torch.from_numpy(op.weight.astype(np.float64) - op.w_zero_point)
-    acc = F.conv2d(centered, weight.permute(3, 2, 0, 1), stride=op.stride)
+    acc = F.conv2d(centered, weight.permute(3, 2, 0, 1), stride=op.stride, groups=op.groups)
     acc = acc[0].permute(1, 2, 0).to(torch.int64) + torch.from_numpy(op.bias.astype(np.int64))
     if acc.numel() and (int(acc.min()) < _INT32[0] or int(acc.max()) > _INT32[1]):
         raise OverflowError(f"conv {op.name!r}: accumulator leaves the int32 range")
@@ -52,11 +56,8 @@ def conv_accumulator(op: ir.Conv, x: np.ndarray) -> torch.Tensor:
 
 
 def _conv(op: ir.Conv, x: np.ndarray) -> np.ndarray:
-    acc = conv_accumulator(op, x).to(torch.int32)
-    multiplier = torch.from_numpy(np.asarray(op.multiplier, dtype=np.float32))
-    lo, hi = op.qrange
-    q = torch.round(acc.to(torch.float32) * multiplier).add(op.y.zero_point).clamp(lo, hi)
-    return q.numpy().astype(op.y.numpy_dtype)
+    return _requant(conv_accumulator(op, x), op.multiplier, op.y.zero_point, op.qrange,
+                    op.y.numpy_dtype)
 
 
 def _maxpool(op: ir.MaxPool, x: np.ndarray) -> np.ndarray:
@@ -66,6 +67,36 @@ def _maxpool(op: ir.MaxPool, x: np.ndarray) -> np.ndarray:
                    value=float("-inf"))
     y = F.max_pool2d(padded, op.kernel, op.stride)
     return y[0].permute(1, 2, 0).numpy().astype(op.y.numpy_dtype)
+
+
+def _requant(acc: torch.Tensor, multiplier, zero_point: int, qrange, dtype) -> np.ndarray:
+    """``clamp(round_half_even(f32(acc) · M) + zp)`` — the one requantization formula."""
+    m = torch.from_numpy(np.asarray(multiplier, dtype=np.float32))
+    q = torch.round(acc.to(torch.int32).to(torch.float32) * m).add(zero_point).clamp(*qrange)
+    return q.numpy().astype(dtype)
+
+
+def _avgpool(op: ir.AvgPool, x: np.ndarray) -> np.ndarray:
+    # Window sums of (x − x_zp) are exact in float64 (|sum| ≤ kh·kw·255).
+    centered = _to_nchw(x) - op.x.zero_point
+    acc = F.avg_pool2d(centered, op.kernel, op.stride, divisor_override=1)
+    acc = acc[0].permute(1, 2, 0).round().to(torch.int64)
+    return _requant(acc, op.multiplier, op.y.zero_point, op.qrange, op.y.numpy_dtype)
+
+
+def _add(op: ir.Add, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    acc = ((torch.from_numpy(a.astype(np.int64)) - op.a.zero_point) * op.a_mult
+           + (torch.from_numpy(b.astype(np.int64)) - op.b.zero_point) * op.b_mult)
+    # RNE(acc / 2**shift): exact in float64 (|acc| < 2**25), the hardware's power-of-two requant.
+    y = torch.round(acc.to(torch.float64) / 2.0 ** op.shift).to(torch.int64) + op.y.zero_point
+    return y.clamp(*op.qrange).numpy().astype(op.y.numpy_dtype)
+
+
+def _concat(op: ir.Concat, xs: list[np.ndarray]) -> np.ndarray:
+    parts = [_requant(torch.from_numpy(x.astype(np.int64)) - t.zero_point, m, op.y.zero_point,
+                      (op.y.qmin, op.y.qmax), op.y.numpy_dtype)
+             for x, t, m in zip(xs, op.inputs, op.multipliers, strict=True)]
+    return np.concatenate(parts, axis=2)
 
 
 def _flatten(op: ir.Flatten, x: np.ndarray) -> np.ndarray:
@@ -106,6 +137,12 @@ def run(graph: ir.Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
                 y = _conv(op, x)
             elif isinstance(op, ir.MaxPool):
                 y = _maxpool(op, x)
+            elif isinstance(op, ir.AvgPool):
+                y = _avgpool(op, x)
+            elif isinstance(op, ir.Add):
+                y = _add(op, x, values[op.b.name])
+            elif isinstance(op, ir.Concat):
+                y = _concat(op, [values[t.name] for t in op.inputs])
             else:
                 y = _flatten(op, x)
             assert y.shape == op.y.shape, (op.name, y.shape, op.y.shape)
