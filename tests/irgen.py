@@ -99,3 +99,69 @@ def random_input(graph: ir.Graph, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     t = graph.inputs[0].tensor
     return [rng.integers(t.qmin, t.qmax + 1, t.shape).astype(t.numpy_dtype)]
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSpec:
+    """depthwise/grouped conv → two 1×1 branches → Add or Concat → average pool → fc."""
+    h: int
+    w: int
+    c: int
+    groups_depthwise: bool   # True: depthwise (groups = c); False: groups = 1 or 2
+    branch: int              # output channels of each 1×1 branch
+    stride: int
+    join: str                # "add" or "concat"
+    pool: tuple[int, int]    # average pool kernel = stride (0, 0: global)
+    signed: bool
+    seed: int
+
+
+@st.composite
+def block_specs(draw, max_hw: int = 8, max_c: int = 12) -> BlockSpec:
+    c = draw(st.integers(1, max_c))
+    return BlockSpec(
+        h=draw(st.integers(2, max_hw)), w=draw(st.integers(2, max_hw)), c=c,
+        groups_depthwise=draw(st.booleans()), branch=draw(st.integers(1, max_c)),
+        stride=draw(st.integers(1, 2)), join=draw(st.sampled_from(["add", "concat"])),
+        pool=draw(st.sampled_from([(0, 0), (1, 1), (2, 1), (2, 2)])),
+        signed=draw(st.booleans()), seed=draw(st.integers(0, 2**31)))
+
+
+def block_graph(spec: BlockSpec) -> ir.Graph:
+    rng = np.random.default_rng(spec.seed)
+    x = _tensor(rng, "input", (spec.h, spec.w, spec.c), spec.signed)
+    groups = spec.c if spec.groups_depthwise else (2 if spec.c % 2 == 0 else 1)
+    dw = _conv(rng, "dw", x, spec.c, (3, 3), (spec.stride, spec.stride), (1, 1, 1, 1),
+               spec.signed, 0, True)
+    dw = dataclasses.replace(dw, groups=groups, weight=dw.weight[:, :, :spec.c // groups, :])
+    a = _conv(rng, "branch_a", dw.y, spec.branch, (1, 1), (1, 1), (0, 0, 0, 0), spec.signed, 0,
+              False)
+    b = _conv(rng, "branch_b", dw.y, spec.branch, (1, 1), (1, 1), (0, 0, 0, 0), spec.signed, 0,
+              True)
+    ops: list[ir.Op] = [dw, a, b]
+    if spec.join == "add":
+        y = _tensor(rng, "sum", a.y.shape, spec.signed)
+        am, bm, shift = ir.add_multipliers(a.y.scale, b.y.scale, y.scale)
+        ops.append(ir.Add(a=a.y, b=b.y, y=y, a_mult=am, b_mult=bm, shift=shift,
+                          clamp=(y.zero_point, y.qmax), name="add"))
+    else:
+        shape = a.y.shape[:2] + (2 * spec.branch,)
+        y = _tensor(rng, "cat", shape, spec.signed)
+        ops.append(ir.Concat(inputs=(a.y, b.y), y=y, name="concat", multipliers=tuple(
+            np.float32(np.float32(t.scale) / np.float32(y.scale)) for t in (a.y, b.y))))
+    y = ops[-1].y
+    kernel = spec.pool if spec.pool != (0, 0) else y.shape[:2]
+    kernel = (min(kernel[0], y.shape[0]), min(kernel[1], y.shape[1]))
+    shape = ((y.shape[0] - kernel[0]) // kernel[0] + 1, (y.shape[1] - kernel[1]) // kernel[1] + 1,
+             y.shape[2])
+    pooled = _tensor(rng, "pooled", shape, spec.signed)
+    ops.append(ir.AvgPool(x=y, y=pooled, kernel=kernel, stride=kernel, name="avgpool",
+                          multiplier=np.float32(np.float32(np.float32(y.scale) / pooled.scale)
+                                                / np.float32(kernel[0] * kernel[1]))))
+    flat = dataclasses.replace(pooled, name="flat", shape=(1, 1, int(np.prod(shape))))
+    ops.append(ir.Flatten(x=pooled, y=flat, name="flatten"))
+    ops.append(_conv(rng, "fc", flat, 5, (1, 1), (1, 1), (0, 0, 0, 0), spec.signed, 0, False))
+    return ir.Graph(
+        name="block",
+        inputs=(ir.IOBinding("input", (1, spec.c, spec.h, spec.w), False, x),),
+        outputs=(ir.IOBinding("output", (1, 5), False, ops[-1].y),), ops=tuple(ops))

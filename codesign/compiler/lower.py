@@ -78,6 +78,16 @@ class _Emitter:
 
 
 @dataclasses.dataclass(frozen=True)
+class _Source:
+    """One input of a layer on the array: where it lives and which K index each of its
+    physical channels is (−1 for padding lanes)."""
+    buf: _Buffer
+    zero_point: int
+    signed: bool
+    k: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
 class _Buffer:
     """Physical home of an IR tensor: HWC with ``cw`` ACT words per pixel."""
     region: Region
@@ -132,138 +142,203 @@ class _Compiler:
                     ext_stride=row_slices, rows=r1 - r0, length=row_slices)
         self.const_fixups.append((len(self.e.insns) - 1, "act"))
 
-    # -- convolution ----------------------------------------------------------------------------
+    # -- convolution (and everything else the array computes) -----------------------------------
+    def _source(self, t: ir.Tensor, k_offset: int) -> _Source:
+        """An input of a MATMUL layer whose logical channels are K indices k_offset.."""
+        buf = self.buffers[t.name]
+        A = self.c.act_bytes
+        if buf.region.flatten_chw:
+            # A flattened tensor is one "pixel" whose channels are the source's physical words.
+            h, w, c = buf.h, buf.w, buf.channels
+            k = np.full((h, w, buf.cw * A), -1, np.int64)
+            k[:, :, :c] = (np.arange(c)[None, None, :] * h * w
+                           + np.arange(h)[:, None, None] * w + np.arange(w)[None, :, None])
+            k = k.ravel()
+            geometry = _Buffer(buf.region, 1, 1, buf.h * buf.w * buf.cw, 0)
+        else:
+            k = np.array([i if i < buf.channels else -1 for i in range(buf.cw * A)])
+            geometry = buf
+        k = np.where(k >= 0, k + k_offset, -1)
+        return _Source(geometry, t.zero_point, t.signed, k)
+
     def _conv(self, op: ir.Conv) -> None:
+        kh_n, kw_n, cin_g, cout = op.weight.shape
+        cin, cout_g = cin_g * op.groups, cout // op.groups
+        # Dense [KH, KW, Cin, Cout] weights; channels of other groups hold w_zp (contribute 0).
+        dense = np.full((kh_n, kw_n, cin, cout), op.w_zero_point, np.int16)
+        connected = np.zeros((cin, cout), bool)
+        for g in range(op.groups):
+            ins, outs = slice(g * cin_g, (g + 1) * cin_g), slice(g * cout_g, (g + 1) * cout_g)
+            dense[:, :, ins, outs] = op.weight[:, :, :, outs]
+            connected[ins, outs] = True
+        kind = "depthwise conv" if op.groups == cin == cout else (
+            f"conv/{op.groups} groups" if op.groups > 1 else "conv")
+        self._array_layer(op.name, kind, [self._source(op.x, 0)], op.y, dense, connected,
+                          op.w_zero_point, op.bias, op.multiplier, (kh_n, kw_n), op.stride,
+                          op.pads, op.qrange)
+
+    def _concat(self, op: ir.Concat) -> None:
+        """Concatenation as a 1×1 convolution with identity weights over all inputs: each output
+        channel is requantized from its own input with that input's multiplier."""
+        sizes = [t.shape[2] for t in op.inputs]
+        if any(t.shape[:2] != op.y.shape[:2] for t in op.inputs):
+            raise TilingError(f"{op.name}: Concat inputs must share H and W")
+        offsets = np.cumsum([0] + sizes)
+        sources = [self._source(t, int(k)) for t, k in zip(op.inputs, offsets, strict=False)]
+        k_total = int(offsets[-1])
+        dense = np.eye(k_total, dtype=np.int16)[None, None]
+        multipliers = np.concatenate([np.full(n, m, np.float32)
+                                      for n, m in zip(sizes, op.multipliers, strict=True)])
+        self._array_layer(op.name, "concat", sources, op.y, dense, np.eye(k_total, dtype=bool),
+                          0, np.zeros(k_total, np.int32), multipliers, (1, 1), (1, 1),
+                          (0, 0, 0, 0), (op.y.qmin, op.y.qmax))
+
+    def _array_layer(self, name: str, kind: str, sources: list[_Source], y: ir.Tensor,
+                     dense: np.ndarray, connected: np.ndarray, w_zp: int, bias: np.ndarray,
+                     multiplier: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                     pads: tuple[int, int, int, int], qrange: tuple[int, int]) -> None:
+        """Lower ``y = requant(Σ_sources window · dense + bias)`` onto the systolic array.
+
+        ``dense`` is ``[KH, KW, K, Cout]`` over the concatenated logical channels of all
+        sources; ``connected[k, n]`` says whether channel k feeds output n at all (structurally),
+        so weight tiles that feed nothing in a column tile are skipped.
+        """
         c, e = self.c, self.e
         R, C, A = c.rows, c.cols, c.act_bytes
-        src = self.buffers[op.x.name]
-        dst = self._allocate(op.y)
-        kh_n, kw_n, cin, cout = op.weight.shape
-        (sh, sw), (pt, pl, _, _) = op.stride, op.pads
-        oh_n, ow_n = op.y.shape[0], op.y.shape[1]
-        if src.region.flatten_chw:
-            # A flattened tensor is one "pixel" whose channels are the source's physical words.
-            ih_n, iw_n, cw_in = 1, 1, src.h * src.w * src.cw
-            phys_to_logical = self._flatten_channel_map(src)
-        else:
-            ih_n, iw_n, cw_in = src.h, src.w, src.cw
-            phys_to_logical = np.array([k if k < cin else -1 for k in range(cw_in * A)])
-        if len(phys_to_logical) != cw_in * A or phys_to_logical.max() + 1 != cin:
-            raise TilingError(f"{op.name}: input channels do not match the weights")
+        dst = self._allocate(y)
+        kh_n, kw_n, k_total, cout = dense.shape
+        (sh, sw), (pt, pl, _, _) = stride, pads
+        oh_n, ow_n = y.shape[0], y.shape[1]
+        for s in sources:
+            if not (s.signed and -128 <= s.zero_point <= 127
+                    or not s.signed and 0 <= s.zero_point <= 255) or not -128 <= w_zp <= 127:
+                # The array's 9-bit operands hold x - x_zp and w - w_zp only for these.
+                raise TilingError(f"{name}: zero points out of the 8-bit range "
+                                  f"(x_zp={s.zero_point}, w_zp={w_zp})")
+            if len(np.unique(s.k[s.k >= 0])) != (s.k >= 0).sum() or s.k.max() >= k_total:
+                raise TilingError(f"{name}: input channels do not match the weights")
 
-        # Weight tiles: groups of R physical input channels that hold at least one real one.
-        groups = [g for g in range(cw_in * A // R)
-                  if (phys_to_logical[g * R:(g + 1) * R] >= 0).any()]
-        tiles = [(kh, kw, g) for kh in range(kh_n) for kw in range(kw_n) for g in groups]
+        # Weight tiles: (source, kh, kw, R-group of physical channels holding a real one).
+        tiles = [(si, kh, kw, g) for si, s in enumerate(sources)
+                 for kh in range(kh_n) for kw in range(kw_n)
+                 for g in range(len(s.k) // R) if (s.k[g * R:(g + 1) * R] >= 0).any()]
         n_col_tiles = _ceil(cout, C)
-        wq = op.weight.astype(np.int16)
-        # Rows of padding channels hold w_zp, so that (w - w_zp) = 0 whatever the padding lanes
-        # of the activations contain.
-        tile_data = np.full((n_col_tiles, len(tiles), R, C), op.w_zero_point, np.int8)
-        for t, (kh, kw, g) in enumerate(tiles):
-            logical = phys_to_logical[g * R:(g + 1) * R]
-            for r, k in enumerate(logical):
-                if k >= 0:
-                    row = np.zeros(n_col_tiles * C, np.int16)
-                    row[:cout] = wq[kh, kw, k, :]
-                    tile_data[:, t, r, :] = row.reshape(n_col_tiles, C)
-        wgt_words_per_col_tile = len(tiles) * R
-        wgt_offset = e.add_constant(tile_data.view(np.uint8))
-
-        prm = np.zeros(n_col_tiles * C, "<u8")   # one isa.PRM_LANE per output channel
-        for n in range(cout):
-            mult, shift = float_to_mult_shift(op.multiplier[n])
-            prm[n] = PRM_LANE.const({"bias": int(op.bias[n]), "mult": mult,
-                                     "shift": shift}).as_bits()
-        prm_offset = e.add_constant(prm.view(np.uint8))
+        col_tiles: list[list[tuple[int, int, int, int]]] = []
+        blocks = []
+        for nt in range(n_col_tiles):
+            cols = slice(nt * C, min(cout, (nt + 1) * C))
+            mine = []
+            for t in tiles:
+                ks = sources[t[0]].k[t[3] * R:(t[3] + 1) * R]
+                if connected[ks[ks >= 0]][:, cols].any():
+                    mine.append(t)
+                    # Rows of padding channels hold w_zp, so (w - w_zp) = 0 whatever the
+                    # padding lanes of the activations contain.
+                    block = np.full((R, C), w_zp, np.int16)
+                    for r, k in enumerate(ks):
+                        if k >= 0:
+                            block[r, :cols.stop - cols.start] = dense[t[1], t[2], k, cols]
+                    blocks.append(block)
+            if not mine:
+                raise TilingError(f"{name}: output channels {cols.start}.. have no inputs")
+            col_tiles.append(mine)
+        wgt_offset = e.add_constant(np.array(blocks, np.int16).astype(np.int8).view(np.uint8))
+        first_tile = np.cumsum([0] + [len(m) for m in col_tiles])
+        prm_offset = e.add_constant(self._prm_words(bias, multiplier, n_col_tiles * C))
         wgt_slices, prm_slices = c.slices(Mem.WGT), c.slices(Mem.PRM)
 
-        weights_resident = n_col_tiles * wgt_words_per_col_tile <= c.wgt_depth
+        weights_resident = int(first_tile[-1]) * R <= c.wgt_depth
         params_resident = n_col_tiles <= c.prm_depth
         # Weight tiles go through WGT in chunks of `chunk` tiles when a layer does not fit.
-        chunk = len(tiles) if weights_resident else min(len(tiles), c.wgt_depth // R)
+        chunk = max(len(m) for m in col_tiles) if weights_resident else c.wgt_depth // R
 
-        row_words = iw_n * cw_in
-
-        def in_rows(oh0: int, oh1: int) -> tuple[int, int]:
+        def in_rows(s: _Source, oh0: int, oh1: int) -> tuple[int, int]:
             lo = max(0, oh0 * sh - pt)
-            hi = min(ih_n, (oh1 - 1) * sh - pt + kh_n)
-            return lo, max(lo, hi)
+            return lo, max(lo, min(s.buf.h, (oh1 - 1) * sh - pt + kh_n))
+
+        def regions(oh0: int, oh1: int) -> list[int]:
+            sizes = [(lambda r: (r[1] - r[0]) * s.buf.w * s.buf.cw)(in_rows(s, oh0, oh1))
+                     for s in sources]
+            return [int(v) for v in np.cumsum([0] + sizes)]
 
         def fits(t: int) -> bool:
-            worst = max(in_rows(r, min(oh_n, r + t))[1] - in_rows(r, min(oh_n, r + t))[0]
-                        for r in range(0, oh_n, t))
-            return t * ow_n <= c.acc_depth and worst * row_words + t * ow_n <= c.act_depth
+            worst = max(regions(r, min(oh_n, r + t))[-1] for r in range(0, oh_n, t))
+            return t * ow_n <= c.acc_depth and worst + t * ow_n <= c.act_depth
 
         row_tiles = self._row_tiles(oh_n, fits)
         if not row_tiles:
             raise TilingError(
-                f"{op.name}: one output row ({ow_n} pixels) with its {kh_n} input rows of "
-                f"{row_words} ACT words does not fit ACT={c.act_depth}/ACC={c.acc_depth} words; "
-                "use larger scratchpads")
+                f"{name}: one output row ({ow_n} pixels) with its {kh_n} input rows does not "
+                f"fit ACT={c.act_depth}/ACC={c.acc_depth} words; use larger scratchpads")
 
-        where = f"layer {op.name}"
-        e.comment(f"{op.name}: conv {kh_n}x{kw_n}/{sh}x{sw} {op.x.shape} -> {op.y.shape}, "
+        where = f"layer {name}"
+        e.comment(f"{name}: {kind} {kh_n}x{kw_n}/{sh}x{sw} -> {y.shape}, "
                   f"{len(row_tiles)} row tile(s), {n_col_tiles} column tile(s), "
-                  f"{len(tiles)} weight tile(s) each")
+                  f"{int(first_tile[-1])} weight tile(s)")
         if weights_resident:
-            self._load_const(Mem.WGT, 0, wgt_offset,
-                             n_col_tiles * wgt_words_per_col_tile * wgt_slices, where)
+            self._load_const(Mem.WGT, 0, wgt_offset, int(first_tile[-1]) * R * wgt_slices, where)
         if params_resident:
             self._load_const(Mem.PRM, 0, prm_offset, n_col_tiles * prm_slices, where)
-        x_zp, w_zp = op.x.zero_point, op.w_zero_point
-        # The array's 9-bit operands hold x - x_zp and w - w_zp only for in-range zero points.
-        if not (op.x.qmin <= x_zp <= op.x.qmax and -128 <= w_zp <= 127):
-            raise TilingError(f"{op.name}: zero points out of the 8-bit range "
-                              f"(x_zp={x_zp}, w_zp={w_zp})")
-        lo, hi = op.qrange
+        lo, hi = qrange
         for oh0, oh1 in row_tiles:
-            r0, r1 = in_rows(oh0, oh1)
-            out_base = (r1 - r0) * row_words
-            count = (oh1 - oh0) * ow_n
-            if r1 > r0:
-                self._load_rows(_Buffer(src.region, ih_n, iw_n, cw_in, 0), r0, r1, 0, where)
-            for nt in range(n_col_tiles):
+            bases = regions(oh0, oh1)
+            out_base, count = bases[-1], (oh1 - oh0) * ow_n
+            for s, base in zip(sources, bases, strict=False):
+                r0, r1 = in_rows(s, oh0, oh1)
+                if r1 > r0:
+                    self._load_rows(s.buf, r0, r1, base, where)
+            for nt, mine in enumerate(col_tiles):
                 if params_resident:
                     prm_addr = nt
                 else:
                     prm_addr = 0
                     self._load_const(Mem.PRM, 0, prm_offset + nt * prm_slices, prm_slices, where)
-                for t, (kh, kw, g) in enumerate(tiles):
+                for i, (si, kh, kw, g) in enumerate(mine):
+                    tile = int(first_tile[nt]) + i
                     if weights_resident:
-                        wgt_base = (nt * len(tiles) + t) * R
+                        wgt_base = tile * R
                     else:
-                        wgt_base = (t % chunk) * R
-                        if t % chunk == 0:
-                            n = min(chunk, len(tiles) - t) * R * wgt_slices
-                            first = (nt * len(tiles) + t) * R * wgt_slices
-                            self._load_const(Mem.WGT, 0, wgt_offset + first, n, where)
-                    ih0 = oh0 * sh - pt + kh - r0
-                    iw0 = kw - pl
+                        wgt_base = (i % chunk) * R
+                        if i % chunk == 0:
+                            n = min(chunk, len(mine) - i) * R * wgt_slices
+                            self._load_const(Mem.WGT, 0, wgt_offset + tile * R * wgt_slices, n,
+                                             where)
+                    s = sources[si]
+                    r0, r1 = in_rows(s, oh0, oh1)
+                    row_words = s.buf.w * s.buf.cw
+                    ih0, iw0 = oh0 * sh - pt + kh - r0, kw - pl
                     word, lane_group = divmod(g, A // R)
-                    e.emit(Opcode.MATMUL, where, accumulate=int(t > 0),
-                           x_signed=int(op.x.signed), lane_group=lane_group, x_zp=x_zp,
-                           w_zp=w_zp, act_base=ih0 * row_words + iw0 * cw_in + word,
-                           step_w=sw * cw_in, step_h=sh * row_words,
-                           wgt_base=wgt_base, acc_base=0, out_h=oh1 - oh0,
-                           out_w=ow_n, ih0=ih0, iw0=iw0, stride_h=sh, stride_w=sw,
-                           in_h=r1 - r0, in_w=iw_n)
-                out_word, out_lane = divmod(nt * C, A)
-                e.emit(Opcode.REQUANT, where, lane_group=out_lane // C, y_zp=op.y.zero_point,
-                       qmin=lo, qmax=hi, acc_base=0, prm_addr=prm_addr,
-                       out_base=out_base, out_stride=1, count=count)
-                last_in_word = nt == n_col_tiles - 1 or (nt + 1) * C % A == 0
-                if last_in_word:
-                    self._store_pixels(dst, oh0 * ow_n, count, out_word, out_base, where)
+                    e.emit(Opcode.MATMUL, where, accumulate=int(i > 0),
+                           x_signed=int(s.signed), lane_group=lane_group, x_zp=s.zero_point,
+                           w_zp=w_zp, act_base=bases[si] + ih0 * row_words + iw0 * s.buf.cw + word,
+                           step_w=sw * s.buf.cw, step_h=sh * row_words, wgt_base=wgt_base,
+                           acc_base=0, out_h=oh1 - oh0, out_w=ow_n, ih0=ih0, iw0=iw0,
+                           stride_h=sh, stride_w=sw, in_h=r1 - r0, in_w=s.buf.w)
+                self._requant_and_store(dst, nt, prm_addr, y.zero_point, lo, hi, oh0 * ow_n,
+                                        count, out_base, where)
 
-    def _flatten_channel_map(self, src: _Buffer) -> np.ndarray:
-        """Physical channel (h, w, padded c) of a flattened tensor → its ONNX CHW index or -1."""
-        A = self.c.act_bytes
-        h, w, c = src.h, src.w, src.channels
-        idx = np.full((h, w, src.cw * A), -1, np.int64)
-        idx[:, :, :c] = (np.arange(c)[None, None, :] * h * w
-                         + np.arange(h)[:, None, None] * w + np.arange(w)[None, :, None])
-        return idx.ravel()
+    def _requant_and_store(self, dst: _Buffer, nt: int, prm_addr: int, y_zp: int, lo: int,
+                           hi: int, first_pixel: int, count: int, out_base: int,
+                           where: str) -> None:
+        """REQUANT ACC rows 0.. into column tile ``nt``'s lanes of the ACT output words at
+        ``out_base`` (one per pixel); STORE them once the word's last column tile is in."""
+        C, A = self.c.cols, self.c.act_bytes
+        out_word, out_lane = divmod(nt * C, A)
+        self.e.emit(Opcode.REQUANT, where, lane_group=out_lane // C, y_zp=y_zp, qmin=lo,
+                    qmax=hi, acc_base=0, prm_addr=prm_addr, out_base=out_base, out_stride=1,
+                    count=count)
+        if (nt + 1) * C % A == 0 or (nt + 1) * C >= dst.channels:
+            self._store_pixels(dst, first_pixel, count, out_word, out_base, where)
+
+    def _prm_words(self, bias: np.ndarray, multiplier: np.ndarray, lanes: int) -> np.ndarray:
+        """Requant parameters (isa.PRM_LANE) of ``lanes`` output channels as bytes; channels
+        past ``len(bias)`` are zero (mult 0 → they requantize to the zero point)."""
+        prm = np.zeros(lanes, "<u8")
+        for n in range(len(bias)):
+            mult, shift = float_to_mult_shift(multiplier[n])
+            prm[n] = PRM_LANE.const({"bias": int(bias[n]), "mult": mult,
+                                     "shift": shift}).as_bits()
+        return prm.view(np.uint8)
 
     def _load_const(self, mem: Mem, sp_word: int, const_word: int, n_slices: int,
                     where: str) -> None:
@@ -286,49 +361,138 @@ class _Compiler:
                     ext_stride=dst.cw * s, rows=count, length=s)
         self.const_fixups.append((len(self.e.insns) - 1, "act"))
 
-    # -- max pooling ----------------------------------------------------------------------------
-    def _maxpool(self, op: ir.MaxPool) -> None:
-        c, e = self.c, self.e
-        src = self.buffers[op.x.name]
-        if src.region.flatten_chw:
-            raise TilingError(f"{op.name}: MaxPool of a flattened tensor is not supported")
-        dst = self._allocate(op.y)
-        (kh_n, kw_n), (sh, sw), (pt, pl, pb, pr) = op.kernel, op.stride, op.pads
-        if pt >= kh_n or pb >= kh_n or pl >= kw_n or pr >= kw_n:
-            raise TilingError(f"{op.name}: MaxPool padding must be smaller than the kernel")
-        ih_n, iw_n, cw = src.h, src.w, src.cw
+    # -- pooling --------------------------------------------------------------------------------
+    def _pool_tiles(self, op, src: _Buffer, out_words: int, uses_acc: bool):
+        """Row tiles of a pooling layer: (oh0, oh1, r0, r1) with the input rows [r0, r1) that
+        the output rows [oh0, oh1) read, sized so that input rows + ``out_words`` ACT words per
+        output pixel fit ACT (and, for sums, one ACC word per output pixel fits ACC)."""
+        c = self.c
+        (kh_n, _), (sh, _) = op.kernel, op.stride
+        pt = op.pads[0] if isinstance(op, ir.MaxPool) else 0
         oh_n, ow_n = op.y.shape[0], op.y.shape[1]
-        row_words = iw_n * cw
+        row_words = src.w * src.cw
 
         def in_rows(oh0: int, oh1: int) -> tuple[int, int]:
-            return max(0, oh0 * sh - pt), min(ih_n, (oh1 - 1) * sh - pt + kh_n)
+            return max(0, oh0 * sh - pt), min(src.h, (oh1 - 1) * sh - pt + kh_n)
 
         def fits(t: int) -> bool:
             worst = max(in_rows(r, min(oh_n, r + t))[1] - in_rows(r, min(oh_n, r + t))[0]
                         for r in range(0, oh_n, t))
-            return worst * row_words + t * ow_n * cw <= c.act_depth
+            return (worst * row_words + t * ow_n * out_words <= c.act_depth
+                    and (not uses_acc or t * ow_n <= c.acc_depth))
 
-        row_tiles = self._row_tiles(oh_n, fits)
-        if not row_tiles:
-            raise TilingError(f"{op.name}: one pooling row does not fit ACT={c.act_depth} "
-                              "words; use a larger --act-depth")
+        tiles = self._row_tiles(oh_n, fits)
+        if not tiles:
+            raise TilingError(f"{op.name}: one pooling row does not fit ACT={c.act_depth} / "
+                              f"ACC={c.acc_depth} words; use larger scratchpads")
+        return [(oh0, oh1, *in_rows(oh0, oh1)) for oh0, oh1 in tiles]
+
+    def _pool_window(self, op, src: _Buffer, oh0: int, r0: int) -> dict:
+        """POOL fields describing the window of the row tile starting at output row oh0."""
+        (kh_n, kw_n), (sh, sw) = op.kernel, op.stride
+        pt, pl = (op.pads[0], op.pads[1]) if isinstance(op, ir.MaxPool) else (0, 0)
+        row_words = src.w * src.cw
+        ih0, iw0 = oh0 * sh - pt - r0, -pl
+        return dict(act_base=ih0 * row_words + iw0 * src.cw, step_w=sw * src.cw,
+                    step_h=sh * row_words, row_words=row_words, pix_words=src.cw,
+                    out_w=op.y.shape[1], ih0=ih0, iw0=iw0, stride_h=sh, stride_w=sw,
+                    k_h=kh_n, k_w=kw_n, in_w=src.w)
+
+    def _pool_source(self, op) -> _Buffer:
+        src = self.buffers[op.x.name]
+        if src.region.flatten_chw:
+            raise TilingError(f"{op.name}: pooling a flattened tensor is not supported")
+        return src
+
+    def _maxpool(self, op: ir.MaxPool) -> None:
+        e, s = self.e, self.slices
+        src = self._pool_source(op)
+        dst = self._allocate(op.y)
+        (kh_n, kw_n), (pt, pl, pb, pr) = op.kernel, op.pads
+        if pt >= kh_n or pb >= kh_n or pl >= kw_n or pr >= kw_n:
+            raise TilingError(f"{op.name}: MaxPool padding must be smaller than the kernel")
+        cw, ow_n = src.cw, op.y.shape[1]
         where = f"layer {op.name}"
-        e.comment(f"{op.name}: maxpool {kh_n}x{kw_n}/{sh}x{sw} {op.x.shape} -> {op.y.shape}")
-        s = self.slices
-        for oh0, oh1 in row_tiles:
-            r0, r1 = in_rows(oh0, oh1)
+        e.comment(f"{op.name}: maxpool {op.kernel}/{op.stride} {op.x.shape} -> {op.y.shape}")
+        for oh0, oh1, r0, r1 in self._pool_tiles(op, src, cw, uses_acc=False):
             self._load_rows(src, r0, r1, 0, where)
-            out_base = (r1 - r0) * row_words
-            ih0, iw0 = oh0 * sh - pt - r0, -pl
+            out_base = (r1 - r0) * src.w * cw
             e.emit(Opcode.POOL, where, mode=PoolMode.MAX, x_signed=int(op.x.signed),
-                   act_base=ih0 * row_words + iw0 * cw, step_w=sw * cw, step_h=sh * row_words,
-                   row_words=row_words, pix_words=cw, out_base=out_base, words=cw,
-                   out_h=oh1 - oh0, out_w=ow_n, ih0=ih0, iw0=iw0, stride_h=sh, stride_w=sw,
-                   k_h=kh_n, k_w=kw_n, in_h=r1 - r0, in_w=iw_n)
+                   out_base=out_base, words=cw, out_h=oh1 - oh0, in_h=r1 - r0,
+                   **self._pool_window(op, src, oh0, r0))
             n = (oh1 - oh0) * ow_n * cw * s
             e.emit(Opcode.STORE, where, mem=Mem.ACT, sp_addr=out_base * s, sp_stride=0,
                    ext_addr=dst.region.addr + oh0 * ow_n * cw * s, ext_stride=0, rows=1,
                    length=n)
+            self.const_fixups.append((len(e.insns) - 1, "act"))
+
+    def _avgpool(self, op: ir.AvgPool) -> None:
+        """Window sums of one column tile of lanes into ACC (POOL SUM), then REQUANT with
+        bias = −N·x_zp (the sums are of raw x) and the layer's multiplier."""
+        c, e = self.c, self.e
+        C, A = c.cols, c.act_bytes
+        src = self._pool_source(op)
+        dst = self._allocate(op.y)
+        n = op.kernel[0] * op.kernel[1]
+        # One PRM word serves every column tile: all channels share bias and multiplier.
+        prm_offset = e.add_constant(self._prm_words(
+            np.full(C, -n * op.x.zero_point, np.int64), np.full(C, op.multiplier), C))
+        ow_n = op.y.shape[1]
+        where = f"layer {op.name}"
+        e.comment(f"{op.name}: avgpool {op.kernel}/{op.stride} {op.x.shape} -> {op.y.shape}")
+        self._load_const(Mem.PRM, 0, prm_offset, c.slices(Mem.PRM), where)
+        lo, hi = op.qrange
+        for oh0, oh1, r0, r1 in self._pool_tiles(op, src, 1, uses_acc=True):
+            self._load_rows(src, r0, r1, 0, where)
+            out_base, count = (r1 - r0) * src.w * src.cw, (oh1 - oh0) * ow_n
+            window = self._pool_window(op, src, oh0, r0)
+            for nt in range(_ceil(op.y.shape[2], C)):
+                word, lane = divmod(nt * C, A)
+                e.emit(Opcode.POOL, where, mode=PoolMode.SUM, x_signed=int(op.x.signed),
+                       lane_group=lane // C, out_base=0, words=1, out_h=oh1 - oh0,
+                       in_h=r1 - r0, **{**window, "act_base": window["act_base"] + word})
+                self._requant_and_store(dst, nt, 0, op.y.zero_point, lo, hi, oh0 * ow_n,
+                                        count, out_base, where)
+
+    # -- element-wise ---------------------------------------------------------------------------
+    def _add(self, op: ir.Add) -> None:
+        """ELTWISE into ACC, then REQUANT by 2**−shift (an exact power of two), in chunks of
+        whole pixels; a, b and y share one layout, so each chunk is a contiguous word range."""
+        c, e, s = self.c, self.e, self.slices
+        C, A = c.cols, c.act_bytes
+        a, b = self.buffers[op.a.name], self.buffers[op.b.name]
+        if a.region.flatten_chw or b.region.flatten_chw or op.a.shape != op.b.shape:
+            raise TilingError(f"{op.name}: Add needs two tensors of one (unflattened) shape")
+        dst = self._allocate(op.y)
+        pixels, cw = a.h * a.w, a.cw
+        per_chunk = min(c.acc_depth, c.act_depth // 3, ((1 << 16) - 1) // s) // cw
+        if per_chunk < 1:
+            raise TilingError(f"{op.name}: one pixel ({cw} words) does not fit ACT/ACC; use "
+                              "larger scratchpads")
+        prm_offset = e.add_constant(self._prm_words(
+            np.zeros(C, np.int64), np.full(C, np.float32(2.0 ** -op.shift)), C))
+        where = f"layer {op.name}"
+        e.comment(f"{op.name}: add {op.a.shape}, {pixels} pixels in chunks of {per_chunk}")
+        self._load_const(Mem.PRM, 0, prm_offset, c.slices(Mem.PRM), where)
+        lo, hi = op.qrange
+        for p0 in range(0, pixels, per_chunk):
+            words = (min(pixels, p0 + per_chunk) - p0) * cw
+            for base, buf in ((0, a), (words, b)):
+                self.e.emit(Opcode.LOAD, where, mem=Mem.ACT, sp_addr=base * s, sp_stride=0,
+                            ext_addr=buf.region.addr + p0 * cw * s, ext_stride=0, rows=1,
+                            length=words * s)
+                self.const_fixups.append((len(e.insns) - 1, "act"))
+            for group in range(A // C):
+                e.emit(Opcode.ELTWISE, where, lane_group=group, a_signed=int(op.a.signed),
+                       b_signed=int(op.b.signed), a_zp=op.a.zero_point, b_zp=op.b.zero_point,
+                       a_mult=op.a_mult, b_mult=op.b_mult, a_base=0, b_base=words,
+                       acc_base=0, count=words)
+                e.emit(Opcode.REQUANT, where, lane_group=group, y_zp=op.y.zero_point, qmin=lo,
+                       qmax=hi, acc_base=0, prm_addr=0, out_base=2 * words, out_stride=1,
+                       count=words)
+            e.emit(Opcode.STORE, where, mem=Mem.ACT, sp_addr=2 * words * s, sp_stride=0,
+                   ext_addr=dst.region.addr + p0 * cw * s, ext_stride=0, rows=1,
+                   length=words * s)
             self.const_fixups.append((len(e.insns) - 1, "act"))
 
     # -- driver ---------------------------------------------------------------------------------
@@ -345,6 +509,12 @@ class _Compiler:
                 self._maxpool(op)
             elif isinstance(op, ir.Flatten):
                 self._flatten(op)
+            elif isinstance(op, ir.Concat):
+                self._concat(op)
+            elif isinstance(op, ir.AvgPool):
+                self._avgpool(op)
+            elif isinstance(op, ir.Add):
+                self._add(op)
             else:  # pragma: no cover - the IR has no other ops
                 raise TilingError(f"no lowering for {type(op).__name__}")
             layers.append(LayerInfo(op.name, op.kind.value, first, len(e.insns) - first,
