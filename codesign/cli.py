@@ -178,10 +178,10 @@ def _golden(graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
     return [values[b.tensor.name] for b in graph.outputs]
 
 
-def _simulate(design: Design, batch):
+def _simulate(design: Design, batch, all_tensors: bool = False):
     """Run ``batch`` on the RTL; returns (RunResult, golden outputs per inference)."""
     from .driver import run_rtl
-    result = run_rtl(design.program, design.verilog, batch)
+    result = run_rtl(design.program, design.verilog, batch, all_tensors=all_tensors)
     golden = [_golden(design.graph, inputs) for inputs in batch]
     return result, golden
 
@@ -234,8 +234,29 @@ def _random_inputs(graph, count: int, seed: int) -> list[np.ndarray]:
             for qi, ni in zip(q, noise, strict=True)]
 
 
+def _per_layer(model: Path, design: Design, batch, raw, result) -> bool:
+    """Print the layer-by-layer comparison of the first inference that diverges anywhere (or
+    of the first inference); returns whether any layer diverges."""
+    from .perlayer import compare_layers, format_layers, onnxruntime_tensors
+    from .reference import run
+
+    graph = design.graph
+    chosen = None
+    for i, (inputs, x) in enumerate(zip(batch, raw, strict=True)):
+        ort = onnxruntime_tensors(model, {graph.inputs[0].onnx_name: x}, graph)
+        rows = compare_layers(graph, result.tensors[i], run(graph, inputs), ort)
+        if chosen is None or any(row.first for row in rows):
+            chosen = (i, rows)
+        if any(row.first for row in rows):
+            break
+    assert chosen is not None
+    print(f"per layer, inference {chosen[0]}:")
+    print(format_layers(chosen[1]))
+    return any(row.first for row in chosen[1])
+
+
 def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
-           count: int, seed: int) -> int:
+           count: int, seed: int, per_layer: bool = False) -> int:
     from .ortwitness import run_onnxruntime
 
     start = time.perf_counter()
@@ -248,8 +269,10 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
     else:
         raw = _random_inputs(graph, count, seed)
         batch = [[graph.inputs[0].quantize(x)] for x in raw]
-    result, golden = _simulate(design, batch)
+    result, golden = _simulate(design, batch, all_tensors=per_layer)
     _print_cycles(design, result)
+    if per_layer:
+        _per_layer(model, design, batch, raw, result)
     header = (f"{'output':<24} {'shape':<16} {'elements':>9} {'RTL≠golden':>11} "
               f"{'RTL≠ORT':>8} {'max|Δ| LSB':>10}")
     print(header)
@@ -315,6 +338,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--input", type=Path, help=".npy input(s); default: seeded random inputs")
     v.add_argument("--count", type=int, default=4, help="random inputs to run (default 4)")
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--per-layer", action="store_true",
+                   help="compare every layer's output (RTL, golden, onnxruntime) and name the "
+                        "first layer and element where they diverge")
     _add_config_args(v)
     return p
 
@@ -340,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.count < 1:
                 raise InputError("--count must be at least 1")
             return verify(args.model, args.outdir or _default_outdir(args.model),
-                          _config_from_args(args), args.input, args.count, args.seed)
+                          _config_from_args(args), args.input, args.count, args.seed,
+                          args.per_layer)
     except InputError as err:
         if args.debug:
             raise

@@ -23,6 +23,8 @@ class RunResult:
     outputs: list[list[np.ndarray]]
     cycles: list[int]
     sim_cycles_per_second: float = 0.0
+    #: With ``all_tensors``: every IR tensor by name, per inference.
+    tensors: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
 
 
 def _memory(program: Program, inputs: list[np.ndarray]) -> np.ndarray:
@@ -51,17 +53,25 @@ def run_isasim(program: Program, batch: list[list[np.ndarray]]) -> RunResult:
     return RunResult(outputs, [0] * len(batch))
 
 
-def run_rtl(program: Program, verilog: str, batch: list[list[np.ndarray]]) -> RunResult:
-    """Run ``batch`` in one Verilator simulation of ``verilog`` (built once per design)."""
+def run_rtl(program: Program, verilog: str, batch: list[list[np.ndarray]],
+            all_tensors: bool = False) -> RunResult:
+    """Run ``batch`` in one Verilator simulation of ``verilog`` (built once per design).
+
+    Every IR tensor keeps its own external buffer, so with ``all_tensors`` the values of every
+    layer are read back after each inference (for per-layer comparisons)."""
     from .sim.runner import Inference, cycles_per_second, run_program
 
     c = program.config
+    regions = program.outputs + (program.tensors if all_tensors else [])
     jobs = []
     for inputs in batch:
         writes = [(r.addr, r.pack(x, c)) for r, x in zip(program.inputs, inputs, strict=True)]
-        reads = [(r.addr, r.nbytes(c)) for r in program.outputs]
+        reads = [(r.addr, r.nbytes(c)) for r in regions]
         jobs.append(Inference(writes=writes, reads=reads))
     results = run_program(c, verilog, program.image, program.prog_base, jobs)
-    outputs = [[r.unpack(data, c) for r, data in zip(program.outputs, res.outputs, strict=True)]
-               for res in results]
-    return RunResult(outputs, [res.cycles for res in results], cycles_per_second(results))
+    values = [[r.unpack(data, c) for r, data in zip(regions, res.outputs, strict=True)]
+              for res in results]
+    n = len(program.outputs)
+    tensors = [{r.name: v for r, v in zip(regions[n:], vs[n:], strict=True)} for vs in values]
+    return RunResult([vs[:n] for vs in values], [res.cycles for res in results],
+                     cycles_per_second(results), tensors if all_tensors else [])

@@ -187,3 +187,34 @@ def test_verify_third_model_built_here(capsys, tmp_path):
     lines = out.splitlines()
     row = lines[lines.index(next(line for line in lines if set(line) == {"-"})) + 1]
     assert row.split()[-3:] == ["0", "0", "0"]           # RTL≠golden, RTL≠ORT, max |Δ|
+
+
+def test_verify_per_layer_table(capsys, tmp_path):
+    code, out, _ = run(capsys, "verify", build(SMALL), "-o", tmp_path / "d", "--count", "1",
+                       "--per-layer")
+    assert code == 0
+    assert "first divergence: none" in out
+    assert out.count(" conv ") >= 2 and " maxpool " in out
+
+
+def test_per_layer_names_the_first_diverging_layer_and_element():
+    """A single wrong element in the second layer's RTL output must be reported there (and not
+    in a later layer that merely inherits it)."""
+    from codesign import reference
+    from codesign.frontend import load_model
+    from codesign.perlayer import compare_layers, format_layers, onnxruntime_tensors
+
+    model = build(SMALL)
+    graph = load_model(model)
+    x = random_inputs(SMALL, 1, seed=3)[0]
+    golden = reference.run(graph, [graph.inputs[0].quantize(x)])
+    ort = onnxruntime_tensors(model, {graph.inputs[0].onnx_name: x}, graph)
+    rtl = {name: value.copy() for name, value in golden.items()}
+    second = graph.ops[1].y.name
+    rtl[second][0, 1, 2] ^= 1
+    rtl[graph.ops[-1].y.name][0, 0, 0] ^= 1
+    rows = compare_layers(graph, rtl, golden, ort)
+    assert [row.rtl_vs_golden for row in rows][:2] == [0, 1]
+    text = format_layers(rows)
+    assert f"first divergence: layer {graph.ops[1].name} ({second}) at (h, w, c) = (0, 1, 2)" \
+        in text

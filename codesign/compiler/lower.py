@@ -549,7 +549,8 @@ class _Compiler:
         return Program(config=c, insns=e.insns, image=image, prog_base=0,
                        inputs=[placed(b.tensor.name) for b in self.graph.inputs],
                        outputs=[placed(b.tensor.name) for b in self.graph.outputs],
-                       layers=layers, comments=e.comments, ext_words=ext_words)
+                       layers=layers, comments=e.comments, ext_words=ext_words,
+                       tensors=[placed(name) for name in self.buffers])
 
 
 def compile_graph(graph: ir.Graph, config: HwConfig) -> Program:

@@ -85,6 +85,7 @@ class Program:
     layers: list[LayerInfo]
     comments: dict[int, str]          # instruction index → comment for the listing
     ext_words: int                    # external words used, including activation buffers
+    tensors: list[Region] = dataclasses.field(default_factory=list)  # every IR tensor
 
     # -- serialisation --------------------------------------------------------------------------
     def program_bytes(self) -> bytes:
@@ -114,6 +115,7 @@ class Program:
             "ext_words": self.ext_words,
             "inputs": [r.to_json() for r in self.inputs],
             "outputs": [r.to_json() for r in self.outputs],
+            "tensors": [r.to_json() for r in self.tensors],
             "layers": [dataclasses.asdict(layer) for layer in self.layers],
         }
 
@@ -138,7 +140,8 @@ class Program:
                    inputs=[region(d) for d in sym["inputs"]],
                    outputs=[region(d) for d in sym["outputs"]],
                    layers=[LayerInfo(**d) for d in sym["layers"]],
-                   comments={}, ext_words=sym["ext_words"])
+                   comments={}, ext_words=sym["ext_words"],
+                   tensors=[region(d) for d in sym["tensors"]])
 
 
 def _field_text(value) -> str:

@@ -1,0 +1,104 @@
+"""Layer-by-layer comparison of the RTL, the golden model and onnxruntime.
+
+Every IR tensor has its own buffer in external memory, so one RTL run yields every layer's
+output. onnxruntime is asked for the same tensors by adding them as graph outputs. The first
+layer where the three disagree is the one to debug: later layers only inherit the difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import ir
+from .ortwitness import create_session
+
+__all__ = ["LayerDiff", "onnxruntime_tensors", "compare_layers", "format_layers"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerDiff:
+    """One layer's output compared three ways (counts of differing elements)."""
+    layer: str
+    kind: str
+    tensor: str
+    shape: tuple[int, ...]
+    rtl_vs_golden: int
+    golden_vs_ort: int | None          # None: onnxruntime does not expose this tensor
+    max_lsb_vs_ort: int | None
+    first: str | None                  # first differing element, described
+
+
+def onnxruntime_tensors(model: Path, feeds: dict[str, np.ndarray], graph: ir.Graph
+                        ) -> dict[str, np.ndarray]:
+    """The IR tensors that exist under the same name in the ONNX graph, as HWC integers."""
+    proto = onnx.load(model)
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    types = {v.name: v.type for v in list(inferred.graph.value_info) + list(proto.graph.output)}
+    wanted = {op.y.name: op.y for op in graph.ops if op.y.name in types}
+    known = {o.name for o in proto.graph.output}
+    for name in wanted:
+        if name not in known:
+            proto.graph.output.append(onnx.ValueInfoProto(name=name, type=types[name]))
+    session = create_session(proto.SerializeToString())
+    names = [o.name for o in session.get_outputs() if o.name in wanted]
+    values = session.run(names, feeds)
+    return {name: _as_hwc(wanted[name], value) for name, value in zip(names, values, strict=True)}
+
+
+def _as_hwc(t: ir.Tensor, value: np.ndarray) -> np.ndarray:
+    """An ONNX tensor (NCHW or 2-D/3-D; integers, or the float it dequantizes to) → HWC ints."""
+    v = np.asarray(value)
+    if np.issubdtype(v.dtype, np.floating):
+        v = np.rint(v.astype(np.float64) / np.float64(t.scale)) + t.zero_point
+    v = v.astype(np.int64)
+    if v.ndim == 4:
+        v = v[0].transpose(1, 2, 0)
+    return v.reshape(t.shape)
+
+
+def _first(a: np.ndarray, b: np.ndarray) -> tuple[int, ...] | None:
+    diff = np.argwhere(a.astype(np.int64) != b.astype(np.int64))
+    return tuple(int(i) for i in diff[0]) if len(diff) else None
+
+
+def compare_layers(graph: ir.Graph, rtl: dict[str, np.ndarray], golden: dict[str, np.ndarray],
+                   ort: dict[str, np.ndarray]) -> list[LayerDiff]:
+    """Per op of ``graph``: how its output tensor differs between RTL, golden model and ORT."""
+    rows = []
+    for op in graph.ops:
+        name = op.y.name
+        r, g, o = rtl[name], golden[name], ort.get(name)
+        mismatch = int(np.count_nonzero(r.astype(np.int64) != g.astype(np.int64)))
+        vs_ort = lsb = None
+        where = _first(r, g)
+        if o is not None:
+            delta = np.abs(g.astype(np.int64) - o)
+            vs_ort, lsb = int(np.count_nonzero(delta)), int(delta.max(initial=0))
+            where = where or _first(g, o)
+        first = None
+        if where is not None:
+            first = (f"(h, w, c) = {where}: RTL {int(r[where])}, golden {int(g[where])}"
+                     + (f", onnxruntime {int(o[where])}" if o is not None else ""))
+        rows.append(LayerDiff(op.name, op.kind.value, name, op.y.shape, mismatch, vs_ort, lsb,
+                              first))
+    return rows
+
+
+def format_layers(rows: list[LayerDiff]) -> str:
+    """A table plus the first diverging layer and element."""
+    head = (f"{'layer':<28} {'kind':<8} {'shape':<14} {'RTL≠golden':>10} {'golden≠ORT':>10} "
+            f"{'max|Δ|':>6}")
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        ort = "n/a" if row.golden_vs_ort is None else str(row.golden_vs_ort)
+        lsb = "" if row.max_lsb_vs_ort is None else str(row.max_lsb_vs_ort)
+        lines.append(f"{row.layer[:28]:<28} {row.kind:<8} {str(row.shape):<14} "
+                     f"{row.rtl_vs_golden:>10} {ort:>10} {lsb:>6}")
+    first = next((row for row in rows if row.first), None)
+    lines.append("first divergence: " + (f"layer {first.layer} ({first.tensor}) at {first.first}"
+                                          if first else "none — all layers agree"))
+    return "\n".join(lines)
