@@ -75,3 +75,33 @@ def run_rtl(program: Program, verilog: str, batch: list[list[np.ndarray]],
     tensors = [{r.name: v for r, v in zip(regions[n:], vs[n:], strict=True)} for vs in values]
     return RunResult([vs[:n] for vs in values], [res.cycles for res in results],
                      cycles_per_second(results), tensors if all_tensors else [])
+
+
+def layer_cycles(program: Program, verilog: str, inputs: list[np.ndarray]) -> list[int]:
+    """Cycles spent in each layer on the RTL, measured in one simulation.
+
+    Inference k runs the program truncated after layer k (an END written over the instruction
+    that follows it, the previous truncation restored), so the differences of consecutive
+    CYCLES readings are the layers' own cycles, including their instruction fetches.
+    """
+    from .isa import Opcode, encode
+    from .sim.runner import Inference, run_program
+
+    c = program.config
+    width = c.insn_words * c.bus_bytes
+    end = encode(Opcode.END).to_bytes(width, "little")
+    writes_input = [(r.addr, r.pack(x, c)) for r, x in zip(program.inputs, inputs, strict=True)]
+    # The first run is END alone: the fixed cost that every truncated run includes.
+    boundaries = [0] + [layer.first_insn + layer.n_insns for layer in program.layers]
+    jobs, previous = [], None
+    for b in boundaries:
+        writes = list(writes_input)
+        if previous is not None and previous != b:
+            writes.append((program.prog_base + previous * c.insn_words,
+                           program.insns[previous].to_bytes(width, "little")))
+        writes.append((program.prog_base + b * c.insn_words, end))
+        jobs.append(Inference(writes=writes, reads=[]))
+        previous = b
+    totals = [res.cycles for res in run_program(c, verilog, program.image, program.prog_base,
+                                                jobs)]
+    return [t - p for t, p in zip(totals[1:], totals[:-1], strict=True)]

@@ -18,7 +18,7 @@ from codesign.compiler import compile_graph
 from codesign.driver import run_rtl
 from codesign.isa import HwConfig
 
-from .irgen import conv_specs, graph_from_spec, random_input
+from .irgen import block_graph, block_specs, conv_specs, graph_from_spec, random_input
 
 pytestmark = pytest.mark.verilator
 
@@ -51,3 +51,18 @@ def test_op_on_rtl_matches_golden(name, spec):
         for binding, got in zip(graph.outputs, outs, strict=True):
             np.testing.assert_array_equal(got, values[binding.tensor.name])
         assert cycles > 0
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=block_specs(max_hw=6, max_c=10))
+def test_block_on_rtl_matches_golden(name, spec):
+    """Depthwise/grouped conv, residual add or concat, average pooling on the RTL."""
+    config = CONFIGS[name]
+    graph = block_graph(spec)
+    program = compile_graph(graph, config)
+    inputs = random_input(graph, spec.seed)
+    result = run_rtl(program, verilog(name), [inputs], all_tensors=True)
+    values = reference.run(graph, inputs)
+    for tensor, got in result.tensors[0].items():
+        np.testing.assert_array_equal(got, values[tensor], err_msg=tensor)
