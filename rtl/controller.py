@@ -47,7 +47,7 @@ class Controller(HwComponent):
         External memory read port for instruction fetch (0 while not fetching).
     insn : Out(INSN_BITS)
         The current instruction, valid from its dispatch until the engine's ``done``.
-    start_dma, start_matmul, start_requant, start_maxpool : Out(1)
+    start_dma, start_matmul, start_requant, start_pool, start_eltwise : Out(1)
         One-cycle start pulse of each engine (LOAD and STORE both go to the DMA engine).
     engine_done : In(1)
         The OR of every engine's ``done`` (engines never run concurrently).
@@ -63,7 +63,8 @@ class Controller(HwComponent):
             "start_dma": Out(1),
             "start_matmul": Out(1),
             "start_requant": Out(1),
-            "start_maxpool": Out(1),
+            "start_pool": Out(1),
+            "start_eltwise": Out(1),
             "engine_done": In(1),
         })
 
@@ -138,8 +139,10 @@ class Controller(HwComponent):
                         m.d.comb += self.start_matmul.eq(1)
                     with m.Case(Opcode.REQUANT):
                         m.d.comb += self.start_requant.eq(1)
-                    with m.Case(Opcode.MAXPOOL):
-                        m.d.comb += self.start_maxpool.eq(1)
+                    with m.Case(Opcode.POOL):
+                        m.d.comb += self.start_pool.eq(1)
+                    with m.Case(Opcode.ELTWISE):
+                        m.d.comb += self.start_eltwise.eq(1)
                     with m.Default():   # END (or an undefined opcode)
                         m.d.sync += [
                             self.busy.eq(0),

@@ -4,8 +4,8 @@ Every port function returns a dict of :mod:`amaranth.lib.wiring` signature membe
 from an engine (``Out`` is driven by the engine). A component's signature is the union of the
 groups it uses, in the order it lists them; :class:`HwComponent` checks the config first::
 
-    super().__init__(config, lambda c: {**engine_control(isa.MaxPool),
-                                        **scratchpad_read(c, "act"), **scratchpad_write(c, "act")})
+    super().__init__(config, lambda c: {**engine_control(isa.Eltwise),
+                                        **scratchpad_read(c, "act"), **scratchpad_write(c, "acc")})
 
 The top relies on these names being the same in every component: it ORs the outputs of all
 engines that share a name and fans each input out to all of them.

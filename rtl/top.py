@@ -1,10 +1,9 @@
 """The NPU top level: scratchpads, controller and engines (docs/rtl-contract.md).
 
 The top owns the four scratchpads (one synchronous read port and one write port each), the
-controller and the five engines. The controller runs one instruction at a time and every engine
-drives 0 on its memory ports while it is not busy, so the memory ports are simply the OR of the
-engines' port outputs.
-"""
+controller and the five engines (DMA, MATMUL, REQUANT, POOL, ELTWISE). The controller runs one
+instruction at a time and every engine drives 0 on its memory ports while it is not busy, so the
+memory ports are simply the OR of the engines' port outputs."""
 
 from __future__ import annotations
 
@@ -15,12 +14,13 @@ from amaranth.back import verilog
 from amaranth.hdl import Const, Module, Value
 from amaranth.lib.wiring import Out
 
-from codesign.isa import HwConfig, LoadStore, MatMul, MaxPool, Requant
+from codesign.isa import Eltwise, HwConfig, LoadStore, MatMul, Pool, Requant
 
 from .controller import Controller
 from .dma import DmaEngine
+from .eltwise import EltwiseEngine
 from .matmul import MatMulEngine
-from .maxpool import MaxPoolEngine
+from .pool import PoolEngine
 from .ports import HwComponent, csr_port, ext_port, scratchpad
 from .requant import RequantEngine
 
@@ -68,7 +68,8 @@ class NPU(HwComponent):
             "dma": (DmaEngine(c), ctrl.start_dma, LoadStore),
             "matmul": (MatMulEngine(c), ctrl.start_matmul, MatMul),
             "requant": (RequantEngine(c), ctrl.start_requant, Requant),
-            "maxpool": (MaxPoolEngine(c), ctrl.start_maxpool, MaxPool),
+            "pool": (PoolEngine(c), ctrl.start_pool, Pool),
+            "eltwise": (EltwiseEngine(c), ctrl.start_eltwise, Eltwise),
         }
         for name, (engine, start, layout) in engines.items():
             m.submodules[name] = engine

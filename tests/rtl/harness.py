@@ -11,10 +11,10 @@ import numpy as np
 from amaranth.hdl import Elaboratable, Module, Shape, Value
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
-from codesign.rtl.ports import SCRATCHPADS, scratchpad
 
 from codesign.isa import Csr
 from codesign.isasim import IsaSim
+from codesign.rtl.ports import SCRATCHPADS, scratchpad
 
 __all__ = ["Harness", "to_ints", "to_bytes", "isasim_words", "read_memory", "run_engine",
            "simulate", "csr_write", "csr_read"]

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import verilog
+
 from codesign.rtl.array import SystolicArray
 
 from .harness import simulate

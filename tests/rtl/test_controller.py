@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from codesign.rtl.controller import Controller
 
 from codesign.isa import INSN_BITS, OPCODE_BITS, Csr, HwConfig, Opcode
+from codesign.rtl.controller import Controller
 
 from .harness import csr_read, csr_write, simulate
 
@@ -18,12 +18,15 @@ CONFIGS = [
 ]
 
 ENGINE_OF = {Opcode.LOAD: "dma", Opcode.STORE: "dma", Opcode.MATMUL: "matmul",
-             Opcode.REQUANT: "requant", Opcode.MAXPOOL: "maxpool"}
+             Opcode.REQUANT: "requant", Opcode.POOL: "pool", Opcode.ELTWISE: "eltwise"}
 
 
 def _program(rng, n_insns: int, last_opcode: int) -> list[int]:
-    """Random instruction words (random fields) ending with ``last_opcode``."""
-    ops = [int(rng.choice([o.value for o in ENGINE_OF])) for _ in range(n_insns)] + [last_opcode]
+    """Random instruction words (random fields) ending with ``last_opcode``; the first ones are
+    every engine opcode once, in random order."""
+    values = [o.value for o in ENGINE_OF]
+    ops = [int(v) for v in rng.permutation(values)][:n_insns]
+    ops += [int(rng.choice(values)) for _ in range(n_insns - len(ops))] + [last_opcode]
     words = []
     for op in ops:
         body = int.from_bytes(rng.bytes(INSN_BITS // 8), "little")
@@ -46,8 +49,7 @@ def test_controller_runs_programs(config):
     n = c.insn_words
     rng = np.random.default_rng(c.bus_bytes)
     dut = Controller(c)
-    starts = {"dma": dut.start_dma, "matmul": dut.start_matmul, "requant": dut.start_requant,
-              "maxpool": dut.start_maxpool}
+    starts = {name: getattr(dut, f"start_{name}") for name in set(ENGINE_OF.values())}
 
     async def run(ctx, base, program):
         """Start at ``base``; model EXT (latency 1) and engines; returns (dispatched, cycles)."""
@@ -97,7 +99,7 @@ def test_controller_runs_programs(config):
     async def testbench(ctx):
         assert csr_read(ctx, dut, Csr.CTRL) == 0
         assert csr_read(ctx, dut, 3) == 0
-        for base, n_insns, last in [(3, 5, Opcode.END.value), (0, 0, Opcode.END.value),
+        for base, n_insns, last in [(3, 8, Opcode.END.value), (0, 0, Opcode.END.value),
                                     (17, 3, 0xF)]:
             program = _program(rng, n_insns, last)
             dispatched, expected_cycles = await run(ctx, base, program)

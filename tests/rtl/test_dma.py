@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from codesign.rtl.dma import DmaEngine
 
 from codesign.isa import HwConfig, Mem, Opcode, decode, encode
 from codesign.isasim import IsaSim
+from codesign.rtl.dma import DmaEngine
 
 from .harness import Harness
 

@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from codesign.rtl.matmul import MatMulEngine
 
 from codesign.isa import HwConfig, Opcode, decode, encode
 from codesign.isasim import IsaSim
+from codesign.rtl.matmul import MatMulEngine
 
 from .harness import Harness
 

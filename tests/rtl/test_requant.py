@@ -8,11 +8,11 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from codesign.rtl.requant import RequantEngine, Requantizer
 
 from codesign import isa
 from codesign.isa import HwConfig, Opcode, encode
 from codesign.isasim import IsaSim
+from codesign.rtl.requant import RequantEngine, Requantizer
 
 from .harness import Harness, simulate
 

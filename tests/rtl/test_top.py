@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from codesign.isa import Csr, HwConfig, Mem, Opcode, PoolMode, decode, encode, float_to_mult_shift
+from codesign.isasim import IsaSim
+from codesign.rtl.requant import Requantizer
 from codesign.rtl.top import NPU, generate_verilog
 
-from codesign.isa import Csr, HwConfig, Mem, Opcode, decode, encode, float_to_mult_shift
-from codesign.isasim import IsaError, IsaSim
-
 from .harness import Harness, csr_read, csr_write, isasim_words, read_memory, simulate
+from .test_eltwise import random_eltwise
+from .test_pool import random_pool
 
 CONFIGS = [
     HwConfig(rows=2, cols=4, bus_bytes=2, act_depth=64, wgt_depth=8, acc_depth=8, prm_depth=2),
@@ -68,13 +71,17 @@ def _image(c: HwConfig, program: list[int], ext_words: int, rng) -> tuple[np.nda
 
 
 def _busy_cycles(c: HwConfig, insn: int) -> int:
-    """Engine cycles from start to done for the DMA and MAXPOOL engines (docs of their files)."""
+    """Engine cycles from start to done, as documented in each engine's file (not MATMUL)."""
     op, f = decode(insn)
     if op in (Opcode.LOAD, Opcode.STORE):
         return int(f.rows) * int(f.length) + 1
-    assert op == Opcode.MAXPOOL
-    n = int(f.out_h) * int(f.out_w) * int(f.words) * int(f.k_h) * int(f.k_w)
-    return n + 1
+    if op == Opcode.REQUANT:
+        return int(f.count) + Requantizer.latency + 2 if int(f.count) else 1
+    if op == Opcode.ELTWISE:
+        return 2 * int(f.count) + 3 if int(f.count) else 1
+    assert op == Opcode.POOL
+    words = 1 if f.mode == PoolMode.SUM else int(f.words)
+    return int(f.out_h) * int(f.out_w) * words * int(f.k_h) * int(f.k_w) + 1
 
 
 def _random_dma(rng, c: HwConfig, store: bool, ext_lo: int, ext_hi: int) -> int:
@@ -93,38 +100,10 @@ def _random_dma(rng, c: HwConfig, store: bool, ext_lo: int, ext_hi: int) -> int:
                   length=length)
 
 
-def _random_maxpool(rng, c: HwConfig) -> int:
-    while True:
-        in_h, in_w = (int(v) for v in rng.integers(1, 4, 2))
-        words = int(rng.integers(1, 3))
-        k_h, k_w = (int(v) for v in rng.integers(1, 4, 2))
-        s_h, s_w = (int(v) for v in rng.integers(1, 3, 2))
-        pt, pl = int(rng.integers(0, k_h)), int(rng.integers(0, k_w))
-        out_h = (in_h + pt - k_h) // s_h + 1
-        out_w = (in_w + pl - k_w) // s_w + 1
-        n_in, n_out = in_h * in_w * words, out_h * out_w * words
-        if out_h < 1 or out_w < 1 or n_in + n_out > c.act_depth:
-            continue
-        in_base = int(rng.integers(0, c.act_depth - n_in - n_out + 1))
-        out_base = int(rng.integers(in_base + n_in, c.act_depth - n_out + 1))
-        insn = encode(
-            Opcode.MAXPOOL, x_signed=int(rng.integers(2)),
-            act_base=in_base - pt * in_w * words - pl * words,
-            step_w=s_w * words, step_h=s_h * in_w * words, row_words=in_w * words,
-            pix_words=words, out_base=out_base, words=words, out_h=out_h, out_w=out_w,
-            ih0=-pt, iw0=-pl, stride_h=s_h, stride_w=s_w, k_h=k_h, k_w=k_w,
-            in_h=in_h, in_w=in_w)
-        try:
-            IsaSim(c, np.zeros(c.bus_bytes, np.uint8)).step(insn)
-        except IsaError:
-            continue
-        return insn
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
-def test_random_dma_maxpool_programs(config, seed):
-    """LOAD/STORE/MAXPOOL programs; also checks CYCLES against the documented timing."""
+def test_random_dma_pool_eltwise_programs(config, seed):
+    """LOAD/STORE/POOL/ELTWISE programs; also checks CYCLES against the documented timing."""
     c = config
     rng = np.random.default_rng([seed, c.rows, c.cols, c.bus_bytes])
     n_insns = 12
@@ -134,11 +113,13 @@ def test_random_dma_maxpool_programs(config, seed):
     program[0] = encode(Opcode.LOAD, mem=Mem.ACT, sp_addr=0, sp_stride=0, ext_addr=data_lo,
                         ext_stride=0, rows=1, length=c.act_depth * c.slices(Mem.ACT) // 2)
     for _ in range(n_insns - 2):
-        kind = int(rng.integers(3))
-        if kind == 0:
-            program.append(_random_maxpool(rng, c))
+        kind = int(rng.integers(5))
+        if kind < 2:
+            program.append(random_pool(rng, c, PoolMode(kind), max_in=3)[0])
+        elif kind == 2:
+            program.append(random_eltwise(rng, c, max_count=4))
         else:
-            program.append(_random_dma(rng, c, kind == 2, data_lo, ext_words))
+            program.append(_random_dma(rng, c, kind == 4, data_lo, ext_words))
     program.append(encode(Opcode.END))
     ext, base = _image(c, program, ext_words, rng)
     cycles = check_against_isasim(c, ext, base)
@@ -147,9 +128,29 @@ def test_random_dma_maxpool_programs(config, seed):
     assert cycles == sum(overhead + _busy_cycles(c, p) for p in program[:-1]) + overhead
 
 
+def _load(c: HwConfig, mem: Mem, ext_addr: int, words: int) -> int:
+    """LOAD of ``words`` whole scratchpad words from ``ext_addr`` to word 0 of ``mem``."""
+    return encode(Opcode.LOAD, mem=mem, sp_addr=0, sp_stride=0, ext_addr=ext_addr,
+                  ext_stride=0, rows=1, length=words * c.slices(mem))
+
+
+def _put_prm(c: HwConfig, rng, data: np.ndarray, ext_addr: int, scale: tuple[float, float],
+             bias: int = 2000) -> int:
+    """Random requant parameters (multipliers uniform in ``scale``, biases in ``±bias``) written
+    to ``data`` at external word ``ext_addr``; returns the LOAD that puts them into PRM word 0."""
+    prm = bytearray()
+    for _ in range(c.cols):
+        mult, shift = float_to_mult_shift(np.float32(rng.uniform(*scale)))
+        b = int(rng.integers(-bias, bias))
+        prm += ((b & 0xFFFFFFFF) | (mult << 32) | (shift << 56)).to_bytes(8, "little")
+    start = ext_addr * c.bus_bytes
+    data[start:start + len(prm)] = np.frombuffer(bytes(prm), np.uint8)
+    return _load(c, Mem.PRM, ext_addr, 1)
+
+
 def _conv_program(c: HwConfig, rng) -> tuple[list[int], np.ndarray]:
     """A 2x2 convolution, 3x3x``rows`` input -> 2x2x``cols``, as DMA + 4 MATMUL + REQUANT."""
-    r, n = c.rows, c.cols
+    r = c.rows
     ab, bb = c.act_bytes, c.bus_bytes
     ext_words = 1024
     data = rng.integers(0, 256, ext_words * bb, dtype=np.uint8)
@@ -157,19 +158,10 @@ def _conv_program(c: HwConfig, rng) -> tuple[list[int], np.ndarray]:
     # 700, params at 800, output at 900. Input pixels are one ACT word each.
     act_ext, wgt_ext, prm_ext, out_ext = 600, 700, 800, 900
     taps = [(kh, kw) for kh in range(2) for kw in range(2)]
-    prm = bytearray()
-    for _ in range(n):
-        mult, shift = float_to_mult_shift(np.float32(rng.uniform(0.0005, 0.004)))
-        bias = int(rng.integers(-2000, 2000))
-        prm += ((bias & 0xFFFFFFFF) | (mult << 32) | (shift << 56)).to_bytes(8, "little")
-    data[prm_ext * bb:prm_ext * bb + len(prm)] = np.frombuffer(bytes(prm), np.uint8)
     program = [
-        encode(Opcode.LOAD, mem=Mem.ACT, sp_addr=0, sp_stride=0, ext_addr=act_ext,
-               ext_stride=0, rows=1, length=9 * ab // bb),
-        encode(Opcode.LOAD, mem=Mem.WGT, sp_addr=0, sp_stride=0, ext_addr=wgt_ext,
-               ext_stride=0, rows=1, length=len(taps) * r * n // bb),
-        encode(Opcode.LOAD, mem=Mem.PRM, sp_addr=0, sp_stride=0, ext_addr=prm_ext,
-               ext_stride=0, rows=1, length=8 * n // bb),
+        _load(c, Mem.ACT, act_ext, 9),
+        _load(c, Mem.WGT, wgt_ext, len(taps) * r),
+        _put_prm(c, rng, data, prm_ext, (0.0005, 0.004)),
     ]
     x_signed = int(rng.integers(2))
     x_zp = int(rng.integers(-5, 5)) if x_signed else int(rng.integers(0, 10))
@@ -188,6 +180,69 @@ def _conv_program(c: HwConfig, rng) -> tuple[list[int], np.ndarray]:
         encode(Opcode.END),
     ]
     return program, data
+
+
+def _vector_program(c: HwConfig, rng) -> tuple[list[int], np.ndarray]:
+    """ELTWISE + REQUANT (a residual add) and POOL(SUM) + REQUANT (an average pool) on a 3x3
+    input, one random lane group each, then STORE of both results."""
+    ext_words = 1024
+    data = rng.integers(0, 256, ext_words * c.bus_bytes, dtype=np.uint8)
+    act_ext, prm_ext, out_ext = 600, 800, 900   # program below 600
+    groups = c.act_bytes // c.cols
+    x_signed = int(rng.integers(2))
+
+    def zp():
+        return int(rng.integers(-128, 128) if x_signed else rng.integers(0, 256))
+
+    def mult():
+        return int(rng.choice([-1, 1]) * rng.integers(2**11, 2**13))
+
+    def requant(out_base, group):
+        return encode(Opcode.REQUANT, lane_group=group, y_zp=int(rng.integers(-10, 10)),
+                      qmin=-128, qmax=127, acc_base=0, prm_addr=0, out_base=out_base,
+                      out_stride=1, count=4)
+
+    program = [
+        _load(c, Mem.ACT, act_ext, 9),
+        _put_prm(c, rng, data, prm_ext, (2**-14, 2**-12)),
+        encode(Opcode.ELTWISE, lane_group=int(rng.integers(groups)), a_signed=x_signed,
+               b_signed=x_signed, a_zp=zp(), b_zp=zp(), a_mult=mult(), b_mult=mult(),
+               a_base=0, b_base=3, acc_base=0, count=4),
+        requant(20, int(rng.integers(groups))),
+        _put_prm(c, rng, data, prm_ext + 8 * c.cols // c.bus_bytes, (0.05, 0.3), bias=200),
+        # 2x2 windows, stride 1, over the 3x3 input at ACT[0]: 2x2 sums to ACC[0..4).
+        encode(Opcode.POOL, mode=PoolMode.SUM, x_signed=x_signed,
+               lane_group=int(rng.integers(groups)), act_base=0, step_w=1, step_h=3,
+               row_words=3, pix_words=1, out_base=0, out_h=2, out_w=2, ih0=0, iw0=0,
+               stride_h=1, stride_w=1, k_h=2, k_w=2, in_h=3, in_w=3),
+        requant(24, int(rng.integers(groups))),
+        encode(Opcode.STORE, mem=Mem.ACT, sp_addr=20 * c.slices(Mem.ACT), sp_stride=0,
+               ext_addr=out_ext, ext_stride=0, rows=1, length=8 * c.slices(Mem.ACT)),
+        encode(Opcode.END),
+    ]
+    return program, data
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+def test_vector_program(config):
+    """LOAD, ELTWISE, REQUANT, LOAD, POOL(SUM), REQUANT, STORE, END vs IsaSim.run; CYCLES."""
+    c = config
+    rng = np.random.default_rng(13 * c.rows + c.cols + c.bus_bytes)
+    program, data = _vector_program(c, rng)
+    prog = b"".join(insn.to_bytes(32, "little") for insn in program)
+    base = 3
+    data[base * c.bus_bytes:base * c.bus_bytes + len(prog)] = np.frombuffer(prog, np.uint8)
+    cycles = check_against_isasim(c, data, base)
+    overhead = c.insn_words + 2
+    assert cycles == sum(overhead + _busy_cycles(c, p) for p in program[:-1]) + overhead
+    # The requantized outputs are not all saturated (the scales above are meaningful).
+    ref = IsaSim(c, data)
+    ref.run(base)
+    for rq in (program[3], program[6]):
+        f = decode(rq)[1]
+        g = int(f.lane_group) * c.cols
+        out = ref.act[int(f.out_base):int(f.out_base) + 4, g:g + c.cols].view(np.int8)
+        assert len(np.unique(out)) > min(3, c.cols), out
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)

@@ -1,15 +1,21 @@
-"""MAXPOOL engine: lane-wise maximum over a strided 2-D window of ACT words.
+"""POOL engine: lane-wise maximum (MAX) or int32 sum (SUM) over a strided 2-D window of ACT words.
 
-Semantics (:mod:`codesign.isa`): for ``oh < out_h, ow < out_w, w < words`` the lane-wise maximum
-(signed or unsigned per ``x_signed``) over the in-bounds window positions ``kh < k_h, kw < k_w``
-of ``ACT[act_base + oh*step_h + ow*step_w + kh*row_words + kw*pix_words + w]`` is written to
-``ACT[out_base + (oh*out_w + ow)*words + w]``.
+Semantics (:mod:`codesign.isa`), over output pixels ``oh < out_h, ow < out_w`` and the in-bounds
+window positions ``kh < k_h, kw < k_w`` of
+``ACT[act_base + oh*step_h + ow*step_w + kh*row_words + kw*pix_words (+ w)]``:
+
+* ``mode = MAX``: for each channel word ``w < words`` the lane-wise maximum (signed or unsigned
+  per ``x_signed``) is written to ``ACT[out_base + (oh*out_w + ow)*words + w]``.
+* ``mode = SUM``: the sums of lanes ``lane_group*cols + c`` (``c < cols``; int8 or uint8 per
+  ``x_signed``) are written to ``ACC[out_base + oh*out_w + ow][c]`` as int32. ``words`` is
+  ignored (the engine runs the ``w`` loop once).
 
 The engine walks ``(oh, ow, w, kh, kw)`` (``kw`` innermost) with incremental counters and address
 registers -- no multipliers. It is a two-stage pipeline: stage 1 issues one ACT read per cycle
 (only for in-bounds positions; out-of-bounds positions still take their cycle), stage 2 folds the
-returned word into a running maximum and, at the last window position, writes the result. An
-instruction is busy for ``out_h*out_w*words*k_h*k_w + 1`` cycles.
+returned word into a running maximum or sum and, at the last window position, writes the result.
+An instruction is busy for ``out_h*out_w*words*k_h*k_w + 1`` cycles in MAX mode and
+``out_h*out_w*k_h*k_w + 1`` in SUM mode (1 cycle if that product is 0).
 
 The output region must not overlap the words the same instruction still has to read (results
 are written while later windows are being read); the compiler never pools in place.
@@ -17,55 +23,64 @@ are written while later windows are being read); the compiler never pools in pla
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data
 
-from codesign.isa import HwConfig, MaxPool
+from codesign.isa import HwConfig, Pool, PoolMode
 
 from .ports import HwComponent, engine_control, scratchpad_read, scratchpad_write
 
-__all__ = ["MaxPoolEngine"]
+__all__ = ["PoolEngine"]
 
-# Input coordinates: ih0 (13-bit signed) + oh*stride_h (< 2**16) + kh (< 2**4) fits easily.
+# Input coordinates: ih0 (13-bit signed) + oh*stride_h (< 2**16) + kh (< 2**8) fits easily.
 _COORD = signed(20)
+# SUM lanes: at most 255*255 window positions of |x| <= 255 each, |sum| < 2**24.
+_SUM = signed(25)
 
 
-class MaxPoolEngine(HwComponent):
-    """MAXPOOL engine.
+class PoolEngine(HwComponent):
+    """POOL engine.
 
     Parameters
     ----------
     config : HwConfig
-        The NPU instance (ACT word width and depth).
+        The NPU instance (ACT word width and depth, ``cols`` lanes per SUM result).
 
     Attributes
     ----------
     start, insn, busy, done
-        Engine interface (:func:`~codesign.rtl.ports.engine_control`) for an
-        ``isa.MaxPool``; the last result word is written in the ``done`` cycle.
+        Engine interface (:func:`~codesign.rtl.ports.engine_control`) for an ``isa.Pool``; the
+        last result word is written in the ``done`` cycle.
     act_raddr, act_ren, act_rdata
         ACT read port.
     act_waddr, act_wen, act_wdata
-        ACT write port (byte enables; MAXPOOL always writes whole words).
+        ACT write port (MAX results; byte enables, always a whole word).
+    acc_waddr, acc_wen, acc_wdata
+        ACC write port (SUM results).
 
     All memory-port outputs are 0 while ``busy`` is low.
     """
 
     def __init__(self, config: HwConfig):
         super().__init__(config, lambda c: {
-            **engine_control(MaxPool),
+            **engine_control(Pool),
             **scratchpad_read(c, "act"),
             **scratchpad_write(c, "act"),
+            **scratchpad_write(c, "acc"),
         })
 
     def elaborate(self, platform) -> Module:
         c = self.config
         m = Module()
         aw = c.addr_bits(c.act_depth)
-        f = MaxPool.members
+        ow_bits = max(aw, c.addr_bits(c.acc_depth))
+        f = Pool.members
 
         # Latched fields. Address arithmetic is modulo 2**aw: exact for every in-range address,
         # including the signed act_base/step_h/step_w.
+        summing = Signal()
         x_signed = Signal()
+        lane_group = Signal(f["lane_group"])
         step_w = Signal(aw)
         step_h = Signal(aw)
         row_words = Signal(aw)
@@ -97,16 +112,17 @@ class MaxPoolEngine(HwComponent):
         iw_base = Signal(_COORD)  # iw0 + ow*stride_w
         ih = Signal(_COORD)      # ih_base + kh
         iw = Signal(_COORD)      # iw_base + kw
-        out_addr = Signal(aw)    # out_base + (oh*out_w + ow)*words + w
+        out_addr = Signal(ow_bits)  # out_base + (oh*out_w + ow)*words + w (ACT or ACC word)
 
-        # Stage 2 (read data arriving) and the running maximum.
+        # Stage 2 (read data arriving) and the running maximum / sums.
         s2_valid = Signal()
         s2_in = Signal()         # the position was in bounds (its read was issued)
         s2_last_pos = Signal()   # last window position of this output word
         s2_final = Signal()      # last position of the whole instruction
-        s2_out = Signal(aw)
+        s2_out = Signal(ow_bits)
         best = Signal(8 * c.act_bytes)
         have = Signal()          # best holds at least one in-bounds value
+        sums = Signal(data.ArrayLayout(_SUM, c.cols))
         empty = Signal()
 
         m.d.comb += self.done.eq((s2_valid & s2_final) | empty)
@@ -117,14 +133,19 @@ class MaxPoolEngine(HwComponent):
         with m.If(self.start):
             insn = self.insn
             base = insn.act_base[:aw]
+            is_sum = insn.mode == PoolMode.SUM
+            # SUM ignores `words`: one pass of the w loop.
+            n_words = Mux(is_sum, 1, insn.words)
             m.d.sync += [
                 self.busy.eq(1),
+                summing.eq(is_sum),
                 x_signed.eq(insn.x_signed),
+                lane_group.eq(insn.lane_group),
                 step_w.eq(insn.step_w[:aw]),
                 step_h.eq(insn.step_h[:aw]),
                 row_words.eq(insn.row_words),
                 pix_words.eq(insn.pix_words),
-                words.eq(insn.words),
+                words.eq(n_words),
                 out_h.eq(insn.out_h),
                 out_w.eq(insn.out_w),
                 k_h.eq(insn.k_h),
@@ -141,8 +162,9 @@ class MaxPoolEngine(HwComponent):
                 iw_base.eq(insn.iw0), iw.eq(insn.iw0),
                 out_addr.eq(insn.out_base),
                 have.eq(0),
+                sums.eq(0),
             ]
-            with m.If((insn.out_h == 0) | (insn.out_w == 0) | (insn.words == 0)
+            with m.If((insn.out_h == 0) | (insn.out_w == 0) | (n_words == 0)
                       | (insn.k_h == 0) | (insn.k_w == 0)):
                 m.d.sync += empty.eq(1)
             with m.Else():
@@ -221,7 +243,7 @@ class MaxPoolEngine(HwComponent):
                             with m.Else():
                                 m.d.sync += running.eq(0)
 
-        # -- stage 2: fold the read word into the running maximum, write at the window end -----
+        # -- stage 2: fold the read word into the running maximum / sums, write at the end -----
         lanes = []
         for lane in range(c.act_bytes):
             a = best[8 * lane:8 * lane + 8]
@@ -235,18 +257,34 @@ class MaxPoolEngine(HwComponent):
         folded = Signal(8 * c.act_bytes)
         m.d.comb += folded.eq(Mux(s2_in, Cat(*lanes), best))
 
+        groups = c.act_bytes // c.cols
+        act_word = data.ArrayLayout(data.ArrayLayout(unsigned(8), c.cols), groups)(self.act_rdata)
+        group = act_word[lane_group] if groups > 1 else act_word[0]
+        summed = Signal(data.ArrayLayout(_SUM, c.cols))
+        for lane in range(c.cols):
+            byte = group[lane]
+            value = Mux(x_signed, byte.as_signed(), byte)
+            m.d.comb += summed[lane].eq(sums[lane] + Mux(s2_in, value, 0))
+
         with m.If(s2_valid):
             with m.If(s2_last_pos):
-                m.d.comb += [
-                    self.act_waddr.eq(s2_out),
-                    self.act_wen.eq((1 << c.act_bytes) - 1),
-                    self.act_wdata.eq(folded),
-                ]
-                m.d.sync += have.eq(0)
+                with m.If(summing):
+                    acc_word = data.ArrayLayout(signed(32), c.cols)(self.acc_wdata)
+                    m.d.comb += [self.acc_waddr.eq(s2_out), self.acc_wen.eq(1)]
+                    # .eq sign-extends each 25-bit sum to its int32 lane.
+                    m.d.comb += [acc_word[lane].eq(summed[lane]) for lane in range(c.cols)]
+                with m.Else():
+                    m.d.comb += [
+                        self.act_waddr.eq(s2_out),
+                        self.act_wen.eq((1 << c.act_bytes) - 1),
+                        self.act_wdata.eq(folded),
+                    ]
+                m.d.sync += [have.eq(0), sums.eq(0)]
             with m.Else():
                 m.d.sync += [
                     best.eq(folded),
                     have.eq(have | s2_in),
+                    sums.eq(summed),
                 ]
 
         return m

@@ -1,0 +1,153 @@
+"""ELTWISE engine: a weighted sum of two ACT operands, lane by lane, into ACC.
+
+Semantics (:mod:`codesign.isa`): for ``i < count`` and ``c < cols``, with ``a``/``b`` lane
+``lane_group*cols + c`` of ``ACT[a_base + i]`` / ``ACT[b_base + i]`` (int8 or uint8 per
+``a_signed`` / ``b_signed``)::
+
+    ACC[acc_base + i][c] = (a - a_zp)*a_mult + (b - b_zp)*b_mult      (int32)
+
+The single ACT read port reads ``a_i`` and ``b_i`` in consecutive cycles; one multiplier per lane
+serves both operands. Schedule (cycle 0 is the ``start`` cycle)::
+
+    1, 2, ..., 2n       read ACT[a_base + i] (odd cycles) and ACT[b_base + i] (even cycles)
+    +1                  select the lane group, extend, subtract the operand's zero point → d
+    +2                  d · (a_mult or b_mult) → p; an a product is held for its b partner
+    +3                  write ACC[acc_base + i] = p_a + p_b; ``done`` with the last write
+
+so an ELTWISE of ``n = count`` elements takes ``2n + 3`` cycles (1 if ``count = 0``). Nothing is
+wide enough to wrap: ``|x - zp| <= 511`` and ``|mult| <= 2**15``, so each product fits 25 bits
+and the sum 26 — the int32 result is exact.
+
+``acc_base`` may be anything (ACC is not read), and the operands may overlap each other.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data
+
+from codesign import isa
+
+from .ports import HwComponent, engine_control, scratchpad_read, scratchpad_write
+
+__all__ = ["EltwiseEngine"]
+
+#: ``x - zp`` for 8-bit ``x`` and a 9-bit signed zero point: [-383, 511].
+_DIFF = signed(11)
+
+
+class EltwiseEngine(HwComponent):
+    """Executes ELTWISE (see :mod:`codesign.isa` and docs/rtl-contract.md).
+
+    Parameters
+    ----------
+    config : HwConfig
+        The NPU instance; one ACC word holds ``cols`` int32 lanes.
+
+    Attributes
+    ----------
+    start, insn, busy, done
+        Engine interface (:func:`~codesign.rtl.ports.engine_control`) for an ``isa.Eltwise``;
+        the last ACC word is written in the ``done`` cycle.
+    act_raddr, act_ren, act_rdata
+        ACT read port (two reads per element).
+    acc_waddr, acc_wen, acc_wdata
+        ACC write port.
+
+    All memory-port outputs are 0 while ``busy`` is low.
+    """
+
+    def __init__(self, config: isa.HwConfig):
+        super().__init__(config, lambda c: {
+            **engine_control(isa.Eltwise),
+            **scratchpad_read(c, "act"),
+            **scratchpad_write(c, "acc"),
+        })
+
+    def elaborate(self, platform) -> Module:
+        c = self.config
+        m = Module()
+        aw = c.addr_bits(c.act_depth)
+
+        insn = Signal(isa.Eltwise)
+        busy = Signal()
+        first = Signal()            # first busy cycle
+        m.d.comb += self.busy.eq(busy)
+
+        # ---- reads: a_i, b_i, a_{i+1}, ... -----------------------------------------------------
+        reading = Signal()
+        read_b = Signal()           # this cycle reads the b operand
+        left = Signal(unsigned(16))  # elements whose b read is still to come
+        a_addr = Signal(aw)
+        b_addr = Signal(aw)
+
+        with m.If(self.start):
+            m.d.sync += [
+                insn.eq(self.insn),
+                busy.eq(1),
+                first.eq(1),
+                reading.eq(self.insn.count != 0),
+                read_b.eq(0),
+                left.eq(self.insn.count),
+                a_addr.eq(self.insn.a_base),
+                b_addr.eq(self.insn.b_base),
+            ]
+        with m.If(first):
+            m.d.sync += first.eq(0)
+            with m.If(insn.count == 0):
+                m.d.comb += self.done.eq(1)
+                m.d.sync += busy.eq(0)
+
+        last = Signal()
+        m.d.comb += last.eq(read_b & (left == 1))
+        with m.If(reading):
+            m.d.comb += [self.act_ren.eq(1), self.act_raddr.eq(Mux(read_b, b_addr, a_addr))]
+            m.d.sync += read_b.eq(~read_b)
+            with m.If(read_b):
+                m.d.sync += [b_addr.eq(b_addr + 1), left.eq(left - 1)]
+                with m.If(left == 1):
+                    m.d.sync += reading.eq(0)
+            with m.Else():
+                m.d.sync += a_addr.eq(a_addr + 1)
+
+        # ---- stage 1: select the lane group, subtract the zero point ---------------------------
+        v1, b1, last1 = Signal(), Signal(), Signal()
+        m.d.sync += [v1.eq(reading), b1.eq(reading & read_b), last1.eq(reading & last)]
+        groups = c.act_bytes // c.cols
+        act_word = data.ArrayLayout(data.ArrayLayout(unsigned(8), c.cols), groups)(self.act_rdata)
+        lanes = act_word[insn.lane_group] if groups > 1 else act_word[0]
+        is_signed = Mux(b1, insn.b_signed, insn.a_signed)
+        zp = Mux(b1, insn.b_zp, insn.a_zp)
+        diff = Signal(data.ArrayLayout(_DIFF, c.cols))
+        for lane in range(c.cols):
+            byte = lanes[lane]
+            m.d.sync += diff[lane].eq(Mux(is_signed, byte.as_signed(), byte) - zp)
+
+        # ---- stage 2: multiply ----------------------------------------------------------------
+        v2, b2, last2 = Signal(), Signal(), Signal()
+        m.d.sync += [v2.eq(v1), b2.eq(b1), last2.eq(last1)]
+        mult = Mux(b2, insn.b_mult, insn.a_mult)
+        prod_shape = signed(_DIFF.width + 16)
+        prod = Signal(data.ArrayLayout(prod_shape, c.cols))
+        for lane in range(c.cols):
+            m.d.sync += prod[lane].eq(diff[lane] * mult)
+
+        # ---- stage 3: add the a product held from the previous cycle, write ACC ------------------
+        v3, b3, last3 = Signal(), Signal(), Signal()
+        m.d.sync += [v3.eq(v2), b3.eq(b2), last3.eq(last2)]
+        held = Signal(data.ArrayLayout(prod_shape, c.cols))
+        acc_addr = Signal(c.addr_bits(c.acc_depth))
+        with m.If(self.start):
+            m.d.sync += acc_addr.eq(self.insn.acc_base)
+        with m.If(v3 & ~b3):
+            m.d.sync += held.eq(prod)
+        with m.If(v3 & b3):
+            acc_word = data.ArrayLayout(signed(32), c.cols)(self.acc_wdata)
+            m.d.comb += [self.acc_wen.eq(1), self.acc_waddr.eq(acc_addr)]
+            # .eq sign-extends each (26-bit) sum to its int32 lane.
+            m.d.comb += [acc_word[lane].eq(held[lane] + prod[lane]) for lane in range(c.cols)]
+            m.d.sync += acc_addr.eq(acc_addr + 1)
+            with m.If(last3):
+                m.d.comb += self.done.eq(1)
+                m.d.sync += busy.eq(0)
+        return m
