@@ -189,12 +189,11 @@ def golden_predictor(path: pathlib.Path) -> Predict:
 def rtl_batch_predictor(path: pathlib.Path) -> BatchPredict:
     """Predict on the RTL: compile for the default NPU and run the whole batch in one Verilator
     simulation (the same path as ``codesign simulate``)."""
-    from codesign.rtl.top import generate_verilog
-
     from codesign.cli import DEFAULT_CONFIG
     from codesign.compiler import compile_graph
     from codesign.driver import run_rtl
     from codesign.frontend import load_model
+    from codesign.rtl.top import generate_verilog
 
     graph = load_model(path)
     (inp,), (out,) = graph.inputs, graph.outputs

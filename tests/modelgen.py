@@ -37,14 +37,21 @@ import torch
 
 __all__ = [
     "ZOO",
+    "AvgPool",
+    "Cat",
     "Conv",
+    "ELEMENTWISE_ZOO",
     "Flatten",
+    "GlobalAvgPool",
     "Layer",
     "Linear",
     "MatMul",
     "MaxPool",
+    "Mean",
+    "PT2E_ZOO",
     "ReLU",
     "ReLU6",
+    "Residual",
     "Spec",
     "build",
     "float_model",
@@ -54,7 +61,7 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class Conv:
-    """``nn.Conv2d(cin, out, k, stride, padding)``.
+    """``nn.Conv2d(cin, out, k, stride, padding, groups=groups)``.
 
     ``pads`` (top, left, bottom, right), when given, replaces ``padding`` by a ``ZeroPad2d`` in
     PyTorch that ends up as the ONNX Conv's (possibly asymmetric) ``pads`` (dynamo exporter only).
@@ -68,6 +75,7 @@ class Conv:
     pads: tuple[int, int, int, int] | None = None
     auto_pad: str | None = None
     bias: bool = True
+    groups: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +115,39 @@ class MatMul:
     out: int
 
 
-Layer = Conv | ReLU | ReLU6 | MaxPool | Flatten | Linear | MatMul
+@dataclasses.dataclass(frozen=True)
+class AvgPool:
+    """``nn.AvgPool2d(k, stride)`` (no padding)."""
+    k: int
+    stride: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalAvgPool:
+    """``nn.AdaptiveAvgPool2d(1)``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Mean:
+    """``x.mean((2, 3), keepdim)`` (ONNX ReduceMean over H and W)."""
+    keepdim: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Residual:
+    """``x + body(x)`` (``body`` keeps the shape), then ``act`` ("relu", "relu6" or None)."""
+    body: tuple[Layer, ...]
+    act: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Cat:
+    """``torch.cat([branch(x) for branch in branches], dim=1)``; ``()`` is ``x`` itself."""
+    branches: tuple[tuple[Layer, ...], ...]
+
+
+Layer = (Conv | ReLU | ReLU6 | MaxPool | Flatten | Linear | MatMul | AvgPool | GlobalAvgPool
+         | Mean | Residual | Cat)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +161,12 @@ class Spec:
     layers
         The layer stack.
     fmt
-        ``"qdq"`` or ``"qop"`` (QOperator).
+        ``"qdq"`` or ``"qop"`` (QOperator) from ``quantize_static``; ``"pt2e"``: PyTorch 2
+        export quantization (torchao's ``prepare_pt2e``/``convert_pt2e``) before the ONNX export
+        (dynamo exporter only).
     signed
-        int8 activations (True) or uint8 (False); weights are always int8.
+        int8 activations (True) or uint8 (False); weights are always int8. PT2E uses torchao's
+        XNNPACK quantizer for int8 and its X86 Inductor quantizer for uint8.
     per_channel
         Per-output-channel weight scales.
     int_input, int_output
@@ -162,38 +205,82 @@ class _MatMul(torch.nn.Module):
         return x @ self.weight
 
 
-def _module(spec: Spec) -> torch.nn.Module:
-    """The PyTorch model of ``spec`` with weights seeded by ``spec.seed``."""
-    torch.manual_seed(spec.seed)
-    shape = torch.Size((1, *spec.input_shape))
+class _Mean(torch.nn.Module):
+    def __init__(self, keepdim: bool) -> None:
+        super().__init__()
+        self.keepdim = keepdim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=self.keepdim)
+
+
+class _Residual(torch.nn.Module):
+    def __init__(self, body: torch.nn.Module, act: torch.nn.Module) -> None:
+        super().__init__()
+        self.body, self.act = body, act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+class _Cat(torch.nn.Module):
+    def __init__(self, branches: list[torch.nn.Module]) -> None:
+        super().__init__()
+        self.branches = torch.nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.branches], dim=1)
+
+
+def _stack(layers: tuple[Layer, ...], shape: torch.Size) -> tuple[torch.nn.Module, torch.Size]:
+    """The module of ``layers`` on inputs of ``shape``, and its output shape."""
     modules: list[torch.nn.Module] = []
-    for layer in spec.layers:
-        new: list[torch.nn.Module] = []
+    for layer in layers:
+        first = len(modules)
+        new: torch.nn.Module
         match layer:
             case Conv():
                 if layer.pads is not None:
                     top, left, bottom, right = layer.pads
-                    new.append(torch.nn.ZeroPad2d((left, right, top, bottom)))
+                    modules.append(torch.nn.ZeroPad2d((left, right, top, bottom)))
                 padding = 0 if layer.pads is not None else layer.padding
-                new.append(torch.nn.Conv2d(shape[1], layer.out, layer.k, layer.stride, padding,
-                                           bias=layer.bias))
+                new = torch.nn.Conv2d(shape[1], layer.out, layer.k, layer.stride, padding,
+                                      bias=layer.bias, groups=layer.groups)
             case ReLU():
-                new.append(torch.nn.ReLU())
+                new = torch.nn.ReLU()
             case ReLU6():
-                new.append(torch.nn.ReLU6())
+                new = torch.nn.ReLU6()
             case MaxPool():
-                new.append(torch.nn.MaxPool2d(layer.k, layer.stride, layer.padding,
-                                              ceil_mode=layer.ceil_mode))
+                new = torch.nn.MaxPool2d(layer.k, layer.stride, layer.padding,
+                                         ceil_mode=layer.ceil_mode)
+            case AvgPool():
+                new = torch.nn.AvgPool2d(layer.k, layer.stride)
+            case GlobalAvgPool():
+                new = torch.nn.AdaptiveAvgPool2d(1)
+            case Mean():
+                new = _Mean(layer.keepdim)
             case Flatten():
-                new.append(torch.nn.Flatten())
+                new = torch.nn.Flatten()
             case Linear():
-                new.append(torch.nn.Linear(shape[-1], layer.out, bias=layer.bias))
+                new = torch.nn.Linear(shape[-1], layer.out, bias=layer.bias)
             case MatMul():
-                new.append(_MatMul(shape[-1], layer.out))
+                new = _MatMul(shape[-1], layer.out)
+            case Residual():
+                acts = {None: torch.nn.Identity(), "relu": torch.nn.ReLU(),
+                        "relu6": torch.nn.ReLU6()}
+                new = _Residual(_stack(layer.body, shape)[0], acts[layer.act])
+            case Cat():
+                new = _Cat([_stack(branch, shape)[0] for branch in layer.branches])
+        modules.append(new)
         with torch.no_grad():
-            shape = torch.nn.Sequential(*new)(torch.zeros(shape)).shape
-        modules.extend(new)
-    return torch.nn.Sequential(*modules).eval()
+            shape = torch.nn.Sequential(*modules[first:])(torch.zeros(shape)).shape
+    return torch.nn.Sequential(*modules), shape
+
+
+def _module(spec: Spec) -> torch.nn.Module:
+    """The PyTorch model of ``spec`` with weights seeded by ``spec.seed``."""
+    torch.manual_seed(spec.seed)
+    return _stack(spec.layers, torch.Size((1, *spec.input_shape)))[0].eval()
 
 
 @contextlib.contextmanager
@@ -344,11 +431,61 @@ def _float_model(spec: Spec) -> pathlib.Path:
     return path
 
 
+def _pt2e(spec: Spec, path: pathlib.Path) -> None:
+    """Quantize with PT2E (torchao) and export the quantized program to ONNX."""
+    # torchao logs about its optional CUDA kernels and torch's pytree on import, and its X86
+    # quantizer imports torch._inductor, which warns about torch.jit: none of it is our models'.
+    quiet = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.jit.script_method` is deprecated",
+                                    DeprecationWarning)
+            from torchao.quantization.pt2e import move_exported_model_to_eval
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+            from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+                X86InductorQuantizer,
+                get_default_x86_inductor_quantization_config,
+            )
+
+            # executorch owns the XNNPACK quantizer; torchao ships this copy of it for tests.
+            from torchao.testing.pt2e._xnnpack_quantizer import (
+                XNNPACKQuantizer,
+                get_symmetric_quantization_config,
+            )
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+    x = torch.zeros((1, *spec.input_shape))
+    with _quiet_export(), warnings.catch_warnings():
+        # The copy warns that it is deprecated in favour of executorch's, which is not installed.
+        warnings.filterwarnings("ignore", "XNNPACKQuantizer is deprecated", UserWarning)
+        # move_exported_model_to_eval switches the ops to eval but not the module's flag.
+        warnings.filterwarnings("ignore", "Exporting a model while it is in training mode",
+                                UserWarning)
+        quantizer = (XNNPACKQuantizer().set_global(get_symmetric_quantization_config(
+            is_per_channel=spec.per_channel)) if spec.signed else
+            X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config()))
+        program = torch.export.export(_module(spec), (x,)).module()
+        prepared = prepare_pt2e(program, quantizer)
+        for sample in random_inputs(spec, 16, spec.seed + 1000):
+            prepared(torch.from_numpy(sample))
+        converted = move_exported_model_to_eval(convert_pt2e(prepared))
+        onnx_program = torch.onnx.export(converted, (x,), dynamo=True, input_names=["x"],
+                                         output_names=["y"], verbose=False)
+        onnx_program.save(str(path))
+
+
 @functools.cache
 def build(spec: Spec) -> pathlib.Path:
     """The quantized model of ``spec`` (built once per process; do not modify the file)."""
     path = _cache_dir() / f"{spec.key}.onnx"
-    _quantize(spec, float_model(spec), path)
+    if spec.fmt == "pt2e":
+        _pt2e(spec, path)
+    else:
+        _quantize(spec, float_model(spec), path)
     _strip_io(spec, path)
     return path
 
@@ -419,4 +556,73 @@ ZOO: dict[str, Spec] = {
     "no_bias_qop_u8_tensor": Spec(
         (3, 6, 6), (Conv(5, 3, padding=1, bias=False), Flatten(), Linear(4, bias=False)),
         fmt="qop", per_channel=False),
+}
+ZOO.update({
+    "depthwise_s2_asym_qdq_u8": Spec(
+        (6, 11, 10), (Conv(6, 3, stride=2, pads=(1, 0, 2, 1), groups=6), ReLU(), Conv(8, 1),
+                      Flatten(), Linear(5))),
+    "depthwise_s2_asym_qop_s8": Spec(
+        (6, 11, 10), (Conv(12, 3, stride=2, pads=(0, 1, 1, 2), groups=6), ReLU6(), Flatten(),
+                      Linear(5)), fmt="qop", signed=True),
+    "grouped_qop_u8_tensor": Spec(
+        (6, 9, 9), (Conv(9, 3, padding=1, groups=3), ReLU(), Conv(4, 3, stride=2, groups=1),
+                    Flatten(), Linear(5)), fmt="qop", per_channel=False),
+    "grouped_qdq_s8": Spec(
+        (8, 7, 7), (Conv(8, 3, padding=1, groups=2), ReLU6(), Conv(4, 3, groups=4), Flatten(),
+                    Linear(3)), signed=True),
+})
+
+#: PyTorch 2 export quantization (float biases, explicit ReLU): bit-exact like ZOO. (A residual
+#: PT2E model is not here: onnxruntime 1.31 fails to create an exact-kernel session for it.)
+PT2E_ZOO: dict[str, Spec] = {
+    "pt2e_conv_fc_s8": Spec(
+        (3, 9, 9), (Conv(6, 3, stride=2, padding=1), ReLU(), MaxPool(2), Flatten(), Linear(5)),
+        fmt="pt2e", signed=True),
+    "pt2e_depthwise_s8": Spec(
+        (4, 9, 9), (Conv(4, 3, padding=1, groups=4), ReLU6(), Conv(8, 1), ReLU(), Flatten(),
+                    Linear(5)), fmt="pt2e", signed=True),
+    "pt2e_mlp_s8": Spec((13,), (Linear(9), ReLU(), Linear(5)), fmt="pt2e", signed=True),
+}
+
+#: Models with element-wise ops (Add, average pools, ReduceMean, Concat), which onnxruntime
+#: computes in float: the golden model is within 1 LSB of it, not bit-exact (docs/arithmetic.md).
+ELEMENTWISE_ZOO: dict[str, Spec] = {
+    "residual_qdq_u8": Spec(
+        (6, 8, 8), (Conv(6, 3, padding=1), ReLU(),
+                    Residual((Conv(6, 3, padding=1), ReLU(), Conv(6, 3, padding=1)), act="relu"),
+                    GlobalAvgPool(), Flatten(), Linear(5))),
+    "residual_qdq_s8": Spec(
+        (6, 8, 8), (Conv(6, 3, padding=1),
+                    Residual((Conv(6, 3, padding=1), ReLU(), Conv(6, 1)), act="relu6"),
+                    Residual((Conv(6, 3, groups=6, padding=1),)), Flatten(), Linear(5)),
+        signed=True),
+    "residual_qop_u8": Spec(
+        (6, 8, 8), (Conv(6, 3, padding=1), ReLU(),
+                    Residual((Conv(6, 3, padding=1), ReLU(), Conv(6, 3, padding=1)), act="relu"),
+                    GlobalAvgPool(), Flatten(), Linear(5)), fmt="qop"),
+    "residual_qop_s8": Spec(
+        (6, 8, 8), (Conv(6, 3, padding=1),
+                    Residual((Conv(6, 3, padding=1), ReLU(), Conv(6, 1)), act="relu6"),
+                    Residual((Conv(6, 3, groups=6, padding=1),)), Flatten(), Linear(5)),
+        fmt="qop", signed=True),
+    "avgpool_qdq_u8": Spec((3, 9, 9), (Conv(4, 3), ReLU(), AvgPool(2), Flatten(), Linear(5))),
+    "avgpool_qop_s8": Spec(
+        (3, 11, 11), (Conv(4, 3), ReLU(), AvgPool(3, 2), Flatten(), Linear(5)), fmt="qop",
+        signed=True),
+    "mean_keepdim_qdq_s8": Spec(
+        (3, 7, 7), (Conv(8, 3), ReLU6(), Mean(True), Flatten(), Linear(5)), signed=True),
+    "mean_flat_qop_u8": Spec((3, 7, 7), (Conv(8, 3), ReLU(), Mean(False), Linear(5)), fmt="qop"),
+    "mean_flat_qdq_u8": Spec((3, 7, 7), (Conv(8, 3), Mean(False), Linear(5))),
+    "gap_qop_s8": Spec(
+        (3, 9, 9), (Conv(8, 3), ReLU(), GlobalAvgPool(), Flatten(), Linear(5)), fmt="qop",
+        signed=True),
+    "concat_qdq_u8": Spec(
+        (3, 6, 6), (Conv(4, 3), ReLU(), Cat(((Conv(2, 1),), (), (Conv(3, 3, padding=1), ReLU()))),
+                    Flatten(), Linear(5))),
+    "concat_qop_s8": Spec(
+        (3, 6, 6), (Conv(4, 3), ReLU(), Cat(((Conv(2, 1),), (), (Conv(3, 3, padding=1), ReLU()))),
+                    Flatten(), Linear(5)), fmt="qop", signed=True),
+    "concat_qop_u8": Spec(
+        (3, 6, 6), (Conv(4, 3), Cat(((Conv(5, 1), ReLU()), (Conv(3, 3, padding=1),))),
+                    GlobalAvgPool(), Flatten(), Linear(5)), fmt="qop"),
 }

@@ -11,7 +11,20 @@ import pytest
 from codesign import ir, ortwitness, reference
 from codesign.errors import InputError
 from codesign.frontend import load_model
-from tests.modelgen import ZOO, Conv, Flatten, Linear, ReLU, Spec, build, float_model, random_inputs
+from tests.modelgen import (
+    ELEMENTWISE_ZOO,
+    ZOO,
+    Conv,
+    Flatten,
+    GlobalAvgPool,
+    Linear,
+    ReLU,
+    Residual,
+    Spec,
+    build,
+    float_model,
+    random_inputs,
+)
 
 _SMALL = Spec((3, 6, 6), (Conv(4, 3), ReLU(), Flatten(), Linear(3)))
 
@@ -235,3 +248,142 @@ def test_relu_on_dequantized_conv_output_folds() -> None:
     for x in random_inputs(spec, 3, 9):
         got = out.dequantize(reference.run(loaded, [inp.quantize(x)])[out.tensor.name])
         assert got.tobytes() == session.run(None, {"x": x})[0].tobytes()
+
+
+# ------------------------------------------------------------------------------------------------
+# Grouped convolution, element-wise ops, layout ops, PT2E
+
+@pytest.mark.parametrize("name", ["depthwise_s2_asym_qdq_u8", "depthwise_s2_asym_qop_s8"])
+def test_depthwise_conv(name: str) -> None:
+    conv = load_model(build(ZOO[name])).ops[0]
+    assert isinstance(conv, ir.Conv) and conv.groups == 6 and conv.stride == (2, 2)
+    assert conv.weight.shape == (3, 3, 1, conv.y.shape[2])
+    assert conv.pads == ZOO[name].layers[0].pads
+
+
+@pytest.mark.parametrize("name", ["residual_qdq_s8", "residual_qop_s8"])
+def test_residual_add(name: str) -> None:
+    graph = load_model(build(ELEMENTWISE_ZOO[name]))
+    first, second = (op for op in graph.ops if isinstance(op, ir.Add))
+    assert first.a is graph.ops[0].y and first.b is graph.ops[2].y
+    assert (first.a_mult, first.b_mult, first.shift) == ir.add_multipliers(
+        first.a.scale, first.b.scale, first.y.scale)
+    # The ReLU6 after the first Add is its clamp (or its output range already).
+    lo, hi = first.qrange
+    assert lo >= first.y.zero_point and hi <= min(127, first.y.zero_point + round(
+        6 / float(first.y.scale)))
+    assert second.a is first.y
+
+
+@pytest.mark.parametrize("name", ["avgpool_qdq_u8", "avgpool_qop_s8", "gap_qop_s8",
+                                  "mean_flat_qop_u8", "mean_keepdim_qdq_s8"])
+def test_average_pools(name: str) -> None:
+    pool = next(op for op in load_model(build(ELEMENTWISE_ZOO[name])).ops
+                if isinstance(op, ir.AvgPool))
+    kh, kw = pool.kernel
+    assert pool.multiplier == np.float32(np.float32(pool.x.scale / pool.y.scale)
+                                         / np.float32(kh * kw))
+    if name.startswith(("gap", "mean")):
+        assert pool.kernel == pool.x.shape[:2] and pool.y.shape == (1, 1, pool.x.shape[2])
+
+
+@pytest.mark.parametrize("name", ["concat_qdq_u8", "concat_qop_s8"])
+def test_concat(name: str) -> None:
+    graph = load_model(build(ELEMENTWISE_ZOO[name]))
+    (cat,) = [op for op in graph.ops if isinstance(op, ir.Concat)]
+    assert [t.shape[2] for t in cat.inputs] == [2, 4, 3] and cat.y.shape[2] == 9
+    assert cat.inputs[1] is graph.ops[0].y
+    assert cat.multipliers == tuple(np.float32(t.scale / cat.y.scale) for t in cat.inputs)
+
+
+def _edit_first(model: onnx.ModelProto, op_type: str, **attrs) -> bytes:
+    node = next(n for n in model.graph.node if n.op_type == op_type)
+    for name, value in attrs.items():
+        kept = [a for a in node.attribute if a.name != name]
+        del node.attribute[:]
+        node.attribute.extend([*kept, onnx.helper.make_attribute(name, value)])
+    return model.SerializeToString()
+
+
+def test_padded_average_pool_is_refused() -> None:
+    model = onnx.load(build(ELEMENTWISE_ZOO["avgpool_qdq_u8"]))
+    with pytest.raises(InputError, match="average pooling with padding is not supported"):
+        load_model(_edit_first(model, "AveragePool", pads=[1, 1, 1, 1]))
+
+
+def test_reduce_mean_over_channels_is_refused() -> None:
+    model = onnx.load(build(ELEMENTWISE_ZOO["mean_keepdim_qdq_s8"]))
+    node = next(n for n in model.graph.node if n.op_type == "ReduceMean")
+    axes = next(i for i in model.graph.initializer if i.name == node.input[1])
+    axes.CopyFrom(onnx.numpy_helper.from_array(np.array([1], np.int64), axes.name))
+    with pytest.raises(InputError, match=r"only the mean over H and W \(axes 2, 3\)"):
+        load_model(model.SerializeToString())
+
+
+def _after_first_conv_q(model: onnx.ModelProto, nodes: list[onnx.NodeProto], out: str) -> bytes:
+    """Insert ``nodes`` (reading the first conv's QuantizeLinear output, writing ``out``)."""
+    graph = model.graph
+    conv = next(n for n in graph.node if n.op_type == "QLinearConv")
+    for n in graph.node:
+        for i, name in enumerate(n.input):
+            if name == conv.output[0]:
+                n.input[i] = out
+    position = list(graph.node).index(conv) + 1
+    for offset, node in enumerate(nodes):
+        graph.node.insert(position + offset, node)
+    return model.SerializeToString()
+
+
+def test_layout_only_ops_pass_through() -> None:
+    """Unsqueeze/Squeeze/Transpose that move no data leave the IR unchanged."""
+    spec = Spec((3, 6, 6), (Conv(4, 6), Flatten(), Linear(3)), fmt="qop")
+    model = onnx.load(build(spec))
+    conv = next(n for n in model.graph.node if n.op_type == "QLinearConv")
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([2, 3], np.int64),
+                                                                "ax"))
+    # [1, 4, 1, 1] → [1, 4, 1, 1] → [1, 4] → [1, 4, 1, 1]: the channels never move.
+    nodes = [onnx.helper.make_node("Transpose", [conv.output[0]], ["t"], perm=[0, 1, 3, 2]),
+             onnx.helper.make_node("Squeeze", ["t", "ax"], ["s"]),
+             onnx.helper.make_node("Unsqueeze", ["s", "ax"], ["u"])]
+    before = _ops(load_model(build(spec)))
+    assert _ops(load_model(_after_first_conv_q(model, nodes, "u"))) == before
+
+
+def test_data_moving_transpose_is_refused() -> None:
+    spec = Spec((3, 6, 6), (Conv(4, 3), Flatten(), Linear(3)), fmt="qop")
+    model = onnx.load(build(spec))
+    conv = next(n for n in model.graph.node if n.op_type == "QLinearConv")
+    node = onnx.helper.make_node("Transpose", [conv.output[0]], ["t"], perm=[0, 2, 3, 1])
+    with pytest.raises(InputError, match=r"\[1, 4, 4, 4\] → \[1, 4, 4, 4\] moves data"):
+        load_model(_after_first_conv_q(model, [node], "t"))
+
+
+def test_pt2e_float_bias_and_explicit_relu() -> None:
+    """PT2E keeps a float bias (quantized as ORT does) and an explicit Relu (the clamp)."""
+    pytest.importorskip("torchao", reason="PT2E quantization needs torchao")
+    spec = Spec((4, 6, 6), (Conv(4, 3, padding=1), ReLU(), Residual(
+        (Conv(4, 3, padding=1), ReLU(), Conv(4, 3, padding=1)), act="relu"),
+        GlobalAvgPool(), Flatten(), Linear(5)), fmt="pt2e", signed=True)
+    path = build(spec)
+    model = onnx.load(path)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.op_type == "Conv")
+    graph = load_model(path)
+    conv = graph.ops[0]
+    assert isinstance(conv, ir.Conv)
+    w_scale = inits[next(n for n in model.graph.node if n.output[0] == node.input[1]).input[1]]
+    want = np.rint(inits[node.input[2]] / (conv.x.scale * w_scale).astype(np.float32))
+    np.testing.assert_array_equal(conv.bias, want.astype(np.int32))
+    assert conv.qrange[0] == -128 and conv.y.zero_point == -128
+    (add,) = [op for op in graph.ops if isinstance(op, ir.Add)]
+    assert add.qrange[0] >= add.y.zero_point
+    assert _ops(graph) == ["conv", "conv", "conv", "add", "avgpool", "conv"]
+
+
+def test_pt2e_float_output_is_refused() -> None:
+    """torchao's X86 Inductor quantizer leaves the last Linear's output in float."""
+    pytest.importorskip("torchao", reason="PT2E quantization needs torchao")
+    spec = Spec((13,), (Linear(9), ReLU(), Linear(5)), fmt="pt2e")
+    with pytest.raises(InputError, match="output 'y' is neither an 8-bit tensor nor the "
+                                         "DequantizeLinear of one"):
+        load_model(build(spec))

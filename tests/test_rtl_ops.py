@@ -10,13 +10,13 @@ import functools
 
 import numpy as np
 import pytest
-from codesign.rtl.top import generate_verilog
 from hypothesis import HealthCheck, given, settings
 
 from codesign import reference
 from codesign.compiler import compile_graph
 from codesign.driver import run_rtl
 from codesign.isa import HwConfig
+from codesign.rtl.top import generate_verilog
 
 from .irgen import block_graph, block_specs, conv_specs, graph_from_spec, random_input
 

@@ -10,7 +10,14 @@ import onnx
 
 from codesign import ir
 from codesign.errors import InputError
-from codesign.frontend.values import Accumulator, Constant, Dequantized, Quantized, Value
+from codesign.frontend.values import (
+    Accumulator,
+    Constant,
+    Dequantized,
+    Elementwise,
+    Quantized,
+    Value,
+)
 
 
 def hwc_shape(onnx_shape: tuple[int, ...], what: str) -> tuple[int, int, int]:
@@ -91,6 +98,11 @@ class Context:
         zero_point = self.constant(node, scale_index + 1, f"{what} zero point")
         if scale is None or scale.size != 1:
             raise self.error(node, f"{what} needs a single (per-tensor) scale")
+        if scale.dtype != np.float32:
+            # The requantization multipliers are defined on float32 scales; another type would
+            # round them differently from the runtimes.
+            raise self.error(node, f"{what} scale is {scale.dtype}; only float32 scales are "
+                                   "supported")
         if zero_point is None:
             zero_point = np.zeros((), np.uint8)
         if zero_point.size != 1 or zero_point.dtype not in (np.uint8, np.int8):
@@ -126,40 +138,73 @@ class Context:
             raise self.error(node, f"input {t.name!r} is quantized differently by its producer")
         return value
 
-    def requantize(self, node: onnx.NodeProto, acc: Accumulator, name: str, scale: np.float32,
-                   zero_point: int, signed: bool) -> Quantized:
-        """Emit the IR convolution that turns ``acc`` into the 8-bit tensor ``name``."""
-        y = self.tensor(node, name, acc.onnx_shape, signed, scale, zero_point)
-        low = y.qmin if acc.low is None else quantize_scalar(acc.low, y)
-        high = y.qmax if acc.high is None else quantize_scalar(acc.high, y)
-        x_scale = np.float32(acc.x.scale)
-        multiplier = ((x_scale * acc.w_scale).astype(np.float32)
-                      / np.float32(scale)).astype(np.float32)
-        self.ops.append(ir.Conv(
-            x=acc.x, y=y, weight=acc.weight, w_zero_point=acc.w_zero_point, bias=acc.bias,
-            multiplier=multiplier, stride=acc.stride, pads=acc.pads,
-            clamp=None if (low, high) == (y.qmin, y.qmax) else (low, high), name=acc.name))
-        return Quantized(y, acc.onnx_shape)
+    def requantize(self, node: onnx.NodeProto, value: Accumulator | Elementwise, name: str,
+                   scale: np.float32, zero_point: int, signed: bool) -> Quantized:
+        """Emit the IR op that turns ``value`` into the 8-bit tensor ``name``."""
+        y = self.tensor(node, name, value.onnx_shape, signed, scale, zero_point)
+        low = y.qmin if value.low is None else quantize_scalar(value.low, y)
+        high = y.qmax if value.high is None else quantize_scalar(value.high, y)
+        clamp = None if (low, high) == (y.qmin, y.qmax) else (low, high)
+        y_scale = np.float32(scale)
+        op: ir.Op
+        if isinstance(value, Accumulator):
+            x_scale = np.float32(value.x.scale)
+            multiplier = ((x_scale * value.w_scale).astype(np.float32) / y_scale).astype(
+                np.float32)
+            op = ir.Conv(x=value.x, y=y, weight=value.weight, w_zero_point=value.w_zero_point,
+                         bias=value.bias, multiplier=multiplier, stride=value.stride,
+                         pads=value.pads, clamp=clamp, name=value.name, groups=value.groups)
+        elif value.kind is ir.OpKind.AVGPOOL:
+            (x,) = value.inputs
+            n = np.float32(value.kernel[0] * value.kernel[1])
+            op = ir.AvgPool(x, y, value.kernel, value.stride,
+                            np.float32(np.float32(x.scale / y_scale) / n), clamp, value.name)
+        elif value.kind is ir.OpKind.ADD:
+            a, b = value.inputs
+            try:
+                a_mult, b_mult, shift = ir.add_multipliers(a.scale, b.scale, y_scale)
+            except ValueError as e:
+                raise self.error(node, str(e)) from None
+            op = ir.Add(a, b, y, a_mult, b_mult, shift, clamp, value.name)
+        else:
+            if clamp is not None:
+                raise self.error(node, "a ReLU/Clip after Concat is not supported; apply it to "
+                                       "the inputs")
+            op = ir.Concat(value.inputs, y,
+                           tuple(np.float32(t.scale / y_scale) for t in value.inputs), value.name)
+        self.ops.append(op)
+        return Quantized(y, value.onnx_shape)
 
     def narrow_producer(self, node: onnx.NodeProto, value: Quantized | Dequantized,
                         low: int | None, high: int | None) -> None:
         """Fold a ReLU/Clip on an 8-bit tensor (integer bounds ``low``/``high``) into the clamp
-        of the convolution producing it.
+        of the op producing it (a convolution, average pool or Add).
 
         Only sound when nothing else reads the unclamped tensor.
         """
         t = value.tensor
         index = next((i for i, op in enumerate(self.ops)
-                      if isinstance(op, ir.Conv) and op.y is t), None)
+                      if isinstance(op, ir.Conv | ir.AvgPool | ir.Add) and op.y is t), None)
         if index is None:
-            raise self.error(node, "can only follow a convolution or matrix product")
+            raise self.error(node, "can only follow a convolution, matrix product, average pool "
+                                   "or Add")
         op = self.ops[index]
-        assert isinstance(op, ir.Conv)
-        readers = [node.input[0]] + ([t.name] if isinstance(value, Dequantized) else [])
-        if any(self.uses[name] != 1 for name in readers) or any(o.x is t for o in self.ops):
+        assert isinstance(op, ir.Conv | ir.AvgPool | ir.Add)
+        readers = {node.input[0], t.name}
+        if any(self.uses[name] != 1 for name in readers) or any(
+                r is t for o in self.ops for r in reads(o)):
             raise self.error(node, "the tensor before it is also used elsewhere; cannot fuse")
         lo, hi = op.qrange
         lo = lo if low is None else max(lo, low)
         hi = hi if high is None else min(hi, high)
         self.ops[index] = dataclasses.replace(
             op, clamp=None if (lo, hi) == (t.qmin, t.qmax) else (lo, hi))
+
+
+def reads(op: ir.Op) -> tuple[ir.Tensor, ...]:
+    """The tensors ``op`` reads."""
+    if isinstance(op, ir.Add):
+        return (op.a, op.b)
+    if isinstance(op, ir.Concat):
+        return op.inputs
+    return (op.x,)

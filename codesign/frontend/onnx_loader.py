@@ -21,14 +21,18 @@ __all__ = ["load_model"]
 #: Ops whose presence means the model is quantized at all (a float model has none of them).
 _QUANTIZATION_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
                      "com.microsoft.QGemm", "ConvInteger", "MatMulInteger",
-                     "DynamicQuantizeLinear", "com.microsoft.QLinearAdd"}
+                     "DynamicQuantizeLinear", "com.microsoft.QLinearAdd",
+                     "com.microsoft.QLinearAveragePool", "com.microsoft.QLinearGlobalAveragePool",
+                     "com.microsoft.QLinearConcat"}
 
 #: Dynamic quantization's ops, refused with an explanation.
 _INT32_OUTPUT_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
 
 #: Ops whose inputs 1 and 2 are the scale and zero point of their 8-bit input 0: they tell how
 #: an 8-bit graph input is quantized.
-_INPUT_QPARAMS = {"DequantizeLinear", "QLinearConv", "QLinearMatMul", "com.microsoft.QGemm"}
+_INPUT_QPARAMS = {"DequantizeLinear", "QLinearConv", "QLinearMatMul", "com.microsoft.QGemm",
+                  "com.microsoft.QLinearAdd", "com.microsoft.QLinearAveragePool",
+                  "com.microsoft.QLinearGlobalAveragePool"}
 
 
 def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
@@ -169,14 +173,18 @@ def _convert(proto: onnx.ModelProto, name: str, graph_name: str) -> ir.Graph:
     ctx.uses.update(o.name for o in graph.output)
     for init in graph.initializer:
         ctx.values[init.name] = Constant(onnx.numpy_helper.to_array(init))
-    for value in graph.input:
+    # Float inputs first: an 8-bit input's scale may itself be a (float) graph input, and the
+    # error should then say that it must be a constant.
+    ctx.inputs.update((v.name, None) for v in graph.input if v.name not in ctx.values)
+    float_first = sorted(graph.input,
+                         key=lambda v: v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT)
+    for value in float_first:
         if value.name in ctx.values:
             continue
         elem_type = value.type.tensor_type.elem_type
         if elem_type == onnx.TensorProto.FLOAT:
             shape = _shape(value)
             assert shape is not None  # _fix_batch made every input dimension concrete
-            ctx.inputs[value.name] = None
             ctx.values[value.name] = FloatInput(value.name, shape)
         elif elem_type in (onnx.TensorProto.UINT8, onnx.TensorProto.INT8):
             ctx.values[value.name] = _input_qparams(ctx, graph, value.name)
@@ -205,7 +213,8 @@ def _convert(proto: onnx.ModelProto, name: str, graph_name: str) -> ir.Graph:
             raise InputError(f"{name}: output {value.name!r} is neither an 8-bit tensor nor the "
                              "DequantizeLinear of one")
     for op in ctx.ops:
-        if isinstance(op, ir.Conv) and op.clamp is not None and op.clamp[0] > op.clamp[1]:
+        if (isinstance(op, ir.Conv | ir.AvgPool | ir.Add) and op.clamp is not None
+                and op.clamp[0] > op.clamp[1]):
             raise InputError(f"{name}: the ReLU/Clip after {op.name!r} leaves no output values")
     return ir.Graph(graph_name, tuple(inputs), tuple(outputs), tuple(ctx.ops))
 

@@ -19,12 +19,13 @@ import onnx.helper
 import onnx.numpy_helper
 
 from codesign import ir
-from codesign.frontend.context import Context, quantize_scalar
+from codesign.frontend.context import Context, hwc_shape, quantize_scalar
 from codesign.frontend.values import (
     Accumulator,
     Constant,
     Dequantized,
     DequantizedConstant,
+    Elementwise,
     FloatInput,
     Quantized,
 )
@@ -74,13 +75,11 @@ def _pads(ctx: Context, node: onnx.NodeProto, attrs: dict[str, Any], size: tuple
 
 def _spatial(ctx: Context, node: onnx.NodeProto, attrs: dict[str, Any],
              kernel: tuple[int, int]) -> tuple[int, int]:
-    """The strides, after refusing dilations and groups the IR has no room for."""
+    """The strides, after refusing dilations, which the IR has no room for."""
     if len(kernel) != 2:
         raise ctx.error(node, "only 2-D kernels are supported")
     if list(attrs.get("dilations", [1, 1])) != [1, 1]:
         raise ctx.error(node, "dilation is not supported")
-    if attrs.get("group", 1) != 1:
-        raise ctx.error(node, "grouped/depthwise convolution (group > 1) is not supported yet")
     strides = list(attrs.get("strides", [1, 1]))
     if len(strides) != 2 or min(strides) < 1:
         raise ctx.error(node, f"strides must be 2 positive values, not {strides}")
@@ -89,15 +88,19 @@ def _spatial(ctx: Context, node: onnx.NodeProto, attrs: dict[str, Any],
 
 def _weight_qparams(ctx: Context, node: onnx.NodeProto, q: np.ndarray, scale: np.ndarray,
                     zero_point: np.ndarray | None, axis: int | None,
-                    cout_axis: int) -> tuple[int, np.ndarray]:
-    """``(w_zero_point, w_scale[Cout])`` of an int8 weight whose output channels are ``cout_axis``.
+                    cout_axis: int) -> tuple[np.ndarray, int, np.ndarray]:
+    """``(int8 weight, w_zero_point, w_scale[Cout])`` of a weight whose output channels are
+    ``cout_axis``.
 
-    ``axis`` is the quantization axis (normalised) when scale is per channel.
+    ``axis`` is the quantization axis (normalised) when scale is per channel. A uint8 weight is
+    shifted to int8 together with its zero point, which leaves every ``w − w_zp`` unchanged.
     """
     cout = q.shape[cout_axis]
-    if q.dtype != np.int8:
-        raise ctx.error(node, f"weights are {q.dtype}; only int8 weights are supported "
+    if q.dtype not in (np.int8, np.uint8):
+        raise ctx.error(node, f"weights are {q.dtype}; only 8-bit weights are supported "
                               "(quantize with weight_type=QuantType.QInt8)")
+    if scale.dtype != np.float32:
+        raise ctx.error(node, f"weight scales are {scale.dtype}; only float32 is supported")
     if scale.size == 1:
         w_scale = np.full(cout, scale.reshape(()), np.float32)
     elif scale.shape == (cout,) and axis == cout_axis:
@@ -106,40 +109,62 @@ def _weight_qparams(ctx: Context, node: onnx.NodeProto, q: np.ndarray, scale: np
         raise ctx.error(node, "weight scales must be per tensor or per output channel")
     if not (np.all(np.isfinite(w_scale)) and np.all(w_scale > 0)):
         raise ctx.error(node, "weight scales must be positive")
-    zps = np.zeros(1, np.int8) if zero_point is None else zero_point.reshape(-1)
-    if zps.size not in (1, cout):
-        raise ctx.error(node, "weight zero points must be per tensor or per output channel")
+    zps = np.zeros(1, q.dtype) if zero_point is None else zero_point.reshape(-1)
+    if zps.size not in (1, cout) or zps.dtype != q.dtype:
+        raise ctx.error(node, "weight zero points must be per tensor or per output channel, of "
+                              "the weight's type")
     if np.any(zps != zps[0]):
         raise ctx.error(node, "per-channel weight zero points differ between channels "
                               f"({sorted(set(zps.tolist()))[:4]}...); the NPU needs one weight "
                               "zero point per layer (quantize weights symmetrically)")
-    return int(zps[0]), w_scale
+    if q.dtype == np.uint8:
+        return (q.astype(np.int16) - 128).astype(np.int8), int(zps[0]) - 128, w_scale
+    return q, int(zps[0]), w_scale
 
 
-def _bias(ctx: Context, node: onnx.NodeProto, bias: np.ndarray | None, cout: int) -> np.ndarray:
+_INT32 = np.iinfo(np.int32)
+
+
+def _bias(ctx: Context, node: onnx.NodeProto, bias: np.ndarray | None, cout: int,
+          x_scale: np.float32, w_scale: np.ndarray) -> np.ndarray:
+    """The int32 bias; a float32 bias (PT2E exports) is quantized as onnxruntime does.
+
+    ORT's ``WeightBiasQuantization`` rewrites a float bias of a QDQ Conv/Gemm into
+    ``Cast<int32>(Round(bias / Mul(x_scale, w_scale)))``, all float32 and Round half to even,
+    before fusing the node into its integer kernel; the same formula keeps the two bit-exact.
+    """
     if bias is None:
         return np.zeros(cout, np.int32)
-    if bias.dtype != np.int32 or bias.shape != (cout,):
-        raise ctx.error(node, f"bias must be int32 [{cout}], not {bias.dtype} "
-                              f"{list(bias.shape)} (quantize with quantize_static)")
-    return bias
+    if bias.shape != (cout,) or bias.dtype not in (np.int32, np.float32):
+        raise ctx.error(node, f"bias must be int32 or float32 [{cout}], not {bias.dtype} "
+                              f"{list(bias.shape)}")
+    if bias.dtype == np.int32:
+        return bias
+    q = np.rint(bias / (np.float32(x_scale) * w_scale).astype(np.float32))
+    if not np.all(np.abs(q) <= _INT32.max):
+        raise ctx.error(node, "the float bias does not fit int32 at scale x_scale · w_scale")
+    return q.astype(np.int32)
 
 
-def _qdq_bias(ctx: Context, node: onnx.NodeProto, index: int, cout: int) -> np.ndarray:
-    """The int32 bias behind a QDQ model's ``DequantizeLinear`` (or none)."""
+def _qdq_bias(ctx: Context, node: onnx.NodeProto, index: int) -> np.ndarray | None:
+    """A QDQ model's bias: the int32 behind a ``DequantizeLinear``, a float32 initializer (PT2E),
+    or none."""
     value = ctx.value(node, index)
     if value is None:
-        return _bias(ctx, node, None, cout)
-    if not isinstance(value, DequantizedConstant) or np.any(value.zero_point != 0):
-        raise ctx.error(node, "bias must be an int32 initializer behind DequantizeLinear with "
-                              "zero point 0 (quantize with quantize_static)")
-    return _bias(ctx, node, value.q, cout)
+        return None
+    if isinstance(value, Constant) and value.value.dtype == np.float32:
+        return value.value
+    if not isinstance(value, DequantizedConstant) or value.q.dtype != np.int32 or np.any(
+            value.zero_point != 0):
+        raise ctx.error(node, "bias must be a float32 initializer or an int32 one behind "
+                              "DequantizeLinear with zero point 0")
+    return value.q
 
 
 def _conv(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int, ...],
           w: np.ndarray, w_scale: np.ndarray, w_zp: np.ndarray | None, w_axis: int | None,
           bias: np.ndarray | None) -> Accumulator:
-    """The accumulator of a Conv / QLinearConv; ``w`` is ONNX ``[Cout, Cin, KH, KW]``."""
+    """The accumulator of a Conv / QLinearConv; ``w`` is ONNX ``[Cout, Cin / group, KH, KW]``."""
     attrs = _attrs(node)
     if len(x_shape) != 4 or w.ndim != 4:
         raise ctx.error(node, "only 2-D convolutions on [1, C, H, W] inputs are supported")
@@ -147,19 +172,21 @@ def _conv(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int, 
     if "kernel_shape" in attrs and list(attrs["kernel_shape"]) != [kh, kw]:
         raise ctx.error(node, "kernel_shape does not match the weight")
     stride = _spatial(ctx, node, attrs, (kh, kw))
-    if x_shape[1] != cin:
-        raise ctx.error(node, f"weight expects {cin} input channels, the input has {x_shape[1]}")
+    groups = int(attrs.get("group", 1))
+    if groups < 1 or cout % groups or x_shape[1] != cin * groups:
+        raise ctx.error(node, f"weight [{cout}, {cin}, {kh}, {kw}] with group={groups} does not "
+                              f"fit an input of {x_shape[1]} channels")
     h, width = x_shape[2], x_shape[3]
     pads = _pads(ctx, node, attrs, (h, width), (kh, kw), stride)
     oh = (h + pads[0] + pads[2] - kh) // stride[0] + 1
     ow = (width + pads[1] + pads[3] - kw) // stride[1] + 1
     if oh < 1 or ow < 1:
         raise ctx.error(node, "the kernel is larger than the padded input")
-    w_zero_point, scales = _weight_qparams(ctx, node, w, w_scale, w_zp, w_axis, 0)
+    q, w_zero_point, scales = _weight_qparams(ctx, node, w, w_scale, w_zp, w_axis, 0)
     return Accumulator(
-        x=x, weight=np.ascontiguousarray(w.transpose(2, 3, 1, 0)), w_zero_point=w_zero_point,
-        w_scale=scales, bias=_bias(ctx, node, bias, cout), stride=stride, pads=pads,
-        onnx_shape=(1, cout, oh, ow), name=node.name)
+        x=x, weight=np.ascontiguousarray(q.transpose(2, 3, 1, 0)), w_zero_point=w_zero_point,
+        w_scale=scales, bias=_bias(ctx, node, bias, cout, x.scale, scales), stride=stride,
+        pads=pads, onnx_shape=(1, cout, oh, ow), name=node.name, groups=groups)
 
 
 def _matmul(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int, ...],
@@ -169,12 +196,12 @@ def _matmul(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int
     if w.ndim != 2 or len(x_shape) not in (2, 3) or x_shape[-1] != w.shape[0]:
         raise ctx.error(node, f"only [1, K] or [1, M, K] @ constant [K, N] is supported, not "
                               f"{list(x_shape)} @ {list(w.shape)}")
-    w_zero_point, scales = _weight_qparams(ctx, node, w, w_scale, w_zp, w_axis, 1)
+    q, w_zero_point, scales = _weight_qparams(ctx, node, w, w_scale, w_zp, w_axis, 1)
     n = w.shape[1]
     return Accumulator(
-        x=x, weight=np.ascontiguousarray(w.reshape(1, 1, *w.shape)), w_zero_point=w_zero_point,
-        w_scale=scales, bias=_bias(ctx, node, bias, n), stride=(1, 1), pads=(0, 0, 0, 0),
-        onnx_shape=(*x_shape[:-1], n), name=node.name)
+        x=x, weight=np.ascontiguousarray(q.reshape(1, 1, *w.shape)), w_zero_point=w_zero_point,
+        w_scale=scales, bias=_bias(ctx, node, bias, n, x.scale, scales), stride=(1, 1),
+        pads=(0, 0, 0, 0), onnx_shape=(*x_shape[:-1], n), name=node.name)
 
 
 def _gemm_weight(ctx: Context, node: onnx.NodeProto, w: np.ndarray, axis: int | None
@@ -225,7 +252,7 @@ def _quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
             t = ctx.tensor(node, out, value.onnx_shape, signed, scale, zero_point)
             ctx.inputs[value.name] = ir.IOBinding(value.name, value.onnx_shape, True, t)
             ctx.values[out] = Quantized(t, value.onnx_shape)
-        case Accumulator():
+        case Accumulator() | Elementwise():
             ctx.values[out] = ctx.requantize(node, value, out, scale, zero_point, signed)
         case Dequantized():
             t = value.tensor
@@ -235,7 +262,7 @@ def _quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
             ctx.values[out] = Quantized(t, value.onnx_shape)
         case _:
             raise ctx.error(node, "can only quantize a float graph input or the float output of "
-                                  "a quantized Conv/Gemm/MatMul/MaxPool/Flatten")
+                                  "a quantized Conv/Gemm/MatMul/pooling/Add/Concat/layout op")
 
 
 def _dequantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
@@ -270,16 +297,15 @@ def _qdq_operands(ctx: Context, node: onnx.NodeProto) -> tuple[Dequantized, Dequ
 
 def _qdq_conv(ctx: Context, node: onnx.NodeProto) -> None:
     x, w = _qdq_operands(ctx, node)
-    cout = w.q.shape[0]
     ctx.values[node.output[0]] = _conv(ctx, node, x.tensor, x.onnx_shape, w.q, w.scale,
-                                       w.zero_point, w.axis, _qdq_bias(ctx, node, 2, cout))
+                                       w.zero_point, w.axis, _qdq_bias(ctx, node, 2))
 
 
 def _qdq_gemm(ctx: Context, node: onnx.NodeProto) -> None:
     x, w = _qdq_operands(ctx, node)
     q, axis = _gemm_weight(ctx, node, w.q, w.axis)
     ctx.values[node.output[0]] = _matmul(ctx, node, x.tensor, x.onnx_shape, q, w.scale,
-                                         w.zero_point, axis, _qdq_bias(ctx, node, 2, q.shape[1]))
+                                         w.zero_point, axis, _qdq_bias(ctx, node, 2))
 
 
 def _qdq_matmul(ctx: Context, node: onnx.NodeProto) -> None:
@@ -346,7 +372,7 @@ def _activation(ctx: Context, node: onnx.NodeProto, low: float | None,
     """
     value = ctx.value(node, 0)
     match value:
-        case Accumulator():
+        case Accumulator() | Elementwise():
             lo = low if value.low is None or low is None else max(low, value.low)
             hi = high if value.high is None or high is None else min(high, value.high)
             ctx.values[node.output[0]] = dataclasses.replace(value, low=lo, high=hi)
@@ -360,7 +386,8 @@ def _activation(ctx: Context, node: onnx.NodeProto, low: float | None,
                                 None if high is None else math.floor(high))
             ctx.values[node.output[0]] = value
         case _:
-            raise ctx.error(node, "can only follow a quantized convolution or matrix product")
+            raise ctx.error(node, "can only follow a quantized convolution, matrix product, "
+                                  "average pool or Add")
 
 
 def _relu(ctx: Context, node: onnx.NodeProto) -> None:
@@ -380,12 +407,21 @@ def _clip(ctx: Context, node: onnx.NodeProto) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Pooling and layout: act on the 8-bit integers, the quantization passes through
+# Pooling and element-wise ops. MaxPool acts on the integers (the quantization passes through);
+# the others become Elementwise values, requantized by their QuantizeLinear (QDQ)
 
 def _integer_operand(ctx: Context, node: onnx.NodeProto) -> Quantized | Dequantized:
     value = ctx.value(node, 0)
     if not isinstance(value, Quantized | Dequantized):
         raise ctx.error(node, "input must be an 8-bit activation (or its DequantizeLinear)")
+    return value
+
+
+def _dequantized(ctx: Context, node: onnx.NodeProto, index: int) -> Dequantized:
+    value = ctx.value(node, index)
+    if not isinstance(value, Dequantized):
+        raise ctx.error(node, f"input {node.input[index]!r} must come from DequantizeLinear of "
+                              "an 8-bit activation")
     return value
 
 
@@ -422,45 +458,246 @@ def _max_pool(ctx: Context, node: onnx.NodeProto) -> None:
     ctx.values[node.output[0]] = type(value)(y, shape)
 
 
-def _flatten_to(ctx: Context, node: onnx.NodeProto, value: Quantized | Dequantized,
-                shape: tuple[int, ...]) -> None:
-    """Reshape ``value`` to ``shape``, which must be ``[1, K]`` (or keep the HWC layout)."""
-    x = value.tensor
-    if math.prod(shape) != math.prod(value.onnx_shape):
-        raise ctx.error(node, f"cannot reshape {list(value.onnx_shape)} to {list(shape)}")
+def _window(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...],
+            attrs: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, ...]]:
+    """``(kernel, stride, output shape)`` of an AveragePool, which must have no padding.
+
+    The IR's average divides by the whole window; a padded window's divisor depends on
+    ``count_include_pad`` and on the position, which the NPU does not model.
+    """
+    kernel = tuple(attrs.get("kernel_shape", ()))
+    if len(shape) != 4 or len(kernel) != 2:
+        raise ctx.error(node, "only 2-D pooling on [1, C, H, W] is supported")
+    stride = _spatial(ctx, node, attrs, kernel)
+    _, c, h, w = shape
+    if _pads(ctx, node, attrs, (h, w), kernel, stride) != (0, 0, 0, 0):
+        raise ctx.error(node, "average pooling with padding is not supported (the divisor of "
+                              "a padded window varies); pad with a Conv or pool without pads")
+    out = [(n - k) // s + 1 for n, k, s in zip((h, w), kernel, stride, strict=True)]
+    if min(out) < 1:
+        raise ctx.error(node, "the kernel is larger than the input")
+    if attrs.get("ceil_mode", 0) and any((n - k) % s for n, k, s in zip((h, w), kernel, stride,
+                                                                         strict=True)):
+        raise ctx.error(node, "ceil_mode adds a partial window, which is not supported")
+    return (kernel[0], kernel[1]), stride, (1, c, out[0], out[1])
+
+
+def _plane(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[int, int]:
+    """The whole-plane window of a global average over [1, C, H, W]."""
+    if len(shape) != 4:
+        raise ctx.error(node, "only [1, C, H, W] inputs are supported")
+    return shape[2], shape[3]
+
+
+def _qdq_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
+    x = _dequantized(ctx, node, 0)
+    kernel, stride, shape = _window(ctx, node, x.onnx_shape, _attrs(node))
+    ctx.values[node.output[0]] = Elementwise(ir.OpKind.AVGPOOL, (x.tensor,), shape, node.name,
+                                             kernel, stride)
+
+
+def _qdq_global_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
+    x = _dequantized(ctx, node, 0)
+    kernel = _plane(ctx, node, x.onnx_shape)
+    ctx.values[node.output[0]] = Elementwise(ir.OpKind.AVGPOOL, (x.tensor,),
+                                             (*x.onnx_shape[:2], 1, 1), node.name, kernel)
+
+
+def _qdq_reduce_mean(ctx: Context, node: onnx.NodeProto) -> None:
+    """ReduceMean over H and W: a global average pool (``keepdims=0`` gives ``[1, C]``)."""
+    x = _dequantized(ctx, node, 0)
+    attrs = _attrs(node)
+    axes = ctx.constant(node, 1, "axes")
+    listed = attrs.get("axes", []) if axes is None else axes.reshape(-1).tolist()
+    kernel = _plane(ctx, node, x.onnx_shape)
+    if sorted(a % 4 for a in listed) != [2, 3]:
+        raise ctx.error(node, f"only the mean over H and W (axes 2, 3) is supported, not axes "
+                              f"{listed}")
+    shape = (*x.onnx_shape[:2], 1, 1) if attrs.get("keepdims", 1) else x.onnx_shape[:2]
+    ctx.values[node.output[0]] = Elementwise(ir.OpKind.AVGPOOL, (x.tensor,), shape, node.name,
+                                             kernel)
+
+
+def _same_shapes(ctx: Context, node: onnx.NodeProto,
+                 values: list[Quantized | Dequantized]) -> tuple[int, ...]:
+    shapes = {v.onnx_shape for v in values}
+    if len(shapes) != 1:
+        raise ctx.error(node, f"operands must have one shape (no broadcasting), not "
+                              f"{sorted(list(s) for s in shapes)}")
+    return values[0].onnx_shape
+
+
+def _qdq_add(ctx: Context, node: onnx.NodeProto) -> None:
+    a, b = _dequantized(ctx, node, 0), _dequantized(ctx, node, 1)
+    shape = _same_shapes(ctx, node, [a, b])
+    ctx.values[node.output[0]] = Elementwise(ir.OpKind.ADD, (a.tensor, b.tensor), shape,
+                                             node.name)
+
+
+def _concat_axis(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...]) -> None:
+    """Refuse a Concat along anything but the channels (the IR's innermost axis)."""
+    axis = int(_attrs(node).get("axis", 1))
+    if axis % len(shape) != (1 if len(shape) == 4 else len(shape) - 1):
+        raise ctx.error(node, f"only concatenation along the channels is supported, not axis "
+                              f"{axis} of {list(shape)}")
+
+
+def _concatenated(ctx: Context, node: onnx.NodeProto,
+                  values: list[Quantized | Dequantized]) -> Elementwise:
+    shapes = [v.onnx_shape for v in values]
+    _concat_axis(ctx, node, shapes[0])
+    channel = 1 if len(shapes[0]) == 4 else len(shapes[0]) - 1
+    rest = {s[:channel] + s[channel + 1:] for s in shapes}
+    if len(rest) != 1:
+        raise ctx.error(node, f"inputs differ in more than the channels: {shapes}")
+    shape = list(shapes[0])
+    shape[channel] = sum(s[channel] for s in shapes)
+    return Elementwise(ir.OpKind.CONCAT, tuple(v.tensor for v in values), tuple(shape),
+                       node.name)
+
+
+def _qdq_concat(ctx: Context, node: onnx.NodeProto) -> None:
+    values: list[Quantized | Dequantized] = [_dequantized(ctx, node, i)
+                                             for i in range(len(node.input))]
+    ctx.values[node.output[0]] = _concatenated(ctx, node, values)
+
+
+# ------------------------------------------------------------------------------------------------
+# QOperator element-wise ops (com.microsoft): 8-bit in, 8-bit out in one node
+
+def _qop_output(ctx: Context, node: onnx.NodeProto, value: Elementwise, scale_index: int) -> None:
+    scale, zero_point, signed = ctx.scalar_qparams(node, scale_index, "output")
+    ctx.values[node.output[0]] = ctx.requantize(node, value, node.output[0], scale, zero_point,
+                                                signed)
+
+
+def _channels_first(ctx: Context, node: onnx.NodeProto) -> dict[str, Any]:
+    attrs = _attrs(node)
+    if attrs.get("channels_last", 0):
+        raise ctx.error(node, "channels_last=1 is not supported")
+    return attrs
+
+
+def _qlinear_add(ctx: Context, node: onnx.NodeProto) -> None:
+    a, b = ctx.quantized_input(node, 0, 1), ctx.quantized_input(node, 3, 4)
+    shape = _same_shapes(ctx, node, [a, b])
+    _qop_output(ctx, node, Elementwise(ir.OpKind.ADD, (a.tensor, b.tensor), shape, node.name), 6)
+
+
+def _qlinear_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
+    x = ctx.quantized_input(node, 0, 1)
+    kernel, stride, shape = _window(ctx, node, x.onnx_shape, _channels_first(ctx, node))
+    _qop_output(ctx, node, Elementwise(ir.OpKind.AVGPOOL, (x.tensor,), shape, node.name, kernel,
+                                       stride), 3)
+
+
+def _qlinear_global_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
+    x = ctx.quantized_input(node, 0, 1)
+    _channels_first(ctx, node)
+    kernel = _plane(ctx, node, x.onnx_shape)
+    _qop_output(ctx, node, Elementwise(ir.OpKind.AVGPOOL, (x.tensor,), (*x.onnx_shape[:2], 1, 1),
+                                       node.name, kernel), 3)
+
+
+def _qlinear_concat(ctx: Context, node: onnx.NodeProto) -> None:
+    """Inputs: ``Y_scale, Y_zero_point``, then ``X, X_scale, X_zero_point`` per operand."""
+    if len(node.input) < 5 or (len(node.input) - 2) % 3:
+        raise ctx.error(node, "expects Y_scale, Y_zero_point and (X, X_scale, X_zero_point) "
+                              "triples")
+    values: list[Quantized | Dequantized] = [ctx.quantized_input(node, i, i + 1)
+                                             for i in range(2, len(node.input), 3)]
+    _qop_output(ctx, node, _concatenated(ctx, node, values), 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Layout: only reinterpretations that move no data (and the IR's CHW Flatten)
+
+def _hwc_of_onnx(a: np.ndarray) -> np.ndarray:
+    """An ONNX-layout array (one inference) as the IR's HWC array."""
+    return a[0].transpose(1, 2, 0) if a.ndim == 4 else a.reshape(hwc_shape(a.shape, "tensor"))
+
+
+def _layout(ctx: Context, node: onnx.NodeProto, move: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Apply the layout op ``move`` (on ONNX-layout arrays) to input 0.
+
+    Tracing element indices through ``move`` tells what the op does to the IR's HWC tensor: the
+    same elements in the same order is a reinterpretation (no IR op; also allowed on float
+    values not yet requantized); ONNX's flatten of [1, C, H, W] to [1, C·H·W] is
+    :class:`ir.Flatten`; anything else would move data and is refused.
+    """
+    value = ctx.value(node, 0)
+    if not isinstance(value, Quantized | Dequantized | Accumulator | Elementwise):
+        raise ctx.error(node, "input must be an 8-bit activation (or its DequantizeLinear)")
+    src = hwc_shape(value.onnx_shape, f"input {node.input[0]!r}")
+    order = np.arange(math.prod(src)).reshape(src)
+    onnx_order = (order.transpose(2, 0, 1).reshape(value.onnx_shape) if len(value.onnx_shape) == 4
+                  else order.reshape(value.onnx_shape))
+    try:
+        moved = move(onnx_order)
+    except ValueError as e:
+        raise ctx.error(node, f"cannot apply to {list(value.onnx_shape)}: {e}") from None
+    shape = tuple(moved.shape)
     ctx.check_shape(node, node.output[0], shape)
-    if len(shape) == 2 and shape[0] == 1 and len(value.onnx_shape) == 4 and x.shape[:2] != (1, 1):
-        y = ctx.tensor(node, node.output[0], shape, x.signed, x.scale, x.zero_point)
+    dst = hwc_shape(shape, f"output {node.output[0]!r}")
+    hwc = _hwc_of_onnx(moved)
+    out = node.output[0]
+    if dst == src and np.array_equal(hwc, order):
+        ctx.values[out] = dataclasses.replace(value, onnx_shape=shape)
+    elif (isinstance(value, Quantized | Dequantized) and len(shape) == 2
+          and np.array_equal(hwc.reshape(-1), order.transpose(2, 0, 1).reshape(-1))):
+        x = value.tensor
+        y = ctx.tensor(node, out, shape, x.signed, x.scale, x.zero_point)
         ctx.ops.append(ir.Flatten(x, y, node.name))
-        ctx.values[node.output[0]] = type(value)(y, shape)
-    elif shape[0] == 1 and len(shape) in (2, 4) and x.shape[:2] == (1, 1) and (
-            len(shape) == 2 or shape[2:] == (1, 1)):
-        # [1, K] ↔ [1, K, 1, 1]: the same elements in the same order, nothing to do.
-        ctx.values[node.output[0]] = type(value)(x, shape)
+        ctx.values[out] = type(value)(y, shape)
     else:
-        raise ctx.error(node, f"only flattening [1, C, H, W] to [1, C·H·W] is supported, not "
-                              f"{list(value.onnx_shape)} to {list(shape)}")
+        raise ctx.error(node, f"{list(value.onnx_shape)} → {list(shape)} moves data; only layout-"
+                              "only changes (e.g. [1, C, 1, 1] → [1, C]) and flattening "
+                              "[1, C, H, W] to [1, C·H·W] on 8-bit tensors are supported")
+
+
+def _axes(ctx: Context, node: onnx.NodeProto) -> list[int] | None:
+    """The ``axes`` input (opset ≥ 13) or attribute of Squeeze/Unsqueeze."""
+    axes = ctx.constant(node, 1, "axes")
+    if axes is not None:
+        return [int(a) for a in axes.reshape(-1)]
+    listed = _attrs(node).get("axes")
+    return None if listed is None else list(listed)
 
 
 def _flatten(ctx: Context, node: onnx.NodeProto) -> None:
-    value = _integer_operand(ctx, node)
     axis = int(_attrs(node).get("axis", 1))
-    dims = value.onnx_shape
-    axis = axis + len(dims) if axis < 0 else axis
-    _flatten_to(ctx, node, value, (math.prod(dims[:axis]), math.prod(dims[axis:])))
+    _layout(ctx, node, lambda a: a.reshape(math.prod(a.shape[:axis]), -1))
 
 
 def _reshape(ctx: Context, node: onnx.NodeProto) -> None:
-    value = _integer_operand(ctx, node)
     target = ctx.constant(node, 1, "shape")
     assert target is not None
     dims = [int(d) for d in target.reshape(-1)]
-    if not _attrs(node).get("allowzero", 0):
-        dims = [value.onnx_shape[i] if d == 0 else d for i, d in enumerate(dims)]
-    if dims.count(-1) == 1:
-        known = math.prod(d for d in dims if d != -1)
-        dims[dims.index(-1)] = math.prod(value.onnx_shape) // max(known, 1)
-    _flatten_to(ctx, node, value, tuple(dims))
+    allow_zero = _attrs(node).get("allowzero", 0)
+
+    def move(a: np.ndarray) -> np.ndarray:
+        # ONNX's 0 copies the input dimension unless allowzero; numpy has no such rule.
+        return a.reshape([a.shape[i] if d == 0 and not allow_zero else d
+                          for i, d in enumerate(dims)])
+
+    _layout(ctx, node, move)
+
+
+def _transpose(ctx: Context, node: onnx.NodeProto) -> None:
+    perm = _attrs(node).get("perm")
+    _layout(ctx, node, lambda a: a.transpose(perm))
+
+
+def _squeeze(ctx: Context, node: onnx.NodeProto) -> None:
+    axes = _axes(ctx, node)
+    _layout(ctx, node, lambda a: a.squeeze(None if axes is None else tuple(axes)))
+
+
+def _unsqueeze(ctx: Context, node: onnx.NodeProto) -> None:
+    axes = _axes(ctx, node)
+    if axes is None:
+        raise ctx.error(node, "needs axes")
+    _layout(ctx, node, lambda a: np.expand_dims(a, tuple(axes)))
 
 
 #: Every supported op.
@@ -482,8 +719,22 @@ OPS: dict[str, Handler] = {
     # activations
     "Relu": _relu,
     "Clip": _clip,
-    # pooling and layout
+    # pooling (max pooling also on QOperator's 8-bit tensors)
     "MaxPool": _max_pool,
+    "AveragePool": _qdq_average_pool,
+    "GlobalAveragePool": _qdq_global_average_pool,
+    "ReduceMean": _qdq_reduce_mean,
+    "com.microsoft.QLinearAveragePool": _qlinear_average_pool,
+    "com.microsoft.QLinearGlobalAveragePool": _qlinear_global_average_pool,
+    # element-wise
+    "Add": _qdq_add,
+    "Concat": _qdq_concat,
+    "com.microsoft.QLinearAdd": _qlinear_add,
+    "com.microsoft.QLinearConcat": _qlinear_concat,
+    # layout
     "Flatten": _flatten,
     "Reshape": _reshape,
+    "Transpose": _transpose,
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
 }

@@ -4,7 +4,9 @@ The frontend evaluates the ONNX graph symbolically: every tensor name maps to on
 kinds below. A QDQ model's float subgraph ``DequantizeLinear → Conv → (Relu) → QuantizeLinear``
 becomes :class:`Dequantized` → :class:`Accumulator` → (narrower clamp) → :class:`Quantized`, at
 which point the IR convolution is emitted; a QOperator model's ``QLinearConv`` takes the same
-path in one node. Float tensors that are not one of these kinds never reach the IR.
+path in one node. Average pools, Add and Concat on dequantized tensors are an :class:`Elementwise`
+until their QuantizeLinear (QOperator's ``QLinearAdd`` etc. again in one node). Float tensors that
+are not one of these kinds never reach the IR.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ class Accumulator:
     """The float output of a convolution / matrix product on quantized operands, not yet
     requantized: everything of an :class:`ir.Conv` except the output tensor.
 
-    ``weight`` is already in IR layout ``[KH, KW, Cin, Cout]``; ``w_scale`` is float32 ``[Cout]``.
-    ``low``/``high`` are real-valued bounds of fused ReLU/Clip (``None``: unbounded).
+    ``weight`` is already in IR layout ``[KH, KW, Cin / groups, Cout]``; ``w_scale`` is float32
+    ``[Cout]``. ``low``/``high`` are real-valued bounds of fused ReLU/Clip (``None``: unbounded).
     """
     x: ir.Tensor
     weight: np.ndarray
@@ -69,8 +71,28 @@ class Accumulator:
     pads: tuple[int, int, int, int]
     onnx_shape: tuple[int, ...]
     name: str
+    groups: int = 1
     low: float | None = None
     high: float | None = None
 
 
-Value = Constant | DequantizedConstant | FloatInput | Quantized | Dequantized | Accumulator
+@dataclasses.dataclass(frozen=True)
+class Elementwise:
+    """The float output of an average pool, Add or Concat on 8-bit tensors, not yet requantized.
+
+    ``kind`` is the IR op it becomes (:attr:`ir.OpKind.AVGPOOL`, ``ADD`` or ``CONCAT``);
+    ``inputs`` its 8-bit operands; ``kernel``/``stride`` only matter for pooling. ``low``/``high``
+    are as for :class:`Accumulator`.
+    """
+    kind: ir.OpKind
+    inputs: tuple[ir.Tensor, ...]
+    onnx_shape: tuple[int, ...]
+    name: str
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    low: float | None = None
+    high: float | None = None
+
+
+Value = (Constant | DequantizedConstant | FloatInput | Quantized | Dequantized | Accumulator
+         | Elementwise)

@@ -17,10 +17,10 @@ from amaranth.back import verilog
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from codesign.sim import runner
-from codesign.sim.runner import Inference, SimulationError, run_program
 
 from codesign.isa import Csr, HwConfig
+from codesign.sim import runner
+from codesign.sim.runner import Inference, SimulationError, run_program
 
 pytestmark = pytest.mark.verilator
 
