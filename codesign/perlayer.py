@@ -1,8 +1,11 @@
 """Layer-by-layer comparison of the RTL, the golden model and onnxruntime.
 
 Every IR tensor has its own buffer in external memory, so one RTL run yields every layer's
-output. onnxruntime is asked for the same tensors by adding them as graph outputs. The first
-layer where the three disagree is the one to debug: later layers only inherit the difference.
+output; it is compared with the golden model run on the same input (the RTL must be exact).
+onnxruntime is asked for the same tensors by adding them as graph outputs, and each op of the
+golden model is also run *on onnxruntime's own inputs to that op*, so that a difference is pinned
+to the op that makes it instead of every op downstream of it. The first layer where anything
+disagrees is the one to debug.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import ir
+from . import ir, reference
 from .ortwitness import create_session
 
 __all__ = ["LayerDiff", "onnxruntime_tensors", "compare_layers", "format_layers"]
@@ -27,7 +30,7 @@ class LayerDiff:
     tensor: str
     shape: tuple[int, ...]
     rtl_vs_golden: int
-    golden_vs_ort: int | None          # None: onnxruntime does not expose this tensor
+    golden_vs_ort: int | None          # the op on ORT's inputs vs ORT; None: not comparable
     max_lsb_vs_ort: int | None
     first: str | None                  # first differing element, described
 
@@ -65,20 +68,42 @@ def _first(a: np.ndarray, b: np.ndarray) -> tuple[int, ...] | None:
     return tuple(int(i) for i in diff[0]) if len(diff) else None
 
 
+def _op_inputs(op: ir.Op) -> tuple[ir.Tensor, ...]:
+    if isinstance(op, ir.Add):
+        return (op.a, op.b)
+    if isinstance(op, ir.Concat):
+        return op.inputs
+    return (op.x,)
+
+
+def _golden_op(op: ir.Op, values: dict[str, np.ndarray]) -> np.ndarray:
+    """The golden model of ``op`` alone on the given input values."""
+    tensors = _op_inputs(op)
+    graph = ir.Graph(op.name, tuple(ir.IOBinding(t.name, t.shape, False, t) for t in tensors),
+                     (ir.IOBinding(op.y.name, op.y.shape, False, op.y),), (op,))
+    inputs = [np.asarray(values[t.name]).astype(t.numpy_dtype) for t in tensors]
+    return reference.run(graph, inputs)[op.y.name]
+
+
 def compare_layers(graph: ir.Graph, rtl: dict[str, np.ndarray], golden: dict[str, np.ndarray],
                    ort: dict[str, np.ndarray]) -> list[LayerDiff]:
-    """Per op of ``graph``: how its output tensor differs between RTL, golden model and ORT."""
+    """Per op of ``graph``: its RTL output vs the golden model, and the golden op on ORT's
+    inputs vs ORT's output."""
+    known = {b.tensor.name: golden[b.tensor.name] for b in graph.inputs} | ort
     rows = []
     for op in graph.ops:
         name = op.y.name
-        r, g, o = rtl[name], golden[name], ort.get(name)
+        r, g = rtl[name], golden[name]
         mismatch = int(np.count_nonzero(r.astype(np.int64) != g.astype(np.int64)))
         vs_ort = lsb = None
         where = _first(r, g)
-        if o is not None:
-            delta = np.abs(g.astype(np.int64) - o)
+        o = known.get(name)
+        if o is not None and all(t.name in known for t in _op_inputs(op)):
+            isolated = _golden_op(op, known).astype(np.int64)
+            delta = np.abs(isolated - o)
             vs_ort, lsb = int(np.count_nonzero(delta)), int(delta.max(initial=0))
-            where = where or _first(g, o)
+            if where is None and vs_ort:
+                where, g = _first(isolated, o), isolated
         first = None
         if where is not None:
             first = (f"(h, w, c) = {where}: RTL {int(r[where])}, golden {int(g[where])}"
@@ -90,7 +115,7 @@ def compare_layers(graph: ir.Graph, rtl: dict[str, np.ndarray], golden: dict[str
 
 def format_layers(rows: list[LayerDiff]) -> str:
     """A table plus the first diverging layer and element."""
-    head = (f"{'layer':<28} {'kind':<8} {'shape':<14} {'RTL≠golden':>10} {'golden≠ORT':>10} "
+    head = (f"{'layer':<28} {'kind':<8} {'shape':<14} {'RTL≠golden':>10} {'op≠ORT*':>10} "
             f"{'max|Δ|':>6}")
     lines = [head, "-" * len(head)]
     for row in rows:
@@ -98,6 +123,7 @@ def format_layers(rows: list[LayerDiff]) -> str:
         lsb = "" if row.max_lsb_vs_ort is None else str(row.max_lsb_vs_ort)
         lines.append(f"{row.layer[:28]:<28} {row.kind:<8} {str(row.shape):<14} "
                      f"{row.rtl_vs_golden:>10} {ort:>10} {lsb:>6}")
+    lines.append("* the golden op run on onnxruntime's own inputs to it, vs onnxruntime's output")
     first = next((row for row in rows if row.first), None)
     lines.append("first divergence: " + (f"layer {first.layer} ({first.tensor}) at {first.first}"
                                           if first else "none — all layers agree"))

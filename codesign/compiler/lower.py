@@ -367,7 +367,7 @@ class _Compiler:
         the output rows [oh0, oh1) read, sized so that input rows + ``out_words`` ACT words per
         output pixel fit ACT (and, for sums, one ACC word per output pixel fits ACC)."""
         c = self.c
-        (kh_n, _), (sh, _) = op.kernel, op.stride
+        (kh_n, _), (sh, _) = op.kernel, _pool_stride(op)
         pt = op.pads[0] if isinstance(op, ir.MaxPool) else 0
         oh_n, ow_n = op.y.shape[0], op.y.shape[1]
         row_words = src.w * src.cw
@@ -389,7 +389,7 @@ class _Compiler:
 
     def _pool_window(self, op, src: _Buffer, oh0: int, r0: int) -> dict:
         """POOL fields describing the window of the row tile starting at output row oh0."""
-        (kh_n, kw_n), (sh, sw) = op.kernel, op.stride
+        (kh_n, kw_n), (sh, sw) = op.kernel, _pool_stride(op)
         pt, pl = (op.pads[0], op.pads[1]) if isinstance(op, ir.MaxPool) else (0, 0)
         row_words = src.w * src.cw
         ih0, iw0 = oh0 * sh - pt - r0, -pl
@@ -551,6 +551,12 @@ class _Compiler:
                        outputs=[placed(b.tensor.name) for b in self.graph.outputs],
                        layers=layers, comments=e.comments, ext_words=ext_words,
                        tensors=[placed(name) for name in self.buffers])
+
+
+def _pool_stride(op) -> tuple[int, int]:
+    """A pooling op's stride, 1 along an axis with a single output position (global pooling:
+    the stride is never applied there, and a kernel-sized stride would not fit its field)."""
+    return tuple(s if n > 1 else 1 for s, n in zip(op.stride, op.y.shape[:2], strict=True))
 
 
 def compile_graph(graph: ir.Graph, config: HwConfig) -> Program:
