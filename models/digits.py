@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import pathlib
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
+
+from models.export import export_onnx
 
 __all__ = [
     "MODELS",
@@ -112,21 +112,7 @@ def _train(model: DigitsModel) -> torch.nn.Module:
 
 
 def _export(net: torch.nn.Module, model: DigitsModel) -> None:
-    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # "torchvision is not installed": irrelevant here
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # torch 2.13's dynamo exporter trips over its own pytree deprecation.
-            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                                    FutureWarning)
-            program = torch.onnx.export(net, (torch.zeros(1, *model.input_shape),), dynamo=True,
-                                        input_names=["x"], output_names=["logits"],
-                                        verbose=False)
-            assert program is not None  # dynamo=True always returns the program
-            program.save(str(model.float_path))
-    finally:
-        logger.setLevel(level)
+    export_onnx(net, torch.zeros(1, *model.input_shape), model.float_path)
 
 
 def _quantize(model: DigitsModel) -> None:

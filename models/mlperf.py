@@ -30,12 +30,13 @@ import dataclasses
 import logging
 import pathlib
 import tempfile
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
+
+from models.export import export_onnx
 
 __all__ = ["MODELS", "MlperfModel", "build", "count_macs", "main", "network", "op_types", "path"]
 
@@ -231,22 +232,7 @@ def count_macs(model: MlperfModel) -> int:
 
 
 def _export(net: nn.Module, model: MlperfModel, float_path: pathlib.Path) -> None:
-    # The same narrow silencing as models/digits.py.
-    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # "torchvision is not installed": irrelevant here
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # torch 2.13's dynamo exporter trips over its own pytree deprecation.
-            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                                    FutureWarning)
-            program = torch.onnx.export(net, (torch.zeros(model.input_shape),), dynamo=True,
-                                        input_names=["x"], output_names=["logits"],
-                                        verbose=False)
-            assert program is not None  # dynamo=True always returns the program
-            program.save(str(float_path))
-    finally:
-        logger.setLevel(level)
+    export_onnx(net, torch.zeros(model.input_shape), float_path)
     _strip_metadata(float_path)
 
 
