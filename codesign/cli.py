@@ -97,7 +97,7 @@ def _report_text(report: dict) -> str:
 def generate(model: Path, outdir: Path, config: HwConfig) -> dict:
     """Compile ``model`` for ``config`` and write the design directory atomically."""
     from .compiler import compile_graph
-    from .rtl.top import generate_verilog
+    from .verilog import npu_verilog
 
     graph = _load(model)
     program = compile_graph(graph, config)
@@ -106,7 +106,7 @@ def generate(model: Path, outdir: Path, config: HwConfig) -> dict:
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
     try:
-        (staging / VERILOG).write_text(generate_verilog(config))
+        (staging / VERILOG).write_text(npu_verilog(config))
         program.write(staging)
         (staging / CONFIG).write_text(config.to_json())
         (staging / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")

