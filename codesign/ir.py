@@ -22,7 +22,7 @@ import enum
 import numpy as np
 
 __all__ = ["Tensor", "Conv", "MaxPool", "AvgPool", "Add", "Concat", "Flatten", "Op", "OpKind",
-           "IOBinding", "Graph", "add_multipliers", "ADD_MULT_BITS"]
+           "IOBinding", "Graph", "add_multipliers", "op_inputs", "ADD_MULT_BITS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +205,15 @@ class Flatten:
 
 
 Op = Conv | MaxPool | AvgPool | Add | Concat | Flatten
+
+
+def op_inputs(op: Op) -> tuple[Tensor, ...]:
+    """The tensors ``op`` reads."""
+    if isinstance(op, Add):
+        return (op.a, op.b)
+    if isinstance(op, Concat):
+        return op.inputs
+    return (op.x,)
 
 
 @dataclasses.dataclass(frozen=True)

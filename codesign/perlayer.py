@@ -68,17 +68,9 @@ def _first(a: np.ndarray, b: np.ndarray) -> tuple[int, ...] | None:
     return tuple(int(i) for i in diff[0]) if len(diff) else None
 
 
-def _op_inputs(op: ir.Op) -> tuple[ir.Tensor, ...]:
-    if isinstance(op, ir.Add):
-        return (op.a, op.b)
-    if isinstance(op, ir.Concat):
-        return op.inputs
-    return (op.x,)
-
-
 def _golden_op(op: ir.Op, values: dict[str, np.ndarray]) -> np.ndarray:
     """The golden model of ``op`` alone on the given input values."""
-    tensors = _op_inputs(op)
+    tensors = ir.op_inputs(op)
     graph = ir.Graph(op.name, tuple(ir.IOBinding(t.name, t.shape, False, t) for t in tensors),
                      (ir.IOBinding(op.y.name, op.y.shape, False, op.y),), (op,))
     inputs = [np.asarray(values[t.name]).astype(t.numpy_dtype) for t in tensors]
@@ -98,7 +90,7 @@ def compare_layers(graph: ir.Graph, rtl: dict[str, np.ndarray], golden: dict[str
         vs_ort = lsb = None
         where = _first(r, g)
         o = known.get(name)
-        if o is not None and all(t.name in known for t in _op_inputs(op)):
+        if o is not None and all(t.name in known for t in ir.op_inputs(op)):
             isolated = _golden_op(op, known).astype(np.int64)
             delta = np.abs(isolated - o)
             vs_ort, lsb = int(np.count_nonzero(delta)), int(delta.max(initial=0))

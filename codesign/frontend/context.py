@@ -192,19 +192,10 @@ class Context:
         assert isinstance(op, ir.Conv | ir.AvgPool | ir.Add)
         readers = {node.input[0], t.name}
         if any(self.uses[name] != 1 for name in readers) or any(
-                r is t for o in self.ops for r in reads(o)):
+                r is t for o in self.ops for r in ir.op_inputs(o)):
             raise self.error(node, "the tensor before it is also used elsewhere; cannot fuse")
         lo, hi = op.qrange
         lo = lo if low is None else max(lo, low)
         hi = hi if high is None else min(hi, high)
         self.ops[index] = dataclasses.replace(
             op, clamp=None if (lo, hi) == (t.qmin, t.qmax) else (lo, hi))
-
-
-def reads(op: ir.Op) -> tuple[ir.Tensor, ...]:
-    """The tensors ``op`` reads."""
-    if isinstance(op, ir.Add):
-        return (op.a, op.b)
-    if isinstance(op, ir.Concat):
-        return op.inputs
-    return (op.x,)
