@@ -84,7 +84,7 @@ from amaranth.lib import data, enum
 __all__ = [
     "HwConfig", "Opcode", "Mem", "PoolMode", "Csr", "INSN_BITS", "OPCODE_BITS",
     "LoadStore", "MatMul", "Requant", "Pool", "Eltwise", "End", "LAYOUTS",
-    "PRM_LANE", "MULT_BITS", "encode", "decode", "requantize", "float_to_mult_shift",
+    "PRM_LANE", "MULT_BITS", "field_max", "encode", "decode", "requantize", "float_to_mult_shift",
 ]
 
 #: Width of every instruction in bits.
@@ -254,6 +254,11 @@ def _field_range(shape) -> tuple[int, int]:
     if shape.signed:
         return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
     return 0, (1 << shape.width) - 1
+
+
+def field_max(layout: data.StructLayout, name: str) -> int:
+    """The largest value a field of ``layout`` holds (the compiler sizes loops by it)."""
+    return _field_range(layout.members[name])[1]
 
 
 def encode(opcode: Opcode, **fields) -> int:

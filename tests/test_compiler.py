@@ -72,3 +72,23 @@ def test_same_inputs_give_identical_programs():
 def test_random_blocks_match_golden(name, spec):
     """Grouped/depthwise conv, residual add or concat, average pooling."""
     check(block_graph(spec), spec.seed, CONFIGS[name])
+
+
+def test_transfers_longer_than_the_length_field_are_split():
+    """A 33×33 max pool on a 64-column NPU with a 1-byte bus stores 69 696 slices at once, more
+    than a LOAD/STORE `length` holds: the compiler splits the transfer."""
+    import dataclasses
+
+    from codesign import ir
+
+    x = ir.Tensor("x", (66, 66, 3), False, np.float32(0.1), 0)
+    y = dataclasses.replace(x, name="y", shape=(33, 33, 3))
+    graph = ir.Graph("pool", (ir.IOBinding("x", (1, 3, 66, 66), False, x),),
+                     (ir.IOBinding("y", (1, 3, 33, 33), False, y),),
+                     (ir.MaxPool(x=x, y=y, kernel=(2, 2), stride=(2, 2), name="pool"),))
+    config = HwConfig(rows=1, cols=64, bus_bytes=1, act_depth=8192)
+    program = compile_graph(graph, config)
+    assert program.listing().count("STORE") >= 2
+    inputs = [np.random.default_rng(0).integers(0, 256, (66, 66, 3)).astype(np.uint8)]
+    got = run_isasim(program, [inputs]).outputs[0][0]
+    np.testing.assert_array_equal(got, reference.run(graph, inputs)["y"])

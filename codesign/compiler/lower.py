@@ -29,12 +29,15 @@ from .. import ir
 from ..errors import TilingError
 from ..isa import (
     PRM_LANE,
+    Eltwise,
     HwConfig,
+    LoadStore,
     Mem,
     Opcode,
     PoolMode,
     decode,
     encode,
+    field_max,
     float_to_mult_shift,
 )
 from .program import LayerInfo, Program, Region
@@ -105,7 +108,7 @@ class _Compiler:
         self.slices = config.act_bytes // config.bus_bytes  # ext words per ACT word
         self.buffers: dict[str, _Buffer] = {}
         self.next_act_word = 0          # relative to the activation segment (fixed up later)
-        self.const_fixups: list[tuple[int, str]] = []
+        self.relocations: list[tuple[int, str]] = []
 
     # -- memory plan ----------------------------------------------------------------------------
     def _allocate(self, t: ir.Tensor) -> _Buffer:
@@ -134,13 +137,18 @@ class _Compiler:
             return []
         return [(r, min(out_h, r + t)) for r in range(0, out_h, t)]
 
+    def _dma(self, opcode: Opcode, where: str, segment: str, **fields) -> None:
+        """Emit a LOAD/STORE whose ``ext_addr`` is relative to ``segment`` ("const" or "act");
+        the linker adds the segment's base once the layout of external memory is known."""
+        self.e.emit(opcode, where, **fields)
+        self.relocations.append((len(self.e.insns) - 1, segment))
+
     def _load_rows(self, buf: _Buffer, r0: int, r1: int, act_base: int, where: str) -> None:
         """LOAD input rows [r0, r1) of ``buf`` to ACT word ``act_base``."""
         row_slices = buf.w * buf.cw * self.slices
-        self.e.emit(Opcode.LOAD, where, mem=Mem.ACT, sp_addr=act_base * self.slices,
-                    sp_stride=row_slices, ext_addr=buf.region.addr + r0 * row_slices,
-                    ext_stride=row_slices, rows=r1 - r0, length=row_slices)
-        self.const_fixups.append((len(self.e.insns) - 1, "act"))
+        self._dma(Opcode.LOAD, where, "act", mem=Mem.ACT, sp_addr=act_base * self.slices,
+                  sp_stride=row_slices, ext_addr=buf.region.addr + r0 * row_slices,
+                  ext_stride=row_slices, rows=r1 - r0, length=row_slices)
 
     # -- convolution (and everything else the array computes) -----------------------------------
     def _source(self, t: ir.Tensor, k_offset: int) -> _Source:
@@ -343,23 +351,25 @@ class _Compiler:
     def _load_const(self, mem: Mem, sp_word: int, const_word: int, n_slices: int,
                     where: str) -> None:
         """LOAD ``n_slices`` consecutive slices of the constant segment into ``mem``."""
-        # Split into rows so that `length` fits its field.
-        step = 1 << 15
+        self._contiguous(Opcode.LOAD, where, "const", mem, sp_word, const_word, n_slices)
+
+    def _contiguous(self, opcode: Opcode, where: str, segment: str, mem: Mem, sp_slice: int,
+                    ext_addr: int, n_slices: int) -> None:
+        """LOAD/STORE ``n_slices`` consecutive slices, split so that `length` fits its field."""
+        step = field_max(LoadStore, "length")
         for first in range(0, n_slices, step):
-            n = min(step, n_slices - first)
-            self.e.emit(Opcode.LOAD, where, mem=mem, sp_addr=sp_word + first, sp_stride=0,
-                        ext_addr=const_word + first, ext_stride=0, rows=1, length=n)
-            self.const_fixups.append((len(self.e.insns) - 1, "const"))
+            self._dma(opcode, where, segment, mem=mem, sp_addr=sp_slice + first, sp_stride=0,
+                      ext_addr=ext_addr + first, ext_stride=0, rows=1,
+                      length=min(step, n_slices - first))
 
     def _store_pixels(self, dst: _Buffer, first_pixel: int, count: int, word: int,
                       act_base: int, where: str) -> None:
         """STORE ACT words act_base.. (one per pixel) to channel word ``word`` of pixels
         first_pixel.. of ``dst``."""
         s = self.slices
-        self.e.emit(Opcode.STORE, where, mem=Mem.ACT, sp_addr=act_base * s, sp_stride=s,
-                    ext_addr=dst.region.addr + (first_pixel * dst.cw + word) * s,
-                    ext_stride=dst.cw * s, rows=count, length=s)
-        self.const_fixups.append((len(self.e.insns) - 1, "act"))
+        self._dma(Opcode.STORE, where, "act", mem=Mem.ACT, sp_addr=act_base * s, sp_stride=s,
+                  ext_addr=dst.region.addr + (first_pixel * dst.cw + word) * s,
+                  ext_stride=dst.cw * s, rows=count, length=s)
 
     # -- pooling --------------------------------------------------------------------------------
     def _pool_tiles(self, op, src: _Buffer, out_words: int, uses_acc: bool):
@@ -420,11 +430,8 @@ class _Compiler:
             e.emit(Opcode.POOL, where, mode=PoolMode.MAX, x_signed=int(op.x.signed),
                    out_base=out_base, words=cw, out_h=oh1 - oh0, in_h=r1 - r0,
                    **self._pool_window(op, src, oh0, r0))
-            n = (oh1 - oh0) * ow_n * cw * s
-            e.emit(Opcode.STORE, where, mem=Mem.ACT, sp_addr=out_base * s, sp_stride=0,
-                   ext_addr=dst.region.addr + oh0 * ow_n * cw * s, ext_stride=0, rows=1,
-                   length=n)
-            self.const_fixups.append((len(e.insns) - 1, "act"))
+            self._contiguous(Opcode.STORE, where, "act", Mem.ACT, out_base * s,
+                             dst.region.addr + oh0 * ow_n * cw * s, (oh1 - oh0) * ow_n * cw * s)
 
     def _avgpool(self, op: ir.AvgPool) -> None:
         """Window sums of one column tile of lanes into ACC (POOL SUM), then REQUANT with
@@ -465,7 +472,7 @@ class _Compiler:
             raise TilingError(f"{op.name}: Add needs two tensors of one (unflattened) shape")
         dst = self._allocate(op.y)
         pixels, cw = a.h * a.w, a.cw
-        per_chunk = min(c.acc_depth, c.act_depth // 3, ((1 << 16) - 1) // s) // cw
+        per_chunk = min(c.acc_depth, c.act_depth // 3, field_max(Eltwise, "count")) // cw
         if per_chunk < 1:
             raise TilingError(f"{op.name}: one pixel ({cw} words) does not fit ACT/ACC; use "
                               "larger scratchpads")
@@ -478,10 +485,8 @@ class _Compiler:
         for p0 in range(0, pixels, per_chunk):
             words = (min(pixels, p0 + per_chunk) - p0) * cw
             for base, buf in ((0, a), (words, b)):
-                self.e.emit(Opcode.LOAD, where, mem=Mem.ACT, sp_addr=base * s, sp_stride=0,
-                            ext_addr=buf.region.addr + p0 * cw * s, ext_stride=0, rows=1,
-                            length=words * s)
-                self.const_fixups.append((len(e.insns) - 1, "act"))
+                self._contiguous(Opcode.LOAD, where, "act", Mem.ACT, base * s,
+                                 buf.region.addr + p0 * cw * s, words * s)
             for group in range(A // C):
                 e.emit(Opcode.ELTWISE, where, lane_group=group, a_signed=int(op.a.signed),
                        b_signed=int(op.b.signed), a_zp=op.a.zero_point, b_zp=op.b.zero_point,
@@ -490,10 +495,8 @@ class _Compiler:
                 e.emit(Opcode.REQUANT, where, lane_group=group, y_zp=op.y.zero_point, qmin=lo,
                        qmax=hi, acc_base=0, prm_addr=0, out_base=2 * words, out_stride=1,
                        count=words)
-            e.emit(Opcode.STORE, where, mem=Mem.ACT, sp_addr=2 * words * s, sp_stride=0,
-                   ext_addr=dst.region.addr + p0 * cw * s, ext_stride=0, rows=1,
-                   length=words * s)
-            self.const_fixups.append((len(e.insns) - 1, "act"))
+            self._contiguous(Opcode.STORE, where, "act", Mem.ACT, 2 * words * s,
+                             dst.region.addr + p0 * cw * s, words * s)
 
     # -- driver ---------------------------------------------------------------------------------
     def run(self) -> Program:
@@ -528,7 +531,7 @@ class _Compiler:
         prog_words = len(e.insns) * c.insn_words
         const_base = prog_words
         act_base = const_base + e.const_words
-        for index, kind in self.const_fixups:
+        for index, kind in self.relocations:
             opcode, f = decode(e.insns[index])
             fields = {name: getattr(f, name) for name, _ in f.shape() if name != "opcode"}
             fields["ext_addr"] = int(fields["ext_addr"]) + (
