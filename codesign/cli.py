@@ -241,9 +241,9 @@ def _per_layer(model: Path, design: Design, batch, raw, result) -> bool:
     from .reference import run
 
     graph = design.graph
+    ort_values = onnxruntime_tensors(model, [{graph.inputs[0].onnx_name: x} for x in raw], graph)
     chosen = None
-    for i, (inputs, x) in enumerate(zip(batch, raw, strict=True)):
-        ort = onnxruntime_tensors(model, {graph.inputs[0].onnx_name: x}, graph)
+    for i, (inputs, ort) in enumerate(zip(batch, ort_values, strict=True)):
         rows = compare_layers(graph, result.tensors[i], run(graph, inputs), ort)
         if chosen is None or any(row.first for row in rows):
             chosen = (i, rows)
@@ -266,7 +266,8 @@ _EXACT_IN_ORT = {"conv", "maxpool", "flatten"}
 
 def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
            count: int, seed: int, per_layer: bool = False) -> int:
-    from .ortwitness import run_onnxruntime
+    from .ortwitness import create_session
+    from .perlayer import ort_to_hwc
 
     start = time.perf_counter()
     generate(model, outdir, config)
@@ -286,14 +287,15 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
               f"{'RTL≠ORT':>8} {'max|Δ| LSB':>10}")
     print(header)
     print("-" * len(header))
+    session = create_session(model)
+    ort_outputs = [session.run(None, {graph.inputs[0].onnx_name: x}) for x in raw]
     failed = False
     for k, binding in enumerate(graph.outputs):
         n = rtl_vs_golden = rtl_vs_ort = max_lsb = 0
-        for i, x in enumerate(raw):
+        for i in range(len(raw)):
             ours = result.outputs[i][k]
             rtl_vs_golden += _mismatches(ours, golden[i][k])
-            ort = run_onnxruntime(model, {graph.inputs[0].onnx_name: x})[k]
-            ort_q = _to_integers(binding, np.asarray(ort))
+            ort_q = ort_to_hwc(binding.tensor, ort_outputs[i][k])
             diff = np.abs(ours.astype(np.int64) - ort_q.astype(np.int64))
             rtl_vs_ort += int(np.count_nonzero(diff))
             max_lsb = max(max_lsb, int(diff.max(initial=0)))
@@ -308,15 +310,6 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
     failed |= bool(layers_failed)
     print("FAIL" if failed else f"PASS: {len(raw)} inference(s) bit-exact on the RTL")
     return 1 if failed else 0
-
-
-def _to_integers(binding, y: np.ndarray) -> np.ndarray:
-    """An ORT output → the integer HWC tensor it represents (exactly invertible)."""
-    t = binding.tensor
-    if binding.is_float:
-        q = np.rint(y.astype(np.float64) / np.float64(t.scale)) + t.zero_point
-        return binding.to_hwc(q.astype(np.int64))
-    return binding.to_hwc(y)
 
 
 # -- entry point ----------------------------------------------------------------------------------

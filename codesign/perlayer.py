@@ -19,7 +19,7 @@ import onnx
 from . import ir, reference
 from .ortwitness import create_session
 
-__all__ = ["LayerDiff", "onnxruntime_tensors", "compare_layers", "format_layers"]
+__all__ = ["LayerDiff", "onnxruntime_tensors", "ort_to_hwc", "compare_layers", "format_layers"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +35,10 @@ class LayerDiff:
     first: str | None                  # first differing element, described
 
 
-def onnxruntime_tensors(model: Path, feeds: dict[str, np.ndarray], graph: ir.Graph
-                        ) -> dict[str, np.ndarray]:
-    """The IR tensors that exist under the same name in the ONNX graph, as HWC integers."""
+def onnxruntime_tensors(model: Path, feeds: list[dict[str, np.ndarray]], graph: ir.Graph
+                        ) -> list[dict[str, np.ndarray]]:
+    """Per feed: the IR tensors that exist under the same name in the ONNX graph, as HWC
+    integers (one onnxruntime session for all feeds)."""
     proto = onnx.load(model)
     inferred = onnx.shape_inference.infer_shapes(proto)
     types = {v.name: v.type for v in list(inferred.graph.value_info) + list(proto.graph.output)}
@@ -48,11 +49,12 @@ def onnxruntime_tensors(model: Path, feeds: dict[str, np.ndarray], graph: ir.Gra
             proto.graph.output.append(onnx.ValueInfoProto(name=name, type=types[name]))
     session = create_session(proto.SerializeToString())
     names = [o.name for o in session.get_outputs() if o.name in wanted]
-    values = session.run(names, feeds)
-    return {name: _as_hwc(wanted[name], value) for name, value in zip(names, values, strict=True)}
+    return [{name: ort_to_hwc(wanted[name], value)
+             for name, value in zip(names, session.run(names, feed), strict=True)}
+            for feed in feeds]
 
 
-def _as_hwc(t: ir.Tensor, value: np.ndarray) -> np.ndarray:
+def ort_to_hwc(t: ir.Tensor, value: np.ndarray) -> np.ndarray:
     """An ONNX tensor (NCHW or 2-D/3-D; integers, or the float it dequantizes to) → HWC ints."""
     v = np.asarray(value)
     if np.issubdtype(v.dtype, np.floating):

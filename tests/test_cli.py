@@ -208,7 +208,7 @@ def test_per_layer_names_the_first_diverging_layer_and_element():
     graph = load_model(model)
     x = random_inputs(SMALL, 1, seed=3)[0]
     golden = reference.run(graph, [graph.inputs[0].quantize(x)])
-    ort = onnxruntime_tensors(model, {graph.inputs[0].onnx_name: x}, graph)
+    (ort,) = onnxruntime_tensors(model, [{graph.inputs[0].onnx_name: x}], graph)
     rtl = {name: value.copy() for name, value in golden.items()}
     second = graph.ops[1].y.name
     rtl[second][0, 1, 2] ^= 1
