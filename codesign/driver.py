@@ -31,10 +31,9 @@ def _memory(program: Program, inputs: list[np.ndarray]) -> np.ndarray:
     c = program.config
     ext = np.zeros(program.ext_words * c.bus_bytes, np.uint8)
     ext[:len(program.image)] = program.image
-    for region, x in zip(program.inputs, inputs, strict=True):
-        data = np.frombuffer(region.pack(x, c), np.uint8)
-        start = region.addr * c.bus_bytes
-        ext[start:start + len(data)] = data
+    for addr, data in program.input_writes(inputs):
+        start = addr * c.bus_bytes
+        ext[start:start + len(data)] = np.frombuffer(data, np.uint8)
     return ext
 
 
@@ -63,11 +62,8 @@ def run_rtl(program: Program, verilog: str, batch: list[list[np.ndarray]],
 
     c = program.config
     regions = program.outputs + (program.tensors if all_tensors else [])
-    jobs = []
-    for inputs in batch:
-        writes = [(r.addr, r.pack(x, c)) for r, x in zip(program.inputs, inputs, strict=True)]
-        reads = [(r.addr, r.nbytes(c)) for r in regions]
-        jobs.append(Inference(writes=writes, reads=reads))
+    reads = [(r.addr, r.nbytes(c)) for r in regions]
+    jobs = [Inference(writes=program.input_writes(inputs), reads=reads) for inputs in batch]
     results = run_program(c, verilog, program.image, program.prog_base, jobs)
     values = [[r.unpack(data, c) for r, data in zip(regions, res.outputs, strict=True)]
               for res in results]
@@ -84,13 +80,13 @@ def layer_cycles(program: Program, verilog: str, inputs: list[np.ndarray]) -> li
     that follows it, the previous truncation restored), so the differences of consecutive
     CYCLES readings are the layers' own cycles, including their instruction fetches.
     """
+    from .compiler import insn_bytes
     from .isa import Opcode, encode
     from .sim.runner import Inference, run_program
 
     c = program.config
-    width = c.insn_words * c.bus_bytes
-    end = encode(Opcode.END).to_bytes(width, "little")
-    writes_input = [(r.addr, r.pack(x, c)) for r, x in zip(program.inputs, inputs, strict=True)]
+    end = insn_bytes([encode(Opcode.END)], c)
+    writes_input = program.input_writes(inputs)
     # The first run is END alone: the fixed cost that every truncated run includes.
     boundaries = [0] + [layer.first_insn + layer.n_insns for layer in program.layers]
     jobs, previous = [], None
@@ -98,7 +94,7 @@ def layer_cycles(program: Program, verilog: str, inputs: list[np.ndarray]) -> li
         writes = list(writes_input)
         if previous is not None and previous != b:
             writes.append((program.prog_base + previous * c.insn_words,
-                           program.insns[previous].to_bytes(width, "little")))
+                           insn_bytes([program.insns[previous]], c)))
         writes.append((program.prog_base + b * c.insn_words, end))
         jobs.append(Inference(writes=writes, reads=[]))
         previous = b

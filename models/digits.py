@@ -179,12 +179,12 @@ def rtl_batch_predictor(path: pathlib.Path) -> BatchPredict:
     from codesign.compiler import compile_graph
     from codesign.driver import run_rtl
     from codesign.frontend import load_model
-    from codesign.rtl.top import generate_verilog
+    from codesign.verilog import npu_verilog
 
     graph = load_model(path)
     (inp,), (out,) = graph.inputs, graph.outputs
     program = compile_graph(graph, DEFAULT_CONFIG)
-    verilog = generate_verilog(DEFAULT_CONFIG)
+    verilog = npu_verilog(DEFAULT_CONFIG)
 
     def predict(xs: np.ndarray) -> np.ndarray:
         result = run_rtl(program, verilog, [[inp.quantize(x[None])] for x in xs])

@@ -1,6 +1,6 @@
 """IR → driver schedule (instructions + memory image), see :mod:`.lower` and :mod:`.program`."""
 
 from .lower import compile_graph
-from .program import LayerInfo, Program, Region
+from .program import LayerInfo, Program, Region, insn_bytes
 
-__all__ = ["compile_graph", "Program", "Region", "LayerInfo"]
+__all__ = ["compile_graph", "Program", "Region", "LayerInfo", "insn_bytes"]

@@ -40,7 +40,7 @@ from ..isa import (
     field_max,
     float_to_mult_shift,
 )
-from .program import LayerInfo, Program, Region
+from .program import LayerInfo, Program, Region, insn_bytes
 
 __all__ = ["compile_graph"]
 
@@ -503,23 +503,12 @@ class _Compiler:
         graph, e = self.graph, self.e
         for binding in graph.inputs:
             self._allocate(binding.tensor)
+        lowering = {ir.Conv: self._conv, ir.MaxPool: self._maxpool, ir.Flatten: self._flatten,
+                    ir.Concat: self._concat, ir.AvgPool: self._avgpool, ir.Add: self._add}
         layers = []
         for op in graph.ops:
             first = len(e.insns)
-            if isinstance(op, ir.Conv):
-                self._conv(op)
-            elif isinstance(op, ir.MaxPool):
-                self._maxpool(op)
-            elif isinstance(op, ir.Flatten):
-                self._flatten(op)
-            elif isinstance(op, ir.Concat):
-                self._concat(op)
-            elif isinstance(op, ir.AvgPool):
-                self._avgpool(op)
-            elif isinstance(op, ir.Add):
-                self._add(op)
-            else:  # pragma: no cover - the IR has no other ops
-                raise TilingError(f"no lowering for {type(op).__name__}")
+            lowering[type(op)](op)
             layers.append(LayerInfo(op.name, op.kind.value, first, len(e.insns) - first,
                                     op.macs if isinstance(op, ir.Conv) else 0, op.y.name))
         e.emit(Opcode.END, "end")
@@ -542,8 +531,7 @@ class _Compiler:
         if ext_words > limit:
             raise TilingError(f"model needs {ext_words} external words, more than {limit}")
         image = np.concatenate(
-            [np.frombuffer(b"".join(i.to_bytes(c.insn_words * c.bus_bytes, "little")
-                                    for i in e.insns), np.uint8)] + e.constants)
+            [np.frombuffer(insn_bytes(e.insns, c), np.uint8)] + e.constants)
 
         def placed(name: str) -> Region:
             region = self.buffers[name].region

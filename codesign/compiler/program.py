@@ -15,7 +15,13 @@ import numpy as np
 
 from ..isa import HwConfig, Opcode, decode
 
-__all__ = ["Region", "LayerInfo", "Program"]
+__all__ = ["Region", "LayerInfo", "Program", "insn_bytes"]
+
+
+def insn_bytes(insns: list[int], config: HwConfig) -> bytes:
+    """Instructions as stored in external memory: INSN_BITS each, little-endian."""
+    n = config.insn_words * config.bus_bytes
+    return b"".join(i.to_bytes(n, "little") for i in insns)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +95,13 @@ class Program:
 
     # -- serialisation --------------------------------------------------------------------------
     def program_bytes(self) -> bytes:
-        """The instruction stream as stored in memory (little-endian, INSN_BITS each)."""
-        n = self.config.insn_words * self.config.bus_bytes
-        return b"".join(i.to_bytes(n, "little") for i in self.insns)
+        """The instruction stream as stored in memory."""
+        return insn_bytes(self.insns, self.config)
+
+    def input_writes(self, inputs: list[np.ndarray]) -> list[tuple[int, bytes]]:
+        """(external word address, bytes) that place one inference's inputs."""
+        return [(r.addr, r.pack(x, self.config))
+                for r, x in zip(self.inputs, inputs, strict=True)]
 
     def listing(self) -> str:
         """Human-readable disassembly with layer comments."""
