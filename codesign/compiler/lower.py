@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import TilingError
+from ..hazards import assign_waits
 from ..isa import (
     PRM_LANE,
     Eltwise,
@@ -101,8 +102,19 @@ class _Buffer:
 
 
 class _Compiler:
-    def __init__(self, graph: ir.Graph, config: HwConfig):
+    def __init__(self, graph: ir.Graph, config: HwConfig, store_all: bool = False):
         self.graph = graph
+        self.store_all = store_all
+        self.graph_outputs = {b.tensor.name for b in graph.outputs}
+        self.readers: dict[str, list[int]] = {}
+        for i, op in enumerate(graph.ops):
+            for t in ir.op_inputs(op):
+                self.readers.setdefault(t.name, []).append(i)
+        # Tensors in ACT for the current op (left by the previous one) and for the next one.
+        self.resident: dict[str, int] = {}
+        self.kept: dict[str, int] = {}
+        self.unstored: set[str] = set()     # kept in ACT only: no valid external copy
+        self.op_index = 0
         self.c = config
         self.e = _Emitter(config)
         self.slices = config.act_bytes // config.bus_bytes  # ext words per ACT word
@@ -136,6 +148,68 @@ class _Compiler:
         if t == 0:
             return []
         return [(r, min(out_h, r + t)) for r in range(0, out_h, t)]
+
+    # -- tensors kept in ACT from one layer to the next ------------------------------------------
+    def _acc_budget(self, ow_n: int) -> int:
+        """ACC words a row tile may use: half of ACC when an output row fits it, so that a
+        column tile's MATMULs fill one half while the previous tile's REQUANT drains the other."""
+        half = self.c.acc_depth // 2
+        return half if ow_n <= half else self.c.acc_depth
+
+    def _keep_resident(self, y: ir.Tensor, words: int) -> bool:
+        """Whether ``y`` stays in ACT for the next op, which then reads it from there: the next
+        op is on the array, reads ``y`` as a plain HWC tensor, and runs whole with ``y`` and the
+        rest of its inputs and its output in ACT."""
+        ops = self.graph.ops
+        nxt = ops[self.op_index + 1] if self.op_index + 1 < len(ops) else None
+        if not isinstance(nxt, ir.Conv | ir.Concat) or y.name not in (
+                t.name for t in ir.op_inputs(nxt)):
+            return False
+        inputs = [words if t.name == y.name else t.shape[0] * t.shape[1] * self._cw(t)
+                  for t in ir.op_inputs(nxt)]
+        oh, ow = nxt.y.shape[0], nxt.y.shape[1]
+        return (sum(inputs) + oh * ow * self._cw(nxt.y) <= self.c.act_depth
+                and oh * ow <= self._acc_budget(ow))
+
+    def _cw(self, t: ir.Tensor) -> int:
+        return _ceil(t.shape[2], self.c.act_bytes)
+
+    def _must_store(self, y: ir.Tensor, kept: bool) -> bool:
+        """Whether ``y`` must go to external memory: it is not kept in ACT, or it is a graph
+        output, or an op other than the next one reads it, or every tensor is to be stored."""
+        if not kept or self.store_all or y.name in self.graph_outputs:
+            return True
+        return any(i != self.op_index + 1 for i in self.readers.get(y.name, ()))
+
+    def _place_whole(self, resident: list[int | None], sizes: list[int], out_words: int,
+                     keep: bool) -> list[int] | None:
+        """ACT bases of a whole layer's inputs (``resident`` ones stay where they are) and,
+        last, of its output (at an end of ACT when ``keep``); None if they do not fit."""
+        depth = self.c.act_depth
+        taken = sorted((b, b + n) for b, n in zip(resident, sizes, strict=True) if b is not None)
+
+        def fit(n: int, ends_only: bool) -> int | None:
+            lo_end, hi_end = 0, depth - n
+            candidates = [lo_end, hi_end] if ends_only else [0] + [hi for _, hi in taken]
+            for base in candidates:
+                if 0 <= base <= depth - n and all(base + n <= lo or base >= hi
+                                                   for lo, hi in taken):
+                    return base
+            return None
+
+        out = fit(out_words, ends_only=keep)
+        if out is None:
+            return None
+        taken = sorted(taken + [(out, out + out_words)])
+        bases = []
+        for b, n in zip(resident, sizes, strict=True):
+            if b is None:
+                b = fit(n, ends_only=False)
+                if b is None:
+                    return None
+                taken = sorted(taken + [(b, b + n)])
+            bases.append(b)
+        return bases + [out]
 
     def _dma(self, opcode: Opcode, where: str, segment: str, **fields) -> None:
         """Emit a LOAD/STORE whose ``ext_addr`` is relative to ``segment`` ("const" or "act");
@@ -181,9 +255,14 @@ class _Compiler:
             connected[ins, outs] = True
         kind = "depthwise conv" if op.groups == cin == cout else (
             f"conv/{op.groups} groups" if op.groups > 1 else "conv")
+        ow_n = op.y.shape[1]
+        # The array's depthwise mode: 3×3, stride 1, rows of at most dw_width outputs.
+        depthwise = (kind == "depthwise conv" and (kh_n, kw_n) == (3, 3)
+                     and tuple(op.stride) == (1, 1) and 0 < ow_n <= self.c.dw_width
+                     and not self.buffers[op.x.name].region.flatten_chw)
         self._array_layer(op.name, kind, [self._source(op.x, 0)], op.y, dense, connected,
                           op.w_zero_point, op.bias, op.multiplier, (kh_n, kw_n), op.stride,
-                          op.pads, op.qrange)
+                          op.pads, op.qrange, depthwise=depthwise)
 
     def _concat(self, op: ir.Concat) -> None:
         """Concatenation as a 1×1 convolution with identity weights over all inputs: each output
@@ -204,12 +283,15 @@ class _Compiler:
     def _array_layer(self, name: str, kind: str, sources: list[_Source], y: ir.Tensor,
                      dense: np.ndarray, connected: np.ndarray, w_zp: int, bias: np.ndarray,
                      multiplier: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-                     pads: tuple[int, int, int, int], qrange: tuple[int, int]) -> None:
+                     pads: tuple[int, int, int, int], qrange: tuple[int, int],
+                     depthwise: bool = False) -> None:
         """Lower ``y = requant(Σ_sources window · dense + bias)`` onto the systolic array.
 
         ``dense`` is ``[KH, KW, K, Cout]`` over the concatenated logical channels of all
         sources; ``connected[k, n]`` says whether channel k feeds output n at all (structurally),
-        so weight tiles that feed nothing in a column tile are skipped.
+        so weight tiles that feed nothing in a column tile are skipped. With ``depthwise`` (a
+        3×3 stride-1 depthwise convolution, K = Cout), each column tile is one depthwise MATMUL
+        whose weight tile holds the 9 taps of its ``cols`` channels.
         """
         c, e = self.c, self.e
         R, C, A = c.rows, c.cols, c.act_bytes
@@ -231,10 +313,21 @@ class _Compiler:
                  for kh in range(kh_n) for kw in range(kw_n)
                  for g in range(len(s.k) // R) if (s.k[g * R:(g + 1) * R] >= 0).any()]
         n_col_tiles = _ceil(cout, C)
+        tile_words = c.dw_weight_words if depthwise else R
         col_tiles: list[list[tuple[int, int, int, int]]] = []
         blocks = []
         for nt in range(n_col_tiles):
             cols = slice(nt * C, min(cout, (nt + 1) * C))
+            if depthwise:
+                # Word t = 3·ky + kx holds tap (ky, kx) of the tile's channels; the words past
+                # the ninth (rows >= 9 multiply 0) and padding channels hold w_zp.
+                block = np.full((tile_words, C), w_zp, np.int16)
+                taps = dense[:, :, cols, cols].diagonal(axis1=2, axis2=3)
+                block[:9, :cols.stop - cols.start] = taps.reshape(9, -1)
+                blocks.append(block)
+                # The source's word/lane group of these channels; kh = kw = 0 (all taps).
+                col_tiles.append([(0, 0, 0, nt)])
+                continue
             mine = []
             for t in tiles:
                 ks = sources[t[0]].k[t[3] * R:(t[3] + 1) * R]
@@ -255,10 +348,11 @@ class _Compiler:
         prm_offset = e.add_constant(self._prm_words(bias, multiplier, n_col_tiles * C))
         wgt_slices, prm_slices = c.slices(Mem.WGT), c.slices(Mem.PRM)
 
-        weights_resident = int(first_tile[-1]) * R <= c.wgt_depth
+        weights_resident = int(first_tile[-1]) * tile_words <= c.wgt_depth
         params_resident = n_col_tiles <= c.prm_depth
         # Weight tiles go through WGT in chunks of `chunk` tiles when a layer does not fit.
-        chunk = max(len(m) for m in col_tiles) if weights_resident else c.wgt_depth // R
+        chunk = (max(len(m) for m in col_tiles) if weights_resident
+                 else c.wgt_depth // tile_words)
 
         def in_rows(s: _Source, oh0: int, oh1: int) -> tuple[int, int]:
             lo = max(0, oh0 * sh - pt)
@@ -269,11 +363,33 @@ class _Compiler:
                      for s in sources]
             return [int(v) for v in np.cumsum([0] + sizes)]
 
-        def fits(t: int) -> bool:
-            worst = max(regions(r, min(oh_n, r + t))[-1] for r in range(0, oh_n, t))
-            return t * ow_n <= c.acc_depth and worst + t * ow_n <= c.act_depth
+        acc_budget = self._acc_budget(ow_n)
+        out_words = oh_n * ow_n * dst.cw
+        resident = [self.resident.get(s.buf.region.name) for s in sources]
+        keep = self._keep_resident(y, out_words)
+        placed = None
+        if keep or any(base is not None for base in resident):
+            # The whole layer at once, inputs and output as whole HWC tensors in ACT: inputs
+            # left there by the previous layer stay put, the output goes to an end of ACT when
+            # the next layer reads it from there, the rest fills the gap.
+            placed = self._place_whole(resident, [s.buf.h * s.buf.w * s.buf.cw for s in sources],
+                                       out_words, keep)
+            if placed is None or oh_n * ow_n > acc_budget:
+                if any(base is not None for base in resident):
+                    # The previous layer checked that this one fits (_keep_resident).
+                    raise TilingError(f"{name}: internal error: resident layer does not fit")
+                keep, placed = False, None
+        if placed is not None:
+            row_tiles = [(0, oh_n)]
 
-        row_tiles = self._row_tiles(oh_n, fits)
+            def regions(oh0: int, oh1: int) -> list[int]:    # noqa: F811
+                return placed
+        else:
+            def fits(t: int) -> bool:
+                worst = max(regions(r, min(oh_n, r + t))[-1] for r in range(0, oh_n, t))
+                return t * ow_n <= acc_budget and worst + t * ow_n * dst.cw <= c.act_depth
+
+            row_tiles = self._row_tiles(oh_n, fits)
         if not row_tiles:
             raise TilingError(
                 f"{name}: one output row ({ow_n} pixels) with its {kh_n} input rows does not "
@@ -284,18 +400,23 @@ class _Compiler:
                   f"{len(row_tiles)} row tile(s), {n_col_tiles} column tile(s), "
                   f"{int(first_tile[-1])} weight tile(s)")
         if weights_resident:
-            self._load_const(Mem.WGT, 0, wgt_offset, int(first_tile[-1]) * R * wgt_slices, where)
+            self._load_const(Mem.WGT, 0, wgt_offset,
+                             int(first_tile[-1]) * tile_words * wgt_slices, where)
         if params_resident:
             self._load_const(Mem.PRM, 0, prm_offset, n_col_tiles * prm_slices, where)
         lo, hi = qrange
+        acc_half = 0
         for oh0, oh1 in row_tiles:
             bases = regions(oh0, oh1)
+            # The output rows of the tile, HWC, stored (when needed) after the last column tile.
             out_base, count = bases[-1], (oh1 - oh0) * ow_n
-            for s, base in zip(sources, bases, strict=False):
+            for s, base, kept in zip(sources, bases, resident, strict=False):
                 r0, r1 = in_rows(s, oh0, oh1)
-                if r1 > r0:
+                if r1 > r0 and kept is None:
                     self._load_rows(s.buf, r0, r1, base, where)
             for nt, mine in enumerate(col_tiles):
+                acc_base = acc_half * acc_budget if acc_budget < c.acc_depth else 0
+                acc_half ^= 1
                 if params_resident:
                     prm_addr = nt
                 else:
@@ -304,39 +425,45 @@ class _Compiler:
                 for i, (si, kh, kw, g) in enumerate(mine):
                     tile = int(first_tile[nt]) + i
                     if weights_resident:
-                        wgt_base = tile * R
+                        wgt_base = tile * tile_words
                     else:
-                        wgt_base = (i % chunk) * R
+                        wgt_base = (i % chunk) * tile_words
                         if i % chunk == 0:
-                            n = min(chunk, len(mine) - i) * R * wgt_slices
-                            self._load_const(Mem.WGT, 0, wgt_offset + tile * R * wgt_slices, n,
+                            n = min(chunk, len(mine) - i) * tile_words * wgt_slices
+                            self._load_const(Mem.WGT, 0,
+                                             wgt_offset + tile * tile_words * wgt_slices, n,
                                              where)
                     s = sources[si]
                     r0, r1 = in_rows(s, oh0, oh1)
                     row_words = s.buf.w * s.buf.cw
                     ih0, iw0 = oh0 * sh - pt + kh - r0, kw - pl
-                    word, lane_group = divmod(g, A // R)
+                    word, lane_group = divmod(g, A // (C if depthwise else R))
                     e.emit(Opcode.MATMUL, where, accumulate=int(i > 0),
-                           x_signed=int(s.signed), lane_group=lane_group, x_zp=s.zero_point,
-                           w_zp=w_zp, act_base=bases[si] + ih0 * row_words + iw0 * s.buf.cw + word,
+                           depthwise=int(depthwise), x_signed=int(s.signed),
+                           lane_group=lane_group, x_zp=s.zero_point, w_zp=w_zp,
+                           act_base=bases[si] + ih0 * row_words + iw0 * s.buf.cw + word,
                            step_w=sw * s.buf.cw, step_h=sh * row_words, wgt_base=wgt_base,
-                           acc_base=0, out_h=oh1 - oh0, out_w=ow_n, ih0=ih0, iw0=iw0,
+                           acc_base=acc_base, out_h=oh1 - oh0, out_w=ow_n, ih0=ih0, iw0=iw0,
                            stride_h=sh, stride_w=sw, in_h=r1 - r0, in_w=s.buf.w)
-                self._requant_and_store(dst, nt, prm_addr, y.zero_point, lo, hi, oh0 * ow_n,
-                                        count, out_base, where)
+                self._requant(nt, prm_addr, y.zero_point, lo, hi, acc_base, count,
+                              out_base + nt * C // A, dst.cw, where)
+            if self._must_store(y, keep):
+                self._contiguous(Opcode.STORE, where, "act", Mem.ACT, out_base * self.slices,
+                                 dst.region.addr + oh0 * ow_n * dst.cw * self.slices,
+                                 count * dst.cw * self.slices)
+        if keep:
+            self.kept[y.name] = regions(0, oh_n)[-1]
+            if not self._must_store(y, keep):
+                self.unstored.add(y.name)
 
-    def _requant_and_store(self, dst: _Buffer, nt: int, prm_addr: int, y_zp: int, lo: int,
-                           hi: int, first_pixel: int, count: int, out_base: int,
-                           where: str) -> None:
-        """REQUANT ACC rows 0.. into column tile ``nt``'s lanes of the ACT output words at
-        ``out_base`` (one per pixel); STORE them once the word's last column tile is in."""
+    def _requant(self, nt: int, prm_addr: int, y_zp: int, lo: int, hi: int, acc_base: int,
+                 count: int, out_base: int, out_stride: int, where: str) -> None:
+        """REQUANT ``count`` ACC rows from ``acc_base`` into column tile ``nt``'s lanes of the
+        ACT words ``out_base + i·out_stride`` (one per pixel)."""
         C, A = self.c.cols, self.c.act_bytes
-        out_word, out_lane = divmod(nt * C, A)
-        self.e.emit(Opcode.REQUANT, where, lane_group=out_lane // C, y_zp=y_zp, qmin=lo,
-                    qmax=hi, acc_base=0, prm_addr=prm_addr, out_base=out_base, out_stride=1,
-                    count=count)
-        if (nt + 1) * C % A == 0 or (nt + 1) * C >= dst.channels:
-            self._store_pixels(dst, first_pixel, count, out_word, out_base, where)
+        self.e.emit(Opcode.REQUANT, where, lane_group=nt * C % A // C, y_zp=y_zp, qmin=lo,
+                    qmax=hi, acc_base=acc_base, prm_addr=prm_addr, out_base=out_base,
+                    out_stride=out_stride, count=count)
 
     def _prm_words(self, bias: np.ndarray, multiplier: np.ndarray, lanes: int) -> np.ndarray:
         """Requant parameters (isa.PRM_LANE) of ``lanes`` output channels as bytes; channels
@@ -458,8 +585,9 @@ class _Compiler:
                 e.emit(Opcode.POOL, where, mode=PoolMode.SUM, x_signed=int(op.x.signed),
                        lane_group=lane // C, out_base=0, words=1, out_h=oh1 - oh0,
                        in_h=r1 - r0, **{**window, "act_base": window["act_base"] + word})
-                self._requant_and_store(dst, nt, 0, op.y.zero_point, lo, hi, oh0 * ow_n,
-                                        count, out_base, where)
+                self._requant(nt, 0, op.y.zero_point, lo, hi, 0, count, out_base, 1, where)
+                if (nt + 1) * C % A == 0 or (nt + 1) * C >= dst.channels:
+                    self._store_pixels(dst, oh0 * ow_n, count, word, out_base, where)
 
     # -- element-wise ---------------------------------------------------------------------------
     def _add(self, op: ir.Add) -> None:
@@ -506,8 +634,9 @@ class _Compiler:
         lowering = {ir.Conv: self._conv, ir.MaxPool: self._maxpool, ir.Flatten: self._flatten,
                     ir.Concat: self._concat, ir.AvgPool: self._avgpool, ir.Add: self._add}
         layers = []
-        for op in graph.ops:
+        for self.op_index, op in enumerate(graph.ops):
             first = len(e.insns)
+            self.resident, self.kept = self.kept, {}
             lowering[type(op)](op)
             layers.append(LayerInfo(op.name, op.kind.value, first, len(e.insns) - first,
                                     op.macs if isinstance(op, ir.Conv) else 0, op.y.name))
@@ -526,6 +655,7 @@ class _Compiler:
             fields["ext_addr"] = int(fields["ext_addr"]) + (
                 const_base if kind == "const" else act_base)
             e.insns[index] = encode(opcode, **fields)
+        e.insns = assign_waits(e.insns, c)
         ext_words = act_base + self.next_act_word
         limit = 1 << c.ext_addr_bits
         if ext_words > limit:
@@ -541,7 +671,8 @@ class _Compiler:
                        inputs=[placed(b.tensor.name) for b in self.graph.inputs],
                        outputs=[placed(b.tensor.name) for b in self.graph.outputs],
                        layers=layers, comments=e.comments, ext_words=ext_words,
-                       tensors=[placed(name) for name in self.buffers])
+                       tensors=[placed(name) for name in self.buffers
+                                if name not in self.unstored])
 
 
 def _pool_stride(op) -> tuple[int, int]:
@@ -550,12 +681,16 @@ def _pool_stride(op) -> tuple[int, int]:
     return tuple(s if n > 1 else 1 for s, n in zip(op.stride, op.y.shape[:2], strict=True))
 
 
-def compile_graph(graph: ir.Graph, config: HwConfig) -> Program:
+def compile_graph(graph: ir.Graph, config: HwConfig, store_all: bool = False) -> Program:
     """Compile ``graph`` for ``config``.
+
+    Tensors that one layer passes to the next in ACT are not written to external memory unless
+    ``store_all`` (for layer-by-layer comparisons, which read every tensor back); the Program's
+    ``tensors`` lists those that are.
 
     Raises
     ------
     TilingError
         If a layer cannot be mapped onto this NPU (scratchpads or instruction fields too small).
     """
-    return _Compiler(graph, config).run()
+    return _Compiler(graph, config, store_all).run()

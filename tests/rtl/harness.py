@@ -12,9 +12,10 @@ from amaranth.hdl import Elaboratable, Module, Shape, Value
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from codesign.isa import Csr
+from codesign.isa import Csr, decode
 from codesign.isasim import IsaSim
 from codesign.rtl.ports import SCRATCHPADS, scratchpad
+from codesign.timing import engine_cycles
 
 __all__ = ["Harness", "to_ints", "to_bytes", "isasim_words", "read_memory", "run_engine",
            "simulate", "csr_write", "csr_read"]
@@ -111,9 +112,11 @@ class Harness(Elaboratable):
     async def step(self, ctx, sim: IsaSim, insn: int) -> int:
         """Run ``insn`` on the engine and on ``sim``, compare every memory; returns busy cycles.
 
-        The engine side is :func:`run_engine`, which also checks the start/busy/done protocol.
+        The engine side is :func:`run_engine`, which also checks the start/busy/done protocol;
+        the busy cycles must be those of the timing model (:func:`codesign.timing.engine_cycles`).
         """
         cycles = await run_engine(ctx, self.dut, insn)
+        assert cycles == engine_cycles(sim.config, *decode(insn)), f"busy cycles of {insn:#x}"
         sim.step(insn)
         # Compare after every instruction: a wrong write must be caught where it happens, not
         # where a later instruction reads it.

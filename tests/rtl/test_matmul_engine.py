@@ -88,6 +88,64 @@ def test_matmul_engine_random(config):
         assert cycles == (h.dut.latency + positions if positions else 1)
 
 
+DW_CONFIGS = [
+    HwConfig(rows=8, cols=8, bus_bytes=4, act_depth=64, wgt_depth=20, acc_depth=32, prm_depth=1,
+             dw_width=5),
+    HwConfig(rows=8, cols=2, bus_bytes=2, act_depth=64, wgt_depth=12, acc_depth=32, prm_depth=1,
+             dw_width=1),
+    HwConfig(rows=16, cols=4, bus_bytes=4, act_depth=64, wgt_depth=20, acc_depth=32,
+             prm_depth=1, dw_width=3),
+]
+
+
+def _random_depthwise(rng, c: HwConfig) -> int:
+    """A depthwise MATMUL: 3×3 stride 1 over a tensor in ACT, with random padding/clipping
+    (``ih0``/``iw0`` in -2..1) and ``out_w`` up to the line buffers' ``dw_width``."""
+    while True:
+        cw = int(rng.integers(1, 3))
+        height, width = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        out_h, out_w = int(rng.integers(1, 5)), int(rng.integers(1, c.dw_width + 1))
+        if height * width * cw <= c.act_depth and out_h * out_w <= c.acc_depth:
+            break
+    base = int(rng.integers(0, c.act_depth - height * width * cw + 1))
+    ih0, iw0 = int(rng.integers(-2, 2)), int(rng.integers(-2, 2))
+    x_signed = int(rng.integers(2))
+    return encode(
+        Opcode.MATMUL, accumulate=int(rng.integers(2)), depthwise=1, x_signed=x_signed,
+        lane_group=int(rng.integers(0, c.act_bytes // c.cols)),
+        x_zp=int(rng.integers(-128, 128) if x_signed else rng.integers(0, 256)),
+        w_zp=int(rng.integers(-128, 128)),
+        act_base=base + (ih0 * width + iw0) * cw + int(rng.integers(0, cw)),
+        step_w=cw, step_h=width * cw,
+        wgt_base=int(rng.integers(0, c.wgt_depth - c.dw_weight_words + 1)),
+        acc_base=int(rng.integers(0, c.acc_depth - out_h * out_w + 1)),
+        out_h=out_h, out_w=out_w, ih0=ih0, iw0=iw0, stride_h=1, stride_w=1,
+        in_h=int(rng.integers(1, height + 1)), in_w=int(rng.integers(1, width + 1)))
+
+
+@pytest.mark.parametrize("config", DW_CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}")
+def test_matmul_engine_depthwise(config):
+    """Depthwise MATMULs interleaved with ordinary ones (mode switches, stale line buffers)."""
+    c = config
+    rng = np.random.default_rng(c.rows * 7 + c.cols)
+    sim = IsaSim(c, np.zeros(c.bus_bytes, np.uint8))
+    sim.act[:] = rng.integers(0, 256, sim.act.shape)
+    sim.wgt[:] = rng.integers(0, 256, sim.wgt.shape)
+    sim.acc[:] = rng.integers(-2**31, 2**31, sim.acc.shape)
+    h = Harness(MatMulEngine(c), sim)
+    insns = [_random_depthwise(rng, c) if rng.integers(3) else _random_matmul(rng, c)
+             for _ in range(20)]
+    latencies = h.run(sim, insns)
+    dw_latency = max(c.rows, 9)
+    for insn, cycles in zip(insns, latencies, strict=True):
+        f = decode(insn)[1]
+        if f.depthwise:
+            stream = (int(f.out_h) + 2) * (int(f.out_w) + 2)
+            assert cycles == c.dw_weight_words + stream + dw_latency - 8 + 3
+        elif int(f.out_h) * int(f.out_w):
+            assert cycles == h.dut.latency + int(f.out_h) * int(f.out_w)
+
+
 def test_matmul_rejects_bad_config():
     with pytest.raises(TypeError):
         MatMulEngine(config=(4, 4))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from codesign.hazards import assign_waits
 from codesign.isa import Csr, HwConfig, Mem, Opcode, PoolMode, decode, encode, float_to_mult_shift
 from codesign.isasim import IsaSim
-from codesign.rtl.requant import Requantizer
 from codesign.rtl.top import NPU, generate_verilog
+from codesign.timing import schedule
 
 from .harness import Harness, csr_read, csr_write, isasim_words, read_memory, simulate
 from .test_eltwise import random_eltwise
@@ -70,20 +71,6 @@ def _image(c: HwConfig, program: list[int], ext_words: int, rng) -> tuple[np.nda
     return ext, base
 
 
-def _busy_cycles(c: HwConfig, insn: int) -> int:
-    """Engine cycles from start to done, as documented in each engine's file (not MATMUL)."""
-    op, f = decode(insn)
-    if op in (Opcode.LOAD, Opcode.STORE):
-        return int(f.rows) * int(f.length) + 1
-    if op == Opcode.REQUANT:
-        return int(f.count) + Requantizer.latency + 2 if int(f.count) else 1
-    if op == Opcode.ELTWISE:
-        return 2 * int(f.count) + 3 if int(f.count) else 1
-    assert op == Opcode.POOL
-    words = 1 if f.mode == PoolMode.SUM else int(f.words)
-    return int(f.out_h) * int(f.out_w) * words * int(f.k_h) * int(f.k_w) + 1
-
-
 def _random_dma(rng, c: HwConfig, store: bool, ext_lo: int, ext_hi: int) -> int:
     mem = Mem.ACT if store else Mem(int(rng.integers(3)))
     total = c.depth(mem) * c.slices(mem)
@@ -103,7 +90,7 @@ def _random_dma(rng, c: HwConfig, store: bool, ext_lo: int, ext_hi: int) -> int:
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
 def test_random_dma_pool_eltwise_programs(config, seed):
-    """LOAD/STORE/POOL/ELTWISE programs; also checks CYCLES against the documented timing."""
+    """LOAD/STORE/POOL/ELTWISE programs; also checks CYCLES against the timing model."""
     c = config
     rng = np.random.default_rng([seed, c.rows, c.cols, c.bus_bytes])
     n_insns = 12
@@ -120,12 +107,9 @@ def test_random_dma_pool_eltwise_programs(config, seed):
             program.append(random_eltwise(rng, c, max_count=4))
         else:
             program.append(_random_dma(rng, c, kind == 4, data_lo, ext_words))
-    program.append(encode(Opcode.END))
+    program = assign_waits(program + [encode(Opcode.END)], c)
     ext, base = _image(c, program, ext_words, rng)
-    cycles = check_against_isasim(c, ext, base)
-    # Per instruction: insn_words fetch reads + 1 cycle read latency + 1 dispatch + engine.
-    overhead = c.insn_words + 2
-    assert cycles == sum(overhead + _busy_cycles(c, p) for p in program[:-1]) + overhead
+    assert check_against_isasim(c, ext, base) == schedule(program, c).cycles
 
 
 def _load(c: HwConfig, mem: Mem, ext_addr: int, words: int) -> int:
@@ -229,12 +213,11 @@ def test_vector_program(config):
     c = config
     rng = np.random.default_rng(13 * c.rows + c.cols + c.bus_bytes)
     program, data = _vector_program(c, rng)
+    program = assign_waits(program, c)
     prog = b"".join(insn.to_bytes(32, "little") for insn in program)
     base = 3
     data[base * c.bus_bytes:base * c.bus_bytes + len(prog)] = np.frombuffer(prog, np.uint8)
-    cycles = check_against_isasim(c, data, base)
-    overhead = c.insn_words + 2
-    assert cycles == sum(overhead + _busy_cycles(c, p) for p in program[:-1]) + overhead
+    assert check_against_isasim(c, data, base) == schedule(program, c).cycles
     # The requantized outputs are not all saturated (the scales above are meaningful).
     ref = IsaSim(c, data)
     ref.run(base)
@@ -251,11 +234,12 @@ def test_conv_program(config):
     c = config
     rng = np.random.default_rng(11 * c.rows + c.cols)
     program, data = _conv_program(c, rng)
+    program = assign_waits(program, c)
     prog = b"".join(insn.to_bytes(32, "little") for insn in program)
     base = 5
     data[base * c.bus_bytes:base * c.bus_bytes + len(prog)] = np.frombuffer(prog, np.uint8)
     assert (base * c.bus_bytes + len(prog)) // c.bus_bytes < 600
-    check_against_isasim(c, data, base)
+    assert check_against_isasim(c, data, base) == schedule(program, c).cycles
 
 
 def test_generate_verilog_is_byte_stable():
