@@ -43,6 +43,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -225,13 +226,17 @@ def _load_cache() -> dict:
         return {}
 
 
+_CACHE_LOCK = threading.Lock()
+
+
 def _store(key: str, result: dict) -> None:
-    """Add one result to the cache file (re-read first: other processes may have added)."""
-    cache = _load_cache()
-    cache[key] = result
-    tmp = CACHE.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
-    tmp.replace(CACHE)
+    """Add one result to the cache file (re-read first: other runs may have added some)."""
+    with _CACHE_LOCK:
+        cache = _load_cache()
+        cache[key] = result
+        tmp = CACHE.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
+        tmp.replace(CACHE)
 
 
 def scalesim_cycles(model_path, rows: int, cols: int, refresh: bool = False) -> dict:
