@@ -180,6 +180,14 @@ sim.run_scale(top_path=out)
 """
 
 
+def _foreign_env() -> dict[str, str]:
+    """Environment for SCALE-Sim's venv and pip: third-party code, so our warning policy
+    (PYTHONWARNINGS=error in the tests) and import paths are not its business."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PYTHONWARNINGS"] = "ignore"
+    return env
+
+
 def scalesim_python() -> Path:
     """The Python of SCALE-Sim's venv, creating the venv on first use."""
     python = VENV / "bin" / "python"
@@ -187,8 +195,10 @@ def scalesim_python() -> Path:
     if stamp.is_file() and stamp.read_text() == " ".join(REQUIREMENTS):
         return python
     print(f"creating {VENV} ({' '.join(REQUIREMENTS)}) ...", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *REQUIREMENTS], check=True)
+    env = _foreign_env()
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, env=env)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *REQUIREMENTS], check=True,
+                   env=env)
     stamp.write_text(" ".join(REQUIREMENTS))
     return python
 
@@ -206,7 +216,7 @@ def _run(layers: list[TopoLayer], rows: int, cols: int) -> list[list[str]]:
         (work / "layout.csv").write_text(header + "\n")   # no custom layouts: header only
         done = subprocess.run(
             [str(python), "-c", _RUNNER, "scale.cfg", "topology.csv", "layout.csv", "out"],
-            cwd=work, capture_output=True, text=True)
+            cwd=work, capture_output=True, text=True, env=_foreign_env())
         report = work / "out" / "codesign" / "COMPUTE_REPORT.csv"
         if done.returncode or not report.is_file():
             raise RuntimeError(f"SCALE-Sim failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
