@@ -253,14 +253,14 @@ def count_program(program) -> ProgramCounts:
     """Count every instruction of ``program`` (a :class:`~codesign.compiler.Program`) once --
     one inference."""
     c = program.config
-    per_insn_layer = [None] * len(program.insns)
+    per_insn_layer: list[int | None] = [None] * len(program.insns)
     for index, layer in enumerate(program.layers):
         for i in range(layer.first_insn, layer.first_insn + layer.n_insns):
             per_insn_layer[i] = index
     layer_counts = [Counts() for _ in program.layers]
     other = Counts()
-    for insn, index in zip(program.insns, per_insn_layer, strict=True):
-        count_instruction(insn, c, other if index is None else layer_counts[index])
+    for insn, owner in zip(program.insns, per_insn_layer, strict=True):
+        count_instruction(insn, c, other if owner is None else layer_counts[owner])
     total = other
     for n in layer_counts:
         total = total + n
