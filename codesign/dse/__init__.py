@@ -1,0 +1,1 @@
+"""Design-space exploration: cost models of an NPU configuration running a compiled program."""
