@@ -56,10 +56,12 @@ class IsaSim:
         ext = (int(f.ext_addr) + i * int(f.ext_stride) + j).ravel()
         return sp, ext
 
-    def _window(self, f, extra: tuple[int, int] = (0, 0)):
-        """(addresses, in-bounds mask) of MATMUL/POOL window positions, oh-major."""
-        oh = np.arange(int(f.out_h))[:, None]
-        ow = np.arange(int(f.out_w))[None, :]
+    def _window(self, f, extra: tuple[int, int] = (0, 0), extent: tuple[int, int] | None = None):
+        """(addresses, in-bounds mask) of MATMUL/POOL window positions, oh-major; ``extent``
+        replaces (out_h, out_w) (the input stream of a depthwise MATMUL)."""
+        h, w = extent or (int(f.out_h), int(f.out_w))
+        oh = np.arange(h)[:, None]
+        ow = np.arange(w)[None, :]
         ih = int(f.ih0) + oh * int(f.stride_h) + extra[0]
         iw = int(f.iw0) + ow * int(f.stride_w) + extra[1]
         valid = (ih >= 0) & (ih < int(f.in_h)) & (iw >= 0) & (iw < int(f.in_w))
@@ -119,21 +121,23 @@ class IsaSim:
         return self.wgt[wb:wb + words].view(np.int8).astype(np.int64) - int(f.w_zp)
 
     def _depthwise(self, f) -> tuple[np.ndarray, int]:
-        """psum of a depthwise MATMUL (3×3 taps, one channel per column), oh-major."""
+        """psum of a depthwise MATMUL (3×3 taps, one channel per column), oh-major. Like the
+        hardware, it reads each in-bounds position of the padded input stream once."""
         c = self.config
         if not c.dw_width:
             raise IsaError("depthwise MATMUL on an NPU without depthwise mode")
-        if int(f.stride_h) != 1 or int(f.stride_w) != 1 or int(f.out_w) > c.dw_width:
+        out_h, out_w = int(f.out_h), int(f.out_w)
+        if int(f.stride_h) != 1 or int(f.stride_w) != 1 or out_w > c.dw_width:
             raise IsaError("depthwise MATMUL needs stride 1 and out_w <= dw_width")
-        w = self._weights(f, 9)
-        psum = np.zeros((int(f.out_h) * int(f.out_w), c.cols), np.int64)
+        w = self._weights(f, c.dw_weight_words)
+        addr, valid = self._window(f, extent=(out_h + 2, out_w + 2))
+        self._check(addr[valid], c.act_depth, "MATMUL ACT")
+        stream = self._operands(f, addr, valid, c.cols).reshape(out_h + 2, out_w + 2, c.cols)
+        psum = np.zeros((out_h, out_w, c.cols), np.int64)
         for t in range(9):
             ky, kx = divmod(t, 3)
-            addr, valid = self._window(f, (ky, kx))
-            addr = addr + ky * int(f.step_h) + kx * int(f.step_w)
-            self._check(addr[valid], c.act_depth, "MATMUL ACT")
-            psum += self._operands(f, addr, valid, c.cols) * w[t]
-        return psum, len(psum)
+            psum += stream[ky:ky + out_h, kx:kx + out_w] * w[t]
+        return psum.reshape(-1, c.cols), out_h * out_w
 
     def _requant(self, f) -> None:
         c = self.config

@@ -23,7 +23,7 @@ import numpy as np
 
 from codesign import isasim
 from codesign.dse.energy import Counts
-from codesign.isa import INSN_BITS, HwConfig, Mem, Opcode
+from codesign.isa import INSN_BITS, HwConfig, Mem, Opcode, decode
 from codesign.isasim import IsaSim
 
 __all__ = ["CountingMemory", "CountingIsaSim"]
@@ -94,8 +94,8 @@ class CountingIsaSim(IsaSim):
         return CountingMemory(wrapped.array.reshape(-1, self.config.bus_bytes), self,
                               wrapped.name, self.config.word_bytes(mem))
 
-    def _window(self, f, extra=(0, 0)):
-        addr, valid = super()._window(f, extra)
+    def _window(self, f, extra=(0, 0), extent=None):
+        addr, valid = super()._window(f, extra, extent)
         self.pending_mask = valid
         return addr, valid
 
@@ -147,10 +147,14 @@ class CountingIsaSim(IsaSim):
             self._current = None
         # Operations observed through the accesses of this instruction.
         if opcode == Opcode.MATMUL:
-            n.pe_ops = n.acc.writes * n.wgt.reads * c.cols
+            f = decode(insn)[1]
+            # A depthwise MATMUL streams (out_h + 2)(out_w + 2) positions, C lanes each.
+            stream = ((int(f.out_h) + 2) * (int(f.out_w) + 2) if f.depthwise
+                      else n.acc.writes)
+            n.pe_ops = stream * n.wgt.reads * c.cols
             n.pe_ops_in_bounds = n.act.reads * n.wgt.reads * c.cols
             n.acc_adds = n.acc.reads * c.cols
-            n.x_zp_subs = n.acc.writes * n.wgt.reads
+            n.x_zp_subs = stream * (c.cols if f.depthwise else n.wgt.reads)
             n.w_zp_subs = n.wgt.reads * c.cols
         elif opcode == Opcode.POOL:
             if n.acc.writes:

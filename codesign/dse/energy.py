@@ -169,6 +169,9 @@ def _count_matmul(f, c: HwConfig, n: Counts) -> None:
     positions = int(f.out_h) * int(f.out_w)
     if positions == 0:
         return                                    # the engine touches no memory at all
+    if f.depthwise:
+        _count_depthwise(f, c, n)
+        return
     valid = _window_in_bounds(f)
     n.wgt.read(R, C)                              # the weight tile, once per instruction
     n.w_zp_subs += R * C
@@ -180,6 +183,26 @@ def _count_matmul(f, c: HwConfig, n: Counts) -> None:
         n.acc.read(positions, C * ACC_LANE_BYTES)
         n.acc_adds += positions * C
     n.acc.write(positions, C * ACC_LANE_BYTES)
+
+
+def _count_depthwise(f, c: HwConfig, n: Counts) -> None:
+    """A depthwise MATMUL streams the padded input once: every row (and the tap lane) of the
+    array multiplies on every stream cycle; padding positions are not read."""
+    C, words = c.cols, c.dw_weight_words
+    out_h, out_w = int(f.out_h), int(f.out_w)
+    stream = (out_h + 2) * (out_w + 2)
+    valid = (_in_range(int(f.ih0), 1, out_h + 2, int(f.in_h))
+             * _in_range(int(f.iw0), 1, out_w + 2, int(f.in_w)))
+    n.wgt.read(words, C)
+    n.w_zp_subs += words * C
+    n.act.read(valid, c.act_bytes)
+    n.x_zp_subs += stream * C
+    n.pe_ops += stream * words * C
+    n.pe_ops_in_bounds += valid * words * C
+    if int(f.accumulate):
+        n.acc.read(out_h * out_w, C * ACC_LANE_BYTES)
+        n.acc_adds += out_h * out_w * C
+    n.acc.write(out_h * out_w, C * ACC_LANE_BYTES)
 
 
 def _count_requant(f, c: HwConfig, n: Counts) -> None:

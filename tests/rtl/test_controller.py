@@ -103,7 +103,7 @@ def test_controller_runs_programs(config):
                 insn = ctx.get(dut.insn)
                 opcode, fields = decode(insn)
                 ports = int(ports_used(opcode, fields))
-                for e, (s, lat, held) in running.items():
+                for s, lat, held in running.values():
                     if s < cycle < s + lat:
                         assert not ports & held, "two engines on one port"
                 dispatched.append((pulses[0], insn))
