@@ -94,13 +94,16 @@ def _report_text(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def generate(model: Path, outdir: Path, config: HwConfig) -> dict:
-    """Compile ``model`` for ``config`` and write the design directory atomically."""
+def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = False) -> dict:
+    """Compile ``model`` for ``config`` and write the design directory atomically.
+
+    ``store_all`` writes every tensor to external memory (for ``verify --per-layer``), not only
+    those that do not stay on chip from one layer to the next."""
     from .compiler import compile_graph
     from .verilog import npu_verilog
 
     graph = _load(model)
-    program = compile_graph(graph, config)
+    program = compile_graph(graph, config, store_all=store_all)
     report = _report(graph, config, program)
     outdir = outdir.resolve()
     outdir.parent.mkdir(parents=True, exist_ok=True)
@@ -270,7 +273,7 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
     from .perlayer import ort_to_hwc
 
     start = time.perf_counter()
-    generate(model, outdir, config)
+    generate(model, outdir, config, store_all=per_layer)
     print(f"generate: {time.perf_counter() - start:.2f} s -> {outdir}")
     design = Design(outdir)
     graph = design.graph

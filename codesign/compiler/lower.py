@@ -123,10 +123,11 @@ class _Compiler:
         self.relocations: list[tuple[int, str]] = []
 
     # -- memory plan ----------------------------------------------------------------------------
-    def _allocate(self, t: ir.Tensor) -> _Buffer:
-        h, w, c = t.shape
+    def _allocate(self, t: ir.Tensor, unfold: tuple[int, ...] | None = None) -> _Buffer:
+        region = Region(t.name, self.next_act_word, t.shape, 0, t.signed, unfold=unfold)
+        h, w, c = region.stored_shape
         cw = _ceil(c, self.c.act_bytes)
-        region = Region(t.name, self.next_act_word, t.shape, cw, t.signed)
+        region = dataclasses.replace(region, cw=cw)
         self.next_act_word += h * w * cw * self.slices
         buf = _Buffer(region, h, w, cw, c)
         self.buffers[t.name] = buf
@@ -243,8 +244,32 @@ class _Compiler:
         k = np.where(k >= 0, k + k_offset, -1)
         return _Source(geometry, t.zero_point, t.signed, k)
 
+    def _unfolding(self, t: ir.Tensor) -> tuple[int, ...] | None:
+        """How the host should write model input ``t`` unfolded (Region.unfold), or None: when
+        its only reader is a dense convolution whose taps would each fill few array rows, and
+        its unfolded windows fill fewer weight tiles."""
+        readers = self.readers.get(t.name, [])
+        if len(readers) != 1:
+            return None
+        op = self.graph.ops[readers[0]]
+        if not isinstance(op, ir.Conv) or op.groups != 1 or op.x.name != t.name:
+            return None
+        kh, kw, cin, _ = op.weight.shape
+        R = self.c.rows
+        if kh * kw == 1 or _ceil(kh * kw * cin, R) >= kh * kw * _ceil(cin, R):
+            return None
+        return (kh, kw, *op.stride, *op.pads, t.zero_point)
+
     def _conv(self, op: ir.Conv) -> None:
         kh_n, kw_n, cin_g, cout = op.weight.shape
+        if self.buffers[op.x.name].region.unfold is not None:
+            # The host wrote the input as im2col windows: a 1×1 convolution over K = kh·kw·cin.
+            k = kh_n * kw_n * cin_g
+            self._array_layer(op.name, "conv (unfolded input)", [self._source(op.x, 0)], op.y,
+                              op.weight.reshape(1, 1, k, cout).astype(np.int16),
+                              np.ones((k, cout), bool), op.w_zero_point, op.bias,
+                              op.multiplier, (1, 1), (1, 1), (0, 0, 0, 0), op.qrange)
+            return
         cin, cout_g = cin_g * op.groups, cout // op.groups
         # Dense [KH, KW, Cin, Cout] weights; channels of other groups hold w_zp (contribute 0).
         dense = np.full((kh_n, kw_n, cin, cout), op.w_zero_point, np.int16)
@@ -630,7 +655,7 @@ class _Compiler:
     def run(self) -> Program:
         graph, e = self.graph, self.e
         for binding in graph.inputs:
-            self._allocate(binding.tensor)
+            self._allocate(binding.tensor, self._unfolding(binding.tensor))
         lowering = {ir.Conv: self._conv, ir.MaxPool: self._maxpool, ir.Flatten: self._flatten,
                     ir.Concat: self._concat, ir.AvgPool: self._avgpool, ir.Add: self._add}
         layers = []
@@ -672,7 +697,8 @@ class _Compiler:
                        outputs=[placed(b.tensor.name) for b in self.graph.outputs],
                        layers=layers, comments=e.comments, ext_words=ext_words,
                        tensors=[placed(name) for name in self.buffers
-                                if name not in self.unstored])
+                                if name not in self.unstored
+                                and self.buffers[name].region.unfold is None])
 
 
 def _pool_stride(op) -> tuple[int, int]:

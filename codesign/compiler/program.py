@@ -31,6 +31,12 @@ class Region:
 
     ``flatten_chw`` marks a tensor that the model sees flattened in CHW order (ir.Flatten): the
     memory still holds the (H, W, C) source layout; :meth:`unpack` applies the flatten.
+
+    ``unfold`` marks a model input that the host writes already unfolded for the convolution
+    that reads it (im2col): ``(kh, kw, stride_h, stride_w, pad_t, pad_l, pad_b, pad_r,
+    zero_point)``; memory then holds, per output pixel of that convolution, its ``kh·kw·C``
+    window values in (ky, kx, c) order, padding positions holding the zero point. A first layer
+    with few input channels would otherwise use few rows of the array (DS-CNN: 1 of 8).
     """
     name: str
     addr: int
@@ -38,25 +44,53 @@ class Region:
     cw: int
     signed: bool
     flatten_chw: bool = False
+    unfold: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if self.unfold is not None:    # from JSON: a list
+            object.__setattr__(self, "unfold", tuple(self.unfold))
+
+    @property
+    def stored_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) as laid out in memory (the unfolded shape for ``unfold``)."""
+        if self.unfold is None:
+            return self.shape
+        kh, kw, sh, sw, pt, pl, pb, pr, _ = self.unfold
+        h, w, c = self.shape
+        return ((h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1, kh * kw * c)
 
     def nbytes(self, config: HwConfig) -> int:
-        h, w, _ = self.shape
+        h, w, _ = self.stored_shape
         return h * w * self.cw * config.act_bytes
 
     def pack(self, x: np.ndarray, config: HwConfig) -> bytes:
         """Integer HWC tensor → the bytes to write at ``addr``."""
-        h, w, c = self.shape
         if self.flatten_chw:
             raise ValueError(f"{self.name} is a flattened view and cannot be written")
         x = np.asarray(x)
         if x.shape != self.shape:
             raise ValueError(f"{self.name}: expected shape {self.shape}, got {x.shape}")
+        x = x.astype(np.int8 if self.signed else np.uint8).view(np.uint8)
+        if self.unfold is not None:
+            x = self._unfold(x)
+        h, w, c = self.stored_shape
         buf = np.zeros((h, w, self.cw * config.act_bytes), np.uint8)
-        buf[:, :, :c] = x.astype(np.int8 if self.signed else np.uint8).view(np.uint8)
+        buf[:, :, :c] = x
         return buf.tobytes()
+
+    def _unfold(self, x: np.ndarray) -> np.ndarray:
+        kh, kw, sh, sw, pt, pl, pb, pr, zp = self.unfold
+        pad = np.array(zp, np.int8 if self.signed else np.uint8).view(np.uint8)
+        padded = np.pad(x, ((pt, pb), (pl, pr), (0, 0)), constant_values=pad)
+        oh, ow, _ = self.stored_shape
+        windows = [padded[ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw]
+                   for ky in range(kh) for kx in range(kw)]
+        return np.concatenate(windows, axis=2)
 
     def unpack(self, data: bytes, config: HwConfig) -> np.ndarray:
         """Bytes read from ``addr`` → the integer tensor (HWC, or flattened (1, 1, N))."""
+        if self.unfold is not None:
+            raise ValueError(f"{self.name} is stored unfolded and cannot be read back")
         h, w, c = self.shape
         buf = np.frombuffer(data, np.uint8).reshape(h, w, self.cw * config.act_bytes)
         x = buf[:, :, :c].view(np.int8 if self.signed else np.uint8)
