@@ -46,33 +46,101 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
 
 @dataclasses.dataclass
 class Schedule:
-    """Start cycle and busy time of every instruction, and the total cycles (CSR CYCLES)."""
+    """Start cycle and engine time (:func:`engine_cycles`) of every instruction, and the total
+    cycles (CSR CYCLES)."""
     starts: list[int]
     durations: list[int]
     cycles: int
+
+
+class _Engine:
+    """An engine that runs one instruction at a time: busy from the cycle after its start up
+    to and including its done cycle, ready for the next start the cycle after."""
+
+    def __init__(self):
+        self.start, self.done, self.ports = -10, -10, 0
+
+    def ready(self, t: int) -> bool:
+        return not self.start < t <= self.done
+
+    def free(self, t: int) -> bool:         # idle, or in its done cycle
+        return not self.start < t < self.done
+
+    def busy(self, t: int) -> bool:
+        return self.start < t <= self.done
+
+    def accept(self, t: int, cycles: int, ports: int, f) -> None:
+        self.start, self.done, self.ports = t, t + cycles, ports
+
+
+class _MatMulPipe(_Engine):
+    """The MATMUL engine of rtl/matmul.py: an instruction loads its weights into the array's
+    shadow registers while the previous one streams (once that one's switch marker has passed
+    the last PE), then streams right behind it. Depthwise tiles and changes of mode wait for
+    an empty engine. Busy from the cycle after a start until the last write of the last
+    instruction in flight."""
+
+    def __init__(self, config: HwConfig):
+        super().__init__()
+        c = config
+        self.c = c
+        self.lat = c.rows + c.cols - 1
+        self.dw_lat = max(c.rows, 9) - 8
+        self.ready_at = 0           # first cycle the load stage is free
+        self.stream_last = -10      # cycle of the last stream position issued so far
+        self.shadow_free = 0        # first cycle a new weight load may begin
+        self.last_write = -10       # last ACC write of everything accepted
+        self.dw = False             # mode of the instruction that streamed last
+
+    def ready(self, t: int) -> bool:
+        return t >= self.ready_at
+
+    def accept(self, t: int, cycles: int, ports: int, f) -> None:
+        c = self.c
+        out_h, out_w = int(f.out_h), int(f.out_w)
+        if not out_h or not out_w:
+            if not self.busy(t):    # an empty instruction alone: done the next cycle
+                self.start, self.done, self.ports = t, t + 1, ports
+            return
+        if not self.busy(t) or t == self.done:
+            self.start, self.ports = t, ports
+        else:
+            self.ports |= ports
+        dw = bool(f.depthwise)
+        load = max(t + 1, self.shadow_free)
+        if dw or self.dw:           # the array must be empty: all earlier writes done
+            load = max(load, self.last_write + 1)
+        words = c.dw_weight_words if dw else c.rows
+        # An accumulating instruction's first ACC read must follow the last write before it.
+        take = max(load + words - 1, self.stream_last + (2 if f.accumulate else 0))
+        first = take + 1
+        positions = (out_h + 2) * (out_w + 2) if dw else out_h * out_w
+        self.stream_last = first + positions - 1
+        self.ready_at = take + 1
+        self.shadow_free = first if dw else first + c.rows + c.cols
+        self.last_write = self.stream_last + 3 + (self.dw_lat if dw else self.lat)
+        self.dw = dw
+        self.done = self.last_write
 
 
 def schedule(insns: list[int], config: HwConfig,
              duration: Callable[[Opcode, object], int] | None = None) -> Schedule:
     """Replay the controller on ``insns`` (ending with END).
 
-    ``duration(opcode, fields)`` gives each instruction's engine time (default
-    :func:`engine_cycles`); the controller test passes the latencies of its model engines.
+    By default the engines are those of the RTL (:func:`engine_cycles`, and the pipelined MATMUL
+    engine); the controller test instead passes ``duration(opcode, fields)``, the latencies of its
+    model engines, each running one instruction at a time.
     """
     n = config.insn_words
     if duration is None:
+        engines = {e: _Engine() for e in ENGINES} | {"matmul": _MatMulPipe(config)}
+
         def duration(opcode, f):
             return engine_cycles(config, opcode, f)
-    # Per engine: the start cycle and duration of its latest instruction, and its ports.
-    last: dict[str, tuple[int, int, int]] = {}
+    else:
+        engines = {e: _Engine() for e in ENGINES}
     starts, durations = [], []
     fetch_from = 0
-
-    def busy(e: str, t: int) -> bool:           # start+1 .. done
-        return e in last and last[e][0] < t <= last[e][0] + last[e][1]
-
-    def free(e: str, t: int) -> bool:           # idle, or in its done cycle
-        return e not in last or not last[e][0] < t < last[e][0] + last[e][1]
 
     for word in insns:
         try:
@@ -82,7 +150,7 @@ def schedule(insns: list[int], config: HwConfig,
         # Fetch: n read cycles from fetch_from, skipping those in which the DMA engine is busy.
         t, reads = fetch_from, 0
         while True:
-            if not busy("dma", t):
+            if not engines["dma"].busy(t):
                 reads += 1
                 if reads == n:
                     break
@@ -90,20 +158,20 @@ def schedule(insns: list[int], config: HwConfig,
         t += 2                                   # last read's data, then the dispatch stage
         engine = ENGINE.get(opcode)
         if engine is None:                       # END: once every engine is free
-            t = max([t] + [s + d for s, d, _ in last.values()])
+            t = max([t] + [e.done for e in engines.values()])
             return Schedule(starts, durations, t + 1)
         ports = int(ports_used(opcode, f))
         while True:
-            in_use = 0
-            for e in ENGINES:
-                if not free(e, t) and e in last:
-                    in_use |= last[e][2]
-            if (not busy(engine, t) and not ports & in_use
-                    and (not f.wait or all(free(e, t) for e in ENGINES))):
+            in_use = 0          # by the other engines (an engine orders its own instructions)
+            for name, e in engines.items():
+                if name != engine and not e.free(t):
+                    in_use |= e.ports
+            if (engines[engine].ready(t) and not ports & in_use
+                    and (not f.wait or all(e.free(t) for e in engines.values()))):
                 break
             t += 1
         d = duration(opcode, f)
-        last[engine] = (t, d, ports)
+        engines[engine].accept(t, d, ports, f)
         starts.append(t)
         durations.append(d)
         fetch_from = t + 1

@@ -18,9 +18,15 @@ row ``r - 1``, so the left edge delays ``x[r]`` by ``r`` cycles (skew); column `
 (de-skew). Seen from outside, the array is a plain pipeline of :attr:`SystolicArray.latency`
 cycles that accepts one input vector per cycle.
 
-Weights are loaded through the same columns, one row per cycle, entering at the *bottom* row and
-shifting up, so that after ``rows`` loads the first row presented sits in row 0 (multiplied by
-``x[0]``) and the last one in row ``rows - 1``.
+Weights are double-buffered. They are loaded into *shadow* registers, one row per cycle, entering
+at the *bottom* row and shifting up, so that after ``rows`` loads the first row presented sits in
+row 0 (multiplied by ``x[0]``) and the last one in row ``rows - 1``. The shadow weights become the
+active ones either all at once (``w_switch``, with no input in flight) or, for back-to-back
+weight tiles, PE by PE: ``x_switch`` marks the first input vector of the new tile and travels with
+it through the skew and the rows, so each PE switches exactly when that vector reaches it while
+the previous tile's last vectors still meet the old weights further on. The shadow registers may
+be reloaded once the marked vector has passed the last PE, ``rows + cols - 2`` cycles after it
+entered the array.
 
 Depthwise mode
 --------------
@@ -80,11 +86,14 @@ class SystolicArray(wiring.Component):
     x : In(ArrayLayout(signed(9), rows))
         Input vector; sampled when ``x_valid`` is high.
     x_valid : In(1)
+    x_switch : In(1)
+        With ``x_valid``: this vector is the first of the weight tile now in the shadow registers.
     w : In(ArrayLayout(signed(9), cols))
-        One row of weights; shifted in when ``w_load`` is high. After ``rows`` loads, the ``r``-th
-        row presented (0-based) multiplies ``x[r]``. ``w_load`` must only be asserted while no
-        input vector is in flight.
+        One row of weights, shifted into the shadow registers when ``w_load`` is high. After
+        ``rows`` loads, the ``r``-th row presented (0-based) multiplies ``x[r]`` once switched.
     w_load : In(1)
+    w_switch : In(1)
+        Make every shadow weight active at once (only while no input is in flight).
     psum : Out(ArrayLayout(signed(32), cols))
         ``psum[c] = Σ_r x[r] · w[r][c]`` for the ``x`` presented :attr:`latency` cycles earlier.
     psum_valid : Out(1)
@@ -92,7 +101,10 @@ class SystolicArray(wiring.Component):
     latency : int
         Cycles from an input vector to its output vector: ``rows + cols - 1``.
     dw : In(1)
-        Depthwise mode (only with ``depthwise=True``); hold it for a whole instruction.
+        Depthwise mode (only with ``depthwise=True``); change it only with no input in flight.
+    w_lane : In(1)
+        Load through the tap lane: the depthwise weight tile of an 8-row array (``rows + 1``
+        words).
     xd : In(ArrayLayout(ArrayLayout(signed(9), cols), 3))
         Depthwise inputs: ``xd[ky]`` feeds rows ``3·ky .. 3·ky + 2``.
     dw_latency : int
@@ -116,13 +128,16 @@ class SystolicArray(wiring.Component):
         ports = {
             "x": In(data.ArrayLayout(X_SHAPE, rows)),
             "x_valid": In(1),
+            "x_switch": In(1),
             "w": In(data.ArrayLayout(W_SHAPE, cols)),
             "w_load": In(1),
+            "w_switch": In(1),
             "psum": Out(data.ArrayLayout(PSUM_SHAPE, cols)),
             "psum_valid": Out(1),
         }
         if depthwise:
             ports["dw"] = In(1)
+            ports["w_lane"] = In(1)
             ports["xd"] = In(data.ArrayLayout(data.ArrayLayout(X_SHAPE, cols), 3))
         super().__init__(ports)
 
@@ -136,27 +151,36 @@ class SystolicArray(wiring.Component):
         m = Module()
         rows, cols = self.rows, self.cols
 
-        # Stationary weights, shifted in from the bottom row upwards (through the tap lane in
-        # depthwise mode on an 8-row array).
+        # Shadow weights, shifted in from the bottom row upwards (through the tap lane for a
+        # depthwise tile on an 8-row array); the active ones are what the PEs multiply by.
         lane = self.depthwise and rows == 8
+        shadow = [[Signal(W_SHAPE, name=f"pe_{r}_{c}_ws") for c in range(cols)]
+                  for r in range(rows)]
         weight = [[Signal(W_SHAPE, name=f"pe_{r}_{c}_w") for c in range(cols)]
                   for r in range(rows)]
-        lane_w = [Signal(W_SHAPE, name=f"lane_{c}_w") for c in range(cols)] if lane else None
+        lane_shadow = [Signal(W_SHAPE, name=f"lane_{c}_ws") for c in range(cols)] if lane else []
+        lane_w = [Signal(W_SHAPE, name=f"lane_{c}_w") for c in range(cols)] if lane else []
         with m.If(self.w_load):
             for c in range(cols):
                 for r in range(rows):
                     if r < rows - 1:
-                        below = weight[r + 1][c]
+                        below = shadow[r + 1][c]
                     elif lane:
-                        below = Mux(self.dw, lane_w[c], self.w[c])
+                        below = Mux(self.w_lane, lane_shadow[c], self.w[c])
                     else:
                         below = self.w[c]
-                    m.d.sync += weight[r][c].eq(below)
+                    m.d.sync += shadow[r][c].eq(below)
                 if lane:
-                    m.d.sync += lane_w[c].eq(self.w[c])
+                    m.d.sync += lane_shadow[c].eq(self.w[c])
+        with m.If(self.w_switch):
+            m.d.sync += [a.eq(b) for ra, rb in zip(weight, shadow, strict=True)
+                         for a, b in zip(ra, rb, strict=True)]
+            m.d.sync += [a.eq(b) for a, b in zip(lane_w, lane_shadow, strict=True)]
 
-        # Left edge: skew row r by r cycles.
+        # Left edge: skew row r by r cycles (the switch marker travels along).
         x_edge = [_delay(m, self.x[r], r, name=f"skew_{r}") for r in range(rows)]
+        sw_edge = [_delay(m, self.x_switch & self.x_valid, r, name=f"skew_sw_{r}",
+                          reset_less=False) for r in range(rows)]
 
         # The PE grid. x_in of PE(r, c) is the x register of PE(r, c-1); psum_in is the psum
         # register of PE(r-1, c). Operands are reset-less: only the valid bits need a reset.
@@ -164,16 +188,20 @@ class SystolicArray(wiring.Component):
         for c in range(cols):
             psum_above = None
             for r in range(rows):
-                x_in = x_edge[r]
+                x_in, sw_in = x_edge[r], sw_edge[r]
                 if c < cols - 1:    # the last column has no right-hand neighbour to feed
                     x_reg = Signal(X_SHAPE, name=f"pe_{r}_{c}_x", reset_less=True)
-                    m.d.sync += x_reg.eq(x_in)
-                    x_edge[r] = x_reg
+                    sw_reg = Signal(name=f"pe_{r}_{c}_sw")
+                    m.d.sync += [x_reg.eq(x_in), sw_reg.eq(sw_in)]
+                    x_edge[r], sw_edge[r] = x_reg, sw_reg
                 if self.depthwise:
                     x_in = Mux(self.dw, self.xd[r // 3][c] if r < 9 else 0, x_in)
+                with m.If(sw_in):
+                    m.d.sync += weight[r][c].eq(shadow[r][c])
+                w_now = Mux(sw_in, shadow[r][c], weight[r][c])
 
                 prod = Signal(signed(18), name=f"pe_{r}_{c}_prod")
-                m.d.comb += prod.eq(x_in * weight[r][c])
+                m.d.comb += prod.eq(x_in * w_now)
                 psum = Signal(self.psum_shape(r + 1), name=f"pe_{r}_{c}_psum", reset_less=True)
                 m.d.sync += psum.eq(prod if psum_above is None else psum_above + prod)
                 psum_above = psum

@@ -6,11 +6,12 @@ The host writes ``PROG_BASE`` and then ``CTRL.start``; the controller fetches th
 :mod:`codesign.isa` allow, and fetches the next one while the engines run, until ``END``, which
 raises ``done`` once every engine is idle.
 
-Dispatch rules: the instruction's engine is idle, none of its ports (:func:`isa.ports_used`) is in
-use by a running engine, and, if its ``wait`` bit is set (or it is END), every engine is free. An
-engine's ports and results are free from the cycle of its ``done`` on: its last memory access is
-in that cycle, and a started engine touches memory from the cycle after its ``start`` at the
-earliest. The engine itself takes a new ``start`` only from the cycle after its ``done``.
+Dispatch rules: the instruction's engine is ready, none of its ports (:func:`isa.ports_used`) is
+in use by a running engine, and, if its ``wait`` bit is set (or it is END), every engine is free.
+An engine's ports and results are free from the cycle of its ``done`` on: its last memory access
+is in that cycle, and a started engine touches memory from the cycle after its ``start`` at the
+earliest. Most engines are ready once idle; the MATMUL engine takes the next instruction while
+the previous one still streams (rtl/matmul.py).
 
 Timing: ``n = config.insn_words`` cycles issuing fetch reads, one cycle for the last read's data,
 then the instruction waits in the dispatch stage until it may start; the next fetch starts the
@@ -69,8 +70,9 @@ class Controller(HwComponent):
         The instruction being dispatched; valid in the cycle of its engine's ``start`` only.
     start_<engine> : Out(1)
         One-cycle start pulse of each engine of :data:`codesign.isa.ENGINES`.
-    busy_<engine>, done_<engine> : In(1)
-        Each engine's ``busy`` and ``done`` (docs/rtl-contract.md).
+    ready_<engine>, busy_<engine>, done_<engine> : In(1)
+        Each engine's ``ready`` (takes a start now), ``busy`` and ``done``
+        (docs/rtl-contract.md).
     """
 
     def __init__(self, config: HwConfig):
@@ -81,6 +83,7 @@ class Controller(HwComponent):
             **ext_read(c),
             "insn": Out(INSN_BITS),
             **{f"start_{e}": Out(1) for e in ENGINES},
+            **{f"ready_{e}": In(1) for e in ENGINES},
             **{f"busy_{e}": In(1) for e in ENGINES},
             **{f"done_{e}": In(1) for e in ENGINES},
         })
@@ -124,13 +127,17 @@ class Controller(HwComponent):
             ]
 
         # -- engines: free, and the ports they hold ------------------------------------------------
-        # An engine takes its next start only once idle (a start in its done cycle would be
-        # lost); for every other purpose it is free from its done cycle on.
-        idle = {e: ~getattr(self, f"busy_{e}") for e in ENGINES}
-        free = {e: idle[e] | getattr(self, f"done_{e}") for e in ENGINES}
+        # An engine takes a start when ready; its ports and results are free from its done cycle
+        # on (done: every instruction it took is complete).
+        ready = {e: getattr(self, f"ready_{e}") for e in ENGINES}
+        free = {e: ~getattr(self, f"busy_{e}") | getattr(self, f"done_{e}") for e in ENGINES}
         all_free = functools.reduce(operator.and_, free.values())
         holds = {e: Signal(len(Port), name=f"ports_{e}") for e in ENGINES}
-        in_use = functools.reduce(operator.or_, (Mux(free[e], 0, holds[e]) for e in ENGINES))
+        held = {e: Mux(free[e], 0, holds[e]) for e in ENGINES}
+
+        def in_use_by_others(engine: str):
+            # An engine's own next instruction may share its ports: the engine orders them.
+            return functools.reduce(operator.or_, (held[e] for e in ENGINES if e != engine))
 
         # -- decode of the fetched instruction -------------------------------------------------
         opcode = self.insn[:OPCODE_BITS]
@@ -140,7 +147,8 @@ class Controller(HwComponent):
             for op, engine in ENGINE.items():
                 with m.Case(op):
                     ports = ports_used(op, LAYOUTS[op](self.insn[:LAYOUTS[op].size]))
-                    m.d.comb += may_start.eq(idle[engine] & ((ports & in_use) == 0)
+                    others = in_use_by_others(engine)
+                    m.d.comb += may_start.eq(ready[engine] & ((ports & others) == 0)
                                              & (~wait | all_free))
 
         with m.FSM(name="ctrl"):
@@ -174,9 +182,11 @@ class Controller(HwComponent):
                         with m.Case(op):
                             with m.If(may_start):
                                 m.d.comb += getattr(self, f"start_{engine}").eq(1)
+                                # A pipelined engine holds the ports of all it runs.
+                                ports = ports_used(op, LAYOUTS[op](self.insn[:LAYOUTS[op].size]))
                                 m.d.sync += [
-                                    holds[engine].eq(ports_used(
-                                        op, LAYOUTS[op](self.insn[:LAYOUTS[op].size]))),
+                                    holds[engine].eq(Mux(free[engine], ports,
+                                                         holds[engine] | ports)),
                                     issued.eq(0),
                                     received.eq(0),
                                 ]

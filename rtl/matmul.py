@@ -32,6 +32,7 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import Out
 
 from codesign import isa
 
@@ -61,6 +62,7 @@ class MatMulEngine(HwComponent):
     def __init__(self, config: isa.HwConfig):
         super().__init__(config, lambda c: {
             **engine_control(isa.MatMul),
+            "ready": Out(1),
             **scratchpad_read(c, "act"),
             **scratchpad_read(c, "wgt"),
             **scratchpad_read(c, "acc"),
@@ -75,20 +77,69 @@ class MatMulEngine(HwComponent):
         m.submodules.array = array = SystolicArray(rows=c.rows, cols=c.cols,
                                                    depthwise=c.dw_width > 0)
         lat = array.latency
+        acc_bits = c.addr_bits(c.acc_depth)
 
-        insn = Signal(isa.MatMul)
-        busy = Signal()
-        first = Signal()            # first busy cycle
-        m.d.comb += self.busy.eq(busy)
+        # ---- instructions in flight: at most one loading its weights, one streaming, and the
+        # tails of earlier ones in the array. `flight` counts them all.
+        flight = Signal(range(8))
+        wrote_last = Signal()       # an instruction's last ACC write is in this cycle
+        empty_insn = Signal()       # an empty instruction arrived while idle: done next cycle
+        m.d.sync += empty_insn.eq(0)
+        is_empty = (self.insn.out_h == 0) | (self.insn.out_w == 0)
+        accepted = self.start & ~is_empty
+        m.d.sync += flight.eq(flight + accepted - wrote_last)
+        with m.If(self.start & is_empty & (flight == 0)):
+            m.d.sync += empty_insn.eq(1)
+        m.d.comb += [
+            self.busy.eq((flight != 0) | empty_insn),
+            # All taken instructions complete (a start in this cycle begins a new busy period).
+            self.done.eq(empty_insn | (wrote_last & (flight == 1))),
+        ]
 
-        # ---- weight load -----------------------------------------------------------------------
-        wloading = Signal()         # WGT read in this cycle
-        wload_first = Signal()      # the first one (first busy cycle)
-        wload_run = Signal()        # the others
+        # ---- stage L: the next instruction's weights → the array's shadow registers ----------
+        ld = Signal(isa.MatMul)
+        ld_valid = Signal()
+        ld_reading = Signal()
+        ld_loaded = Signal()
         wcount = Signal(range(c.rows + 2))
         wgt_addr = Signal(c.addr_bits(c.wgt_depth))
+        m.d.comb += self.ready.eq(~ld_valid)
+        with m.If(accepted):
+            m.d.sync += [ld.eq(self.insn), ld_valid.eq(1), ld_reading.eq(0), ld_loaded.eq(0),
+                         wcount.eq(0), wgt_addr.eq(self.insn.wgt_base)]
+        ld_dw = ld.depthwise if c.dw_width else 0
+        n_words = Mux(ld_dw, c.dw_weight_words, c.rows) if c.dw_width else c.rows
 
-        # ---- window position counters ----------------------------------------------------------
+        # The shadow registers are free once the previous tile's switch marker has passed the
+        # last PE; a depthwise tile (switched all at once) or a change of mode needs the array
+        # empty: nothing in flight but this instruction.
+        dw = Signal()               # mode of the instruction streaming last
+        sw_wait = Signal(range(c.rows + c.cols + 1))
+        with m.If(sw_wait != 0):
+            m.d.sync += sw_wait.eq(sw_wait - 1)
+        alone = flight == 1
+        may_load = ld_valid & ~ld_reading & ~ld_loaded & (sw_wait == 0) & (
+            alone | ~(ld_dw | dw))
+        reading = Signal()
+        m.d.comb += reading.eq(may_load | ld_reading)
+        last_read = reading & (wcount == n_words - 1)
+        with m.If(reading):
+            m.d.comb += [self.wgt_ren.eq(1), self.wgt_raddr.eq(wgt_addr)]
+            m.d.sync += [wgt_addr.eq(wgt_addr + 1), wcount.eq(wcount + 1), ld_reading.eq(1)]
+            with m.If(last_read):
+                m.d.sync += [ld_reading.eq(0), ld_loaded.eq(1)]
+        # Weight words arrive one cycle after their read: int8 lanes minus w_zp.
+        w_arrive = Signal()
+        m.d.sync += w_arrive.eq(reading)
+        wgt_word = data.ArrayLayout(signed(8), c.cols)(self.wgt_rdata)
+        for col in range(c.cols):
+            m.d.comb += array.w[col].eq((wgt_word[col] - ld.w_zp)[:W_SHAPE.width])
+        m.d.comb += array.w_load.eq(w_arrive)
+        if c.dw_width:
+            m.d.comb += array.w_lane.eq(ld.depthwise)
+
+        # ---- stage 0: window position → ACT read -----------------------------------------------
+        st = Signal(isa.MatMul)
         streaming = Signal()
         oh = Signal(unsigned(12))
         ow = Signal(unsigned(12))
@@ -99,175 +150,160 @@ class MatMulEngine(HwComponent):
         act_bits = c.addr_bits(c.act_depth)
         row_addr = Signal(act_bits)     # ACT address of (oh, 0), modulo 2**act_bits
         addr = Signal(act_bits)         # ACT address of (oh, ow)
+        acc_addr = Signal(acc_bits)     # ACC row of the next output position
+        first = Signal()                # the first position of the streaming instruction
 
-        # Depthwise mode: latched from the instruction (constant 0 without the hardware for it).
-        dw = Signal()
-        wlast = Signal(range(c.rows + 2))    # index of the last weight word to read
-        if c.dw_width:
-            dw_insn = self.insn.depthwise
-            m.d.comb += array.dw.eq(dw)
-        else:
-            dw_insn = 0
-        with m.If(self.start):
-            m.d.sync += [
-                dw.eq(dw_insn),
-                wlast.eq(Mux(dw_insn, c.dw_weight_words - 1, c.rows - 1)),
-                insn.eq(self.insn),
-                busy.eq(1),
-                first.eq(1),
-                wcount.eq(0),
-                wgt_addr.eq(self.insn.wgt_base),
-                oh.eq(0),
-                ow.eq(0),
-                last_oh.eq(self.insn.out_h - 1 + Mux(dw_insn, 2, 0)),
-                last_ow.eq(self.insn.out_w - 1 + Mux(dw_insn, 2, 0)),
-                ih.eq(self.insn.ih0),
-                iw.eq(self.insn.iw0),
-                row_addr.eq(self.insn.act_base),
-                addr.eq(self.insn.act_base),
-            ]
-
-        with m.If(first):
-            m.d.sync += first.eq(0)
-            with m.If((insn.out_h == 0) | (insn.out_w == 0)):
-                # Nothing to write: done at once (no memory access at all).
-                m.d.comb += self.done.eq(1)
-                m.d.sync += busy.eq(0)
-            with m.Else():
-                m.d.comb += wload_first.eq(1)
-        m.d.comb += wloading.eq(wload_first | wload_run)
-
-        with m.If(wloading):
-            m.d.comb += [self.wgt_ren.eq(1), self.wgt_raddr.eq(wgt_addr)]
-            m.d.sync += [wgt_addr.eq(wgt_addr + 1), wcount.eq(wcount + 1)]
-            with m.If(wcount == wlast):
-                m.d.sync += [wload_run.eq(0), streaming.eq(1)]
-            with m.Else():
-                m.d.sync += wload_run.eq(1)
-
-        # Weight words arrive one cycle after their read: int8 lanes minus w_zp.
-        w_arrive = Signal()
-        m.d.sync += w_arrive.eq(wloading)
-        wgt_word = data.ArrayLayout(signed(8), c.cols)(self.wgt_rdata)
-        for col in range(c.cols):
-            m.d.comb += array.w[col].eq((wgt_word[col] - insn.w_zp)[:W_SHAPE.width])
-        m.d.comb += array.w_load.eq(w_arrive)
-
-        # ---- stage 0: window position → ACT read -----------------------------------------------
-        in_bounds = (ih >= 0) & (ih < insn.in_h) & (iw >= 0) & (iw < insn.in_w)
+        in_bounds = (ih >= 0) & (ih < st.in_h) & (iw >= 0) & (iw < st.in_w)
         row_end = ow == last_ow
-        last = row_end & (oh == last_oh)
-        with m.If(streaming):
-            m.d.comb += [self.act_ren.eq(in_bounds), self.act_raddr.eq(Mux(in_bounds, addr, 0))]
-            with m.If(row_end):
-                m.d.sync += [
-                    ow.eq(0),
-                    iw.eq(insn.iw0),
-                    oh.eq(oh + 1),
-                    ih.eq(ih + insn.stride_h),
-                    row_addr.eq(row_addr + insn.step_h),
-                    addr.eq(row_addr + insn.step_h),
-                ]
-                with m.If(last):
-                    m.d.sync += streaming.eq(0)
-            with m.Else():
-                m.d.sync += [
-                    ow.eq(ow + 1),
-                    iw.eq(iw + insn.stride_w),
-                    addr.eq(addr + insn.step_w),
-                ]
-
-        # ---- stage 1: ACT word → x register ----------------------------------------------------
+        last = streaming & row_end & (oh == last_oh)
         # A depthwise stream position completes an output once two rows and two columns of the
         # padded input are in (oh/ow count stream positions there).
         produces = ~dw | ((oh >= 2) & (ow >= 2))
-        str1 = Signal()
-        v1 = Signal()
-        inb1 = Signal()
-        last1 = Signal()
-        m.d.sync += [str1.eq(streaming), v1.eq(streaming & produces),
-                     inb1.eq(streaming & in_bounds), last1.eq(streaming & last)]
+
+        # The loaded instruction starts streaming when the stream is (about to be) free. One that
+        # accumulates waits two more cycles: its first ACC read must come after the previous
+        # instruction's last ACC write (reads are one cycle before, writes one after, the psum).
+        quiet = Signal(range(3), init=2)    # cycles since the last stream position, up to 2
+        with m.If(last):
+            m.d.sync += quiet.eq(1)
+        with m.Elif(~streaming & (quiet != 2)):
+            m.d.sync += quiet.eq(quiet + 1)
+        stream_free = Mux(ld.accumulate, ~streaming & (quiet == 2), ~streaming | last)
+        take = ld_valid & (ld_loaded | last_read) & stream_free
+        if c.dw_width:
+            m.d.comb += array.dw.eq(dw)
+        # A depthwise tile switches all at once (nothing in flight), one cycle into its stream:
+        # its last weight word is shifted in at the end of the first stream cycle.
+        switch_all = Signal()
+        m.d.sync += switch_all.eq(streaming & first & dw)
+        m.d.comb += array.w_switch.eq(switch_all)
+
+        with m.If(streaming):
+            m.d.comb += [self.act_ren.eq(in_bounds), self.act_raddr.eq(Mux(in_bounds, addr, 0))]
+            m.d.sync += first.eq(0)
+            with m.If(produces):
+                m.d.sync += acc_addr.eq(acc_addr + 1)
+            with m.If(row_end):
+                m.d.sync += [
+                    ow.eq(0),
+                    iw.eq(st.iw0),
+                    oh.eq(oh + 1),
+                    ih.eq(ih + st.stride_h),
+                    row_addr.eq(row_addr + st.step_h),
+                    addr.eq(row_addr + st.step_h),
+                ]
+            with m.Else():
+                m.d.sync += [
+                    ow.eq(ow + 1),
+                    iw.eq(iw + st.stride_w),
+                    addr.eq(addr + st.step_w),
+                ]
+
+        # After the advance above, so that a take in the last position's cycle wins.
+        with m.If(last & ~take):
+            m.d.sync += streaming.eq(0)
+        with m.If(take):
+            extra = Mux(ld_dw, 2, 0)
+            m.d.sync += [
+                st.eq(ld), ld_valid.eq(0), ld_loaded.eq(0), streaming.eq(1), first.eq(1),
+                dw.eq(ld_dw),
+                oh.eq(0), ow.eq(0),
+                last_oh.eq(ld.out_h - 1 + extra), last_ow.eq(ld.out_w - 1 + extra),
+                ih.eq(ld.ih0), iw.eq(ld.iw0),
+                row_addr.eq(ld.act_base), addr.eq(ld.act_base), acc_addr.eq(ld.acc_base),
+                # Regular tiles switch PE by PE; the next load waits for the marker to pass.
+                sw_wait.eq(Mux(ld_dw, 0, c.rows + c.cols)),
+            ]
+
+        # ---- stage 1: ACT word → x register ----------------------------------------------------
+        # Everything stages 1.. need travels with the position: the next instruction may be
+        # streaming by the time it gets there.
+        tag = data.StructLayout({"valid": 1, "last": 1, "accumulate": 1, "addr": acc_bits})
+        s1 = Signal(data.StructLayout({"stream": 1, "switch": 1, "inb": 1, "x_signed": 1,
+                                       "x_zp": signed(9), "lane_group": 6, "tag": tag}))
+        m.d.sync += [
+            s1.stream.eq(streaming), s1.switch.eq(streaming & first & ~dw),
+            s1.inb.eq(streaming & in_bounds), s1.x_signed.eq(st.x_signed), s1.x_zp.eq(st.x_zp),
+            s1.lane_group.eq(st.lane_group),
+            s1.tag.valid.eq(streaming & produces), s1.tag.last.eq(last),
+            s1.tag.accumulate.eq(st.accumulate), s1.tag.addr.eq(acc_addr),
+        ]
         str2 = Signal()
-        v2 = Signal()
-        last2 = Signal()
-        m.d.sync += [str2.eq(str1), v2.eq(v1), last2.eq(last1)]
+        sw2 = Signal()
+        tag2 = Signal(tag)
+        m.d.sync += [str2.eq(s1.stream), sw2.eq(s1.switch), tag2.eq(s1.tag)]
 
         def operands(lanes, width: int):
             """``x - x_zp`` of ``width`` lanes, 0 out of bounds, registered."""
             reg = Signal(data.ArrayLayout(X_SHAPE, width))
             for r in range(width):
-                value = Mux(insn.x_signed, lanes[r].as_signed(), lanes[r]) - insn.x_zp
-                m.d.sync += reg[r].eq(Mux(inb1, value[:X_SHAPE.width], 0))
+                value = Mux(s1.x_signed, lanes[r].as_signed(), lanes[r]) - s1.x_zp
+                m.d.sync += reg[r].eq(Mux(s1.inb, value[:X_SHAPE.width], 0))
             return reg
 
         def lane_groups(width: int):
             groups = c.act_bytes // width
             word = data.ArrayLayout(data.ArrayLayout(unsigned(8), width), groups)(self.act_rdata)
-            return word[insn.lane_group] if groups > 1 else word[0]
+            return word[s1.lane_group] if groups > 1 else word[0]
 
-        m.d.comb += [array.x.eq(operands(lane_groups(c.rows), c.rows)), array.x_valid.eq(v2)]
+        m.d.comb += [array.x.eq(operands(lane_groups(c.rows), c.rows)), array.x_valid.eq(str2),
+                     array.x_switch.eq(sw2)]
         if c.dw_width:
-            self._line_buffers(m, array, operands(lane_groups(c.cols), c.cols), str2)
+            self._line_buffers(m, array, operands(lane_groups(c.cols), c.cols), str2,
+                               st.out_w, take & ld_dw)
 
-        # ---- through the array: track `last`, read ACC one cycle before the psum ---------------
+        # ---- through the array: the tag of a position meets its psum ---------------------------
         # The psum of a position is out `lat` cycles after its x stage, or dw_latency - 8 in
         # depthwise mode (its last tap enters the array with the stream; see .array). Each mode
-        # has its own tag line, so that tags of one mode still in flight are never read as the
-        # other's.
-        def tag_line(tag, length: int, name: str) -> list:
-            line = [tag]
+        # has its own tag line (modes never overlap: a change waits for an empty array).
+        def tag_line(first_tag, length: int, name: str) -> list:
+            line = [first_tag]
             for k in range(1, length + 1):
-                line.append(Signal(name=f"{name}_d{k}"))
+                line.append(Signal(tag, name=f"{name}_d{k}"))
                 m.d.sync += line[-1].eq(line[-2])
             return line
 
-        plain = [tag_line(v2 & ~dw, lat, "mm_valid"), tag_line(last2 & ~dw, lat, "mm_last")]
+        plain = tag_line(Mux(dw, 0, tag2.as_value()), lat, "mm_tag")
         if c.dw_width:
             dw_lat = array.dw_latency - 8
-            depthwise = [tag_line(v2 & dw, dw_lat, "dw_valid"),
-                         tag_line(last2 & dw, dw_lat, "dw_last")]
+            depthwise = tag_line(Mux(dw, tag2.as_value(), 0), dw_lat, "dw_tag")
 
-        def at_psum(kind: int, offset: int = 0):
-            """valid (kind 0) or last (kind 1) of the psum due ``-offset`` cycles from now."""
-            tag = plain[kind][lat + offset]
-            return tag | depthwise[kind][dw_lat + offset] if c.dw_width else tag
+        def at_psum(offset: int = 0):
+            """The tag of the psum due ``-offset`` cycles from now."""
+            if not c.dw_width:
+                return tag(plain[lat + offset])
+            return tag(Mux(dw, depthwise[dw_lat + offset], plain[lat + offset]))
 
-        acc_bits = c.addr_bits(c.acc_depth)
-        racc = Signal(acc_bits)
-        wacc = Signal(acc_bits)
-        with m.If(self.start):
-            m.d.sync += [racc.eq(self.insn.acc_base), wacc.eq(self.insn.acc_base)]
-        with m.If(at_psum(0, -1)):
-            m.d.comb += [self.acc_ren.eq(insn.accumulate),
-                         self.acc_raddr.eq(Mux(insn.accumulate, racc, 0))]
-            m.d.sync += racc.eq(racc + 1)
+        before = at_psum(-1)
+        with m.If(before.valid & before.accumulate):
+            m.d.comb += [self.acc_ren.eq(1), self.acc_raddr.eq(before.addr)]
 
         # ---- psum (+ old ACC) → write register → ACC write ------------------------------------
         acc_word = data.ArrayLayout(signed(32), c.cols)(self.acc_rdata)
         wsum = Signal(data.ArrayLayout(signed(32), c.cols))
-        wvalid = Signal()
-        wlast = Signal()
-        m.d.sync += [wvalid.eq(at_psum(0)), wlast.eq(at_psum(1))]
+        wtag = Signal(tag)
+        now = at_psum()
+        m.d.sync += wtag.eq(now)
         for col in range(c.cols):
-            old = Mux(insn.accumulate, acc_word[col], 0)
+            old = Mux(now.accumulate, acc_word[col], 0)
             m.d.sync += wsum[col].eq((array.psum[col] + old)[:32])
-        with m.If(wvalid):
-            m.d.comb += [self.acc_wen.eq(1), self.acc_waddr.eq(wacc), self.acc_wdata.eq(wsum)]
-            m.d.sync += wacc.eq(wacc + 1)
-            with m.If(wlast):
-                m.d.comb += self.done.eq(1)
-                m.d.sync += busy.eq(0)
+        with m.If(wtag.valid):
+            m.d.comb += [self.acc_wen.eq(1), self.acc_waddr.eq(wtag.addr),
+                         self.acc_wdata.eq(wsum), wrote_last.eq(wtag.last)]
         return m
 
-    def _line_buffers(self, m: Module, array: SystolicArray, x, stream: Signal) -> None:
+    def _line_buffers(self, m: Module, array: SystolicArray, x, stream: Signal, out_w,
+                      restart) -> None:
         """Depthwise inputs: ``xd[2]`` is the stream ``x``, ``xd[1]`` and ``xd[0]`` the stream
-        delayed by ``D = out_w - 1`` and ``2·D`` cycles, through two circular line buffers."""
+        delayed by ``D = out_w - 1`` and ``2·D`` cycles, through two circular line buffers
+        (``restart``: a depthwise instruction starts streaming; its ``out_w`` next cycle)."""
         c = self.config
         delay = Signal(range(c.dw_width))
         ptr = Signal(range(c.dw_width))
         ptr_next = Signal(range(c.dw_width))
-        with m.If(self.start):
-            m.d.sync += [delay.eq(self.insn.out_w - 1), ptr.eq(0)]
+        m.d.comb += delay.eq(out_w - 1)
+        with m.If(restart):
+            m.d.sync += ptr.eq(0)
         m.d.comb += ptr_next.eq(Mux(ptr + 1 >= delay, 0, ptr + 1))
         with m.If(stream):
             m.d.sync += ptr.eq(ptr_next)

@@ -78,6 +78,8 @@ class NPU(HwComponent):
             m.d.comb += [
                 engine.start.eq(getattr(ctrl, f"start_{name}")),
                 engine.insn.eq(ctrl.insn[:layout.size]),
+                getattr(ctrl, f"ready_{name}").eq(
+                    engine.ready if "ready" in engine.signature.members else ~engine.busy),
                 getattr(ctrl, f"busy_{name}").eq(engine.busy),
                 getattr(ctrl, f"done_{name}").eq(engine.done),
             ]

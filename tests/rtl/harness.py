@@ -139,7 +139,7 @@ class Harness(Elaboratable):
 
 def _port_outputs(engine) -> list:
     return [getattr(engine, name) for name, member in engine.signature.members.items()
-            if member.flow.name == "Out" and name not in ("busy", "done")]
+            if member.flow.name == "Out" and name not in ("busy", "done", "ready")]
 
 
 async def run_engine(ctx, engine, insn: int) -> int:

@@ -31,37 +31,59 @@ def _operands(rng, rows: int, cols: int, n: int) -> tuple[np.ndarray, np.ndarray
 
 
 def _run(array: SystolicArray, weight_sets, inputs, rng) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Load each weight set, stream its inputs (with random gaps), collect the outputs."""
+    """Stream each weight set's inputs (with random gaps) back to back: the next set is loaded
+    into the shadow registers as soon as allowed (rows + cols - 1 cycles after the current
+    set's first input, while that set still streams) and its first input carries x_switch."""
+    R, C = array.rows, array.cols
     results = []
 
     async def testbench(ctx):
-        for w, x in zip(weight_sets, inputs, strict=True):
-            for r in range(array.rows):
-                ctx.set(array.w, [int(v) for v in w[r]])
+        loaded, switched_at = 0, None       # weight sets in shadow so far; last x_switch cycle
+        load_row = 0
+        tile, pending = -1, []
+        sent, got = [], []
+        cycle = 0
+        while len(got) < sum(len(x) for x in inputs):
+            # Load the next set row by row once the shadow registers are free.
+            may_load = loaded < len(weight_sets) and loaded == tile + 1 and (
+                switched_at is None or cycle >= switched_at + R + C - 1)
+            if may_load:
+                ctx.set(array.w, [int(v) for v in weight_sets[loaded][load_row]])
                 ctx.set(array.w_load, 1)
-                await ctx.tick()
-            ctx.set(array.w_load, 0)
-            ctx.set(array.w, [0] * array.cols)
-            got, sent, cycle = [], [], 0
-            pending = list(x)
-            while len(got) < len(x):
-                if pending and rng.random() < 0.75:
-                    vec = pending.pop(0)
-                    ctx.set(array.x, [int(v) for v in vec])
-                    ctx.set(array.x_valid, 1)
-                    sent.append(cycle)
-                else:
-                    # Garbage while not valid must not disturb anything.
-                    ctx.set(array.x, [int(v) for v in rng.integers(-256, 256, array.rows)])
-                    ctx.set(array.x_valid, 0)
-                if ctx.get(array.psum_valid):
-                    got.append((cycle, [int(v) for v in ctx.get(array.psum)]))
-                await ctx.tick()
-                cycle += 1
-                assert cycle < 10 * len(x) + 100
-            ctx.set(array.x_valid, 0)
-            assert [c for c, _ in got] == [s + array.latency for s in sent]
-            results.append((np.array([p for _, p in got]), x @ w))
+                load_row += 1
+                if load_row == R:
+                    loaded, load_row = loaded + 1, 0
+            else:
+                ctx.set(array.w, [int(v) for v in rng.integers(-256, 256, C)])
+                ctx.set(array.w_load, 0)
+            # Stream: move to the next set once the current one is sent and the next is loaded.
+            if not pending and tile + 1 < loaded and not may_load:
+                tile += 1
+                pending = [(tile, i) for i in range(len(inputs[tile]))]
+            first = bool(pending) and pending[0][1] == 0
+            if pending and (first or rng.random() < 0.75):
+                t, i = pending.pop(0)
+                ctx.set(array.x, [int(v) for v in inputs[t][i]])
+                ctx.set(array.x_valid, 1)
+                ctx.set(array.x_switch, int(first))
+                if first:
+                    switched_at = cycle
+                sent.append((cycle, t))
+            else:
+                # Garbage while not valid must not disturb anything.
+                ctx.set(array.x, [int(v) for v in rng.integers(-256, 256, R)])
+                ctx.set(array.x_valid, 0)
+                ctx.set(array.x_switch, int(rng.integers(2)))
+            if ctx.get(array.psum_valid):
+                got.append((cycle, [int(v) for v in ctx.get(array.psum)]))
+            await ctx.tick()
+            cycle += 1
+            assert cycle < 20 * sum(len(x) for x in inputs) + 100
+        ctx.set(array.x_valid, 0)
+        assert [c for c, _ in got] == [s + array.latency for s, _ in sent]
+        for t, (w, x) in enumerate(zip(weight_sets, inputs, strict=True)):
+            mine = [p for (_, p), (_, k) in zip(got, sent, strict=True) if k == t]
+            results.append((np.array(mine), x @ w))
 
     simulate(array, testbench)
     return results
@@ -74,7 +96,7 @@ def test_array_matches_numpy(rows, cols):
     assert array.latency == rows + cols - 1
     n = 40 if rows * cols < 64 else 24
     weights, inputs = [], []
-    for _ in range(2):      # reloading weights replaces the previous set completely
+    for _ in range(3):      # reloading weights replaces the previous set completely
         x, w = _operands(rng, rows, cols, n)
         weights.append(w)
         inputs.append(x)

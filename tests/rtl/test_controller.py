@@ -82,6 +82,7 @@ def test_controller_runs_programs(config):
             for e in ENGINES:
                 s, lat, _ = running.get(e, (-10**9, 0, 0))
                 ctx.set(getattr(dut, f"busy_{e}"), s < cycle <= s + lat)
+                ctx.set(getattr(dut, f"ready_{e}"), not s < cycle <= s + lat)
                 ctx.set(getattr(dut, f"done_{e}"), cycle == s + lat)
             ctrl = csr_read(ctx, dut, Csr.CTRL)
             busy, done = ctrl & 1, ctrl >> 1

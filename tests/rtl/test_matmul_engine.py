@@ -8,12 +8,14 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from amaranth.hdl import Value
 
 from codesign.isa import HwConfig, Opcode, decode, encode
 from codesign.isasim import IsaSim
 from codesign.rtl.matmul import MatMulEngine
+from codesign.timing import _MatMulPipe
 
-from .harness import Harness
+from .harness import Harness, isasim_words, read_memory, simulate
 
 CONFIGS = [
     HwConfig(rows=2, cols=4, bus_bytes=2, act_depth=48, wgt_depth=6, acc_depth=24, prm_depth=1),
@@ -144,6 +146,59 @@ def test_matmul_engine_depthwise(config):
             assert cycles == c.dw_weight_words + stream + dw_latency - 8 + 3
         elif int(f.out_h) * int(f.out_w):
             assert cycles == h.dut.latency + int(f.out_h) * int(f.out_w)
+
+
+@pytest.mark.parametrize("config", [CONFIGS[2], CONFIGS[4], DW_CONFIGS[0], DW_CONFIGS[2]],
+                         ids=lambda c: f"{c.rows}x{c.cols}")
+def test_matmul_engine_back_to_back(config):
+    """Instructions issued whenever the engine is ready (it takes the next one while the
+    previous streams): the final memories equal IsaSim running them one by one, and ready,
+    busy and done come exactly when codesign.timing's model of the pipeline says. Small M and
+    accumulation into the rows just written exercise the overlap hazards."""
+    c = config
+    rng = np.random.default_rng(c.rows * 31 + c.cols)
+    sim = IsaSim(c, np.zeros(c.bus_bytes, np.uint8))
+    sim.act[:] = rng.integers(0, 256, sim.act.shape)
+    sim.wgt[:] = rng.integers(0, 256, sim.wgt.shape)
+    sim.acc[:] = rng.integers(-2**31, 2**31, sim.acc.shape)
+    insns = []
+    for _ in range(30):
+        if c.dw_width and rng.integers(4) == 0:
+            insns.append(_random_depthwise(rng, c))
+            continue
+        f = decode(_random_matmul(rng, c))[1]
+        fields = {name: getattr(f, name) for name, _ in f.shape() if name != "opcode"}
+        if rng.integers(2):     # tiny tiles accumulating onto the same rows, as FC layers do
+            fields.update(out_h=1, out_w=int(rng.integers(1, 3)), accumulate=1,
+                          acc_base=int(rng.integers(0, 3)))
+        insns.append(encode(Opcode.MATMUL, **fields))
+    h = Harness(MatMulEngine(c), sim)
+    model = _MatMulPipe(c)
+
+    async def testbench(ctx):
+        dut, pending, cycle = h.dut, list(insns), 0
+        while pending or ctx.get(dut.busy):
+            assert bool(ctx.get(dut.ready)) == model.ready(cycle), cycle
+            assert bool(ctx.get(dut.busy)) == model.busy(cycle), cycle
+            assert bool(ctx.get(dut.done)) == (cycle == model.done), cycle
+            issue = bool(pending) and model.ready(cycle) and rng.random() < 0.8
+            if issue:
+                insn = pending.pop(0)
+                ctx.set(Value.cast(dut.insn), insn)
+                model.accept(cycle, 0, 0, decode(insn)[1])
+            ctx.set(dut.start, int(issue))
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            ctx.set(Value.cast(dut.insn), 0)
+            cycle += 1
+            assert cycle < 100_000
+        for insn in insns:
+            sim.step(insn)
+        for name, mem in h.mems.items():
+            np.testing.assert_array_equal(read_memory(ctx, mem), isasim_words(sim, name),
+                                          err_msg=name)
+
+    simulate(h, testbench)
 
 
 def test_matmul_rejects_bad_config():
