@@ -94,7 +94,7 @@ def _run(tool: str, args: list[str], log: Path, cwd: Path, timeout: float | None
 
 # -- the harness ----------------------------------------------------------------------------------
 
-_PORT = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?"
+_PORT = re.compile(r"(?:^|(?<=;))\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?"
                    r"(?:\[(\d+):(\d+)\]\s*)?([A-Za-z_][\w$]*)\s*;", re.M)
 
 
@@ -310,19 +310,27 @@ def parse_nextpnr_log(text: str) -> dict:
 
 
 def _critical_path(text: str) -> list[str]:
-    """The cells/nets of the last "Critical path report for clock" block (post-route)."""
+    """The steps of the last "Critical path report for clock" block (post-route): one line per
+    source/net/sink with its delay, without nextpnr's source-location lines."""
     starts = [m.end() for m in re.finditer(r"Critical path report for clock[^\n]*\n", text)]
     if not starts:
         return []
-    block = []
+    block: list[str] = []
+    skip_location = False
     for line in text[starts[-1]:].splitlines():
-        line = re.sub(r"^Info:\s?", "", line).rstrip()
-        if not line.strip():
+        line = re.sub(r"^Info:\s?", "", line).strip()
+        if not line:
             if block:
                 break
             continue
-        block.append(line.strip())
-        if line.strip().startswith("Info: ") is False and "Total" in line:
+        if line.startswith("Defined in"):
+            skip_location = True
+            continue
+        if skip_location and re.match(r"^\S+:\d+\.\d+-\d+\.\d+$", line):
+            continue
+        skip_location = False
+        block.append(" ".join(line.split()))
+        if re.search(r"ns logic, .* ns routing", line):
             break
     return block
 
@@ -345,7 +353,8 @@ def place_and_route(result: SynthResult, target: Target, workdir: Path, *,
     util = {}
     if report.is_file():
         for cell, v in json.loads(report.read_text()).get("utilization", {}).items():
-            util[cell] = {"used": int(v["used"]), "available": int(v["available"])}
+            if int(v["used"]):
+                util[cell] = {"used": int(v["used"]), "available": int(v["available"])}
     return PnrResult(util, fmax["fmax_mhz"], fmax["fmax_pre_route_mhz"], fmax["timing_met"],
                      _critical_path(text), log, seconds)
 
@@ -360,9 +369,8 @@ def vivado_tcl(clock_mhz: float, top: str = TOP) -> str:
 # Set PART to your device. Out-of-context synthesis: the NPU's bus is wider than most packages
 # have pins, so no I/O buffers are inserted and no pins are assigned.
 set PART xc7a35tcsg324-1
-set TOP {top}
 read_verilog npu.v
-synth_design -top $TOP -part $PART -mode out_of_context
+synth_design -top {top} -part $PART -mode out_of_context
 create_clock -name clk -period {period:.3f} [get_ports clk]
 opt_design
 place_design
