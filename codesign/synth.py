@@ -179,7 +179,8 @@ def _yosys_script(target: Target, files: list[Path], netlist: Path | None, stat:
         # cell has a CMOS cost; memories stay memories (SRAM macros).
         return (head + f"synth -top {HARNESS} -run :fine\n"
                 "opt -fast -full\ntechmap\nopt -fast\ndffunmap\nabc -g cmos\nopt_clean\n"
-                f"tee -q -o {stat.name} stat -json\n")
+                f"tee -q -o {stat.name} stat -json\n"
+                f"tee -q -o memories.il dump {top}/t:$mem_v2\n")
     if target.family == "ice40":
         synth = f"synth_ice40 -dsp -top {HARNESS}"
     else:
@@ -253,6 +254,15 @@ def asic_resources(target: Target, cells: dict[str, int], memory_bits: int) -> d
             "area_mm2": round(logic_mm2 + sram_mm2, 4)}
 
 
+def _memory_bits(dump: Path) -> int:
+    """Total bits of the ``$mem_v2`` cells in an RTLIL dump (WIDTH × SIZE each)."""
+    total = 0
+    for cell in dump.read_text().split("cell $mem_v2")[1:]:
+        params = dict(re.findall(r"parameter \\(WIDTH|SIZE) (\d+)", cell))
+        total += int(params["WIDTH"]) * int(params["SIZE"])
+    return total
+
+
 def synthesize(verilog: str, target: Target, workdir: Path, *, top: str = TOP,
                netlist: bool = True, timeout: float | None = None) -> SynthResult:
     """Synthesize ``verilog`` (module ``top`` inside the harness) for ``target`` in
@@ -276,8 +286,7 @@ def synthesize(verilog: str, target: Target, workdir: Path, *, top: str = TOP,
     if target.is_fpga:
         resources = fpga_resources(target.family, cells)
     else:
-        mod = data["modules"].get(f"\\{top}", data["modules"].get(top, {}))
-        resources = asic_resources(target, cells, int(mod.get("num_memory_bits", 0)))
+        resources = asic_resources(target, cells, _memory_bits(workdir / "memories.il"))
     return SynthResult(cells, resources, net, log, seconds)
 
 

@@ -153,3 +153,35 @@ def test_synth_generated_npu_end_to_end_and_resource_model(capsys, generated_npu
     for key in ("lut", "ff", "dsp", "bram"):
         measured = s["resources"][key]
         assert abs(model[key] - measured) <= 0.15 * measured, (key, model[key], measured)
+
+
+MEMORY = """\
+module npu_top(clk, we, waddr, raddr, wdata, rdata);
+  input clk; input we; input [7:0] waddr; input [7:0] raddr;
+  input [15:0] wdata; output [15:0] rdata;
+  reg [15:0] mem [0:255];
+  reg [15:0] rdata;
+  always @(posedge clk) begin
+    if (we) mem[waddr] <= wdata;
+    rdata <= mem[raddr];
+  end
+endmodule
+"""
+
+
+def test_asic_area_counts_gates_and_memory_bits(tmp_path):
+    target = load_target("asic")
+    for name, verilog in (("counter", COUNTER), ("memory", MEMORY)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "npu.v").write_text(verilog)
+        (d / "report.json").write_text("{}")
+        s = synth.synth(d, "asic")
+        res = s["resources"]
+        assert res["area_mm2"] == pytest.approx(res["logic_mm2"] + res["sram_mm2"], abs=1e-3)
+        assert res["logic_mm2"] == pytest.approx(res["ge"] * target.ge_um2 * 1e-6, abs=1e-4)
+        if name == "counter":
+            assert res["memory_bits"] == 0 and res["ff"] == 24 and res["ge"] > res["ff"] * 4
+        else:
+            assert res["memory_bits"] == 16 * 256 and res["sram_mm2"] > 0
+        assert s["fits"] == (res["area_mm2"] <= target.area_mm2)
