@@ -12,7 +12,8 @@ is the NPU of the same shape (codesign's default memory depths, ``bus_bytes = mi
 
 Prints, per device and shape, fmax bare vs NPU and the NPU's share (goal: >= 90 %), and for the
 NPU the start and end of its post-route critical path. A design that does not fit the device is
-reported as such, not placed.
+reported as such, not placed; an ECP5 NPU that does not fit is then measured (with the bare
+array) on the largest ECP5 as well.
 """
 
 from __future__ import annotations
@@ -32,12 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codesign.cli import DEFAULT_CONFIG  # noqa: E402
 from codesign.dse import load_target  # noqa: E402
+from codesign.dse.resources import over_budget  # noqa: E402
 from codesign.isa import HwConfig  # noqa: E402
 from codesign.synth import place_and_route, synthesize  # noqa: E402
 from codesign.verilog import npu_verilog  # noqa: E402
 
 #: The comparisons issue 4 asks for: (target, rows, cols).
 CASES = [("ice40-up5k", 2, 4), ("ecp5-25k", 4, 4), ("ecp5-45k", 8, 8)]
+#: Where an NPU that does not fit its device is placed instead (same family and speed grade):
+#: both designs are measured there too, so the ratio stays like for like.
+LARGER = {"ecp5-25k": "ecp5-85k", "ecp5-45k": "ecp5-85k"}
 
 
 class BareMacArray(wiring.Component):
@@ -93,9 +98,7 @@ def measure(text: str, target_name: str, work: Path) -> dict:
     start = time.perf_counter()
     syn = synthesize(text, target, work)
     res = syn.resources
-    limits = {"lut": target.luts, "ff": target.ffs, "dsp": target.dsps,
-              "bram": target.bram_blocks}
-    over = [f"{k} {res[k]}/{v}" for k, v in limits.items() if res.get(k, 0) > v]
+    over = over_budget(res, target)
     out = {"resources": res, "over": over, "fmax": None, "path": [], "met": None}
     if not over:
         pnr = place_and_route(syn, target, work)
@@ -128,11 +131,13 @@ def main(argv=None) -> int:
     root = args.keep or Path(tempfile.mkdtemp(prefix="bare_array."))
     rows = []
     for target, r, c in cases:
-        tag = f"{target}_{r}x{c}"
-        bare = measure(bare_verilog(r, c), target, root / f"{tag}_bare")
-        npu = measure(npu_verilog(npu_config(r, c)), target, root / f"{tag}_npu")
-        rows.append((target, r, c, bare, npu))
-        _print_row(target, r, c, bare, npu)
+        while target:
+            tag = f"{target}_{r}x{c}"
+            npu = measure(npu_verilog(npu_config(r, c)), target, root / f"{tag}_npu")
+            bare = measure(bare_verilog(r, c), target, root / f"{tag}_bare")
+            rows.append((target, r, c, bare, npu))
+            _print_row(target, r, c, bare, npu)
+            target = LARGER.get(target) if npu["over"] else None
     print()
     print(f"{'device':<11} {'shape':>5} {'bare MHz':>9} {'NPU MHz':>8} {'NPU/bare':>8}  "
           f"{'goal 90%':<8} NPU resources")

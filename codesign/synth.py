@@ -38,12 +38,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .dse.resources import budget, over_budget
 from .dse.targets import Target, load_target
 from .errors import InputError
 
 __all__ = ["synth", "synthesize", "place_and_route", "SynthResult", "PnrResult",
            "harness_verilog", "verilog_ports", "fpga_resources", "parse_nextpnr_log",
-           "vivado_tcl", "quartus_qsf", "quartus_sdc", "DEFAULT_TARGET"]
+           "yosys_script", "vivado_tcl", "quartus_qsf", "quartus_sdc", "DEFAULT_TARGET"]
 
 #: The target used when neither ``--target`` nor the design's report.json names one.
 DEFAULT_TARGET = "ecp5-45k"
@@ -167,7 +168,7 @@ class SynthResult:
     extra: dict = field(default_factory=dict)
 
 
-def _yosys_script(target: Target, files: list[Path], netlist: Path | None, stat: Path,
+def yosys_script(target: Target, files: list[Path], netlist: Path | None, stat: Path,
                   top: str) -> str:
     # Paths relative to the tool's working directory: WebAssembly tools see the host file
     # system only through preopened directories, and the working directory always is one.
@@ -181,13 +182,18 @@ def _yosys_script(target: Target, files: list[Path], netlist: Path | None, stat:
                 "opt -fast -full\ntechmap\nopt -fast\ndffunmap\nabc -g cmos\nopt_clean\n"
                 f"tee -q -o {stat.name} stat -json\n"
                 f"tee -q -o memories.il dump {top}/t:$mem_v2\n")
+    # yosys 0.70 maps LUTs with abc9 only, and its ABC_OPS_REINTEGRATE step fails internal
+    # assertions (kernel/rtlil.cc) on the NPU (ECP5) and on the bare MAC array (iCE40). So run
+    # the family's script up to the LUT mapping, map LUTs with the classic abc as these scripts
+    # did before abc9 (iCE40: LUT4; ECP5: LUT4..LUT7, wide ones through PFU muxes), then run
+    # the rest of the script.
     if target.family == "ice40":
-        synth = f"synth_ice40 -dsp -top {HARNESS}"
+        synth = (f"synth_ice40 -dsp -top {HARNESS} -run :map_luts\n"
+                 "check -latchonly -assert\ntechmap -map +/ice40/latches_map.v\n"
+                 "abc -dress -lut 4\nice40_wrapcarry -unwrap\n"
+                 "techmap -map +/ice40/ff_map.v\nclean\nopt_lut -tech ice40\n"
+                 f"synth_ice40 -dsp -top {HARNESS} -run map_cells:")
     else:
-        # yosys 0.70's synth_ecp5 maps LUTs with abc9 only, which hits an internal assertion
-        # (ABC_OPS_REINTEGRATE, kernel/rtlil.cc) on the NPU: run its script up to the LUT
-        # mapping, map LUTs with the classic abc (LUT4..LUT7, wide ones via PFU muxes, as
-        # synth_ecp5 did before abc9), then run the rest of its script.
         synth = (f"synth_ecp5 -top {HARNESS} -run :map_luts\n"
                  "check -latchonly -assert\ntechmap -map +/lattice/latches_map.v\n"
                  "abc -lut 4:7 -dress\nclean\n"
@@ -275,7 +281,7 @@ def synthesize(verilog: str, target: Target, workdir: Path, *, top: str = TOP,
     stat = workdir / "stat.json"
     net = workdir / "netlist.json" if netlist and target.is_fpga else None
     script = workdir / "yosys.ys"
-    script.write_text(_yosys_script(target, [design, harness], net, stat, top))
+    script.write_text(yosys_script(target, [design, harness], net, stat, top))
     log = workdir / "yosys.log"
     start = time.perf_counter()
     _run("yosys", ["-q", "-l", log.name, "-s", script.name], workdir / "yosys.out", workdir,
@@ -446,12 +452,6 @@ def _summary(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _over(target: Target, res: dict) -> list[str]:
-    limits = {"lut": target.luts, "ff": target.ffs, "dsp": target.dsps,
-              "bram": target.bram_blocks, "spram": target.spram_blocks}
-    return [f"{k} {res[k]} > {limits[k]}" for k in limits if res.get(k, 0) > limits[k]]
-
-
 def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = True) -> dict:
     """Synthesize (and for FPGAs place and route) the design in ``outdir``; add a ``synth``
     section to report.json and a summary to report.txt; write vendor scripts. Returns the
@@ -484,9 +484,8 @@ def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = Tru
             "seconds": {"yosys": round(result.seconds, 1)},
         }
         if target.is_fpga:
-            section["available"] = {"lut": target.luts, "ff": target.ffs, "dsp": target.dsps,
-                                    "bram": target.bram_blocks, "spram": target.spram_blocks}
-            over = _over(target, result.resources)
+            section["available"] = budget(target)
+            over = over_budget(result.resources, target)
             section["fits"] = not over
             if over:
                 section["over"] = over
@@ -500,9 +499,8 @@ def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = Tru
                 if pnr.fmax_mhz is None:
                     raise ToolError(f"nextpnr reported no post-route fmax (log: {pnr.log})")
         else:
-            section["available"] = {"area_mm2": target.area_mm2}
-            section["fits"] = result.resources["area_mm2"] <= target.area_mm2
-        section["resources"]["yosys_cells"] = dict(sorted(result.cells.items()))
+            section["available"] = budget(target)
+            section["fits"] = not over_budget(result.resources, target)
 
         # Stage every output next to its final name, then rename: all or nothing.
         report["synth"] = section

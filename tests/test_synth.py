@@ -129,6 +129,20 @@ def test_bram_blocks_follow_the_block_geometry():
     assert set(memories(c)) == {"act", "wgt", "prm", "acc"}
 
 
+def test_resource_model_against_a_real_synthesis(tmp_path):
+    """A configuration the model was not fitted on (bench/calibrate_resources.py), synthesized
+    with yosys for ECP5: every modelled resource within 15 %."""
+    from codesign.verilog import npu_verilog
+
+    config = HwConfig(rows=4, cols=2, bus_bytes=2, act_depth=2048, wgt_depth=256,
+                      acc_depth=512, prm_depth=64)
+    target = load_target("ecp5-85k")
+    measured = synth.synthesize(npu_verilog(config), target, tmp_path, netlist=False).resources
+    model = estimate(config, target)
+    for key in ("lut", "ff", "dsp", "bram"):
+        assert abs(model[key] - measured[key]) <= 0.15 * measured[key], (key, model, measured)
+
+
 @pytest.fixture(scope="module")
 def generated_npu(tmp_path_factory):
     """A real generated design: a small model on a 2x2 NPU with small scratchpads."""

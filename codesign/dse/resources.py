@@ -16,7 +16,8 @@ Shape of the model
 * **Block RAM** is computed, not fitted: each scratchpad (width, depth and write granularity
   from :func:`codesign.rtl.ports.scratchpad`) takes the fewest blocks over the device's block
   shapes (:data:`BRAM_SHAPES`) -- a memory ``W`` bits wide and ``D`` deep in ``w × d`` blocks
-  needs ``ceil(W / w) · ceil(D / d)`` of them.
+  needs ``ceil(W / w) · ceil(D / d)`` of them -- except shallow ones that yosys puts in LUT RAM
+  (:data:`LUTRAM_MAX_DEPTH`).
 * **ASIC area** = gate equivalents × the target's GE area + scratchpad bits × its SRAM bit area.
 """
 
@@ -32,7 +33,7 @@ from ..isa import HwConfig
 from .targets import Target
 
 __all__ = ["features", "FEATURES", "estimate", "memories", "bram_blocks", "BRAM_SHAPES",
-           "load_coefficients", "COEFFICIENTS_PATH"]
+           "load_coefficients", "COEFFICIENTS_PATH", "budget", "over_budget"]
 
 COEFFICIENTS_PATH = Path(__file__).with_name("resource_coefficients.json")
 
@@ -44,6 +45,12 @@ BRAM_SHAPES = {
     "ecp5": [(36, 512, 9), (18, 1024, 9), (9, 2048, None), (4, 4096, None), (2, 8192, None),
              (1, 16384, None)],
 }
+
+
+#: Deepest memory that yosys puts in distributed (LUT) RAM instead of block RAM: on ECP5 a
+#: 16-deep scratchpad maps to TRELLIS_DPR16X4 (16×4 LUT RAM), a 64-deep one to DP16KD (as
+#: measured by bench/calibrate_resources.py); iCE40 has no LUT RAM.
+LUTRAM_MAX_DEPTH = {"ice40": 0, "ecp5": 16}
 
 
 def _addr_bits(depth: int) -> int:
@@ -84,6 +91,8 @@ def memories(config: HwConfig) -> dict[str, tuple[int, int, int | None]]:
 def bram_blocks(width: int, depth: int, granularity: int | None, family: str) -> int:
     """Fewest blocks of ``family`` holding a ``width`` × ``depth`` memory whose writes have
     ``granularity`` bits (None: whole words)."""
+    if depth <= LUTRAM_MAX_DEPTH[family]:
+        return 0
     best = None
     for w, d, group in BRAM_SHAPES[family]:
         deep = math.ceil(depth / d)
@@ -122,7 +131,11 @@ def estimate(config: HwConfig, target: Target, coefficients: dict | None = None)
     LUT4 + 2 per CCU2C, as :func:`codesign.synth.fpga_resources` counts yosys' cells).
     ASIC: ``{"ge", "ff", "memory_bits", "logic_mm2", "sram_mm2", "area_mm2"}``.
     """
-    coefs = (coefficients or load_coefficients())["families"][target.family]["coefficients"]
+    families = (coefficients or load_coefficients())["families"]
+    if target.family not in families:
+        raise ValueError(f"no resource coefficients for family {target.family!r}; run "
+                         f"bench/calibrate_resources.py --families {target.family}")
+    coefs = families[target.family]["coefficients"]
     feats = features(config)
     mems = memories(config)
     if target.family == "asic":
@@ -137,3 +150,18 @@ def estimate(config: HwConfig, target: Target, coefficients: dict | None = None)
     out["bram"] = sum(bram_blocks(w, d, g, target.family) for w, d, g in mems.values())
     out["spram"] = 0
     return out
+
+
+def budget(target: Target) -> dict[str, float]:
+    """What ``target`` offers, in the keys of :func:`estimate` (and of ``codesign synth``)."""
+    if target.family == "asic":
+        return {"area_mm2": target.area_mm2}
+    return {"lut": target.luts, "ff": target.ffs, "dsp": target.dsps,
+            "bram": target.bram_blocks, "spram": target.spram_blocks}
+
+
+def over_budget(resources: dict, target: Target) -> list[str]:
+    """The resources of ``resources`` that exceed ``target`` (``"dsp 104 > 72"``); empty when
+    the design fits."""
+    return [f"{k} {resources[k]:g} > {v:g}" for k, v in budget(target).items()
+            if resources.get(k, 0) > v]
