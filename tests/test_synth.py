@@ -3,7 +3,10 @@ generated NPU, and the resource model against a real synthesis."""
 
 import json
 import math
+import re
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -114,6 +117,9 @@ def test_tool_failure_is_an_input_error_and_leaves_nothing(capsys, tmp_path):
     assert cli.main(["synth", str(d), "--target", "ice40-up5k"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("codesign: error: yosys failed") and err.count("\n") == 1
+    log = Path(re.search(r"\(log: (.+)\)$", err.strip()).group(1))
+    assert "garbage" in log.read_text() or "syntax error" in log.read_text()
+    shutil.rmtree(log.parent)
     assert sorted(p.name for p in d.iterdir()) == before
     assert json.loads((d / "report.json").read_text()) == {"model": "x"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
