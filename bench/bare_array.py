@@ -108,11 +108,23 @@ def measure(text: str, target_name: str, work: Path) -> dict:
 
 
 def _endpoints(path: list[str]) -> str:
-    """First source and last sink cell names of a nextpnr critical-path listing."""
-    cells = [ln for ln in path if "Source" in ln or "Sink" in ln]
-    if not cells:
-        return "-"
-    return f"{cells[0].split()[-1]} -> {cells[-1].split()[-1]}"
+    """First source and last sink cell of a nextpnr critical-path listing."""
+    cells = [ln.split()[-1] for ln in path if " Source " in f" {ln} " or ln.startswith("Sink")]
+    return f"{cells[0]} -> {cells[-1]}" if cells else "-"
+
+
+def _modules(path: list[str]) -> str:
+    """The RTL blocks (hierarchical name prefixes below the harness) the path runs through."""
+    seen: list[str] = []
+    for ln in path:
+        name = ln.split()[-1]
+        if name.startswith("dut."):
+            # dut.<block>.<block>.<cell>.<pin>: keep the blocks.
+            parts = [p for p in name.split(".")[1:-2] if not p.startswith("$")]
+            block = ".".join(parts[:2]) or "(top)"
+            if block not in seen:
+                seen.append(block)
+    return ", ".join(seen) or "-"
 
 
 def main(argv=None) -> int:
@@ -160,10 +172,10 @@ def _print_row(target, r, c, bare, npu):
     print(f"{target} {r}x{c}: bare {_mhz(bare)} MHz ({bare['seconds']:.0f} s), "
           f"NPU {_mhz(npu)} MHz ({npu['seconds']:.0f} s)"
           + (f", NPU does not fit: {', '.join(npu['over'])}" if npu["over"] else ""), flush=True)
-    if npu["path"]:
-        print(f"  NPU critical path: {_endpoints(npu['path'])}")
-        for line in npu["path"]:
-            print(f"    {line}")
+    for name, m in (("bare", bare), ("NPU", npu)):
+        if m["path"]:
+            print(f"  {name} critical path: {_endpoints(m['path'])}\n"
+                  f"    through {_modules(m['path'])}; {m['path'][-1]}")
 
 
 if __name__ == "__main__":
