@@ -183,7 +183,7 @@ def yosys_script(target: Target, files: list[Path], netlist: Path | None, stat: 
     if target.family == "asic":
         # Generic gates; FFs with enables/resets unmapped to plain D flip-flops so that every
         # cell has a CMOS cost; memories stay memories (SRAM macros).
-        return (head + f"synth -top {HARNESS} -run :fine\n"
+        return (head + f"synth -flatten -top {HARNESS} -run :fine\n"
                 "opt -fast -full\ntechmap\nopt -fast\ndffunmap\nabc -g cmos\nopt_clean\n"
                 f"tee -q -o {stat.name} stat -json\n"
                 f"tee -q -o memories.il dump {top}/t:$mem_v2\n")
@@ -252,7 +252,9 @@ _CMOS = {"$_BUF_": 1, "$_NOT_": 2, "$_AND_": 6, "$_NAND_": 4, "$_OR_": 6, "$_NOR
 
 def asic_resources(target: Target, cells: dict[str, int], memory_bits: int) -> dict[str, float]:
     """Gate equivalents and area (mm²) from generic cells and memory bits."""
-    unknown = sorted(k for k in cells if k not in _CMOS and not k.startswith("$mem"))
+    # $scopeinfo cells only record the flattened hierarchy (no logic); memories are SRAM.
+    unknown = sorted(k for k in cells if k not in _CMOS and not k.startswith("$mem")
+                     and k != "$scopeinfo")
     if unknown:
         raise ToolError(f"generic synthesis left cells without a CMOS cost: {', '.join(unknown)}")
     transistors = sum(_CMOS[k] * n for k, n in cells.items() if k in _CMOS)
