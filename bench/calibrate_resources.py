@@ -50,14 +50,14 @@ DEPTHS = {"S": (1024, 512, 256, 16), "M": (4096, 2048, 1024, 64), "L": (8192, 40
 FIT = [(2, 2, "S"), (2, 4, "M"), (4, 4, "M"), (8, 4, "S"), (8, 8, "M"), (16, 8, "L")]
 HOLDOUT = [(4, 8, "M"), (4, 4, "L"), (8, 8, "S"), (2, 8, "M")]
 #: A smaller set for the (slower) generic ASIC synthesis.
-ASIC_FIT = [(2, 2, "S"), (4, 4, "M"), (8, 8, "M"), (8, 4, "S")]
-ASIC_HOLDOUT = [(2, 4, "M"), (4, 8, "S")]
+ASIC_FIT = [(2, 2, "S"), (4, 4, "M"), (8, 8, "M"), (8, 4, "S"), (2, 4, "M"), (4, 8, "S")]
+ASIC_HOLDOUT = [(2, 8, "M"), (8, 8, "S"), (4, 4, "L")]
 #: Resources whose model is fitted, and the features each may use.
 FITTED = {
     "lut": ["const", "pes", "cols", "act_bytes", "addr_bits"],
     "ff": ["const", "pes", "cols", "act_bytes", "skew", "deskew"],
     "dsp": ["const", "pes", "cols"],
-    "ge": ["const", "pes", "cols", "act_bytes", "skew", "deskew", "addr_bits"],
+    "ge": ["const", "pes", "cols", "act_bytes", "addr_bits"],
 }
 TARGET_OF = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k", "asic": "asic"}
 TOLERANCE = 0.15
