@@ -206,3 +206,17 @@ def test_asic_area_counts_gates_and_memory_bits(tmp_path):
         else:
             assert res["memory_bits"] == 16 * 256 and res["sram_mm2"] > 0
         assert s["fits"] == (res["area_mm2"] <= target.area_mm2)
+
+
+def test_asic_estimate_adds_gates_and_scratchpad_bits():
+    target = load_target("asic")
+    small, big = HwConfig(rows=2, cols=2, bus_bytes=2), HwConfig(rows=8, cols=8, bus_bytes=8)
+    for config in (small, big):
+        est = estimate(config, target)
+        bits = sum(w * d for w, d, _ in memories(config).values())
+        assert est["memory_bits"] == bits
+        assert est["area_mm2"] == pytest.approx(
+            est["ge"] * target.ge_um2 * 1e-6 + bits * target.sram_um2_per_bit * 1e-6, rel=1e-3)
+    assert estimate(big, target)["ge"] > estimate(small, target)["ge"]
+    with pytest.raises(ValueError, match="calibrate_resources"):
+        estimate(small, target, {"families": {}})
