@@ -3,6 +3,7 @@
     codesign generate MODEL.onnx [-o OUTDIR] [--array RxC] [...]
     codesign simulate OUTDIR --input X.npy [--output Y.npy]
     codesign verify MODEL.onnx [--input X.npy | --count N --seed S] [--array RxC] [...]
+    codesign synth OUTDIR [--target NAME|FILE]
 
 Bad input is reported as one line on stderr with exit code 2 and no traceback (``--debug`` shows
 it); a mismatch between the RTL and the golden model (or onnxruntime, in ``verify``) exits 1.
@@ -352,6 +353,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="compare every layer's output (RTL, golden, onnxruntime) and name the "
                         "first layer and element where they diverge")
     _add_config_args(v)
+
+    y = sub.add_parser("synth", help="yosys + nextpnr on a generated design: resources, fmax")
+    y.add_argument("outdir", type=Path)
+    y.add_argument("--target", help="built-in target name or a .toml/.json target file "
+                                    "(default: the design's, else ecp5-45k)")
     return p
 
 
@@ -378,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
             return verify(args.model, args.outdir or _default_outdir(args.model),
                           _config_from_args(args), args.input, args.count, args.seed,
                           args.per_layer)
+        if args.command == "synth":
+            from .synth import main as synth_main
+            return synth_main(args)
     except InputError as err:
         if args.debug:
             raise

@@ -1,0 +1,167 @@
+"""Resource model: LUTs, flip-flops, multiplier blocks, block RAMs (and ASIC area) of an NPU
+configuration on a target, without running synthesis (explore calls it hundreds of times).
+
+Shape of the model
+------------------
+* **Logic** (LUTs, FFs; ASIC gate equivalents) is linear in a few structural counts of the
+  configuration (:func:`features`): a constant (controller, DMA, CSRs), the PEs (``rows × cols``
+  9×9 multipliers with psum adders and operand registers), the columns (one requantizer,
+  accumulator lane and de-skew line each), the ACT word's bytes (POOL / ELTWISE lanes), the
+  skew and de-skew triangles (``r(r-1)/2``, ``c(c-1)/2`` registers), the bus width (DMA) and the
+  scratchpad address bits. The coefficients are fitted per device family by
+  ``bench/calibrate_resources.py`` against yosys and stored in ``resource_coefficients.json``
+  together with the configurations and measurements they came from.
+* **Multiplier blocks** are linear in the multipliers the RTL has (one per PE, a few per
+  column), fitted the same way and rounded up.
+* **Block RAM** is computed, not fitted: each scratchpad (width, depth and write granularity
+  from :func:`codesign.rtl.ports.scratchpad`) takes the fewest blocks over the device's block
+  shapes (:data:`BRAM_SHAPES`) -- a memory ``W`` bits wide and ``D`` deep in ``w × d`` blocks
+  needs ``ceil(W / w) · ceil(D / d)`` of them -- except shallow ones that yosys puts in LUT RAM
+  (:data:`LUTRAM_MAX_DEPTH`).
+* **ASIC area** = gate equivalents × the target's GE area + scratchpad bits × its SRAM bit area.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from pathlib import Path
+
+from ..isa import HwConfig
+from .targets import Target
+
+__all__ = ["features", "FEATURES", "estimate", "memories", "bram_blocks", "BRAM_SHAPES",
+           "load_coefficients", "COEFFICIENTS_PATH", "budget", "over_budget"]
+
+COEFFICIENTS_PATH = Path(__file__).with_name("resource_coefficients.json")
+
+#: Block RAM shapes ``(width, depth, write-enable group bits or None)`` per family. iCE40
+#: SB_RAM40_4K (4 kbit: 256×16 with a per-bit write mask, 512×8, 1024×4, 2048×2); ECP5 DP16KD
+#: (18 kbit: 512×36 and 1024×18 with 9-bit byte enables, 2048×9, 4096×4, 8192×2, 16384×1).
+BRAM_SHAPES = {
+    "ice40": [(16, 256, 1), (8, 512, None), (4, 1024, None), (2, 2048, None)],
+    "ecp5": [(36, 512, 9), (18, 1024, 9), (9, 2048, None), (4, 4096, None), (2, 8192, None),
+             (1, 16384, None)],
+}
+
+
+#: Deepest memory that yosys puts in distributed (LUT) RAM instead of block RAM: on ECP5 a
+#: 16-deep scratchpad maps to TRELLIS_DPR16X4 (16×4 LUT RAM), a 64-deep one to DP16KD (as
+#: measured by bench/calibrate_resources.py); iCE40 has no LUT RAM.
+LUTRAM_MAX_DEPTH = {"ice40": 0, "ecp5": 16}
+
+
+def _addr_bits(depth: int) -> int:
+    return max(1, math.ceil(math.log2(depth)))
+
+
+def features(config: HwConfig) -> dict[str, float]:
+    """Structural counts of ``config`` that logic grows with (names are the JSON keys)."""
+    r, c = config.rows, config.cols
+    depths = [v for f in dataclasses.fields(config) if f.name.endswith("_depth")
+              for v in [getattr(config, f.name)]]
+    return {
+        "const": 1.0,
+        "pes": float(r * c),
+        "cols": float(c),
+        "act_bytes": float(max(r, c)),
+        "skew": float(r * (r - 1) // 2),
+        "deskew": float(c * (c - 1) // 2),
+        "bus_bytes": float(config.bus_bytes),
+        "addr_bits": float(sum(_addr_bits(d) for d in depths)),
+    }
+
+
+#: Feature names in a stable order.
+FEATURES = list(features(HwConfig()))
+
+
+def memories(config: HwConfig) -> dict[str, tuple[int, int, int | None]]:
+    """``name -> (width, depth, write granularity)`` of every scratchpad, from the RTL."""
+    from ..rtl.ports import SCRATCHPADS, scratchpad
+    out = {}
+    for name in SCRATCHPADS:
+        sp = scratchpad(config, name)
+        out[name] = (sp.word_bits, sp.depth, sp.granularity)
+    return out
+
+
+def bram_blocks(width: int, depth: int, granularity: int | None, family: str) -> int:
+    """Fewest blocks of ``family`` holding a ``width`` × ``depth`` memory whose writes have
+    ``granularity`` bits (None: whole words)."""
+    if depth <= LUTRAM_MAX_DEPTH[family]:
+        return 0
+    best = None
+    for w, d, group in BRAM_SHAPES[family]:
+        deep = math.ceil(depth / d)
+        if granularity is None or granularity >= width:
+            n = math.ceil(width / w) * deep
+        elif group is not None:
+            # Each write lane takes whole enable groups; a block has w // group of them.
+            lanes = math.ceil(width / granularity)
+            groups = lanes * math.ceil(granularity / group)
+            n = math.ceil(groups / (w // group)) * deep
+        else:
+            # No enables: a block holds bits of one write lane only.
+            n = math.ceil(width / granularity) * math.ceil(granularity / w) * deep
+        best = n if best is None else min(best, n)
+    return best or 0
+
+
+@functools.cache
+def _coefficients(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def load_coefficients(path: Path | None = None) -> dict:
+    """The fitted coefficients (``resource_coefficients.json``)."""
+    return _coefficients(str(path or COEFFICIENTS_PATH))
+
+
+def _linear(coefs: dict[str, float], feats: dict[str, float]) -> float:
+    return sum(coefs.get(k, 0.0) * v for k, v in feats.items())
+
+
+def estimate(config: HwConfig, target: Target, coefficients: dict | None = None) -> dict:
+    """Estimated resources of ``config`` on ``target``.
+
+    FPGA targets: ``{"lut", "ff", "dsp", "bram", "spram"}`` (iCE40 LUT = SB_LUT4, ECP5 LUT =
+    LUT4 + 2 per CCU2C, as :func:`codesign.synth.fpga_resources` counts yosys' cells).
+    ASIC: ``{"ge", "ff", "memory_bits", "logic_mm2", "sram_mm2", "area_mm2"}``.
+    """
+    families = (coefficients or load_coefficients())["families"]
+    if target.family not in families:
+        raise ValueError(f"no resource coefficients for family {target.family!r}; run "
+                         f"bench/calibrate_resources.py --families {target.family}")
+    coefs = families[target.family]["coefficients"]
+    feats = features(config)
+    mems = memories(config)
+    if target.family == "asic":
+        ge = _linear(coefs["ge"], feats)
+        bits = sum(w * d for w, d, _ in mems.values())
+        logic = ge * target.ge_um2 * 1e-6
+        sram = bits * target.sram_um2_per_bit * 1e-6
+        return {"ge": round(ge), "ff": round(_linear(coefs["ff"], feats)), "memory_bits": bits,
+                "logic_mm2": logic, "sram_mm2": sram, "area_mm2": logic + sram}
+    out = {key: round(_linear(coefs[key], feats)) for key in ("lut", "ff")}
+    out["dsp"] = math.ceil(_linear(coefs["dsp"], feats) - 1e-6)
+    out["bram"] = sum(bram_blocks(w, d, g, target.family) for w, d, g in mems.values())
+    out["spram"] = 0
+    return out
+
+
+def budget(target: Target) -> dict[str, float]:
+    """What ``target`` offers, in the keys of :func:`estimate` (and of ``codesign synth``)."""
+    if target.family == "asic":
+        return {"area_mm2": target.area_mm2}
+    return {"lut": target.luts, "ff": target.ffs, "dsp": target.dsps,
+            "bram": target.bram_blocks, "spram": target.spram_blocks}
+
+
+def over_budget(resources: dict, target: Target) -> list[str]:
+    """The resources of ``resources`` that exceed ``target`` (``"dsp 104 > 72"``); empty when
+    the design fits."""
+    return [f"{k} {resources[k]:g} > {v:g}" for k, v in budget(target).items()
+            if resources.get(k, 0) > v]
