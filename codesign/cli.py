@@ -4,6 +4,7 @@
     codesign simulate OUTDIR --input X.npy [--output Y.npy]
     codesign verify MODEL.onnx [--input X.npy | --count N --seed S] [--array RxC] [...]
     codesign synth OUTDIR [--target NAME|FILE]
+    codesign explore MODEL.onnx --target NAME|FILE [-o OUTDIR] [--objective latency|...]
 
 Bad input is reported as one line on stderr with exit code 2 and no traceback (``--debug`` shows
 it); a mismatch between the RTL and the golden model (or onnxruntime, in ``verify``) exits 1.
@@ -65,11 +66,17 @@ def _load(model: Path):
 
 
 def _report(graph, config: HwConfig, program) -> dict:
+    from .timing import schedule
+
+    cycles = schedule(program.insns, config).cycles
     return {
         "codesign": __version__,
         "model": graph.name,
         "macs_per_inference": graph.macs,
         "config": json.loads(config.to_json()),
+        # The timing model is cycle-exact (the RTL's CYCLES); `codesign synth` adds the fmax.
+        "cycles_per_inference": cycles,
+        "mac_utilization": graph.macs / (cycles * config.rows * config.cols),
         "program": {"instructions": len(program.insns),
                     "image_bytes": int(program.image.size),
                     "external_memory_bytes": program.ext_words * config.bus_bytes},
@@ -84,7 +91,9 @@ def _report_text(report: dict) -> str:
              f"NPU: {cfg['rows']}x{cfg['cols']} MAC array, {cfg['bus_bytes']}-byte bus, "
              f"ACT {cfg['act_depth']} / WGT {cfg['wgt_depth']} / ACC {cfg['acc_depth']} / "
              f"PRM {cfg['prm_depth']} words",
-             f"MACs per inference: {report['macs_per_inference']}",
+             f"MACs per inference: {report['macs_per_inference']}, cycles per inference "
+             f"{report['cycles_per_inference']:,} (MAC utilization "
+             f"{100 * report['mac_utilization']:.1f}%)",
              f"program: {report['program']['instructions']} instructions, memory image "
              f"{report['program']['image_bytes']} bytes, external memory "
              f"{report['program']['external_memory_bytes']} bytes", "",
@@ -92,10 +101,42 @@ def _report_text(report: dict) -> str:
     for layer in report["layers"]:
         lines.append(f"{layer['name'][:32]:<32} {layer['kind']:<8} {layer['macs']:>10} "
                      f"{layer['instructions']:>6}")
+    if "target" in report:
+        t = report["target"]
+        lines += ["", f"target {t['name']}: chosen for {t['objective']} out of "
+                      f"{t['candidates']} configurations ({t['feasible']} fit); estimated "
+                      f"{t['chosen']['latency_ms']:.3f} ms at {t['clock_goal_mhz']:g} MHz, "
+                      f"{t['chosen']['energy_uj']:.1f} µJ, {_resources_text(t['chosen'])}"]
     return "\n".join(lines) + "\n"
 
 
-def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = False) -> dict:
+def _resources_text(point: dict) -> str:
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in point["resources"].items())
+
+
+def _select(model: Path, target_name: str, objective: str, config: HwConfig | None):
+    """The configuration for ``--target``: ``config`` if given (it must fit), else the best
+    feasible point of the design space for ``objective``; and the report section saying so."""
+    from .dse import explore, load_target
+
+    graph = _load(model)
+    target = load_target(target_name)
+    points = ([explore.evaluate(graph, config, target)] if config is not None
+              else explore.explore(graph, target))
+    ranked = explore.best(points, target, objective)
+    chosen = ranked[0]
+    section = {
+        "name": target.name, "objective": objective, "clock_goal_mhz": target.clock_mhz,
+        "candidates": len(points), "feasible": sum(p.feasible for p in points),
+        "chosen": chosen.to_json(target),
+        "runners_up": [p.to_json(target) for p in ranked[1:4]],
+    }
+    return chosen.config, section
+
+
+def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = False,
+             selection: dict | None = None) -> dict:
     """Compile ``model`` for ``config`` and write the design directory atomically.
 
     ``store_all`` writes every tensor to external memory (for ``verify --per-layer``), not only
@@ -106,6 +147,8 @@ def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = Fals
     graph = _load(model)
     program = compile_graph(graph, config, store_all=store_all)
     report = _report(graph, config, program)
+    if selection is not None:
+        report["target"] = selection
     outdir = outdir.resolve()
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
@@ -327,6 +370,37 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prm-depth", type=int, help="requant parameter words")
 
 
+def _add_target_args(p: argparse.ArgumentParser, help_text: str, required: bool = False) -> None:
+    from .dse.explore import OBJECTIVES
+
+    p.add_argument("--target", required=required, metavar="NAME|FILE",
+                   help=f"{help_text}: ice40-up5k, ecp5-25k, ecp5-45k, ecp5-85k, asic, or a "
+                        ".toml/.json target file")
+    p.add_argument("--objective", default="latency", choices=OBJECTIVES,
+                   help="what the chosen configuration minimizes (default latency)")
+
+
+def explore_cmd(model: Path, target_name: str, objective: str, outdir: Path) -> int:
+    from .dse import explore, load_target
+
+    graph = _load(model)
+    target = load_target(target_name)
+    start = time.perf_counter()
+    points = explore.explore(graph, target)
+    front = explore.pareto(points, target)
+    explore.write_results(points, front, target, outdir)
+    print(f"{len(points)} configurations of {graph.name} on {target.name} in "
+          f"{time.perf_counter() - start:.1f} s: {sum(p.feasible for p in points)} fit; "
+          f"Pareto front (latency, {'area' if target.family == 'asic' else 'LUTs'}, energy):")
+    print(explore.table(front, target), end="")
+    chosen = explore.best(points, target, objective)[0].config
+    print(f"best for {objective}: {chosen.rows}x{chosen.cols}, bus {chosen.bus_bytes} B, "
+          f"ACT/WGT/ACC {chosen.act_depth}/{chosen.wgt_depth}/{chosen.acc_depth}, "
+          f"depthwise {'on' if chosen.dw_width else 'off'}")
+    print(f"wrote {outdir}/explore.json, pareto.md, pareto.png")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="codesign", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="version", version=f"codesign {__version__}")
@@ -337,6 +411,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("model", type=Path)
     g.add_argument("-o", "--outdir", type=Path)
     _add_config_args(g)
+    _add_target_args(g, "size the NPU for this device: the best configuration that fits "
+                        "(with --array: check that it fits)")
+
+    x = sub.add_parser("explore", help="evaluate the design space of a model on a target")
+    x.add_argument("model", type=Path)
+    x.add_argument("-o", "--outdir", type=Path, help="default build/<model>-explore")
+    _add_target_args(x, "device whose budget the configurations must fit", required=True)
 
     s = sub.add_parser("simulate", help="run a generated design under Verilator")
     s.add_argument("outdir", type=Path)
@@ -372,7 +453,11 @@ def main(argv: list[str] | None = None) -> int:
             config = _config_from_args(args)
             outdir = args.outdir or _default_outdir(args.model)
             start = time.perf_counter()
-            report = generate(args.model, outdir, config)
+            selection = None
+            if args.target:
+                config, selection = _select(args.model, args.target, args.objective,
+                                            config if args.array else None)
+            report = generate(args.model, outdir, config, selection=selection)
             print(_report_text(report), end="")
             print(f"wrote {outdir} in {time.perf_counter() - start:.2f} s")
             return 0
@@ -387,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "synth":
             from .synth import main as synth_main
             return synth_main(args)
+        if args.command == "explore":
+            return explore_cmd(args.model, args.target, args.objective,
+                               args.outdir or Path("build") / f"{args.model.stem}-explore")
     except InputError as err:
         if args.debug:
             raise

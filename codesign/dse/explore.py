@@ -1,0 +1,200 @@
+"""Design-space exploration: every candidate NPU configuration for one model on one target.
+
+Each point is a :class:`~codesign.isa.HwConfig`: array shape (square and not), DMA width,
+scratchpad depths and whether the depthwise mode is built. For each, the model is compiled
+(a configuration that cannot run it is infeasible) and costed without running any tool:
+
+* latency: cycles from the cycle-exact timing model (:func:`codesign.timing.schedule`, equal
+  to the RTL's CYCLES), at the target's clock goal;
+* resources: :func:`codesign.dse.resources.estimate` (LUT/FF/DSP/BRAM, or ASIC area), checked
+  against the target's budget;
+* energy: :func:`codesign.dse.energy.energy_per_inference`.
+
+The Pareto front is the set of feasible points that no other feasible point beats or equals on
+all three of latency, resources (LUTs on FPGAs, mm² on ASICs) and energy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from pathlib import Path
+
+from ..compiler import compile_graph
+from ..errors import InputError, TilingError
+from ..isa import HwConfig
+from ..timing import schedule
+from .energy import energy_per_inference
+from .resources import estimate, over_budget
+from .targets import Target
+
+__all__ = ["Point", "OBJECTIVES", "candidates", "evaluate", "explore", "pareto", "best",
+           "write_results"]
+
+#: What ``generate --target`` may minimize.
+OBJECTIVES = ("latency", "energy", "resources", "edp")
+
+#: Array shapes considered (rows × cols).
+SHAPES = [(2, 2), (2, 4), (4, 2), (4, 4), (4, 8), (8, 4), (8, 8), (8, 16), (16, 8), (16, 16)]
+#: Scratchpad sets (ACT, WGT, ACC words); PRM is 64 words throughout.
+MEMORIES = [(1024, 256, 256), (2048, 512, 512), (4096, 2048, 1024), (8192, 4096, 2048)]
+
+
+@dataclasses.dataclass
+class Point:
+    """One evaluated configuration."""
+    config: HwConfig
+    feasible: bool
+    reason: str = ""
+    cycles: int = 0
+    latency_ms: float = 0.0
+    energy_uj: float = 0.0
+    resources: dict = dataclasses.field(default_factory=dict)
+
+    def size(self, target: Target) -> float:
+        """The resource axis of the front: LUTs on an FPGA, mm² on an ASIC."""
+        return self.resources.get("area_mm2" if target.family == "asic" else "lut", 0.0)
+
+    def to_json(self, target: Target) -> dict:
+        return {"config": dataclasses.asdict(self.config), "feasible": self.feasible,
+                "reason": self.reason, "cycles": self.cycles,
+                "latency_ms": self.latency_ms, "energy_uj": self.energy_uj,
+                "resources": self.resources, "size": self.size(target)}
+
+
+def candidates(shapes=SHAPES, memories=MEMORIES) -> list[HwConfig]:
+    """The design space: shapes × DMA widths × scratchpad sets × depthwise mode on/off."""
+    out = []
+    for (rows, cols), (act, wgt, acc) in itertools.product(shapes, memories):
+        for bus in sorted({min(cols, 4), min(cols, 8)}):
+            for dw in ((0, 64) if rows >= 8 else (0,)):
+                try:
+                    out.append(HwConfig(rows=rows, cols=cols, bus_bytes=bus, act_depth=act,
+                                        wgt_depth=max(wgt, rows + 1), acc_depth=acc,
+                                        prm_depth=64, dw_width=dw))
+                except ValueError:
+                    continue
+    return out
+
+
+def evaluate(graph, config: HwConfig, target: Target, *, cost_all: bool = False) -> Point:
+    """Cost ``config`` running ``graph`` on ``target``; a configuration over the target's
+    budget is not compiled (its latency and energy stay 0) unless ``cost_all``."""
+    resources = estimate(config, target)
+    over = over_budget(resources, target)
+    if over and not cost_all:
+        return Point(config, False, "over budget: " + ", ".join(over), resources=resources)
+    try:
+        program = compile_graph(graph, config)
+    except TilingError as err:
+        return Point(config, False, f"does not map: {err}", resources=resources)
+    cycles = schedule(program.insns, config).cycles
+    return Point(config, not over, "over budget: " + ", ".join(over) if over else "",
+                 cycles, cycles / (target.clock_mhz * 1e3),
+                 energy_per_inference(program).total_uj, resources)
+
+
+def explore(graph, target: Target, configs: list[HwConfig] | None = None) -> list[Point]:
+    """Evaluate every candidate (by default :func:`candidates`)."""
+    return [evaluate(graph, c, target) for c in (configs or candidates())]
+
+
+def pareto(points: list[Point], target: Target) -> list[Point]:
+    """Feasible points not dominated on (latency, size, energy), fastest first."""
+    feasible = [p for p in points if p.feasible]
+
+    def key(p):
+        return (p.cycles, p.size(target), p.energy_uj)
+
+    front = [p for p in feasible
+             if not any(all(a <= b for a, b in zip(key(q), key(p), strict=True))
+                        and key(q) != key(p) for q in feasible)]
+    return sorted(front, key=key)
+
+
+def best(points: list[Point], target: Target, objective: str) -> list[Point]:
+    """Feasible points ordered by ``objective`` (ties broken by the other costs).
+
+    Raises
+    ------
+    InputError
+        If no point fits the target.
+    """
+    if objective not in OBJECTIVES:
+        raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, "
+                         f"not {objective!r}")
+    feasible = [p for p in points if p.feasible]
+    if not feasible:
+        reasons = sorted({p.reason.split(":")[0] for p in points})
+        smallest = min(points, key=lambda p: p.size(target))
+        raise InputError(
+            f"no NPU configuration fits {target.name} for this model ({'; '.join(reasons)}); "
+            f"the smallest needs {_resources_text(smallest.resources)}: choose a larger target")
+    keys = {
+        "latency": lambda p: (p.cycles, p.size(target), p.energy_uj),
+        "energy": lambda p: (p.energy_uj, p.cycles, p.size(target)),
+        "resources": lambda p: (p.size(target), p.cycles, p.energy_uj),
+        "edp": lambda p: (p.energy_uj * p.cycles, p.size(target)),
+    }
+    return sorted(feasible, key=keys[objective])
+
+
+def _resources_text(resources: dict) -> str:
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in resources.items())
+
+
+def table(points: list[Point], target: Target) -> str:
+    """A Markdown table of ``points``."""
+    size = "area mm²" if target.family == "asic" else "LUT"
+    head = (f"| array | bus B | ACT/WGT/ACC words | dw | cycles | latency ms @ "
+            f"{target.clock_mhz:g} MHz | energy µJ | {size} | resources |")
+    lines = [head, "|" + "---|" * 9]
+    for p in points:
+        c = p.config
+        lines.append(f"| {c.rows}x{c.cols} | {c.bus_bytes} | {c.act_depth}/{c.wgt_depth}/"
+                     f"{c.acc_depth} | {c.dw_width} | {p.cycles:,} | {p.latency_ms:.3f} | "
+                     f"{p.energy_uj:.1f} | {p.size(target):.4g} | "
+                     f"{_resources_text(p.resources)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(points: list[Point], front: list[Point], target: Target, path: Path) -> None:
+    """Latency vs resources (colour: energy) with the Pareto front, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    feasible = [p for p in points if p.feasible]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    others = [p for p in points if not p.feasible and p.cycles]
+    if others:
+        ax.scatter([p.size(target) for p in others], [p.latency_ms for p in others],
+                   marker="x", color="0.7", label="over budget")
+    sc = ax.scatter([p.size(target) for p in feasible], [p.latency_ms for p in feasible],
+                    c=[p.energy_uj for p in feasible], cmap="viridis", label="fits")
+    ax.plot([p.size(target) for p in sorted(front, key=lambda p: p.size(target))],
+            [p.latency_ms for p in sorted(front, key=lambda p: p.size(target))],
+            color="crimson", marker="o", fillstyle="none", label="Pareto front")
+    fig.colorbar(sc, ax=ax, label="energy per inference (µJ)")
+    ax.set_xlabel("area (mm²)" if target.family == "asic" else "LUTs (estimated)")
+    ax.set_ylabel(f"latency (ms at {target.clock_mhz:g} MHz)")
+    ax.set_yscale("log")
+    ax.set_title(f"design space on {target.name}")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_results(points: list[Point], front: list[Point], target: Target,
+                  outdir: Path) -> None:
+    """explore.json (every point), pareto.md (the front) and pareto.png into ``outdir``."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "explore.json").write_text(json.dumps(
+        {"target": target.to_dict(), "points": [p.to_json(target) for p in points],
+         "pareto": [points.index(p) for p in front]}, indent=2) + "\n")
+    (outdir / "pareto.md").write_text(table(front, target))
+    plot(points, front, target, outdir / "pareto.png")
