@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from .isa import ENGINE, ENGINES, HwConfig, Opcode, PoolMode, decode, ports_used
+from .isa import ENGINE, ENGINES, HwConfig, Opcode, PoolMode, decode, encode, ports_used
 
-__all__ = ["engine_cycles", "schedule", "Schedule", "program_cycles"]
+__all__ = ["engine_cycles", "schedule", "Schedule", "program_cycles", "layer_cycles"]
 
 
 def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
@@ -181,3 +181,13 @@ def schedule(insns: list[int], config: HwConfig,
 def program_cycles(program) -> int:
     """Cycles of one inference of a compiled :class:`~codesign.compiler.program.Program`."""
     return schedule(program.insns, program.config).cycles
+
+
+def layer_cycles(program) -> list[int]:
+    """Cycles of each layer, as :func:`codesign.driver.layer_cycles` measures them on the RTL:
+    the growth of the total when the program ends (END, which waits for every engine) after
+    that layer instead of the one before."""
+    end = encode(Opcode.END)
+    totals = [schedule(program.insns[:b] + [end], program.config).cycles
+              for b in [0] + [layer.first_insn + layer.n_insns for layer in program.layers]]
+    return [t - p for t, p in zip(totals[1:], totals[:-1], strict=True)]
