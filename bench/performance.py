@@ -1,0 +1,128 @@
+"""MLPerf Tiny on codesign NPUs of several array shapes, side by side with SCALE-Sim.
+
+For each model and array shape, in one run: ideal cycles (MACs / (R·C)), SCALE-Sim's
+weight-stationary cycles (bench/scalesim_ref.py, cached), the cycle model's cycles
+(codesign.timing), the RTL's cycles (Verilator, one inference), MAC utilization, post-route fmax
+and resources of that NPU on the FPGA target (yosys + nextpnr, cached per Verilog), latency at
+that fmax, and the energy estimate (codesign.dse.energy).
+
+    .venv/bin/python bench/performance.py [--shapes 4x4 8x8 16x16] [--target ecp5-85k]
+        [--models dscnn ...] [--no-synth]
+
+The Markdown table goes to stdout; docs/performance.md holds a run of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from scalesim_ref import scalesim_cycles  # noqa: E402
+
+from codesign.cli import DEFAULT_CONFIG  # noqa: E402
+from codesign.compiler import compile_graph  # noqa: E402
+from codesign.driver import run_rtl  # noqa: E402
+from codesign.dse import load_target  # noqa: E402
+from codesign.dse.energy import energy_per_inference  # noqa: E402
+from codesign.frontend import load_model  # noqa: E402
+from codesign.sim.runner import cache_dir  # noqa: E402
+from codesign.timing import program_cycles  # noqa: E402
+from codesign.verilog import npu_verilog  # noqa: E402
+from models import mlperf  # noqa: E402
+
+
+def config_for(shape: str):
+    """DEFAULT_CONFIG (scratchpads, bus) with another array shape."""
+    rows, cols = (int(v) for v in shape.split("x"))
+    return dataclasses.replace(DEFAULT_CONFIG, rows=rows, cols=cols,
+                               bus_bytes=min(cols, DEFAULT_CONFIG.bus_bytes), dw_width=None)
+
+
+def synth_results(config, target) -> dict:
+    """Post-route fmax and resources of ``config`` on ``target``, cached per Verilog text."""
+    from codesign.synth import place_and_route, synthesize
+
+    verilog = npu_verilog(config)
+    key = hashlib.sha256(verilog.encode() + json.dumps(target.to_dict()).encode()).hexdigest()
+    path = cache_dir() / "bench-synth" / f"{key[:24]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    with tempfile.TemporaryDirectory() as work:
+        start = time.perf_counter()
+        result = synthesize(verilog, target, Path(work))
+        pnr = place_and_route(result, target, Path(work))
+        out = {"fmax_mhz": pnr.fmax_mhz, "timing_met": pnr.timing_met,
+               "resources": result.resources, "seconds": time.perf_counter() - start}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    return out
+
+
+def measure(name: str, shape: str, target, synth: bool) -> dict:
+    config = config_for(shape)
+    graph = load_model(mlperf.path(name))
+    program = compile_graph(graph, config)
+    rng = np.random.default_rng(0)
+    x = [rng.integers(0, 256, b.tensor.shape).astype(np.uint8).view(
+        np.int8 if b.tensor.signed else np.uint8) for b in graph.inputs]
+    rtl = run_rtl(program, npu_verilog(config), [x]).cycles[0]
+    row = {
+        "model": name, "shape": shape, "macs": graph.macs,
+        "ideal": graph.macs / (config.rows * config.cols),
+        "scalesim": scalesim_cycles(mlperf.path(name), config.rows, config.cols)["total_cycles"],
+        "model_cycles": program_cycles(program), "rtl_cycles": rtl,
+        "utilization": graph.macs / (rtl * config.rows * config.cols),
+        "energy_uj": energy_per_inference(program).total_uj,
+    }
+    if synth:
+        s = synth_results(config, target)
+        row.update(fmax=s["fmax_mhz"], resources=s["resources"],
+                   latency_ms=rtl / (s["fmax_mhz"] * 1e3) if s["fmax_mhz"] else None)
+    return row
+
+
+def table(rows: list[dict], target_name: str) -> str:
+    lines = [f"| model | array | ideal cycles | SCALE-Sim | model cycles | RTL cycles | RTL / "
+             f"SCALE-Sim | MAC util. | fmax MHz ({target_name}) | latency ms | LUT / FF / "
+             f"MULT18 / EBR | energy µJ |",
+             "|" + "---|" * 12]
+    for r in rows:
+        res = r.get("resources") or {}
+        fmax = f"{r['fmax']:.1f}" if r.get("fmax") else "—"
+        latency = f"{r['latency_ms']:.2f}" if r.get("latency_ms") else "—"
+        resources = (f"{res.get('lut', 0):,} / {res.get('ff', 0):,} / {res.get('dsp', 0)} / "
+                     f"{res.get('bram', 0)}" if res else "—")
+        lines.append(
+            f"| {r['model']} | {r['shape']} | {r['ideal']:,.0f} | {r['scalesim']:,} | "
+            f"{r['model_cycles']:,} | {r['rtl_cycles']:,} | "
+            f"{r['rtl_cycles'] / r['scalesim']:.2f} | {100 * r['utilization']:.1f}% | {fmax} | "
+            f"{latency} | {resources} | {r['energy_uj']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", default=["dscnn", "resnet8", "mobilenet_v1_025",
+                                                        "fc_autoencoder"])
+    parser.add_argument("--shapes", nargs="*", default=["4x4", "8x8", "16x16"])
+    parser.add_argument("--target", default="ecp5-85k")
+    parser.add_argument("--no-synth", action="store_true", help="skip yosys + nextpnr")
+    args = parser.parse_args(argv)
+    target = load_target(args.target)
+    rows = [measure(m, s, target, not args.no_synth) for m in args.models for s in args.shapes]
+    print(table(rows, target.name), end="")
+
+
+if __name__ == "__main__":
+    main()
