@@ -6,14 +6,21 @@ Memory plan (external word addresses)::
     ............... constants: per layer, weight tiles then requant parameter words
     ............... activation buffers: one per IR tensor (Flatten outputs alias their input)
 
-Every layer runs as a sequence of *row tiles*: the output rows that fit the accumulator and, with
-the input rows they need (halo included), the ACT scratchpad. For convolutions::
+Every layer runs as a sequence of *row tiles*: the output rows that fit half the accumulator
+(so that MATMULs fill one half while REQUANT drains the other) and, with the input rows they need
+(halo included), the ACT scratchpad. For convolutions::
 
-    LOAD input rows → ACT
-    for each output word (act_bytes channels) and each column tile (cols channels) in it:
+    LOAD input rows → ACT                      (not if the previous layer left them there)
+    for each column tile (cols channels), ACC halves alternating:
         for each weight tile (kh, kw, group of `rows` input channels):   ACC (+)= window · tile
-        REQUANT ACC → lane group of the output word in ACT
-    STORE output words → external memory
+        (a 3×3 stride-1 depthwise conv: one depthwise MATMUL of all 9 taps)
+        REQUANT ACC → lane group of the output words (HWC) in ACT
+    STORE the output rows → external memory    (not if only the next layer reads them)
+
+A layer whose output the next array layer can read whole from ACT keeps it there (at one end of
+ACT, the next layer's output going to the other). A model input read only by a convolution with
+few input channels is written by the host unfolded (``Region.unfold``) and convolved as 1×1.
+Instructions get their ``wait`` bits from :func:`codesign.hazards.assign_waits`.
 
 Weights and requant parameters are loaded once per layer when the whole layer fits the WGT / PRM
 scratchpads, otherwise once per (row tile, column tile).
