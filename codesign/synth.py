@@ -455,6 +455,8 @@ def _summary(s: dict) -> str:
             lines.append(f"fmax {s['fmax_mhz']:.2f} MHz post-route (pre-route estimate "
                          f"{s['fmax_pre_route_mhz']:.2f} MHz); timing {verdict} at "
                          f"{s['clock_goal_mhz']:g} MHz")
+            if "latency_ms" in s:
+                lines.append(f"latency {s['latency_ms']:.3f} ms per inference at that fmax")
     lines.append(f"tools: yosys {s['seconds']['yosys']:.0f} s"
                  + (f", nextpnr {s['seconds']['nextpnr']:.0f} s" if "nextpnr" in s["seconds"]
                     else ""))
@@ -524,6 +526,9 @@ def _synth_in(work: Path, outdir: Path, report: dict, target: Target, verilog: s
             section["seconds"]["nextpnr"] = round(pnr.seconds, 1)
             if pnr.fmax_mhz is None:
                 raise ToolError(f"nextpnr reported no post-route fmax (log: {pnr.log})", pnr.log)
+            if "cycles_per_inference" in report:
+                # The cycle count is the RTL's (the timing model is exact), at the routed fmax.
+                section["latency_ms"] = report["cycles_per_inference"] / (pnr.fmax_mhz * 1e3)
     else:
         section["available"] = budget(target)
         section["fits"] = not over_budget(result.resources, target)
