@@ -69,6 +69,15 @@ def _random_matmul(rng, c: HwConfig) -> int:
         in_h=in_h, in_w=in_w)
 
 
+def _random_state(c: HwConfig, rng) -> IsaSim:
+    """An ISA model whose ACT, WGT and ACC hold random words."""
+    sim = IsaSim(c, np.zeros(c.bus_bytes, np.uint8))
+    sim.act[:] = rng.integers(0, 256, sim.act.shape)
+    sim.wgt[:] = rng.integers(0, 256, sim.wgt.shape)
+    sim.acc[:] = rng.integers(-2**31, 2**31, sim.acc.shape)
+    return sim
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}")
 def test_matmul_engine_random(config):
     c = config
@@ -130,10 +139,7 @@ def test_matmul_engine_depthwise(config):
     """Depthwise MATMULs interleaved with ordinary ones (mode switches, stale line buffers)."""
     c = config
     rng = np.random.default_rng(c.rows * 7 + c.cols)
-    sim = IsaSim(c, np.zeros(c.bus_bytes, np.uint8))
-    sim.act[:] = rng.integers(0, 256, sim.act.shape)
-    sim.wgt[:] = rng.integers(0, 256, sim.wgt.shape)
-    sim.acc[:] = rng.integers(-2**31, 2**31, sim.acc.shape)
+    sim = _random_state(c, rng)
     h = Harness(MatMulEngine(c), sim)
     insns = [_random_depthwise(rng, c) if rng.integers(3) else _random_matmul(rng, c)
              for _ in range(20)]
@@ -157,10 +163,7 @@ def test_matmul_engine_back_to_back(config):
     accumulation into the rows just written exercise the overlap hazards."""
     c = config
     rng = np.random.default_rng(c.rows * 31 + c.cols)
-    sim = IsaSim(c, np.zeros(c.bus_bytes, np.uint8))
-    sim.act[:] = rng.integers(0, 256, sim.act.shape)
-    sim.wgt[:] = rng.integers(0, 256, sim.wgt.shape)
-    sim.acc[:] = rng.integers(-2**31, 2**31, sim.acc.shape)
+    sim = _random_state(c, rng)
     insns = []
     for _ in range(30):
         if c.dw_width and rng.integers(4) == 0:
