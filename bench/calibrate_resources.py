@@ -144,7 +144,7 @@ def main(argv=None) -> int:
         target = load_target(TARGET_OF[family])
         checked = ["ge", "ff"] if family == "asic" else ["lut", "ff", "dsp", "bram"]
         print(f"\n{family} (target {target.name}): model vs yosys, error = model/yosys - 1")
-        print(f"{'config':<30} {'split':<8} " + " ".join(f"{k:>22}" for k in checked))
+        print(f"{'config':<36} {'split':<8} " + " ".join(f"{k:>22}" for k in checked))
         measurements = []
         for cfg, split, res in entries:
             model = estimate(cfg, target, model_input)
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
                 err = (m - y) / y if y else (0.0 if m == 0 else float("inf"))
                 failed |= abs(err) > TOLERANCE
                 cells.append(f"{m:>8.0f} vs {y:>7.0f} {100 * err:+5.1f}%")
-            print(f"{cfg.name:<30} {split:<8} " + " ".join(f"{c:>22}" for c in cells))
+            print(f"{cfg.name:<36} {split:<8} " + " ".join(f"{c:>22}" for c in cells))
             measurements.append({"config": dataclasses.asdict(cfg), "split": split,
                                  "yosys": {k: res[k] for k in checked},
                                  "model": {k: model[k] for k in checked}})

@@ -22,6 +22,7 @@ Numbers and where they come from
 * iCE40 UltraPlus: Lattice, *iCE40 UltraPlus Family Data Sheet*, FPGA-DS-02008 (Table 1.1,
   iCE40UP5K): 5280 logic cells (one LUT4 + one flip-flop each), 8 DSP blocks (SB_MAC16),
   30 EBR blocks of 4 kbit (120 kbit), 4 SPRAM blocks of 256 kbit (1024 kbit); package SG48.
+  nextpnr-ice40 reports the same totals (ICESTORM_LC 5280, _DSP 8, _RAM 30, _SPRAM 4).
 * ECP5: Lattice, *ECP5 and ECP5-5G Family Data Sheet*, FPGA-DS-02012 (Table 1.1): LFE5U-25F /
   45F / 85F have 24K / 44K / 84K LUTs, 56 / 108 / 208 sysMEM EBR blocks of 18 kbit and
   28 / 72 / 156 18×18 multipliers. The exact LUT counts (24288 / 43848 / 83640, one flip-flop
