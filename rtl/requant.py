@@ -10,13 +10,16 @@ one lane per output channel, pipelined over :data:`Requantizer.latency` stages:
  4    round the normalized magnitude to 24 significant bits (RNE) → ``a24 · 2**ea``
  5    exact 24×24 product ``p = a24 · mult``
  6    round ``p`` to 24 bits (RNE) → ``p24``, and the net exponent ``right``
- 7    ``r = RNE(p24 · 2**-right)``, saturated to :data:`_SAT`
- 8    ``clamp(±r + y_zp, qmin, qmax)``, low 8 bits
+ 7    shift ``p24`` by ``right`` (keeping 25 fraction bits) or left by ``-right``
+ 8    ``r = RNE(…)``, saturated to :data:`_SAT`
+ 9    ``clamp(±r + y_zp, qmin, qmax)``, low 8 bits
 ====  ============================================================================================
 
-Stage 7 saturates the magnitude at ``2**10`` rather than at ``2**31`` as :func:`isa.requantize`
-does: ``y_zp``, ``qmin`` and ``qmax`` are 9-bit, so any ``|r| >= 512`` already lands on the same
-clamp bound, and the narrow value keeps the last two stages small.
+Stages 7 and 8 are split because the variable shift, the sticky OR, the rounding increment and
+the saturation in one cycle were the NPU's critical path on ECP5. Stage 8 saturates the magnitude
+at ``2**10`` rather than at ``2**31`` as :func:`isa.requantize` does: ``y_zp``, ``qmin`` and
+``qmax`` are 9-bit, so any ``|r| >= 512`` already lands on the same clamp bound, and the narrow
+value keeps the last two stages small.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class Requantizer(wiring.Component):
         Pipeline depth, 8.
     """
 
-    latency = 8
+    latency = 9
 
     def __init__(self, *, lanes: int):
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
@@ -158,26 +161,31 @@ class Requantizer(wiring.Component):
             # right = shift - ep - ea with ep = drop + ovf_p; in [-34, 256].
             right6 = lreg(e1_5 - (_M - 1) - top - ovf_p, "s6_right", signed(10))
 
-            # Stage 7: r = RNE(p24 · 2**-right), saturated to _SAT.
-            # Right shift: any right >= 25 rounds every p24 < 2**24 to 0, so cap it at 25 and
-            # keep 25 fraction bits for the round/sticky bits.
+            # Stage 7: the shift. Right: any right >= 25 rounds every p24 < 2**24 to 0, so cap it
+            # at 25 and keep 25 fraction bits for the round/sticky bits. Left by L = -right
+            # (0..34): any nonzero p24 shifted by >= 10 saturates.
             rs = Mux(right6 > 25, 25, right6[:5])
-            frac = (Cat(Const(0, 25), p24_6) >> rs)[:25 + _M]
-            r_right = rne(frac[25:], frac[24], frac[:24] != 0)
-            # Left shift by L = -right (0..34): any nonzero p24 shifted by >= 10 saturates.
+            frac7 = lreg((Cat(Const(0, 25), p24_6) >> rs)[:25 + _M], "s7_frac",
+                         unsigned(25 + _M))
             left = (-right6)[:6]
             r_left = (p24_6 << left[:4])[:_M + 16]
-            left_sat = (p24_6 != 0) & ((left >= 10) | (r_left >= _SAT))
-            r = Signal(range(_SAT + 1), name=f"lane{i}_s7_r_next")
-            with m.If(right6 > 0):
+            left_sat7 = lreg((p24_6 != 0) & ((left >= 10) | (r_left >= _SAT)), "s7_left_sat")
+            r_left7 = lreg(Mux(r_left >= _SAT, _SAT, r_left), "s7_r_left", range(_SAT + 1))
+            going_right7 = lreg(right6 > 0, "s7_right")
+            neg7 = lreg(neg6, "s7_neg")
+
+            # Stage 8: round the right-shifted value (RNE) and saturate to _SAT.
+            r_right = rne(frac7[25:], frac7[24], frac7[:24] != 0)
+            r = Signal(range(_SAT + 1), name=f"lane{i}_s8_r_next")
+            with m.If(going_right7):
                 m.d.comb += r.eq(Mux(r_right >= _SAT, _SAT, r_right))
             with m.Else():
-                m.d.comb += r.eq(Mux(left_sat, _SAT, r_left))
-            neg7 = lreg(neg6, "s7_neg")
-            r7 = lreg(r, "s7_r")
+                m.d.comb += r.eq(Mux(left_sat7, _SAT, r_left7))
+            neg8 = lreg(neg7, "s8_neg")
+            r8 = lreg(r, "s8_r")
 
-            # Stage 8: apply the sign and zero point, clamp as min(max(v, qmin), qmax).
-            v = Mux(neg7, -r7, r7) + y_zp
+            # Stage 9: apply the sign and zero point, clamp as min(max(v, qmin), qmax).
+            v = Mux(neg8, -r8, r8) + y_zp
             lo = Mux(v < qmin, qmin, v)
             hi = Mux(lo > qmax, qmax, lo)
             m.d.sync += self.q[i].eq(hi[:8])
