@@ -79,12 +79,17 @@ FEATURES = list(features(HwConfig()))
 
 
 def memories(config: HwConfig) -> dict[str, tuple[int, int, int | None]]:
-    """``name -> (width, depth, write granularity)`` of every scratchpad, from the RTL."""
+    """``name -> (width, depth, write granularity)`` of every memory, from the RTL: the
+    scratchpads and, with the depthwise mode, the MATMUL engine's two line buffers."""
+    from ..rtl.array import X_SHAPE
     from ..rtl.ports import SCRATCHPADS, scratchpad
     out = {}
     for name in SCRATCHPADS:
         sp = scratchpad(config, name)
         out[name] = (sp.word_bits, sp.depth, sp.granularity)
+    if config.dw_width:
+        for i in range(2):      # rtl/matmul.py: `cols` operands per word, dw_width words
+            out[f"line_buffer_{i}"] = (X_SHAPE.width * config.cols, config.dw_width, None)
     return out
 
 
