@@ -19,8 +19,9 @@ weight words, streams the ``(out_h + 2) × (out_w + 2)`` positions of the padded
 0 as above with stride 1; stage 1 takes the ``cols`` lanes of the lane group), and feeds the array
 the stream itself plus two copies delayed by ``out_w - 1`` cycles each through two line buffers
 (memories of ``dw_width`` words). A stream position ``(sy, sx)`` with ``sy, sx >= 2`` completes
-output ``(sy - 2, sx - 2)``, written ``dw_latency - 8`` cycles after its x stage, so a depthwise
-MATMUL takes ``dw_weight_words + (out_h + 2)(out_w + 2) + dw_latency - 8 + 3`` cycles.
+output ``(sy - 2, sx - 2)``, written ``dw_latency - 7`` cycles after its x stage (the three
+input vectors are registered once more), so a depthwise MATMUL takes
+``dw_weight_words + (out_h + 2)(out_w + 2) + dw_latency - 4`` cycles.
 
 Operands are 9-bit: ``x - x_zp`` and ``w - w_zp`` are exact for zero points inside the range of
 their 8-bit type (int8 for weights and signed activations, uint8 for unsigned ones), which is
@@ -250,7 +251,7 @@ class MatMulEngine(HwComponent):
                      array.x_switch.eq(sw2)]
         if c.dw_width:
             self._line_buffers(m, array, operands(lane_groups(c.cols), c.cols), str2,
-                               st.out_w, take & ld_dw)
+                               ld.out_w, take & ld_dw)
 
         # ---- through the array: the tag of a position meets its psum ---------------------------
         # The psum of a position is out `lat` cycles after its x stage, or dw_latency - 8 in
@@ -265,7 +266,7 @@ class MatMulEngine(HwComponent):
 
         plain = tag_line(Mux(dw, 0, tag2.as_value()), lat, "mm_tag")
         if c.dw_width:
-            dw_lat = array.dw_latency - 8
+            dw_lat = array.dw_latency - 8 + 1      # + the register after the line buffers
             depthwise = tag_line(Mux(dw, tag2.as_value(), 0), dw_lat, "dw_tag")
 
         def at_psum(offset: int = 0):
@@ -295,15 +296,17 @@ class MatMulEngine(HwComponent):
     def _line_buffers(self, m: Module, array: SystolicArray, x, stream: Signal, out_w,
                       restart) -> None:
         """Depthwise inputs: ``xd[2]`` is the stream ``x``, ``xd[1]`` and ``xd[0]`` the stream
-        delayed by ``D = out_w - 1`` and ``2·D`` cycles, through two circular line buffers
-        (``restart``: a depthwise instruction starts streaming; its ``out_w`` next cycle)."""
+        delayed by ``D = out_w - 1`` and ``2·D`` cycles, through two circular line buffers, all
+        three registered once more (the memories' outputs would otherwise feed the PE
+        multipliers directly: the critical path). ``restart``: a depthwise instruction with
+        ``out_w`` starts streaming."""
         c = self.config
         delay = Signal(range(c.dw_width))
+        no_delay = Signal()
         ptr = Signal(range(c.dw_width))
         ptr_next = Signal(range(c.dw_width))
-        m.d.comb += delay.eq(out_w - 1)
         with m.If(restart):
-            m.d.sync += ptr.eq(0)
+            m.d.sync += [ptr.eq(0), delay.eq(out_w - 1), no_delay.eq(out_w == 1)]
         m.d.comb += ptr_next.eq(Mux(ptr + 1 >= delay, 0, ptr + 1))
         with m.If(stream):
             m.d.sync += ptr.eq(ptr_next)
@@ -318,6 +321,8 @@ class MatMulEngine(HwComponent):
             # before that cycle.
             m.d.comb += [wr.en.eq(stream), wr.addr.eq(ptr), wr.data.eq(stages[-1]),
                          rd.addr.eq(ptr_next)]
-            stages.append(Mux(delay == 0, stages[-1], rd.data))
-        m.d.comb += [array.xd[2].eq(stages[0]), array.xd[1].eq(stages[1]),
-                     array.xd[0].eq(stages[2])]
+            stages.append(Mux(no_delay, stages[-1], rd.data))
+        for k, stage in enumerate(reversed(stages)):
+            xd = Signal.like(stage, name=f"dw_x{k}")
+            m.d.sync += xd.eq(stage)
+            m.d.comb += array.xd[k].eq(xd)

@@ -149,7 +149,7 @@ def test_matmul_engine_depthwise(config):
         f = decode(insn)[1]
         if f.depthwise:
             stream = (int(f.out_h) + 2) * (int(f.out_w) + 2)
-            assert cycles == c.dw_weight_words + stream + dw_latency - 8 + 3
+            assert cycles == c.dw_weight_words + stream + dw_latency - 8 + 1 + 3
         elif int(f.out_h) * int(f.out_w):
             assert cycles == h.dut.latency + int(f.out_h) * int(f.out_w)
 
