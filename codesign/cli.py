@@ -102,17 +102,15 @@ def _report_text(report: dict) -> str:
         lines.append(f"{layer['name'][:32]:<32} {layer['kind']:<8} {layer['macs']:>10} "
                      f"{layer['instructions']:>6}")
     if "target" in report:
+        from .dse.explore import resources_text
+
         t = report["target"]
         lines += ["", f"target {t['name']}: chosen for {t['objective']} out of "
                       f"{t['candidates']} configurations ({t['feasible']} fit); estimated "
                       f"{t['chosen']['latency_ms']:.3f} ms at {t['clock_goal_mhz']:g} MHz, "
-                      f"{t['chosen']['energy_uj']:.1f} µJ, {_resources_text(t['chosen'])}"]
+                      f"{t['chosen']['energy_uj']:.1f} µJ, "
+                      f"{resources_text(t['chosen']['resources'])}"]
     return "\n".join(lines) + "\n"
-
-
-def _resources_text(point: dict) -> str:
-    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                     for k, v in point["resources"].items())
 
 
 def _select(model: Path, target_name: str, objective: str, config: HwConfig | None):

@@ -21,6 +21,12 @@ from .isa import ENGINE, ENGINES, HwConfig, Opcode, PoolMode, decode, encode, po
 __all__ = ["engine_cycles", "schedule", "Schedule", "program_cycles", "layer_cycles"]
 
 
+def _dw_write_delay(config: HwConfig) -> int:
+    """Cycles from a depthwise stream position's x stage to its psum: the array's depthwise
+    latency, less the 8 rows its last tap skips, plus the line buffers' output register."""
+    return max(config.rows, 9) - 8 + 1
+
+
 def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
     """Cycles from an engine's ``start`` to its ``done`` for one instruction."""
     c = config
@@ -31,8 +37,7 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
         if not out_h or not out_w:
             return 1
         if f.depthwise:
-            dw_latency = max(c.rows, 9)
-            return c.dw_weight_words + (out_h + 2) * (out_w + 2) + dw_latency - 8 + 1 + 3
+            return c.dw_weight_words + (out_h + 2) * (out_w + 2) + _dw_write_delay(c) + 3
         return out_h * out_w + 2 * c.rows + c.cols + 2
     if opcode == Opcode.REQUANT:
         return int(f.count) + 11 if int(f.count) else 1   # Requantizer.latency + 2
@@ -85,7 +90,7 @@ class _MatMulPipe(_Engine):
         c = config
         self.c = c
         self.lat = c.rows + c.cols - 1
-        self.dw_lat = max(c.rows, 9) - 8 + 1    # the line buffers' output register
+        self.dw_lat = _dw_write_delay(c)
         self.ready_at = 0           # first cycle the load stage is free
         self.stream_last = -10      # cycle of the last stream position issued so far
         self.shadow_free = 0        # first cycle a new weight load may begin

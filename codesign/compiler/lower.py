@@ -390,7 +390,8 @@ class _Compiler:
             lo = max(0, oh0 * sh - pt)
             return lo, max(lo, min(s.buf.h, (oh1 - 1) * sh - pt + kh_n))
 
-        def regions(oh0: int, oh1: int) -> list[int]:
+        def stacked(oh0: int, oh1: int) -> list[int]:
+            """ACT bases of a row tile's input rows, one source after the other, then output."""
             sizes = [(lambda r: (r[1] - r[0]) * s.buf.w * s.buf.cw)(in_rows(s, oh0, oh1))
                      for s in sources]
             return [int(v) for v in np.cumsum([0] + sizes)]
@@ -413,15 +414,15 @@ class _Compiler:
                 keep, placed = False, None
         if placed is not None:
             row_tiles = [(0, oh_n)]
-
-            def regions(oh0: int, oh1: int) -> list[int]:    # noqa: F811
-                return placed
         else:
             def fits(t: int) -> bool:
-                worst = max(regions(r, min(oh_n, r + t))[-1] for r in range(0, oh_n, t))
+                worst = max(stacked(r, min(oh_n, r + t))[-1] for r in range(0, oh_n, t))
                 return t * ow_n <= acc_budget and worst + t * ow_n * dst.cw <= c.act_depth
 
             row_tiles = self._row_tiles(oh_n, fits)
+
+        def regions(oh0: int, oh1: int) -> list[int]:
+            return placed if placed is not None else stacked(oh0, oh1)
         if not row_tiles:
             raise TilingError(
                 f"{name}: one output row ({ow_n} pixels) with its {kh_n} input rows does not "

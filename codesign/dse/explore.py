@@ -30,7 +30,7 @@ from .resources import estimate, over_budget
 from .targets import Target
 
 __all__ = ["Point", "OBJECTIVES", "candidates", "evaluate", "explore", "pareto", "best",
-           "write_results"]
+           "resources_text", "write_results"]
 
 #: What ``generate --target`` may minimize.
 OBJECTIVES = ("latency", "energy", "resources", "edp")
@@ -130,7 +130,7 @@ def best(points: list[Point], target: Target, objective: str) -> list[Point]:
         smallest = min(points, key=lambda p: p.size(target))
         raise InputError(
             f"no NPU configuration fits {target.name} for this model ({'; '.join(reasons)}); "
-            f"the smallest needs {_resources_text(smallest.resources)}: choose a larger target")
+            f"the smallest needs {resources_text(smallest.resources)}: choose a larger target")
     keys = {
         "latency": lambda p: (p.cycles, p.size(target), p.energy_uj),
         "energy": lambda p: (p.energy_uj, p.cycles, p.size(target)),
@@ -140,7 +140,8 @@ def best(points: list[Point], target: Target, objective: str) -> list[Point]:
     return sorted(feasible, key=keys[objective])
 
 
-def _resources_text(resources: dict) -> str:
+def resources_text(resources: dict) -> str:
+    """``lut 123, ff 45, ...`` (floats with 3 significant digits)."""
     return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                      for k, v in resources.items())
 
@@ -156,7 +157,7 @@ def table(points: list[Point], target: Target) -> str:
         lines.append(f"| {c.rows}x{c.cols} | {c.bus_bytes} | {c.act_depth}/{c.wgt_depth}/"
                      f"{c.acc_depth} | {c.dw_width} | {p.cycles:,} | {p.latency_ms:.3f} | "
                      f"{p.energy_uj:.1f} | {p.size(target):.4g} | "
-                     f"{_resources_text(p.resources)} |")
+                     f"{resources_text(p.resources)} |")
     return "\n".join(lines) + "\n"
 
 
