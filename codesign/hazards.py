@@ -8,8 +8,8 @@ same scratchpad words, one of the two writing them. Instructions of one engine n
 the engine runs them in order. External memory needs no check either: only the DMA engine
 touches it.
 
-Footprints are conservative word intervals per scratchpad: a window's bounding box, whether or
-not every position in it is read.
+Footprints are conservative word intervals per scratchpad: a window's bounding box (a MATMUL's,
+of its in-bounds positions only), whether or not every position in it is read.
 """
 
 from __future__ import annotations
@@ -38,6 +38,15 @@ def _span(base: int, *terms: tuple[int, int]) -> tuple[int, int]:
     return lo, hi
 
 
+def _in_bounds(first: int, stride: int, count: int, size: int) -> range:
+    """The positions ``i < count`` whose input index ``first + i·stride`` lies in [0, size)."""
+    if stride <= 0:
+        return range(count) if 0 <= first < size else range(0)
+    lo = max(0, -(first // stride))
+    hi = min(count - 1, (size - 1 - first) // stride) if size - 1 - first >= 0 else -1
+    return range(lo, hi + 1)
+
+
 def footprint(config: HwConfig, opcode: Opcode, f) -> list[Access]:
     """The scratchpad words an instruction reads and writes (empty loops touch nothing)."""
     c = config
@@ -57,12 +66,18 @@ def footprint(config: HwConfig, opcode: Opcode, f) -> list[Access]:
         extra = 2 if f.depthwise else 0
         words = c.dw_weight_words if f.depthwise else c.rows
         acc = (int(f.acc_base), int(f.acc_base) + out_h * out_w - 1)
+        # Only in-bounds positions are read (padding positions read no word that matters), so
+        # a tensor may sit right next to the words this one's padding would address.
+        rows = _in_bounds(int(f.ih0), int(f.stride_h), out_h + extra, int(f.in_h))
+        cols = _in_bounds(int(f.iw0), int(f.stride_w), out_w + extra, int(f.in_w))
         accesses = [
-            Access("act", *_span(int(f.act_base), (int(f.step_h), out_h + extra),
-                                 (int(f.step_w), out_w + extra)), False),
             Access("wgt", int(f.wgt_base), int(f.wgt_base) + words - 1, False),
             Access("acc", *acc, True),
         ]
+        if rows and cols:
+            first = int(f.act_base) + rows.start * int(f.step_h) + cols.start * int(f.step_w)
+            accesses.append(Access("act", *_span(first, (int(f.step_h), len(rows)),
+                                                 (int(f.step_w), len(cols))), False))
         return accesses + ([Access("acc", *acc, False)] if f.accumulate else [])
     if opcode == Opcode.REQUANT:
         count = int(f.count)

@@ -117,9 +117,9 @@ class _Compiler:
         for i, op in enumerate(graph.ops):
             for t in ir.op_inputs(op):
                 self.readers.setdefault(t.name, []).append(i)
-        # Tensors in ACT for the current op (left by the previous one) and for the next one.
-        self.resident: dict[str, int] = {}
-        self.kept: dict[str, int] = {}
+        self.last_reader = {name: max(ops) for name, ops in self.readers.items()}
+        # Tensors kept in ACT for later ops: name -> (ACT base, words), until their last reader.
+        self.live: dict[str, tuple[int, int]] = {}
         self.unstored: set[str] = set()     # kept in ACT only: no valid external copy
         self.op_index = 0
         self.c = config
@@ -164,60 +164,77 @@ class _Compiler:
         half = self.c.acc_depth // 2
         return half if ow_n <= half else self.c.acc_depth
 
-    def _keep_resident(self, y: ir.Tensor, words: int) -> bool:
-        """Whether ``y`` stays in ACT for the next op, which then reads it from there: the next
-        op is on the array, reads ``y`` as a plain HWC tensor, and runs whole with ``y`` and the
-        rest of its inputs and its output in ACT."""
-        ops = self.graph.ops
-        nxt = ops[self.op_index + 1] if self.op_index + 1 < len(ops) else None
-        if not isinstance(nxt, ir.Conv | ir.Concat) or y.name not in (
-                t.name for t in ir.op_inputs(nxt)):
-            return False
-        inputs = [words if t.name == y.name else t.shape[0] * t.shape[1] * self._cw(t)
-                  for t in ir.op_inputs(nxt)]
-        oh, ow = nxt.y.shape[0], nxt.y.shape[1]
-        return (sum(inputs) + oh * ow * self._cw(nxt.y) <= self.c.act_depth
-                and oh * ow <= self._acc_budget(ow))
-
     def _cw(self, t: ir.Tensor) -> int:
         return _ceil(t.shape[2], self.c.act_bytes)
 
+    def _words(self, t: ir.Tensor) -> int:
+        """ACT words of ``t`` as a whole HWC tensor (as stored: unfolded inputs are wider)."""
+        buf = self.buffers.get(t.name)
+        if buf is not None:
+            return buf.h * buf.w * buf.cw
+        return t.shape[0] * t.shape[1] * self._cw(t)
+
+    def _placeable(self, op) -> bool:
+        """Whether ``op`` can run with its inputs and output as whole tensors in ACT (so that it
+        can read kept tensors, and leave its output there): array layers and Add on plain HWC
+        tensors."""
+        if not isinstance(op, ir.Conv | ir.Concat | ir.Add):
+            return False
+        return not any(t.name in self.buffers and self.buffers[t.name].region.flatten_chw
+                       for t in ir.op_inputs(op))
+
+    def _place(self, live: dict[str, tuple[int, int]], op, keep: bool) -> dict[str, int] | None:
+        """ACT bases of ``op``'s inputs and output as whole tensors, around the ``live`` ones
+        (which stay where they are); None if they do not fit. A kept output goes to the highest
+        gap and everything else to the lowest, so that long-lived tensors collect at the top."""
+        depth = self.c.act_depth
+        taken = sorted((b, b + n) for b, n in live.values())
+
+        def fit(n: int, top: bool) -> int | None:
+            edges = [0] + [e for pair in taken for e in pair] + [depth]
+            gaps = [(lo, hi) for lo, hi in zip(edges[::2], edges[1::2], strict=True)
+                    if hi - lo >= n]
+            if not gaps:
+                return None
+            lo, hi = gaps[-1] if top else gaps[0]
+            return hi - n if top else lo
+
+        bases = {t.name: live[t.name][0] for t in ir.op_inputs(op) if t.name in live}
+        for t, top in [(op.y, keep)] + [(t, False) for t in ir.op_inputs(op)]:
+            if t.name in bases:
+                continue
+            n = self._words(t)
+            base = fit(n, top)
+            if base is None:
+                return None
+            bases[t.name] = base
+            taken = sorted(taken + [(base, base + n)])
+        return bases
+
+    def _keep(self, y: ir.Tensor) -> bool:
+        """Whether the current op's output ``y`` stays in ACT until its last reader: every
+        reader reads it from there, and every op until then runs with its tensors whole in ACT
+        around the tensors kept by then (simulated with :meth:`_place`, as they will be)."""
+        readers = self.readers.get(y.name, [])
+        if not readers:
+            return False
+        ops = self.graph.ops
+        live = dict(self.live)
+        for k in range(self.op_index, max(readers) + 1):
+            if not self._placeable(ops[k]):
+                return False
+            bases = self._place(live, ops[k], keep=k == self.op_index)
+            if bases is None:
+                return False
+            if k == self.op_index:
+                live[y.name] = (bases[y.name], self._words(y))
+            live = {n: v for n, v in live.items() if self.last_reader.get(n, -1) > k}
+        return True
+
     def _must_store(self, y: ir.Tensor, kept: bool) -> bool:
         """Whether ``y`` must go to external memory: it is not kept in ACT, or it is a graph
-        output, or an op other than the next one reads it, or every tensor is to be stored."""
-        if not kept or self.store_all or y.name in self.graph_outputs:
-            return True
-        return any(i != self.op_index + 1 for i in self.readers.get(y.name, ()))
-
-    def _place_whole(self, resident: list[int | None], sizes: list[int], out_words: int,
-                     keep: bool) -> list[int] | None:
-        """ACT bases of a whole layer's inputs (``resident`` ones stay where they are) and,
-        last, of its output (at an end of ACT when ``keep``); None if they do not fit."""
-        depth = self.c.act_depth
-        taken = sorted((b, b + n) for b, n in zip(resident, sizes, strict=True) if b is not None)
-
-        def fit(n: int, ends_only: bool) -> int | None:
-            lo_end, hi_end = 0, depth - n
-            candidates = [lo_end, hi_end] if ends_only else [0] + [hi for _, hi in taken]
-            for base in candidates:
-                if 0 <= base <= depth - n and all(base + n <= lo or base >= hi
-                                                   for lo, hi in taken):
-                    return base
-            return None
-
-        out = fit(out_words, ends_only=keep)
-        if out is None:
-            return None
-        taken = sorted(taken + [(out, out + out_words)])
-        bases = []
-        for b, n in zip(resident, sizes, strict=True):
-            if b is None:
-                b = fit(n, ends_only=False)
-                if b is None:
-                    return None
-                taken = sorted(taken + [(b, b + n)])
-            bases.append(b)
-        return bases + [out]
+        output, or every tensor is to be stored."""
+        return not kept or self.store_all or y.name in self.graph_outputs
 
     def _dma(self, opcode: Opcode, where: str, segment: str, **fields) -> None:
         """Emit a LOAD/STORE whose ``ext_addr`` is relative to ``segment`` ("const" or "act");
@@ -397,37 +414,41 @@ class _Compiler:
             return [int(v) for v in np.cumsum([0] + sizes)]
 
         acc_budget = self._acc_budget(ow_n)
-        out_words = oh_n * ow_n * dst.cw
-        resident = [self.resident.get(s.buf.region.name) for s in sources]
-        keep = self._keep_resident(y, out_words)
+        keep = self._keep(y)
         placed = None
-        if keep or any(base is not None for base in resident):
-            # The whole layer at once, inputs and output as whole HWC tensors in ACT: inputs
-            # left there by the previous layer stay put, the output goes to an end of ACT when
-            # the next layer reads it from there, the rest fills the gap.
-            placed = self._place_whole(resident, [s.buf.h * s.buf.w * s.buf.cw for s in sources],
-                                       out_words, keep)
-            if placed is None or oh_n * ow_n > acc_budget:
-                if any(base is not None for base in resident):
-                    # The previous layer checked that this one fits (_keep_resident).
-                    raise TilingError(f"{name}: internal error: resident layer does not fit")
-                keep, placed = False, None
-        if placed is not None:
-            row_tiles = [(0, oh_n)]
+        if keep or self.live:
+            # The layer's inputs and output as whole HWC tensors in ACT, around the kept ones:
+            # its inputs among them are read in place, the others loaded whole.
+            op = self.graph.ops[self.op_index]
+            placed = self._place(self.live, op, keep)
+            if placed is None:
+                # _keep checked, when each live tensor was kept, that this layer fits.
+                raise TilingError(f"{name}: internal error: layer does not fit around the "
+                                  "tensors kept in ACT")
+
+            def fits(t: int) -> bool:
+                return t * ow_n <= acc_budget
         else:
             def fits(t: int) -> bool:
                 worst = max(stacked(r, min(oh_n, r + t))[-1] for r in range(0, oh_n, t))
                 return t * ow_n <= acc_budget and worst + t * ow_n * dst.cw <= c.act_depth
 
-            row_tiles = self._row_tiles(oh_n, fits)
+        row_tiles = self._row_tiles(oh_n, fits)
+
+        def window(s: _Source, oh0: int, oh1: int) -> tuple[int, int]:
+            """The rows of ``s`` in ACT for a row tile (all of them when placed whole)."""
+            return (0, s.buf.h) if placed is not None else in_rows(s, oh0, oh1)
 
         def regions(oh0: int, oh1: int) -> list[int]:
-            return placed if placed is not None else stacked(oh0, oh1)
+            """ACT bases of the row tile's input windows and output rows."""
+            if placed is None:
+                return stacked(oh0, oh1)
+            return ([placed[s.buf.region.name] for s in sources]
+                    + [placed[y.name] + oh0 * ow_n * dst.cw])
         if not row_tiles:
             raise TilingError(
                 f"{name}: one output row ({ow_n} pixels) with its {kh_n} input rows does not "
                 f"fit ACT={c.act_depth}/ACC={c.acc_depth} words; use larger scratchpads")
-
         where = f"layer {name}"
         e.comment(f"{name}: {kind} {kh_n}x{kw_n}/{sh}x{sw} -> {y.shape}, "
                   f"{len(row_tiles)} row tile(s), {n_col_tiles} column tile(s), "
@@ -443,10 +464,14 @@ class _Compiler:
             bases = regions(oh0, oh1)
             # The output rows of the tile, HWC, stored (when needed) after the last column tile.
             out_base, count = bases[-1], (oh1 - oh0) * ow_n
-            for s, base, kept in zip(sources, bases, resident, strict=False):
-                r0, r1 = in_rows(s, oh0, oh1)
-                if r1 > r0 and kept is None:
+            loaded = set()
+            for s, base in zip(sources, bases, strict=False):
+                r0, r1 = window(s, oh0, oh1)
+                name = s.buf.region.name
+                if r1 > r0 and name not in self.live and name not in loaded:
                     self._load_rows(s.buf, r0, r1, base, where)
+                    if placed is not None:
+                        loaded.add(name)    # whole: once for all row tiles
             for nt, mine in enumerate(col_tiles):
                 acc_base = acc_half * acc_budget if acc_budget < c.acc_depth else 0
                 acc_half ^= 1
@@ -467,7 +492,7 @@ class _Compiler:
                                              wgt_offset + tile * tile_words * wgt_slices, n,
                                              where)
                     s = sources[si]
-                    r0, r1 = in_rows(s, oh0, oh1)
+                    r0, r1 = window(s, oh0, oh1)
                     row_words = s.buf.w * s.buf.cw
                     ih0, iw0 = oh0 * sh - pt + kh - r0, kw - pl
                     word, lane_group = divmod(g, A // (C if depthwise else R))
@@ -484,8 +509,12 @@ class _Compiler:
                 self._contiguous(Opcode.STORE, where, "act", Mem.ACT, out_base * self.slices,
                                  dst.region.addr + oh0 * ow_n * dst.cw * self.slices,
                                  count * dst.cw * self.slices)
+        self._kept(y, placed, keep)
+
+    def _kept(self, y: ir.Tensor, placed: dict[str, int] | None, keep: bool) -> None:
+        """Record that ``y`` stays in ACT (at its placed base) for the ops that read it."""
         if keep:
-            self.kept[y.name] = regions(0, oh_n)[-1]
+            self.live[y.name] = (placed[y.name], self._words(y))
             if not self._must_store(y, keep):
                 self.unstored.add(y.name)
 
@@ -625,7 +654,11 @@ class _Compiler:
     # -- element-wise ---------------------------------------------------------------------------
     def _add(self, op: ir.Add) -> None:
         """ELTWISE into ACC, then REQUANT by 2**−shift (an exact power of two), in chunks of
-        whole pixels; a, b and y share one layout, so each chunk is a contiguous word range."""
+        whole pixels; a, b and y share one layout, so each chunk is a contiguous word range.
+
+        With tensors kept in ACT (or ``y`` to be kept), a, b and y are whole there and chunks
+        alternate ACC halves, so that one chunk's ELTWISE overlaps the previous one's REQUANT;
+        otherwise each chunk loads its a and b words and stores its y words."""
         c, e, s = self.c, self.e, self.slices
         C, A = c.cols, c.act_bytes
         a, b = self.buffers[op.a.name], self.buffers[op.b.name]
@@ -633,7 +666,14 @@ class _Compiler:
             raise TilingError(f"{op.name}: Add needs two tensors of one (unflattened) shape")
         dst = self._allocate(op.y)
         pixels, cw = a.h * a.w, a.cw
-        per_chunk = min(c.acc_depth, c.act_depth // 3, field_max(Eltwise, "count")) // cw
+        keep = self._keep(op.y)
+        placed = self._place(self.live, op, keep) if keep or self.live else None
+        if (keep or self.live) and placed is None:
+            raise TilingError(f"{op.name}: internal error: Add does not fit around the tensors "
+                              "kept in ACT")
+        acc_rows = c.acc_depth // 2 if placed is not None else c.acc_depth
+        act_rows = c.act_depth if placed is not None else c.act_depth // 3
+        per_chunk = min(acc_rows, act_rows, field_max(Eltwise, "count")) // cw
         if per_chunk < 1:
             raise TilingError(f"{op.name}: one pixel ({cw} words) does not fit ACT/ACC; use "
                               "larger scratchpads")
@@ -643,21 +683,37 @@ class _Compiler:
         e.comment(f"{op.name}: add {op.a.shape}, {pixels} pixels in chunks of {per_chunk}")
         self._load_const(Mem.PRM, 0, prm_offset, c.slices(Mem.PRM), where)
         lo, hi = op.qrange
+        acc_half = 0
+        loaded = set()
         for p0 in range(0, pixels, per_chunk):
             words = (min(pixels, p0 + per_chunk) - p0) * cw
-            for base, buf in ((0, a), (words, b)):
-                self._contiguous(Opcode.LOAD, where, "act", Mem.ACT, base * s,
-                                 buf.region.addr + p0 * cw * s, words * s)
+            if placed is None:
+                a_base, b_base, y_base = 0, words, 2 * words
+                for base, buf in ((a_base, a), (b_base, b)):
+                    self._contiguous(Opcode.LOAD, where, "act", Mem.ACT, base * s,
+                                     buf.region.addr + p0 * cw * s, words * s)
+            else:
+                a_base, b_base, y_base = (placed[t.name] + p0 * cw for t in (op.a, op.b, op.y))
+                for t, buf in ((op.a, a), (op.b, b)):
+                    if t.name not in self.live and t.name not in loaded:
+                        loaded.add(t.name)
+                        self._contiguous(Opcode.LOAD, where, "act", Mem.ACT,
+                                         placed[t.name] * s, buf.region.addr,
+                                         pixels * cw * s)
             for group in range(A // C):
+                acc_base = acc_half * acc_rows if placed is not None else 0
+                acc_half ^= 1
                 e.emit(Opcode.ELTWISE, where, lane_group=group, a_signed=int(op.a.signed),
                        b_signed=int(op.b.signed), a_zp=op.a.zero_point, b_zp=op.b.zero_point,
-                       a_mult=op.a_mult, b_mult=op.b_mult, a_base=0, b_base=words,
-                       acc_base=0, count=words)
+                       a_mult=op.a_mult, b_mult=op.b_mult, a_base=a_base, b_base=b_base,
+                       acc_base=acc_base, count=words)
                 e.emit(Opcode.REQUANT, where, lane_group=group, y_zp=op.y.zero_point, qmin=lo,
-                       qmax=hi, acc_base=0, prm_addr=0, out_base=2 * words, out_stride=1,
+                       qmax=hi, acc_base=acc_base, prm_addr=0, out_base=y_base, out_stride=1,
                        count=words)
-            self._contiguous(Opcode.STORE, where, "act", Mem.ACT, 2 * words * s,
-                             dst.region.addr + p0 * cw * s, words * s)
+            if self._must_store(op.y, keep):
+                self._contiguous(Opcode.STORE, where, "act", Mem.ACT, y_base * s,
+                                 dst.region.addr + p0 * cw * s, words * s)
+        self._kept(op.y, placed, keep)
 
     # -- driver ---------------------------------------------------------------------------------
     def run(self) -> Program:
@@ -669,8 +725,9 @@ class _Compiler:
         layers = []
         for self.op_index, op in enumerate(graph.ops):
             first = len(e.insns)
-            self.resident, self.kept = self.kept, {}
             lowering[type(op)](op)
+            self.live = {n: v for n, v in self.live.items()
+                         if self.last_reader.get(n, -1) > self.op_index}
             layers.append(LayerInfo(op.name, op.kind.value, first, len(e.insns) - first,
                                     op.macs if isinstance(op, ir.Conv) else 0, op.y.name))
         e.emit(Opcode.END, "end")
