@@ -7,7 +7,7 @@ and resources of that NPU on the FPGA target (yosys + nextpnr, cached per Verilo
 that fmax, and the energy estimate (codesign.dse.energy).
 
     .venv/bin/python bench/performance.py [--shapes 4x4 8x8 16x16] [--target ecp5-85k]
-        [--models dscnn ...] [--no-synth]
+        [--models dscnn ...] [--scratchpads scalesim|default] [--no-synth]
 
 The Markdown table goes to stdout; docs/performance.md holds a run of it.
 """
@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from scalesim_ref import scalesim_cycles  # noqa: E402
+from scalesim_ref import SRAM_KB, scalesim_cycles  # noqa: E402
 
 from codesign.cli import DEFAULT_CONFIG  # noqa: E402
 from codesign.compiler import compile_graph  # noqa: E402
@@ -42,11 +42,18 @@ from codesign.verilog import npu_verilog  # noqa: E402
 from models import mlperf  # noqa: E402
 
 
-def config_for(shape: str):
-    """DEFAULT_CONFIG (scratchpads, bus) with another array shape."""
+def config_for(shape: str, scratchpads: str = "scalesim"):
+    """DEFAULT_CONFIG (bus, depthwise mode) with another array shape, and scratchpads either of
+    SCALE-Sim's SRAM sizes ("scalesim": ACT = ifmap, WGT = filter, ACC = ofmap bytes, so both
+    simulate the same array with the same on-chip memory) or codesign's defaults ("default")."""
     rows, cols = (int(v) for v in shape.split("x"))
-    return dataclasses.replace(DEFAULT_CONFIG, rows=rows, cols=cols,
-                               bus_bytes=min(cols, DEFAULT_CONFIG.bus_bytes), dw_width=None)
+    config = dataclasses.replace(DEFAULT_CONFIG, rows=rows, cols=cols,
+                                 bus_bytes=min(cols, DEFAULT_CONFIG.bus_bytes), dw_width=None)
+    if scratchpads == "default":
+        return config
+    return dataclasses.replace(config, act_depth=SRAM_KB["ifmap"] * 1024 // config.act_bytes,
+                               wgt_depth=SRAM_KB["filter"] * 1024 // cols,
+                               acc_depth=SRAM_KB["ofmap"] * 1024 // (4 * cols))
 
 
 def synth_results(config, target) -> dict:
@@ -69,8 +76,8 @@ def synth_results(config, target) -> dict:
     return out
 
 
-def measure(name: str, shape: str, target, synth: bool) -> dict:
-    config = config_for(shape)
+def measure(name: str, shape: str, scratchpads: str, target, synth: bool) -> dict:
+    config = config_for(shape, scratchpads)
     graph = load_model(mlperf.path(name))
     program = compile_graph(graph, config)
     rng = np.random.default_rng(0)
@@ -117,10 +124,13 @@ def main(argv: list[str] | None = None) -> None:
                                                         "fc_autoencoder"])
     parser.add_argument("--shapes", nargs="*", default=["4x4", "8x8", "16x16"])
     parser.add_argument("--target", default="ecp5-85k")
+    parser.add_argument("--scratchpads", choices=["scalesim", "default"], default="scalesim",
+                        help="SCALE-Sim's SRAM sizes (64 kB each) or codesign's defaults")
     parser.add_argument("--no-synth", action="store_true", help="skip yosys + nextpnr")
     args = parser.parse_args(argv)
     target = load_target(args.target)
-    rows = [measure(m, s, target, not args.no_synth) for m in args.models for s in args.shapes]
+    rows = [measure(m, s, args.scratchpads, target, not args.no_synth)
+            for m in args.models for s in args.shapes]
     print(table(rows, target.name), end="")
 
 

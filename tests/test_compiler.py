@@ -92,3 +92,81 @@ def test_transfers_longer_than_the_length_field_are_split():
     inputs = [np.random.default_rng(0).integers(0, 256, (66, 66, 3)).astype(np.uint8)]
     got = run_isasim(program, [inputs]).outputs[0][0]
     np.testing.assert_array_equal(got, reference.run(graph, inputs)["y"])
+
+
+# -- tensors kept in ACT and weight prefetch ---------------------------------------------------
+
+#: 8x8 with 64 kB each of ACT, WGT and ACC (SCALE-Sim's default SRAM sizes, bench/performance.py).
+SRAM_64K = HwConfig(rows=8, cols=8, bus_bytes=8, act_depth=8192, wgt_depth=8192, acc_depth=2048,
+                    prm_depth=64)
+
+
+def test_resnet8_keeps_every_intermediate_tensor_on_chip():
+    """With 64 kB of ACT, every ResNet-8 tensor read by convolutions and adds stays in ACT until
+    its last reader (the residual adds' shortcuts included): only the output and what the
+    pooling layer reads and writes (in external memory) are stored, the Add layers load no
+    activations, and the program still computes the golden model."""
+    from codesign import ir
+    from codesign.frontend import load_model
+    from codesign.isa import Mem, Opcode, decode
+    from models import mlperf
+
+    graph = load_model(mlperf.path("resnet8"))
+    program = compile_graph(graph, SRAM_64K)
+    pooled = {t.name for op in graph.ops if isinstance(op, ir.AvgPool | ir.Flatten)
+              for t in [*ir.op_inputs(op), op.y]}
+    stored = {r.name for r in program.tensors}
+    assert stored == pooled | {b.tensor.name for b in graph.outputs}, stored
+    for layer in program.layers:
+        if layer.kind == "add":
+            ops = [decode(w) for w in program.insns[layer.first_insn:][:layer.n_insns]]
+            assert not [f for op, f in ops if op == Opcode.LOAD and f.mem == Mem.ACT], layer.name
+    inputs = random_input(graph, 3)
+    got = run_isasim(program, [inputs]).outputs[0]
+    values = reference.run(graph, inputs)
+    for g, b in zip(got, graph.outputs, strict=True):
+        np.testing.assert_array_equal(g, values[b.tensor.name])
+
+
+def _load(sp: int, ext: int, length: int):
+    from codesign.compiler.prefetch import Item
+    from codesign.isa import Mem, Opcode, encode
+    return Item(encode(Opcode.LOAD, mem=Mem.WGT, sp_addr=sp, sp_stride=0, ext_addr=ext,
+                       ext_stride=0, rows=1, length=length), "const")
+
+
+def _matmul(wgt_base: int, positions: int):
+    from codesign.compiler.prefetch import Item
+    from codesign.isa import Opcode, encode
+    return Item(encode(Opcode.MATMUL, wgt_base=wgt_base, out_h=1, out_w=positions, in_h=1,
+                       in_w=positions, stride_h=1, stride_w=1, step_w=1))
+
+
+def _wgt_loads(items) -> list[tuple[int, int, int]]:
+    from codesign.isa import Opcode, decode
+    return [(int(f.sp_addr), int(f.ext_addr), int(f.length))
+            for op, f in map(decode, (it.word for it in items)) if op == Opcode.LOAD]
+
+
+def test_prefetch_spreads_a_layers_weights_over_earlier_matmuls():
+    """The second layer's 100 weight words move, as chunks of at most the slot size, behind the
+    first layer's MATMULs (whose weights are elsewhere); together the chunks load exactly
+    the original words, in order. A load into words a MATMUL reads stays after it."""
+    from codesign.compiler.prefetch import _slot_words, prefetch_weights
+    from codesign.isa import decode
+
+    config = HwConfig(rows=4, cols=4, bus_bytes=4)
+    first = [_load(0, 0, 16)] + [_matmul(0, 40)] * 4
+    second = [_load(16, 16, 100), _matmul(16, 40)]
+    out = prefetch_weights([first, second], config)
+    room = _slot_words(config, decode(first[1].word)[1])
+    assert 0 < room < 100
+    moved = _wgt_loads(out[0][1:])
+    assert all(n <= room for _, _, n in moved)
+    chunks = moved + _wgt_loads(out[1])
+    assert [c[2] for c in chunks] and sum(c[2] for c in chunks) == 100
+    offsets = np.cumsum([0] + [n for _, _, n in chunks[:-1]]).tolist()
+    assert [(sp - 16, ext - 16) for sp, ext, _ in chunks] == [(o, o) for o in offsets]
+    # Into the words the first layer's MATMULs read: nothing moves.
+    clash = [_load(0, 16, 100), _matmul(0, 40)]
+    assert prefetch_weights([first, clash], config) == [first, clash]
