@@ -152,14 +152,14 @@ def test_prefetch_spreads_a_layers_weights_over_earlier_matmuls():
     """The second layer's 100 weight words move, as chunks of at most the slot size, behind the
     first layer's MATMULs (whose weights are elsewhere); together the chunks load exactly
     the original words, in order. A load into words a MATMUL reads stays after it."""
-    from codesign.compiler.prefetch import _slot_words, prefetch_weights
+    from codesign.compiler.prefetch import _slot_slices, prefetch
     from codesign.isa import decode
 
     config = HwConfig(rows=4, cols=4, bus_bytes=4)
     first = [_load(0, 0, 16)] + [_matmul(0, 40)] * 4
     second = [_load(16, 16, 100), _matmul(16, 40)]
-    out = prefetch_weights([first, second], config)
-    room = _slot_words(config, decode(first[1].word)[1])
+    out = prefetch([first, second], config)
+    room = _slot_slices(config, decode(first[1].word)[1])
     assert 0 < room < 100
     moved = _wgt_loads(out[0][1:])
     assert all(n <= room for _, _, n in moved)
@@ -169,4 +169,24 @@ def test_prefetch_spreads_a_layers_weights_over_earlier_matmuls():
     assert [(sp - 16, ext - 16) for sp, ext, _ in chunks] == [(o, o) for o in offsets]
     # Into the words the first layer's MATMULs read: nothing moves.
     clash = [_load(0, 16, 100), _matmul(0, 40)]
-    assert prefetch_weights([first, clash], config) == [first, clash]
+    assert prefetch([first, clash], config) == [first, clash]
+
+
+def test_prefetch_keeps_an_activation_load_after_the_store_it_reads():
+    """An ACT LOAD reads external words that an earlier STORE may have written (a tensor going
+    through external memory): it may move behind MATMULs before that STORE only if it reads
+    other words."""
+    from codesign.compiler.prefetch import Item, prefetch
+    from codesign.isa import Mem, Opcode, encode
+
+    config = HwConfig(rows=4, cols=4, bus_bytes=4)
+
+    def dma(opcode, sp, ext, length):
+        return Item(encode(opcode, mem=Mem.ACT, sp_addr=sp, sp_stride=0, ext_addr=ext,
+                           ext_stride=0, rows=1, length=length), "act")
+
+    layer = [_matmul(0, 200), dma(Opcode.STORE, 500, 100, 50), dma(Opcode.LOAD, 1000, 120, 20)]
+    assert prefetch([layer], config) == [layer]
+    elsewhere = [*layer[:2], dma(Opcode.LOAD, 1000, 150, 20)]
+    moved = prefetch([elsewhere], config)[0]
+    assert [it.word for it in moved] == [elsewhere[i].word for i in (0, 2, 1)]

@@ -17,13 +17,18 @@ Every layer runs as a sequence of *row tiles*: the output rows that fit half the
         REQUANT ACC → lane group of the output words (HWC) in ACT
     STORE the output rows → external memory    (not if only the next layer reads them)
 
-A layer whose output the next array layer can read whole from ACT keeps it there (at one end of
-ACT, the next layer's output going to the other). A model input read only by a convolution with
-few input channels is written by the host unfolded (``Region.unfold``) and convolved as 1×1.
-Instructions get their ``wait`` bits from :func:`codesign.hazards.assign_waits`.
+A tensor stays in ACT until its last reader when every op until then can run with its tensors
+whole in ACT around it (:meth:`_Compiler._keep`, which simulates the placements): then its
+readers (convolutions, concatenations, adds — the residual shortcut of a ResNet included) read
+it in place and it never goes to external memory. Such layers run as row tiles over whole
+tensors; an input they load comes in row tile by row tile. A model input read only by a
+convolution with few input channels is written by the host unfolded (``Region.unfold``) and
+convolved as 1×1.
 
 Weights and requant parameters are loaded once per layer when the whole layer fits the WGT / PRM
-scratchpads, otherwise once per (row tile, column tile).
+scratchpads, otherwise once per (row tile, column tile). Finally :mod:`.prefetch` moves weight
+LOADs and input-row LOADs, in chunks, behind earlier MATMULs, and instructions get their
+``wait`` bits from :func:`codesign.hazards.assign_waits`.
 """
 
 from __future__ import annotations
@@ -48,10 +53,14 @@ from ..isa import (
     field_max,
     float_to_mult_shift,
 )
-from .prefetch import Item, prefetch_weights
+from .prefetch import Item, prefetch
 from .program import LayerInfo, Program, Region, insn_bytes
 
 __all__ = ["compile_graph"]
+
+
+#: Fewest output positions of a row tile split off only to overlap its input's LOAD.
+_MIN_TILE = 256
 
 
 def _ceil(a: int, b: int) -> int:
@@ -241,7 +250,7 @@ class _Compiler:
     def _wgt_region(self, words: int) -> int:
         """WGT base for a layer's ``words`` weight words, clear of the previous two layers'
         weights if possible (else of the previous one's), so that the next layers' weights can
-        load while earlier ones compute (:func:`~codesign.compiler.prefetch.prefetch_weights`).
+        load while earlier ones compute (:func:`~codesign.compiler.prefetch.prefetch`).
         Candidates are the two ends of WGT and the edges of those layers' weights."""
         depth, recent = self.c.wgt_depth, self.wgt_recent
         candidates = [b for b in [0, depth - words] + [e for lo, hi in recent
@@ -447,8 +456,16 @@ class _Compiler:
                 raise TilingError(f"{name}: internal error: layer does not fit around the "
                                   "tensors kept in ACT")
 
+            # An input loaded from external memory comes in with the row tiles, up to 4 of
+            # them, so that prefetch() can load each behind the previous tile's MATMULs; but
+            # a tile of fewer than _MIN_TILE positions costs more in per-tile overhead (the
+            # array drains before each REQUANT) than its load. Inputs already in ACT need no
+            # more tiles than ACC asks for.
+            loads = any(s.buf.region.name not in self.live for s in sources)
+            most = max(_ceil(oh_n, 4), _ceil(_MIN_TILE, ow_n)) if loads else oh_n
+
             def fits(t: int) -> bool:
-                return t * ow_n <= acc_budget
+                return t * ow_n <= acc_budget and t <= most
         else:
             def fits(t: int) -> bool:
                 worst = max(stacked(r, min(oh_n, r + t))[-1] for r in range(0, oh_n, t))
@@ -481,18 +498,21 @@ class _Compiler:
             self._load_const(Mem.PRM, 0, prm_offset, n_col_tiles * prm_slices, where)
         lo, hi = qrange
         acc_half = 0
+        loaded_to: dict[str, int] = {}      # placed inputs: rows loaded so far
         for oh0, oh1 in row_tiles:
             bases = regions(oh0, oh1)
             # The output rows of the tile, HWC, stored (when needed) after the last column tile.
             out_base, count = bases[-1], (oh1 - oh0) * ow_n
-            loaded = set()
             for s, base in zip(sources, bases, strict=False):
-                r0, r1 = window(s, oh0, oh1)
                 name = s.buf.region.name
-                if r1 > r0 and name not in self.live and name not in loaded:
+                r0, r1 = in_rows(s, oh0, oh1)
+                if placed is not None:
+                    # Whole in ACT: only the rows no earlier row tile loaded.
+                    r0 = max(r0, loaded_to.get(name, 0))
+                    base += r0 * s.buf.w * s.buf.cw
+                if r1 > r0 and name not in self.live:
                     self._load_rows(s.buf, r0, r1, base, where)
-                    if placed is not None:
-                        loaded.add(name)    # whole: once for all row tiles
+                    loaded_to[name] = r1
             for nt, mine in enumerate(col_tiles):
                 acc_base = acc_half * acc_budget if acc_budget < c.acc_depth else 0
                 acc_half ^= 1
@@ -756,15 +776,16 @@ class _Compiler:
         return self._link(layers)
 
     def _prefetch(self, layers: list[LayerInfo]) -> list[LayerInfo]:
-        """Apply :func:`prefetch_weights` to the emitted stream (instructions, relocations and
-        comments move with their instructions); returns the layers' new instruction ranges."""
+        """Apply :func:`~codesign.compiler.prefetch.prefetch` to the emitted stream
+        (relocations and comments move with their instructions); returns the layers' new
+        instruction ranges."""
         e = self.e
         segment = dict(self.relocations)
         per_layer = [[Item(e.insns[i], segment.get(i), e.comments.get(i))
                       for i in range(layer.first_insn, layer.first_insn + layer.n_insns)]
                      for layer in layers]
         e.insns, e.comments, self.relocations, placed = [], {}, [], []
-        for layer, items in zip(layers, prefetch_weights(per_layer, self.c), strict=True):
+        for layer, items in zip(layers, prefetch(per_layer, self.c), strict=True):
             placed.append(dataclasses.replace(layer, first_insn=len(e.insns),
                                               n_insns=len(items)))
             for item in items:

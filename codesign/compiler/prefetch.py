@@ -1,19 +1,21 @@
-"""Weight prefetch: a layer's weight LOADs move into the previous layers' MATMUL streams.
+"""Prefetch: LOADs move, in chunks, behind earlier MATMULs, so the array does not wait for them.
 
 A layer starts by loading its weights into WGT, and with nothing else to do the array waits for
-them (ResNet-8's last 3×3 layer: 4,608 cycles on an 8×8 with an 8-byte bus). The DMA engine and
-the MATMUL engine share no port (LOAD → WGT writes WGT, MATMUL reads ACT and WGT, writes ACC), so
-those LOADs can run while earlier layers compute — but a LOAD holds the external port, and
-instruction fetch waits for it. This pass therefore splits each such LOAD into chunks, each
-short enough for the controller to fetch the chunk, run it, and fetch the next MATMUL before the
-array runs dry (:func:`_slot_words`), and places one chunk after each MATMUL of the earlier
-layers, as far back as no instruction there touches the chunk's WGT words.
+them (ResNet-8's last 3×3 layer: 4,608 cycles on an 8×8 with an 8-byte bus); a first layer
+waits likewise for each row tile of its input. The DMA engine and the MATMUL engine share no
+port (LOAD writes WGT or ACT; MATMUL reads ACT and WGT, writes ACC), so those LOADs can run
+while earlier MATMULs compute — but a LOAD holds the external port, and instruction fetch waits
+for it. This pass therefore splits each such LOAD into chunks, each short enough for the
+controller to fetch the chunk, run it, and fetch the next MATMUL before the array runs dry
+(:func:`_slot_slices`), and places one chunk after each earlier MATMUL (this layer's or the
+previous layers'), as far back as no instruction there touches the chunk's words.
 
-Moving a LOAD earlier past instructions that do not touch its words keeps the program's meaning
-(the instruction-level model runs instructions in order); the ``wait`` bits are assigned after
+Moving a LOAD earlier past instructions that neither touch the scratchpad words it writes nor
+store the external words it reads keeps the program's meaning (the instruction-level model runs
+instructions in order); the ``wait`` bits are assigned after
 this pass. The weights of consecutive layers sit in different WGT words
-(``_Compiler._wgt_region``), so usually nothing stops a chunk before the previous layer's first
-MATMUL.
+(``_Compiler._wgt_region``), so usually nothing stops a layer's weights before the previous
+layer's first MATMUL.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from __future__ import annotations
 import dataclasses
 
 from ..hazards import conflicts, footprint
-from ..isa import HwConfig, Mem, Opcode, decode, encode
+from ..isa import HwConfig, LoadStore, Mem, Opcode, decode, encode, field_max
 
-__all__ = ["Item", "prefetch_weights"]
+__all__ = ["Item", "prefetch"]
 
 
 @dataclasses.dataclass
@@ -35,8 +37,8 @@ class Item:
     comment: str | None = None
 
 
-def _slot_words(config: HwConfig, f) -> int:
-    """WGT words a LOAD placed right after this MATMUL may move without stalling the array.
+def _slot_slices(config: HwConfig, f) -> int:
+    """External words a LOAD placed right after this MATMUL may move without stalling the array.
 
     The controller fetches the LOAD, starts it, waits for it to release the external port,
     then fetches the next MATMUL; all of that must fit in the MATMUL's stream positions, less
@@ -44,14 +46,31 @@ def _slot_words(config: HwConfig, f) -> int:
     fetch and dispatch stages."""
     positions = (int(f.out_h) + 2) * (int(f.out_w) + 2) if f.depthwise else (
         int(f.out_h) * int(f.out_w))
-    slices = positions - config.rows - 2 * config.insn_words - 8
-    return max(0, slices // config.slices(Mem.WGT))
+    return max(0, positions - config.rows - 2 * config.insn_words - 8)
 
 
-def _is_weight_load(item: Item) -> bool:
+def _movable(item: Item) -> bool:
+    """A LOAD of one contiguous run of words: weights from the constant segment, or
+    activations (whose rows may be strided, but back to back in both memories)."""
     opcode, f = decode(item.word)
-    return (opcode == Opcode.LOAD and f.mem == Mem.WGT and item.segment == "const"
-            and int(f.rows) == 1 and int(f.sp_stride) == 0 and int(f.ext_stride) == 0)
+    if opcode != Opcode.LOAD:
+        return False
+    if f.mem == Mem.WGT and item.segment == "const":
+        return int(f.rows) == 1 and int(f.sp_stride) == 0 and int(f.ext_stride) == 0
+    if f.mem == Mem.ACT and item.segment == "act":
+        n = int(f.length)
+        return int(f.rows) == 1 and int(f.sp_stride) == 0 and int(f.ext_stride) == 0 or (
+            int(f.sp_stride) == int(f.ext_stride) == n
+            and int(f.rows) * n <= field_max(LoadStore, "length"))
+    return False
+
+
+def _external(item: Item) -> tuple[str | None, int, int]:
+    """Segment and first and last external word (relative to it) of a LOAD or STORE."""
+    _, f = decode(item.word)
+    rows, length = int(f.rows), int(f.length)
+    first = int(f.ext_addr)
+    return item.segment, first, first + max(0, (rows - 1) * int(f.ext_stride)) + length - 1
 
 
 def _chunk(item: Item, first: int, n: int) -> Item:
@@ -59,44 +78,51 @@ def _chunk(item: Item, first: int, n: int) -> Item:
     _, f = decode(item.word)
     fields = {name: getattr(f, name) for name, _ in f.shape() if name != "opcode"}
     fields.update(sp_addr=int(f.sp_addr) + first, ext_addr=int(f.ext_addr) + first,
-                  length=n, wait=0)
+                  sp_stride=0, ext_stride=0, rows=1, length=n, wait=0)
     return Item(encode(Opcode.LOAD, **fields), item.segment)
 
 
-def prefetch_weights(layers: list[list[Item]], config: HwConfig) -> list[list[Item]]:
-    """``layers`` (each layer's instructions, in order) with the weight LOADs that open a layer
-    (those before its first MATMUL) spread over the MATMULs of the layers before it."""
-    slices = config.slices(Mem.WGT)
+def prefetch(layers: list[list[Item]], config: HwConfig) -> list[list[Item]]:
+    """``layers`` (each layer's instructions, in order) with their movable LOADs spread over
+    the MATMULs before them."""
     decoded = [[decode(it.word) for it in layer] for layer in layers]
-    # Per layer and MATMUL index: WGT slices that may still load after that MATMUL.
-    room = [{i: _slot_words(config, f) * slices for i, (op, f) in enumerate(layer)
+    # Per layer and MATMUL index: external words that may still load after that MATMUL.
+    room = [{i: _slot_slices(config, f) for i, (op, f) in enumerate(layer)
              if op == Opcode.MATMUL} for layer in decoded]
     after: list[dict[int, list[Item]]] = [{} for _ in layers]   # chunks moved after index i
     keep: list[dict[int, Item]] = [{} for _ in layers]          # what stays at index i
     for li, layer in enumerate(layers):
-        first_matmul = next(iter(room[li]), len(layer))
         for ii, item in enumerate(layer):
             opcode, f = decoded[li][ii]
             keep[li][ii] = item
-            if ii >= first_matmul or not _is_weight_load(item):
+            if not _movable(item):
                 continue
             writes = footprint(config, opcode, f)
+            source = _external(item)
 
-            def touches(it: Item, writes=writes) -> bool:
-                return conflicts(writes, footprint(config, *decode(it.word)))
+            def touches(it: Item, writes=writes, source=source) -> bool:
+                """Whether ``it`` must stay before the LOAD: it touches the words the LOAD
+                writes, or it is a STORE of the external words the LOAD reads."""
+                opcode, f = decode(it.word)
+                if opcode == Opcode.STORE and it.segment == source[0]:
+                    lo, hi = _external(it)[1:]
+                    if lo <= source[2] and source[1] <= hi:
+                        return True
+                return conflicts(writes, footprint(config, opcode, f))
 
-            if any(touches(it) for i, it in keep[li].items() if i < ii):
-                continue
             # The MATMULs after the last instruction (or moved chunk) that touches its words.
             slots: list[tuple[int, int]] = []
-            for lj in range(li - 1, -1, -1):
-                hits = [i for i, it in keep[lj].items() if touches(it)]
-                hits += [i for i, chunks in after[lj].items() if any(map(touches, chunks))]
+            for lj in range(li, -1, -1):
+                before = ii if lj == li else len(layers[lj])
+                hits = [i for i, it in keep[lj].items() if i < before and touches(it)]
+                hits += [i for i, chunks in after[lj].items()
+                         if i < before and any(map(touches, chunks))]
                 last = max(hits, default=-1)
-                slots = [(lj, i) for i in room[lj] if i > last] + slots
+                slots = [(lj, i) for i in room[lj] if last < i < before] + slots
                 if hits:
                     break
-            total, done = int(f.length), 0
+            total = int(f.rows) * int(f.length)
+            done = 0
             for lj, i in slots:
                 n = min(room[lj][i], total - done)
                 if n > 0:
