@@ -15,6 +15,12 @@ one lane per output channel, pipelined over :data:`Requantizer.latency` stages:
  9    ``clamp(±r + y_zp, qmin, qmax)``, low 8 bits
 ====  ============================================================================================
 
+With ``steps > 1`` (:attr:`codesign.isa.HwConfig.requant_steps`), stage 5 takes ``steps`` cycles
+and one multiplier a quarter (``steps = 4``: 16×16) or half (``steps = 2``: 24×16) the size: the
+product is accumulated from partial products of 16-bit chunks of ``a24`` and ``mult``, so that a
+small FPGA spends one or two DSP blocks per lane instead of four. Stage 4 then holds its registers
+until the next input, which may come only ``steps`` cycles after the previous one.
+
 Stages 7 and 8 are split because the variable shift, the sticky OR, the rounding increment and
 the saturation in one cycle were the NPU's critical path on ECP5. Stage 8 saturates the magnitude
 at ``2**10`` rather than at ``2**31`` as :func:`isa.requantize` does: ``y_zp``, ``qmin`` and
@@ -40,12 +46,15 @@ _SAT = 1 << 10
 
 
 class Requantizer(wiring.Component):
-    """``lanes`` parallel requantizers, fully pipelined (one vector per cycle).
+    """``lanes`` parallel requantizers, pipelined (one vector every ``steps`` cycles).
 
     Parameters
     ----------
     lanes
-        Number of channels processed per cycle. 1..64.
+        Number of channels processed in parallel. 1..64.
+    steps
+        Cycles per multiply: 1, 2 or 4 (see the module docstring). ``valid`` may be high at
+        most once in any ``steps`` consecutive cycles.
 
     Attributes
     ----------
@@ -61,15 +70,17 @@ class Requantizer(wiring.Component):
         cycles earlier.
     q_valid : Out(1)
     latency : int
-        Pipeline depth, 8.
+        Cycles from input to output: ``8 + steps``.
     """
 
-    latency = 9
-
-    def __init__(self, *, lanes: int):
+    def __init__(self, *, lanes: int, steps: int = 1):
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
             raise ValueError(f"lanes must be an int in 1..64, not {lanes!r}")
+        if steps not in (1, 2, 4):
+            raise ValueError(f"steps must be 1, 2 or 4, not {steps!r}")
         self.lanes = lanes
+        self.steps = steps
+        self.latency = 8 + steps
         super().__init__({
             "acc": In(data.ArrayLayout(signed(32), lanes)),
             "prm": In(data.ArrayLayout(isa.PRM_LANE, lanes)),
@@ -84,35 +95,49 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        def reg(value, name, shape=None):
-            """A pipeline register holding ``value`` (operands need no reset)."""
+        def reg(value, name, shape=None, en=None):
+            """A pipeline register holding ``value`` (operands need no reset); with ``en``, it
+            loads only in the cycles ``en`` is high."""
             sig = Signal(shape if shape is not None else value.shape(), name=name,
                          reset_less=True)
-            m.d.sync += sig.eq(value)
+            if en is None:
+                m.d.sync += sig.eq(value)
+            else:
+                with m.If(en):
+                    m.d.sync += sig.eq(value)
             return sig
 
         def rne(keep, round_bit, sticky):
             """``keep`` rounded half-to-even given the first dropped bit and the OR of the rest."""
             return keep + (round_bit & (sticky | keep[0]))
 
-        # Valid bit and the per-instruction scalars travel alongside the data.
-        valid = self.valid
+        # Valid bits and the per-instruction scalars travel alongside the data: valid_s<s> is
+        # high when the stage-s registers hold an input; stage 5 spends `steps` cycles,
+        # mult_phase<k> being high in its k-th (its 0th is valid_s4).
+        chain, valid = {}, self.valid
         y_zp, qmin, qmax = self.y_zp, self.qmin, self.qmax
-        for s in range(1, self.latency + 1):
-            valid_reg = Signal(name=f"valid_s{s}")
-            m.d.sync += valid_reg.eq(valid)
-            valid = valid_reg
-            if s < self.latency:
-                y_zp = reg(y_zp, f"y_zp_s{s}")
-                qmin = reg(qmin, f"qmin_s{s}")
-                qmax = reg(qmax, f"qmax_s{s}")
+        for t in range(1, self.latency + 1):
+            if 4 < t < 4 + self.steps:
+                name = f"mult_phase{t - 4}"
+            else:
+                name = f"valid_s{t if t <= 4 else t - self.steps + 1}"
+            chain[name] = Signal(name=name)
+            m.d.sync += chain[name].eq(valid)
+            valid = chain[name]
+            if t < self.latency:
+                y_zp = reg(y_zp, f"y_zp_s{t}")
+                qmin = reg(qmin, f"qmin_s{t}")
+                qmax = reg(qmax, f"qmax_s{t}")
         m.d.comb += self.q_valid.eq(valid)
+        phase = [chain["valid_s4"]] + [chain[f"mult_phase{k}"] for k in range(1, self.steps)]
+        # Stage 4 holds its input while stage 5 multiplies it over several cycles.
+        hold4 = chain["valid_s3"] if self.steps > 1 else None
 
         for i in range(self.lanes):
             prm = self.prm[i]
 
-            def lreg(value, name, shape=None, i=i):
-                return reg(value, f"lane{i}_{name}", shape)
+            def lreg(value, name, shape=None, en=None, i=i):
+                return reg(value, f"lane{i}_{name}", shape, en)
 
             # Stage 1: add the bias, wrapping to int32.
             a = lreg((self.acc[i] + prm.bias)[:32], "s1_a", signed(32))
@@ -138,15 +163,18 @@ class Requantizer(wiring.Component):
             # For |a| < 2**24 the 8 dropped bits are zero and a24 = |a| << (24 - n) exactly.
             a25 = rne(norm3[8:], norm3[7], norm3[:7] != 0)
             ovf_a = a25[_M]
-            neg4 = lreg(neg3, "s4_neg")
-            a24_4 = lreg(Mux(ovf_a, 1 << (_M - 1), a25[:_M]), "s4_a24", unsigned(_M))
+            neg4 = lreg(neg3, "s4_neg", en=hold4)
+            a24_4 = lreg(Mux(ovf_a, 1 << (_M - 1), a25[:_M]), "s4_a24", unsigned(_M), hold4)
             # e1 = shift - ea; the final right shift is e1 - ep (ep from stage 6).
-            e1_4 = lreg(shift3 - (8 - lz3 + ovf_a), "s4_e1", signed(10))
-            mult4 = lreg(mult3, "s4_mult")
+            e1_4 = lreg(shift3 - (8 - lz3 + ovf_a), "s4_e1", signed(10), hold4)
+            mult4 = lreg(mult3, "s4_mult", en=hold4)
 
-            # Stage 5: the exact 48-bit product.
+            # Stage 5: the exact 48-bit product, in one cycle or accumulated over `steps`.
             neg5 = lreg(neg4, "s5_neg")
-            p5 = lreg(a24_4 * mult4, "s5_p", unsigned(2 * _M))
+            if self.steps == 1:
+                p5 = lreg(a24_4 * mult4, "s5_p", unsigned(2 * _M))
+            else:
+                p5 = self._multiply(m, a24_4, mult4, phase, f"lane{i}_s5_p")
             e1_5 = lreg(e1_4, "s5_e1")
 
             # Stage 6: round the product to 24 bits, dropping 24 bits if bit 47 is set, else 23.
@@ -192,14 +220,48 @@ class Requantizer(wiring.Component):
 
         return m
 
+    def _multiply(self, m, a24, mult, phase, name):
+        """``a24 · mult`` (24 × 24 bits) accumulated from one partial product per ``phase``
+        cycle, into a register that holds the product from the cycle after the last phase.
+
+        ``mult`` is split into 16-bit chunks (low 16 bits, high 8), and with 4 steps ``a24`` as
+        well, so that each cycle's multiplier is 24×16 (2 steps) or 16×16 (4 steps)."""
+        a_chunks = [(0, _M)] if self.steps == 2 else [(0, 16), (16, _M)]
+        m_chunks = [(0, 16), (16, _M)]
+        plan = [(a, b) for b in m_chunks for a in a_chunks]
+        assert len(plan) == self.steps
+        # The chunks and the weight of this cycle's partial product.
+        a_hi = Cat(*[ph for ph, (a, _) in zip(phase, plan, strict=True) if a[0]]).any()
+        m_hi = Cat(*[ph for ph, (_, b) in zip(phase, plan, strict=True) if b[0]]).any()
+        a_op = Mux(a_hi, a24[16:], a24[:16]) if len(a_chunks) > 1 else a24
+        m_op = Mux(m_hi, mult[16:], mult[:16])
+        product = Signal(2 * _M, name=f"{name}_part")
+        m.d.comb += product.eq(a_op * m_op)
+        offsets = sorted({a[0] + b[0] for a, b in plan})
+        term = product << offsets[0]
+        for off in offsets[1:]:
+            at_off = Cat(*[ph for ph, (a, b) in zip(phase, plan, strict=True)
+                           if a[0] + b[0] == off]).any()
+            term = Mux(at_off, product << off, term)
+        p = Signal(unsigned(2 * _M), name=name, reset_less=True)
+        with m.If(phase[0]):
+            m.d.sync += p.eq(term)
+        with m.Elif(Cat(*phase[1:]).any()):
+            m.d.sync += p.eq(p + term)
+        return p
+
 
 class RequantEngine(HwComponent):
     """Executes REQUANT (see :mod:`codesign.isa` and docs/rtl-contract.md).
 
-    Reads the PRM word once, then streams ``count`` ACC words through a :class:`Requantizer`, one
-    per cycle, and writes each result with byte enables into lane group ``lane_group`` of
-    ``ACT[out_base + i*out_stride]`` (the other bytes of the word are left unchanged).
-    ``done`` comes ``count + Requantizer.latency + 2`` cycles after ``start`` (1 if count = 0).
+    Reads the PRM word once, then streams ``count`` ACC words through a :class:`Requantizer` of
+    ``config.requant_lanes`` lanes: each word in ``G = config.requant_groups`` turns of that
+    many channels, one turn every ``S = config.requant_steps`` cycles (the ACC word is read
+    again for each turn, so nothing holds it). Each turn's results are written with byte enables
+    into their bytes of lane group ``lane_group`` of ``ACT[out_base + i*out_stride]`` (the other
+    bytes of the word are left unchanged). ``done`` comes ``count·G·S + 11`` cycles after
+    ``start`` (1 if count = 0): turn ``k`` reads ACC in cycle ``2 + k·S`` and is written
+    ``1 + Requantizer.latency`` cycles later.
     """
 
     def __init__(self, config: isa.HwConfig):
@@ -213,7 +275,8 @@ class RequantEngine(HwComponent):
     def elaborate(self, platform):
         m = Module()
         c = self.config
-        m.submodules.requantizer = rq = Requantizer(lanes=c.cols)
+        lanes, groups, steps = c.requant_lanes, c.requant_groups, c.requant_steps
+        m.submodules.requantizer = rq = Requantizer(lanes=lanes, steps=steps)
 
         insn = Signal(isa.Requant)
         busy = Signal()
@@ -225,6 +288,10 @@ class RequantEngine(HwComponent):
         act_addr = Signal(c.addr_bits(c.act_depth))
         prm = Signal(data.ArrayLayout(isa.PRM_LANE, c.cols))
         data_valid = Signal()       # acc_rdata holds a word requested in the previous cycle
+        # Turn (lane group of the requantizer) being read, fed to the requantizer, written.
+        read_turn, data_turn, write_turn = (Signal(range(groups), name=f"{n}_turn")
+                                            for n in ("read", "data", "write"))
+        gap = Signal(range(steps))  # cycles since the last turn was read
         m.d.comb += self.busy.eq(busy)
 
         with m.If(self.start):
@@ -236,6 +303,9 @@ class RequantEngine(HwComponent):
                 write_left.eq(self.insn.count),
                 acc_addr.eq(self.insn.acc_base),
                 act_addr.eq(self.insn.out_base),
+                read_turn.eq(0),
+                write_turn.eq(0),
+                gap.eq(0),
             ]
 
         # Cycle 1: request the PRM word; cycle 2: latch it and start the ACC stream.
@@ -252,36 +322,48 @@ class RequantEngine(HwComponent):
         with m.If(latch_prm):
             m.d.sync += prm.eq(self.prm_rdata)
 
+        # One turn every `steps` cycles; a word's address advances after its last turn.
+        issue = Signal()
+        m.d.comb += issue.eq(reading & (gap == 0))
         with m.If(reading):
+            m.d.sync += gap.eq(gap + 1)             # wraps: steps is a power of two
+        with m.If(issue):
             m.d.comb += [self.acc_ren.eq(1), self.acc_raddr.eq(acc_addr)]
-            m.d.sync += [acc_addr.eq(acc_addr + 1), read_left.eq(read_left - 1)]
-            with m.If(read_left == 1):
-                m.d.sync += reading.eq(0)
-        m.d.sync += data_valid.eq(reading)
+            m.d.sync += read_turn.eq(read_turn + 1)
+            with m.If(read_turn == groups - 1):
+                m.d.sync += [acc_addr.eq(acc_addr + 1), read_left.eq(read_left - 1)]
+                with m.If(read_left == 1):
+                    m.d.sync += reading.eq(0)
+        m.d.sync += [data_valid.eq(issue), data_turn.eq(read_turn)]
 
         # The PRM word is latched in the cycle the first ACC word is requested, so it is stable
         # from the first requantizer input onwards.
+        acc_turns = data.ArrayLayout(data.ArrayLayout(signed(32), lanes), groups)(self.acc_rdata)
+        prm_turns = data.ArrayLayout(data.ArrayLayout(isa.PRM_LANE, lanes), groups)(prm)
         m.d.comb += [
-            rq.acc.eq(self.acc_rdata),
-            rq.prm.eq(prm),
+            rq.acc.eq(acc_turns[data_turn]),
+            rq.prm.eq(prm_turns[data_turn]),
             rq.y_zp.eq(insn.y_zp),
             rq.qmin.eq(insn.qmin),
             rq.qmax.eq(insn.qmax),
             rq.valid.eq(data_valid),
         ]
 
-        # Write: the q bytes are replicated over every lane group; the byte enables pick one.
-        groups = c.act_bytes // c.cols
+        # Write: the q bytes are replicated over the ACT word; the byte enables pick the turn's
+        # bytes in lane group `lane_group` (byte lane_group*cols + turn*lanes + j).
+        slot = Cat(write_turn, insn.lane_group)     # groups is a power of two
+        slots = c.act_bytes // lanes
         with m.If(rq.q_valid):
             m.d.comb += [
                 self.act_waddr.eq(act_addr),
-                self.act_wdata.eq(Cat(*([rq.q] * groups))),
-                self.act_wen.eq(Cat(*[(insn.lane_group == g).replicate(c.cols)
-                                      for g in range(groups)])),
+                self.act_wdata.eq(Cat(*([rq.q] * slots))),
+                self.act_wen.eq(Cat(*[(slot == g).replicate(lanes) for g in range(slots)])),
             ]
-            m.d.sync += [act_addr.eq(act_addr + insn.out_stride),
-                         write_left.eq(write_left - 1)]
-            with m.If(write_left == 1):
-                m.d.comb += self.done.eq(1)
-                m.d.sync += busy.eq(0)
+            m.d.sync += write_turn.eq(write_turn + 1)
+            with m.If(write_turn == groups - 1):
+                m.d.sync += [act_addr.eq(act_addr + insn.out_stride),
+                             write_left.eq(write_left - 1)]
+                with m.If(write_left == 1):
+                    m.d.comb += self.done.eq(1)
+                    m.d.sync += busy.eq(0)
         return m

@@ -13,6 +13,7 @@ from codesign import isa
 from codesign.isa import HwConfig, Opcode, encode
 from codesign.isasim import IsaSim
 from codesign.rtl.requant import RequantEngine, Requantizer
+from codesign.timing import engine_cycles
 
 from .harness import Harness, simulate
 
@@ -153,9 +154,10 @@ def _product_tie_lane(rng) -> tuple[int, int, int, int] | None:
     return acc, 0, mult, shift
 
 
-def _check_requantizer(lanes: int, vectors, rng) -> int:
-    """Stream ``vectors`` (with random gaps) through a Requantizer; returns lanes checked."""
-    dut = Requantizer(lanes=lanes)
+def _check_requantizer(lanes: int, vectors, rng, steps: int = 1) -> int:
+    """Stream ``vectors`` (with random gaps, at least ``steps`` cycles apart) through a
+    Requantizer; returns lanes checked."""
+    dut = Requantizer(lanes=lanes, steps=steps)
     checked = 0
 
     async def testbench(ctx):
@@ -165,7 +167,8 @@ def _check_requantizer(lanes: int, vectors, rng) -> int:
         cycle = 0
         pending = list(vectors)
         while len(got) < len(vectors):
-            if pending and rng.random() < 0.85:
+            spaced = not sent or cycle - sent[-1][0] >= steps
+            if pending and spaced and rng.random() < 0.85:
                 lanes_in, (y_zp, qmin, qmax) = pending.pop(0)
                 ctx.set(dut.acc, [acc for acc, _, _, _ in lanes_in])
                 ctx.set(dut.prm, [{"bias": b, "mult": mu, "shift": s}
@@ -207,15 +210,24 @@ def test_requantizer_single_lane():
     assert _check_requantizer(1, _random_vectors(rng, 1, 600), rng) == 600
 
 
-def test_requantizer_double_rounding():
+@pytest.mark.parametrize("steps", [2, 4])
+def test_requantizer_multi_step(steps):
+    """The multiply over 2 or 4 cycles: random lanes and the edge cases of _random_lane."""
+    rng = np.random.default_rng(10 + steps)
+    assert _check_requantizer(2, _random_vectors(rng, 2, 500), rng, steps) == 1000
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_requantizer_double_rounding(steps):
     rng = np.random.default_rng(3)
     lanes = _double_rounding_lanes(rng, 800)
     # y_zp = 0 with a wide clamp keeps small results visible.
     vectors = [(lanes[i:i + 4], (0, -256, 255)) for i in range(0, len(lanes), 4)]
-    assert _check_requantizer(4, vectors, rng) == 800
+    assert _check_requantizer(4, vectors, rng, steps) == 800
 
 
-def test_requantizer_hand_picked():
+@pytest.mark.parametrize("steps", [1, 4])
+def test_requantizer_hand_picked(steps):
     """Exact ties at both roundings, saturation, clamp order, mult = 0."""
     cases = [
         # 24-bit rounding ties: |acc| = (2**24 + 1) * 2 rounds down (even), ... + 3 rounds up.
@@ -239,7 +251,7 @@ def test_requantizer_hand_picked():
         # qmin > qmax: the result is qmax
         (100, 0, 2**23, 23, 0, 50, 10), (-100, 0, 2**23, 23, 0, 50, 10),
     ]
-    dut = Requantizer(lanes=1)
+    dut = Requantizer(lanes=1, steps=steps)
 
     async def testbench(ctx):
         for acc, bias, mult, shift, y_zp, qmin, qmax in cases:
@@ -268,6 +280,15 @@ CONFIGS = [
     HwConfig(rows=4, cols=2, bus_bytes=2, act_depth=20, wgt_depth=4, acc_depth=10, prm_depth=2),
     HwConfig(rows=4, cols=4, bus_bytes=4, act_depth=16, wgt_depth=4, acc_depth=9, prm_depth=2),
     HwConfig(rows=1, cols=1, bus_bytes=1, act_depth=16, wgt_depth=1, acc_depth=8, prm_depth=2),
+    # Shared requantizers: lane groups taking turns, multi-cycle multiplies, both.
+    HwConfig(rows=2, cols=2, bus_bytes=2, act_depth=16, wgt_depth=2, acc_depth=9, prm_depth=2,
+             requant_lanes=1, requant_steps=4),
+    HwConfig(rows=2, cols=4, bus_bytes=1, act_depth=24, wgt_depth=4, acc_depth=12, prm_depth=3,
+             requant_lanes=1),
+    HwConfig(rows=8, cols=4, bus_bytes=2, act_depth=20, wgt_depth=9, acc_depth=10, prm_depth=2,
+             requant_lanes=2, requant_steps=2),
+    HwConfig(rows=4, cols=4, bus_bytes=4, act_depth=16, wgt_depth=4, acc_depth=9, prm_depth=2,
+             requant_steps=4),
 ]
 
 
@@ -300,10 +321,10 @@ def _random_state(rng, sim: IsaSim) -> None:
         sim.prm[p] = np.array(lanes, "<u8").view(np.uint8)
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}")
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
 def test_requant_engine_random(config):
     c = config
-    rng = np.random.default_rng(c.rows * 100 + c.cols)
+    rng = np.random.default_rng(c.rows * 100 + c.cols + 10 * c.requant_lanes + c.requant_steps)
     sim = IsaSim(c, np.zeros(c.bus_bytes, np.uint8))
     _random_state(rng, sim)
     h = Harness(RequantEngine(c), sim)
@@ -311,8 +332,8 @@ def test_requant_engine_random(config):
     insns = [_random_requant(rng, c) for _ in range(6)]
     latencies = h.run(sim, insns)
     for insn, cycles in zip(insns, latencies, strict=True):
-        count = int(isa.decode(insn)[1].count)
-        assert cycles == (count + Requantizer.latency + 2 if count else 1)
+        opcode, fields = isa.decode(insn)
+        assert cycles == engine_cycles(c, opcode, fields)
 
 
 def test_requant_rejects_bad_args():
