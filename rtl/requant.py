@@ -1,7 +1,7 @@
 """Per-channel requantization: int32 accumulators → 8-bit activations, and the REQUANT engine.
 
 :class:`Requantizer` is the integer datapath of :func:`codesign.isa.requantize` (DESIGN.md §3.1),
-one lane per output channel, pipelined over :data:`Requantizer.latency` stages:
+``lanes`` channels at a time, pipelined over :data:`Requantizer.latency` stages:
 
 ====  ============================================================================================
  1    ``a = wrap_int32(acc + bias)``
@@ -14,6 +14,12 @@ one lane per output channel, pipelined over :data:`Requantizer.latency` stages:
  8    ``r = RNE(…)``, saturated to :data:`_SAT`
  9    ``clamp(±r + y_zp, qmin, qmax)``, low 8 bits
 ====  ============================================================================================
+
+The per-channel parameters and the per-instruction scalars are not carried down the pipeline:
+the REQUANT engine holds them for the whole instruction (the PRM word stays on the PRM read
+port, which only this engine reads), and each stage picks its parameter of its channel. With
+fewer lanes than columns (:attr:`codesign.isa.HwConfig.requant_lanes`) the ``groups`` lane
+groups of an ACC word take turns; only the turn number travels with the data.
 
 With ``steps > 1`` (:attr:`codesign.isa.HwConfig.requant_steps`), stage 5 takes ``steps`` cycles
 and one multiplier a quarter (``steps = 4``: 16×16) or half (``steps = 2``: 24×16) the size: the
@@ -52,6 +58,8 @@ class Requantizer(wiring.Component):
     ----------
     lanes
         Number of channels processed in parallel. 1..64.
+    groups
+        Number of lane groups taking turns: ``prm`` holds ``lanes · groups`` channels.
     steps
         Cycles per multiply: 1, 2 or 4 (see the module docstring). ``valid`` may be high at
         most once in any ``steps`` consecutive cycles.
@@ -59,11 +67,14 @@ class Requantizer(wiring.Component):
     Attributes
     ----------
     acc : In(ArrayLayout(signed(32), lanes))
-    prm : In(ArrayLayout(isa.PRM_LANE, lanes))
-        Per-lane ``bias``, ``mult``, ``shift``.
-    y_zp, qmin, qmax : In(signed(9))
+    turn : In(range(groups))
+        The lane group of ``acc``: lane ``i`` is channel ``turn · lanes + i``.
     valid : In(1)
-        All inputs are sampled in the cycle ``valid`` is high.
+        ``acc`` and ``turn`` are sampled in the cycle ``valid`` is high.
+    prm : In(ArrayLayout(isa.PRM_LANE, lanes · groups))
+        Per-channel ``bias``, ``mult``, ``shift``.
+    y_zp, qmin, qmax : In(signed(9))
+        ``prm`` and these must not change from an input's ``valid`` to its ``q_valid``.
     q : Out(ArrayLayout(unsigned(8), lanes))
         Low 8 bits of ``clamp(isa.requantize(wrap_int32(acc + bias), mult, shift) + y_zp,
         qmin, qmax)`` (``min(max(v, qmin), qmax)``) of the inputs sampled :attr:`latency`
@@ -73,21 +84,25 @@ class Requantizer(wiring.Component):
         Cycles from input to output: ``8 + steps``.
     """
 
-    def __init__(self, *, lanes: int, steps: int = 1):
+    def __init__(self, *, lanes: int, groups: int = 1, steps: int = 1):
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
             raise ValueError(f"lanes must be an int in 1..64, not {lanes!r}")
+        if not isinstance(groups, int) or not 1 <= groups <= 64 // lanes:
+            raise ValueError(f"groups must be an int in 1..{64 // lanes}, not {groups!r}")
         if steps not in (1, 2, 4):
             raise ValueError(f"steps must be 1, 2 or 4, not {steps!r}")
         self.lanes = lanes
+        self.groups = groups
         self.steps = steps
         self.latency = 8 + steps
         super().__init__({
             "acc": In(data.ArrayLayout(signed(32), lanes)),
-            "prm": In(data.ArrayLayout(isa.PRM_LANE, lanes)),
+            "turn": In(range(groups)),
+            "valid": In(1),
+            "prm": In(data.ArrayLayout(isa.PRM_LANE, lanes * groups)),
             "y_zp": In(signed(9)),
             "qmin": In(signed(9)),
             "qmax": In(signed(9)),
-            "valid": In(1),
             "q": Out(data.ArrayLayout(unsigned(8), lanes)),
             "q_valid": Out(1),
         })
@@ -111,11 +126,9 @@ class Requantizer(wiring.Component):
             """``keep`` rounded half-to-even given the first dropped bit and the OR of the rest."""
             return keep + (round_bit & (sticky | keep[0]))
 
-        # Valid bits and the per-instruction scalars travel alongside the data: valid_s<s> is
-        # high when the stage-s registers hold an input; stage 5 spends `steps` cycles,
-        # mult_phase<k> being high in its k-th (its 0th is valid_s4).
+        # Valid bits: valid_s<s> is high when the stage-s registers hold an input; stage 5
+        # spends `steps` cycles, mult_phase<k> being high in its k-th (its 0th is valid_s4).
         chain, valid = {}, self.valid
-        y_zp, qmin, qmax = self.y_zp, self.qmin, self.qmax
         for t in range(1, self.latency + 1):
             if 4 < t < 4 + self.steps:
                 name = f"mult_phase{t - 4}"
@@ -124,29 +137,32 @@ class Requantizer(wiring.Component):
             chain[name] = Signal(name=name)
             m.d.sync += chain[name].eq(valid)
             valid = chain[name]
-            if t < self.latency:
-                y_zp = reg(y_zp, f"y_zp_s{t}")
-                qmin = reg(qmin, f"qmin_s{t}")
-                qmax = reg(qmax, f"qmax_s{t}")
         m.d.comb += self.q_valid.eq(valid)
         phase = [chain["valid_s4"]] + [chain[f"mult_phase{k}"] for k in range(1, self.steps)]
         # Stage 4 holds its input while stage 5 multiplies it over several cycles.
         hold4 = chain["valid_s3"] if self.steps > 1 else None
 
-        for i in range(self.lanes):
-            prm = self.prm[i]
+        # The turn travels to stage 4, where the last parameter (mult) is picked.
+        turn = [self.turn]
+        for s in range(1, 5):
+            turn.append(reg(turn[-1], f"turn_s{s}", en=hold4 if s == 4 else None))
+        turns = data.ArrayLayout(data.ArrayLayout(isa.PRM_LANE, self.lanes),
+                                 self.groups)(self.prm)
 
+        def param(i, s):
+            """The parameters of lane ``i``'s channel for the input in stage ``s``."""
+            return (turns[turn[s]] if self.groups > 1 else turns[0])[i]
+
+        for i in range(self.lanes):
             def lreg(value, name, shape=None, en=None, i=i):
                 return reg(value, f"lane{i}_{name}", shape, en)
 
             # Stage 1: add the bias, wrapping to int32.
-            a = lreg((self.acc[i] + prm.bias)[:32], "s1_a", signed(32))
-            mult1, shift1 = lreg(prm.mult, "s1_mult"), lreg(prm.shift, "s1_shift")
+            a = lreg((self.acc[i] + param(i, 0).bias)[:32], "s1_a", signed(32))
 
             # Stage 2: sign/magnitude. |-2**31| = 2**31 still fits 32 unsigned bits.
             neg2 = lreg(a[31], "s2_neg")
             mag2 = lreg(Mux(a[31], -a, a)[:32], "s2_mag", unsigned(32))
-            mult2, shift2 = lreg(mult1, "s2_mult"), lreg(shift1, "s2_shift")
 
             # Stage 3: normalize so that bit 31 is set (unless |a| = 0), counting the shift.
             norm, lz_bits = mag2, []
@@ -157,7 +173,6 @@ class Requantizer(wiring.Component):
             neg3 = lreg(neg2, "s3_neg")
             norm3 = lreg(norm, "s3_norm", unsigned(32))
             lz3 = lreg(Cat(*reversed(lz_bits)), "s3_lz", unsigned(5))  # 0..31; |a| = 0 → 31
-            mult3, shift3 = lreg(mult2, "s3_mult"), lreg(shift2, "s3_shift")
 
             # Stage 4: round to 24 significant bits: a24 · 2**ea with ea = (32 - lz) - 24 + ovf.
             # For |a| < 2**24 the 8 dropped bits are zero and a24 = |a| << (24 - n) exactly.
@@ -166,8 +181,8 @@ class Requantizer(wiring.Component):
             neg4 = lreg(neg3, "s4_neg", en=hold4)
             a24_4 = lreg(Mux(ovf_a, 1 << (_M - 1), a25[:_M]), "s4_a24", unsigned(_M), hold4)
             # e1 = shift - ea; the final right shift is e1 - ep (ep from stage 6).
-            e1_4 = lreg(shift3 - (8 - lz3 + ovf_a), "s4_e1", signed(10), hold4)
-            mult4 = lreg(mult3, "s4_mult", en=hold4)
+            e1_4 = lreg(param(i, 3).shift - (8 - lz3 + ovf_a), "s4_e1", signed(10), hold4)
+            mult4 = param(i, 4).mult
 
             # Stage 5: the exact 48-bit product, in one cycle or accumulated over `steps`.
             neg5 = lreg(neg4, "s5_neg")
@@ -213,9 +228,9 @@ class Requantizer(wiring.Component):
             r8 = lreg(r, "s8_r")
 
             # Stage 9: apply the sign and zero point, clamp as min(max(v, qmin), qmax).
-            v = Mux(neg8, -r8, r8) + y_zp
-            lo = Mux(v < qmin, qmin, v)
-            hi = Mux(lo > qmax, qmax, lo)
+            v = Mux(neg8, -r8, r8) + self.y_zp
+            lo = Mux(v < self.qmin, self.qmin, v)
+            hi = Mux(lo > self.qmax, self.qmax, lo)
             m.d.sync += self.q[i].eq(hi[:8])
 
         return m
@@ -254,10 +269,11 @@ class Requantizer(wiring.Component):
 class RequantEngine(HwComponent):
     """Executes REQUANT (see :mod:`codesign.isa` and docs/rtl-contract.md).
 
-    Reads the PRM word once, then streams ``count`` ACC words through a :class:`Requantizer` of
-    ``config.requant_lanes`` lanes: each word in ``G = config.requant_groups`` turns of that
-    many channels, one turn every ``S = config.requant_steps`` cycles (the ACC word is read
-    again for each turn, so nothing holds it). Each turn's results are written with byte enables
+    Reads the PRM word once (it stays on the PRM read port, which no other engine reads), then
+    streams ``count`` ACC words through a :class:`Requantizer` of ``config.requant_lanes``
+    lanes: each word in ``G = config.requant_groups`` turns of that many channels, one turn
+    every ``S = config.requant_steps`` cycles (the ACC word is read again for each turn, so
+    nothing holds it). Each turn's results are written with byte enables
     into their bytes of lane group ``lane_group`` of ``ACT[out_base + i*out_stride]`` (the other
     bytes of the word are left unchanged). ``done`` comes ``count·G·S + 11`` cycles after
     ``start`` (1 if count = 0): turn ``k`` reads ACC in cycle ``2 + k·S`` and is written
@@ -276,7 +292,7 @@ class RequantEngine(HwComponent):
         m = Module()
         c = self.config
         lanes, groups, steps = c.requant_lanes, c.requant_groups, c.requant_steps
-        m.submodules.requantizer = rq = Requantizer(lanes=lanes, steps=steps)
+        m.submodules.requantizer = rq = Requantizer(lanes=lanes, groups=groups, steps=steps)
 
         insn = Signal(isa.Requant)
         busy = Signal()
@@ -286,7 +302,6 @@ class RequantEngine(HwComponent):
         write_left = Signal(unsigned(16))
         acc_addr = Signal(c.addr_bits(c.acc_depth))
         act_addr = Signal(c.addr_bits(c.act_depth))
-        prm = Signal(data.ArrayLayout(isa.PRM_LANE, c.cols))
         data_valid = Signal()       # acc_rdata holds a word requested in the previous cycle
         # Turn (lane group of the requantizer) being read, fed to the requantizer, written.
         read_turn, data_turn, write_turn = (Signal(range(groups), name=f"{n}_turn")
@@ -308,7 +323,8 @@ class RequantEngine(HwComponent):
                 gap.eq(0),
             ]
 
-        # Cycle 1: request the PRM word; cycle 2: latch it and start the ACC stream.
+        # Cycle 1: request the PRM word (on prm_rdata from cycle 2); cycle 2: start the ACC
+        # stream.
         with m.If(prm_phase):
             m.d.sync += prm_phase.eq(0)
             m.d.comb += [self.prm_ren.eq(1), self.prm_raddr.eq(insn.prm_addr)]
@@ -317,10 +333,6 @@ class RequantEngine(HwComponent):
                 m.d.sync += busy.eq(0)
             with m.Else():
                 m.d.sync += reading.eq(1)
-        latch_prm = Signal()
-        m.d.sync += latch_prm.eq(prm_phase)
-        with m.If(latch_prm):
-            m.d.sync += prm.eq(self.prm_rdata)
 
         # One turn every `steps` cycles; a word's address advances after its last turn.
         issue = Signal()
@@ -336,13 +348,11 @@ class RequantEngine(HwComponent):
                     m.d.sync += reading.eq(0)
         m.d.sync += [data_valid.eq(issue), data_turn.eq(read_turn)]
 
-        # The PRM word is latched in the cycle the first ACC word is requested, so it is stable
-        # from the first requantizer input onwards.
         acc_turns = data.ArrayLayout(data.ArrayLayout(signed(32), lanes), groups)(self.acc_rdata)
-        prm_turns = data.ArrayLayout(data.ArrayLayout(isa.PRM_LANE, lanes), groups)(prm)
         m.d.comb += [
             rq.acc.eq(acc_turns[data_turn]),
-            rq.prm.eq(prm_turns[data_turn]),
+            rq.turn.eq(data_turn),
+            rq.prm.eq(self.prm_rdata),
             rq.y_zp.eq(insn.y_zp),
             rq.qmin.eq(insn.qmin),
             rq.qmax.eq(insn.qmax),

@@ -149,13 +149,14 @@ def resources_text(resources: dict) -> str:
 def table(points: list[Point], target: Target) -> str:
     """A Markdown table of ``points``."""
     size = "area mm²" if target.family == "asic" else "LUT"
-    head = (f"| array | bus B | ACT/WGT/ACC words | dw | cycles | latency ms @ "
-            f"{target.clock_mhz:g} MHz | energy µJ | {size} | resources |")
-    lines = [head, "|" + "---|" * 9]
+    head = (f"| array | bus B | ACT/WGT/ACC words | dw | requant lanes×steps | cycles | "
+            f"latency ms @ {target.clock_mhz:g} MHz | energy µJ | {size} | resources |")
+    lines = [head, "|" + "---|" * 10]
     for p in points:
         c = p.config
         lines.append(f"| {c.rows}x{c.cols} | {c.bus_bytes} | {c.act_depth}/{c.wgt_depth}/"
-                     f"{c.acc_depth} | {c.dw_width} | {p.cycles:,} | {p.latency_ms:.3f} | "
+                     f"{c.acc_depth} | {c.dw_width} | {c.requant_lanes}×{c.requant_steps} | "
+                     f"{p.cycles:,} | {p.latency_ms:.3f} | "
                      f"{p.energy_uj:.1f} | {p.size(target):.4g} | "
                      f"{resources_text(p.resources)} |")
     return "\n".join(lines) + "\n"
