@@ -54,7 +54,8 @@ def _config_from_args(args) -> HwConfig:
                   acc_depth=args.acc_depth or DEFAULT_CONFIG.acc_depth,
                   prm_depth=args.prm_depth or DEFAULT_CONFIG.prm_depth,
                   requant_lanes=args.requant_lanes,
-                  requant_steps=args.requant_steps or DEFAULT_CONFIG.requant_steps)
+                  requant_steps=args.requant_steps or DEFAULT_CONFIG.requant_steps,
+                  eltwise=not args.no_eltwise)
     try:
         return HwConfig(**fields)
     except ValueError as err:
@@ -88,12 +89,15 @@ def _report(graph, config: HwConfig, program) -> dict:
     }
 
 
-def _requant_text(cfg: dict) -> str:
-    """How a shared requantizer is built (nothing for one lane per column, 1-cycle multiply)."""
+def _reductions_text(cfg: dict) -> str:
+    """What is built smaller than usual: a shared requantizer, no ELTWISE engine."""
     lanes, steps = cfg.get("requant_lanes", cfg["cols"]), cfg.get("requant_steps", 1)
-    if (lanes, steps) == (cfg["cols"], 1):
-        return ""
-    return (f", requantizer {lanes} lane{'s' * (lanes > 1)} with a {steps}-cycle multiply")
+    text = ""
+    if (lanes, steps) != (cfg["cols"], 1):
+        text += f", requantizer {lanes} lane{'s' * (lanes > 1)} with a {steps}-cycle multiply"
+    if not cfg.get("eltwise", True):
+        text += ", no ELTWISE engine"
+    return text
 
 
 def _report_text(report: dict) -> str:
@@ -101,7 +105,7 @@ def _report_text(report: dict) -> str:
     lines = [f"codesign {report['codesign']} — model {report['model']}",
              f"NPU: {cfg['rows']}x{cfg['cols']} MAC array, {cfg['bus_bytes']}-byte bus, "
              f"ACT {cfg['act_depth']} / WGT {cfg['wgt_depth']} / ACC {cfg['acc_depth']} / "
-             f"PRM {cfg['prm_depth']} words" + _requant_text(cfg),
+             f"PRM {cfg['prm_depth']} words" + _reductions_text(cfg),
              f"MACs per inference: {report['macs_per_inference']}, cycles per inference "
              f"{report['cycles_per_inference']:,} (MAC utilization "
              f"{100 * report['mac_utilization']:.1f}%)",
@@ -382,6 +386,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--requant-steps", type=int, choices=(1, 2, 4),
                    help="cycles per requant multiply: 1, 2 or 4 (4, 2 or 1 DSP blocks per "
                         "lane; default 1)")
+    p.add_argument("--no-eltwise", action="store_true",
+                   help="leave out the ELTWISE engine (models without residual adds)")
 
 
 def _add_target_args(p: argparse.ArgumentParser, help_text: str, required: bool = False) -> None:
@@ -411,7 +417,7 @@ def explore_cmd(model: Path, target_name: str, objective: str, outdir: Path) -> 
     print(f"best for {objective}: {chosen.rows}x{chosen.cols}, bus {chosen.bus_bytes} B, "
           f"ACT/WGT/ACC {chosen.act_depth}/{chosen.wgt_depth}/{chosen.acc_depth}, "
           f"depthwise {'on' if chosen.dw_width else 'off'}"
-          + _requant_text(dataclasses.asdict(chosen)))
+          + _reductions_text(dataclasses.asdict(chosen)))
     print(f"wrote {outdir}/explore.json, pareto.md, pareto.png")
     return 0
 

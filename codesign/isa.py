@@ -445,7 +445,7 @@ def requantize(acc: int, mult: int, shift: int) -> int:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class HwConfig:
-    """One NPU instance: array shape, memory sizes, bus width and requantizer sharing.
+    """One NPU instance: array shape, memory sizes, bus width, requantizer sharing, engines.
 
     Parameters
     ----------
@@ -472,6 +472,10 @@ class HwConfig:
         channel every ``requant_steps`` cycles, so REQUANT takes
         ``count · (cols // requant_lanes) · requant_steps + 11`` cycles. Small FPGAs (the
         iCE40 UP5K has 8 DSP blocks) need fewer lanes and more steps.
+    eltwise
+        Whether the NPU has the ELTWISE engine (residual adds). Without it the NPU is smaller
+        (``cols`` multipliers and their registers fewer), and the compiler refuses models
+        that need it.
     """
     rows: int = 4
     cols: int = 4
@@ -483,6 +487,7 @@ class HwConfig:
     dw_width: int | None = None
     requant_lanes: int | None = None
     requant_steps: int = 1
+    eltwise: bool = True
 
     def __post_init__(self):
         if self.dw_width is None:
@@ -514,6 +519,8 @@ class HwConfig:
                              f"not {lanes!r}")
         if self.requant_steps not in (1, 2, 4):
             raise ValueError(f"requant_steps must be 1, 2 or 4, not {self.requant_steps!r}")
+        if not isinstance(self.eltwise, bool):
+            raise ValueError(f"eltwise must be a bool, not {self.eltwise!r}")
         tile = self.dw_weight_words if dw else self.rows
         if self.wgt_depth < tile:
             raise ValueError(f"wgt_depth must hold one weight tile ({tile} words), "
@@ -575,4 +582,4 @@ class HwConfig:
                   if (self.requant_lanes, self.requant_steps) != (self.cols, 1) else "")
         return (f"npu_{self.rows}x{self.cols}_b{self.bus_bytes}_a{self.act_depth}"
                 f"_w{self.wgt_depth}_c{self.acc_depth}_p{self.prm_depth}_d{self.dw_width}"
-                + shared)
+                + shared + ("" if self.eltwise else "_noelt"))
