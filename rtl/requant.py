@@ -68,7 +68,8 @@ class Requantizer(wiring.Component):
     ----------
     acc : In(ArrayLayout(signed(32), lanes))
     turn : In(range(groups))
-        The lane group of ``acc``: lane ``i`` is channel ``turn · lanes + i``.
+        The lane group of ``acc``: lane ``i`` is channel ``turn · lanes + i`` (only with
+        ``groups > 1``).
     valid : In(1)
         ``acc`` and ``turn`` are sampled in the cycle ``valid`` is high.
     prm : In(ArrayLayout(isa.PRM_LANE, lanes · groups))
@@ -97,7 +98,7 @@ class Requantizer(wiring.Component):
         self.latency = 8 + steps
         super().__init__({
             "acc": In(data.ArrayLayout(signed(32), lanes)),
-            "turn": In(range(groups)),
+            **({"turn": In(range(groups))} if groups > 1 else {}),
             "valid": In(1),
             "prm": In(data.ArrayLayout(isa.PRM_LANE, lanes * groups)),
             "y_zp": In(signed(9)),
@@ -143,11 +144,12 @@ class Requantizer(wiring.Component):
         hold4 = chain["valid_s3"] if self.steps > 1 else None
 
         # The turn travels to stage 4, where the last parameter (mult) is picked.
-        turn = [self.turn]
-        for s in range(1, 5):
-            turn.append(reg(turn[-1], f"turn_s{s}", en=hold4 if s == 4 else None))
         turns = data.ArrayLayout(data.ArrayLayout(isa.PRM_LANE, self.lanes),
                                  self.groups)(self.prm)
+        if self.groups > 1:
+            turn = [self.turn]
+            for s in range(1, 5):
+                turn.append(reg(turn[-1], f"turn_s{s}", en=hold4 if s == 4 else None))
 
         def param(i, s):
             """The parameters of lane ``i``'s channel for the input in stage ``s``."""
@@ -303,11 +305,22 @@ class RequantEngine(HwComponent):
         acc_addr = Signal(c.addr_bits(c.acc_depth))
         act_addr = Signal(c.addr_bits(c.act_depth))
         data_valid = Signal()       # acc_rdata holds a word requested in the previous cycle
-        # Turn (lane group of the requantizer) being read, fed to the requantizer, written.
-        read_turn, data_turn, write_turn = (Signal(range(groups), name=f"{n}_turn")
-                                            for n in ("read", "data", "write"))
-        gap = Signal(range(steps))  # cycles since the last turn was read
         m.d.comb += self.busy.eq(busy)
+
+        def counter(n, name):
+            """A counter modulo ``n`` (a power of two), cleared by ``start``; and whether it is
+            at ``n - 1`` (always, for ``n = 1``)."""
+            if n == 1:
+                return None, Const(1)
+            value = Signal(range(n), name=name)
+            with m.If(self.start):
+                m.d.sync += value.eq(0)
+            return value, value == n - 1
+
+        # The turn (requantizer lane group) being read and being written; cycles since a read.
+        read_turn, read_last = counter(groups, "read_turn")
+        write_turn, write_last = counter(groups, "write_turn")
+        gap, gap_last = counter(steps, "gap")
 
         with m.If(self.start):
             m.d.sync += [
@@ -318,9 +331,6 @@ class RequantEngine(HwComponent):
                 write_left.eq(self.insn.count),
                 acc_addr.eq(self.insn.acc_base),
                 act_addr.eq(self.insn.out_base),
-                read_turn.eq(0),
-                write_turn.eq(0),
-                gap.eq(0),
             ]
 
         # Cycle 1: request the PRM word (on prm_rdata from cycle 2); cycle 2: start the ACC
@@ -336,22 +346,27 @@ class RequantEngine(HwComponent):
 
         # One turn every `steps` cycles; a word's address advances after its last turn.
         issue = Signal()
-        m.d.comb += issue.eq(reading & (gap == 0))
-        with m.If(reading):
-            m.d.sync += gap.eq(gap + 1)             # wraps: steps is a power of two
+        m.d.comb += issue.eq(reading if gap is None else reading & (gap == 0))
+        if gap is not None:
+            with m.If(reading):
+                m.d.sync += gap.eq(gap + 1)         # wraps: steps is a power of two
         with m.If(issue):
             m.d.comb += [self.acc_ren.eq(1), self.acc_raddr.eq(acc_addr)]
-            m.d.sync += read_turn.eq(read_turn + 1)
-            with m.If(read_turn == groups - 1):
+            if read_turn is not None:
+                m.d.sync += read_turn.eq(read_turn + 1)
+            with m.If(read_last):
                 m.d.sync += [acc_addr.eq(acc_addr + 1), read_left.eq(read_left - 1)]
                 with m.If(read_left == 1):
                     m.d.sync += reading.eq(0)
-        m.d.sync += [data_valid.eq(issue), data_turn.eq(read_turn)]
-
+        m.d.sync += data_valid.eq(issue)
         acc_turns = data.ArrayLayout(data.ArrayLayout(signed(32), lanes), groups)(self.acc_rdata)
+        if read_turn is None:
+            m.d.comb += rq.acc.eq(acc_turns[0])
+        else:
+            data_turn = Signal.like(read_turn, name="data_turn")
+            m.d.sync += data_turn.eq(read_turn)
+            m.d.comb += [rq.acc.eq(acc_turns[data_turn]), rq.turn.eq(data_turn)]
         m.d.comb += [
-            rq.acc.eq(acc_turns[data_turn]),
-            rq.turn.eq(data_turn),
             rq.prm.eq(self.prm_rdata),
             rq.y_zp.eq(insn.y_zp),
             rq.qmin.eq(insn.qmin),
@@ -361,7 +376,7 @@ class RequantEngine(HwComponent):
 
         # Write: the q bytes are replicated over the ACT word; the byte enables pick the turn's
         # bytes in lane group `lane_group` (byte lane_group*cols + turn*lanes + j).
-        slot = Cat(write_turn, insn.lane_group)     # groups is a power of two
+        slot = insn.lane_group if write_turn is None else Cat(write_turn, insn.lane_group)
         slots = c.act_bytes // lanes
         with m.If(rq.q_valid):
             m.d.comb += [
@@ -369,8 +384,9 @@ class RequantEngine(HwComponent):
                 self.act_wdata.eq(Cat(*([rq.q] * slots))),
                 self.act_wen.eq(Cat(*[(slot == g).replicate(lanes) for g in range(slots)])),
             ]
-            m.d.sync += write_turn.eq(write_turn + 1)
-            with m.If(write_turn == groups - 1):
+            if write_turn is not None:
+                m.d.sync += write_turn.eq(write_turn + 1)
+            with m.If(write_last):
                 m.d.sync += [act_addr.eq(act_addr + insn.out_stride),
                              write_left.eq(write_left - 1)]
                 with m.If(write_left == 1):

@@ -179,7 +179,8 @@ def _check_requantizer(batches, rng, *, lanes: int, groups: int = 1, steps: int 
                 if pending and spaced and rng.random() < 0.85:
                     turn, accs = pending.pop(0)
                     ctx.set(dut.acc, accs)
-                    ctx.set(dut.turn, turn)
+                    if groups > 1:
+                        ctx.set(dut.turn, turn)
                     ctx.set(dut.valid, 1)
                     want = [_reference(acc, *prm[turn * lanes + i], y_zp, qmin, qmax)
                             for i, acc in enumerate(accs)]
@@ -189,7 +190,8 @@ def _check_requantizer(batches, rng, *, lanes: int, groups: int = 1, steps: int 
                     # Garbage while not valid must not disturb anything.
                     ctx.set(dut.valid, 0)
                     ctx.set(dut.acc, [int(v) for v in rng.integers(-2**31, 2**31, lanes)])
-                    ctx.set(dut.turn, int(rng.integers(groups)))
+                    if groups > 1:
+                        ctx.set(dut.turn, int(rng.integers(groups)))
                 if ctx.get(dut.q_valid):
                     got.append((cycle, [int(v) for v in ctx.get(dut.q)]))
                 await ctx.tick()
