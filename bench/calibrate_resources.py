@@ -49,14 +49,14 @@ from codesign.verilog import npu_verilog  # noqa: E402
 #: Scratchpad depth sets (act, wgt, acc, prm); U is explore's set for small devices (a large ACT).
 DEPTHS = {"S": (1024, 512, 256, 16), "M": (4096, 2048, 1024, 64), "L": (8192, 4096, 2048, 128),
           "U": (4096, 256, 256, 64)}
-#: Reduced NPUs: shared requantizer (requant_lanes, requant_steps), and without ELTWISE.
-SHARED = {"q1s1": (1, 1, True), "q1s4": (1, 4, True), "q2s4": (2, 4, True),
-          "q4s1": (4, 1, True), "q1s1-e": (1, 1, False), "q1s2-e": (1, 2, False)}
+#: Reduced NPUs: shared requantizer (requant_groups, requant_steps), and without ELTWISE.
+SHARED = {"g2s1": (2, 1, True), "g2s4": (2, 4, True), "g4s4": (4, 4, True),
+          "g2s1-e": (2, 1, False), "g4s2-e": (4, 2, False), "g2s2-e": (2, 2, False)}
 #: (rows, cols, depth set[, SHARED key]): fitted on FIT, checked on FIT + HOLDOUT.
 FIT = [(2, 2, "S"), (2, 4, "M"), (4, 4, "M"), (8, 4, "S"), (8, 8, "M"), (16, 8, "L"),
-       (2, 2, "U", "q1s1-e"), (2, 2, "U", "q1s4"), (4, 4, "S", "q1s2-e"), (2, 8, "S", "q2s4")]
+       (2, 2, "U", "g2s1-e"), (2, 2, "U", "g2s4"), (4, 4, "S", "g4s2-e"), (2, 8, "S", "g4s4")]
 HOLDOUT = [(4, 8, "M"), (4, 4, "L"), (8, 8, "S"), (2, 8, "M"),
-           (2, 2, "S", "q1s2-e"), (4, 8, "S", "q4s1"), (2, 4, "U", "q1s1")]
+           (2, 2, "S", "g2s2-e"), (4, 8, "S", "g2s1"), (2, 4, "U", "g2s1")]
 #: A smaller set for the (slower) generic ASIC synthesis.
 ASIC_FIT = [(2, 2, "S"), (4, 4, "M"), (8, 8, "M"), (8, 4, "S"), (2, 4, "M"), (4, 8, "S")]
 ASIC_HOLDOUT = [(2, 8, "M"), (8, 8, "S"), (4, 4, "L")]
@@ -74,10 +74,10 @@ TOLERANCE = 0.15
 
 def config_of(rows: int, cols: int, depth: str, shared: str | None = None) -> HwConfig:
     act, wgt, acc, prm = DEPTHS[depth]
-    lanes, steps, eltwise = SHARED[shared] if shared else (None, 1, True)
+    groups, steps, eltwise = SHARED[shared] if shared else (1, 1, True)
     return HwConfig(rows=rows, cols=cols, bus_bytes=min(cols, 8), act_depth=act,
                     wgt_depth=max(wgt, rows), acc_depth=acc, prm_depth=prm,
-                    requant_lanes=lanes, requant_steps=steps, eltwise=eltwise)
+                    requant_groups=groups, requant_steps=steps, eltwise=eltwise)
 
 
 def measure(config: HwConfig, family: str) -> dict:

@@ -53,9 +53,14 @@ def _config_from_args(args) -> HwConfig:
                   wgt_depth=args.wgt_depth or DEFAULT_CONFIG.wgt_depth,
                   acc_depth=args.acc_depth or DEFAULT_CONFIG.acc_depth,
                   prm_depth=args.prm_depth or DEFAULT_CONFIG.prm_depth,
-                  requant_lanes=args.requant_lanes,
                   requant_steps=args.requant_steps or DEFAULT_CONFIG.requant_steps,
                   eltwise=not args.no_eltwise)
+    lanes = args.requant_lanes
+    if lanes is not None:
+        if lanes < 1 or cols % lanes:
+            raise InputError(f"--requant-lanes must divide the array's {cols} columns, "
+                             f"not {lanes}")
+        fields["requant_groups"] = cols // lanes
     try:
         return HwConfig(**fields)
     except ValueError as err:
@@ -91,9 +96,10 @@ def _report(graph, config: HwConfig, program) -> dict:
 
 def _reductions_text(cfg: dict) -> str:
     """What is built smaller than usual: a shared requantizer, no ELTWISE engine."""
-    lanes, steps = cfg.get("requant_lanes", cfg["cols"]), cfg.get("requant_steps", 1)
+    groups, steps = cfg.get("requant_groups", 1), cfg.get("requant_steps", 1)
+    lanes = cfg["cols"] // groups
     text = ""
-    if (lanes, steps) != (cfg["cols"], 1):
+    if (groups, steps) != (1, 1):
         text += f", requantizer {lanes} lane{'s' * (lanes > 1)} with a {steps}-cycle multiply"
     if not cfg.get("eltwise", True):
         text += ", no ELTWISE engine"

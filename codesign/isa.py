@@ -461,16 +461,16 @@ class HwConfig:
         the array's depthwise mode. 0 means no depthwise mode; it needs ``rows >= 8`` (9 taps:
         rows 0..8, where an 8-row array has a ninth, per-column tap multiplier). ``None`` picks
         64 when ``rows >= 8`` and WGT holds a depthwise weight tile, and 0 otherwise.
-    requant_lanes
-        Channels the REQUANT engine requantizes in parallel: a power of two dividing ``cols``.
-        With fewer lanes than columns, the ``cols // requant_lanes`` lane groups of an ACC word
-        take turns. ``None`` means ``cols`` (one requantizer per column).
+    requant_groups
+        Lane groups that take turns on the requantizer: a power of two dividing ``cols``. The
+        REQUANT engine requantizes ``requant_lanes = cols // requant_groups`` channels in
+        parallel; 1 (the default) is one requantizer lane per column, ``cols`` a single lane.
     requant_steps
         Cycles of one requantizer multiply (the exact 24×24-bit product of DESIGN.md §3.1):
         1 (each lane has a 24×24 multiplier: four 16×16 DSP blocks), 2 (24×16 over two
         cycles: two blocks) or 4 (16×16 over four cycles: one block). A lane takes a new
         channel every ``requant_steps`` cycles, so REQUANT takes
-        ``count · (cols // requant_lanes) · requant_steps + 11`` cycles. Small FPGAs (the
+        ``count · requant_groups · requant_steps + 11`` cycles. Small FPGAs (the
         iCE40 UP5K has 8 DSP blocks) need fewer lanes and more steps.
     eltwise
         Whether the NPU has the ELTWISE engine (residual adds). Without it the NPU is smaller
@@ -485,7 +485,7 @@ class HwConfig:
     acc_depth: int = 1024
     prm_depth: int = 64
     dw_width: int | None = None
-    requant_lanes: int | None = None
+    requant_groups: int = 1
     requant_steps: int = 1
     eltwise: bool = True
 
@@ -493,8 +493,6 @@ class HwConfig:
         if self.dw_width is None:
             able = self.rows >= 8 and self.wgt_depth >= self.rows + (self.rows == 8)
             object.__setattr__(self, "dw_width", 64 if able else 0)
-        if self.requant_lanes is None and isinstance(self.cols, int):
-            object.__setattr__(self, "requant_lanes", self.cols)
         for name in ("rows", "cols"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 1 <= value <= 64 or value & (value - 1):
@@ -512,11 +510,10 @@ class HwConfig:
         if not isinstance(dw, int) or not 0 <= dw <= 4093 or (dw and self.rows < 8):
             raise ValueError(f"dw_width must be 0, or 1..4093 on an array with rows >= 8, "
                              f"not {dw!r} (rows={self.rows})")
-        lanes = self.requant_lanes
-        if (not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1)
-                or self.cols % lanes):
-            raise ValueError(f"requant_lanes must be a power of two dividing cols={self.cols}, "
-                             f"not {lanes!r}")
+        g = self.requant_groups
+        if not isinstance(g, int) or g < 1 or g & (g - 1) or self.cols % g:
+            raise ValueError(f"requant_groups must be a power of two dividing cols={self.cols}, "
+                             f"not {g!r}")
         if self.requant_steps not in (1, 2, 4):
             raise ValueError(f"requant_steps must be 1, 2 or 4, not {self.requant_steps!r}")
         if not isinstance(self.eltwise, bool):
@@ -534,9 +531,9 @@ class HwConfig:
         return self.rows + (self.rows == 8)
 
     @property
-    def requant_groups(self) -> int:
-        """Turns of the requantizer lanes per ACC word."""
-        return self.cols // self.requant_lanes
+    def requant_lanes(self) -> int:
+        """Channels the requantizer works on in parallel."""
+        return self.cols // self.requant_groups
 
     @property
     def act_bytes(self) -> int:
@@ -579,7 +576,7 @@ class HwConfig:
     def name(self) -> str:
         """A short stable identifier (used for Verilog module and build-cache names)."""
         shared = (f"_q{self.requant_lanes}s{self.requant_steps}"
-                  if (self.requant_lanes, self.requant_steps) != (self.cols, 1) else "")
+                  if (self.requant_groups, self.requant_steps) != (1, 1) else "")
         return (f"npu_{self.rows}x{self.cols}_b{self.bus_bytes}_a{self.act_depth}"
                 f"_w{self.wgt_depth}_c{self.acc_depth}_p{self.prm_depth}_d{self.dw_width}"
                 + shared + ("" if self.eltwise else "_noelt"))

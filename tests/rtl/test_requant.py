@@ -314,11 +314,11 @@ CONFIGS = [
     HwConfig(rows=1, cols=1, bus_bytes=1, act_depth=16, wgt_depth=1, acc_depth=8, prm_depth=2),
     # Shared requantizers: lane groups taking turns, multi-cycle multiplies, both.
     HwConfig(rows=2, cols=2, bus_bytes=2, act_depth=16, wgt_depth=2, acc_depth=9, prm_depth=2,
-             requant_lanes=1, requant_steps=4),
+             requant_groups=2, requant_steps=4),
     HwConfig(rows=2, cols=4, bus_bytes=1, act_depth=24, wgt_depth=4, acc_depth=12, prm_depth=3,
-             requant_lanes=1),
+             requant_groups=4),
     HwConfig(rows=8, cols=4, bus_bytes=2, act_depth=20, wgt_depth=9, acc_depth=10, prm_depth=2,
-             requant_lanes=2, requant_steps=2),
+             requant_groups=2, requant_steps=2),
     HwConfig(rows=4, cols=4, bus_bytes=4, act_depth=16, wgt_depth=4, acc_depth=9, prm_depth=2,
              requant_steps=4),
 ]
@@ -377,8 +377,8 @@ def test_requant_rejects_bad_args():
         Requantizer(lanes=1, steps=3)
     with pytest.raises(TypeError):
         RequantEngine(None)
-    with pytest.raises(ValueError, match="requant_lanes"):
-        HwConfig(rows=2, cols=4, bus_bytes=2, requant_lanes=3)
+    with pytest.raises(ValueError, match="requant_groups"):
+        HwConfig(rows=2, cols=4, bus_bytes=2, requant_groups=3)
     with pytest.raises(ValueError, match="requant_steps"):
         HwConfig(rows=2, cols=4, bus_bytes=2, requant_steps=8)
 
