@@ -65,7 +65,7 @@ FITTED = {
     "lut": ["const", "pes", "cols", "rq_lanes", "rq_shared", "elt_lanes", "act_bytes",
             "addr_bits"],
     "ff": ["const", "pes", "cols", "rq_lanes", "elt_lanes", "act_bytes", "skew", "deskew"],
-    "dsp": ["const", "pes", "rq_mults", "elt_lanes"],
+    "dsp": ["pes", "mapped_pes", "dw_taps", "rq_mults", "elt_lanes"],
     "ge": ["const", "pes", "cols", "act_bytes", "addr_bits"],
 }
 TARGET_OF = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k", "asic": "asic"}

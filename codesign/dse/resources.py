@@ -12,11 +12,13 @@ Shape of the model
   scratchpad address bits. The coefficients are fitted per device family by
   ``bench/calibrate_resources.py`` against yosys and stored in ``resource_coefficients.json``
   together with the configurations and measurements they came from.
-* **Multiplier blocks** are linear in the multipliers the RTL has (one per PE, one per ELTWISE
-  lane, ``4 / requant_steps`` 16×16 pieces per requantizer lane), fitted the same way and
-  rounded up. Families whose coefficients predate a feature give it weight 0 (for the default
-  configuration, where the requantizer and ELTWISE lanes equal ``cols``, their ``cols`` term
-  already counts them).
+* **Multiplier blocks** are linear in the multipliers the RTL has (one per PE -- on iCE40 only
+  those yosys maps, see ``mapped_pes`` -- one per ELTWISE lane and ninth depthwise tap,
+  ``4 / requant_steps`` 16×16 pieces per requantizer lane), fitted the same way and rounded
+  to the nearest block (yosys itself leaves the odd small multiplier in LUTs: the same 2×2
+  NPU got 6 or 7 SB_MAC16 from two syntheses). Families whose coefficients predate a feature
+  give it weight 0 (for the default configuration, where the requantizer and ELTWISE lanes
+  equal ``cols``, their ``cols`` term already counts them).
 * **iCE40 logic cells** (one LUT4 and one flip-flop each) are what the UP5K runs out of: a
   flip-flop shares a cell with a LUT only when that LUT feeds it, so ``lc = a·lut + b·ff``,
   fitted on nextpnr's packing (``nextpnr-ice40 --pack-only``) of the same configurations.
@@ -73,6 +75,11 @@ def features(config: HwConfig) -> dict[str, float]:
     return {
         "const": 1.0,
         "pes": float(r * c),
+        # yosys' iCE40 flow maps the PE multipliers of a 2-row array to SB_MAC16, of a taller
+        # one only the first row's (the others' products feed the psum adders in LUTs), as
+        # bench/calibrate_resources.py measures.
+        "mapped_pes": float(r * c if r <= 2 else c),
+        "dw_taps": float(c if config.dw_width and r == 8 else 0),   # the ninth tap's multipliers
         "cols": float(c),
         "rq_lanes": float(lanes),
         "rq_shared": float(c - lanes),
@@ -168,7 +175,7 @@ def estimate(config: HwConfig, target: Target, coefficients: dict | None = None)
         # iCE40 logic cells (nextpnr's packing): a LUT and a flip-flop share one only when the
         # LUT feeds the flip-flop, so the cells are linear in both counts.
         out["lc"] = round(_linear(coefs["lc"], out))
-    out["dsp"] = math.ceil(_linear(coefs["dsp"], feats) - 1e-6)
+    out["dsp"] = round(_linear(coefs["dsp"], feats))
     out["bram"] = sum(bram_blocks(w, d, g, target.family) for w, d, g in mems.values())
     out["spram"] = 0
     return out
