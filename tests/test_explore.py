@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from codesign import cli
 from codesign.dse import explore, load_target
 from codesign.dse.resources import estimate, over_budget
@@ -75,6 +77,7 @@ def test_generate_refuses_when_nothing_fits(capsys, tmp_path):
                    "--target", tiny, match="no NPU configuration fits tiny.*larger target")
 
 
+@pytest.mark.slow
 def test_up5k_gets_a_reduced_npu_for_dscnn(capsys, tmp_path):
     """No full NPU fits the iCE40 UP5K (each column's requantizer alone takes 4 of its 8 DSP
     blocks); generate --target finds a reduced one (shared requantizer or no ELTWISE engine)
