@@ -18,7 +18,7 @@
 The per-channel parameters and the per-instruction scalars are not carried down the pipeline:
 the REQUANT engine holds them for the whole instruction (the PRM word stays on the PRM read
 port, which only this engine reads), and each stage picks its parameter of its channel. With
-fewer lanes than columns (:attr:`codesign.isa.HwConfig.requant_lanes`) the ``groups`` lane
+fewer lanes than columns (:attr:`codesign.isa.HwConfig.requant_groups` > 1) the ``groups`` lane
 groups of an ACC word take turns; only the turn number travels with the data.
 
 With ``steps > 1`` (:attr:`codesign.isa.HwConfig.requant_steps`), stage 5 takes ``steps`` cycles
@@ -275,9 +275,9 @@ class RequantEngine(HwComponent):
     streams ``count`` ACC words through a :class:`Requantizer` of ``config.requant_lanes``
     lanes: each word in ``G = config.requant_groups`` turns of that many channels, one turn
     every ``S = config.requant_steps`` cycles (the ACC word is read again for each turn, so
-    nothing holds it). Each turn's results are written with byte enables
-    into their bytes of lane group ``lane_group`` of ``ACT[out_base + i*out_stride]`` (the other
-    bytes of the word are left unchanged). ``done`` comes ``count·G·S + 11`` cycles after
+    nothing holds it). Each turn's results are written with byte enables into their bytes of
+    lane group ``lane_group`` of ``ACT[out_base + i*out_stride]`` (the other bytes of the word
+    are left unchanged). ``done`` comes ``count·G·S + 11`` cycles after
     ``start`` (1 if count = 0): turn ``k`` reads ACC in cycle ``2 + k·S`` and is written
     ``1 + Requantizer.latency`` cycles later.
     """
@@ -320,7 +320,7 @@ class RequantEngine(HwComponent):
         # The turn (requantizer lane group) being read and being written; cycles since a read.
         read_turn, read_last = counter(groups, "read_turn")
         write_turn, write_last = counter(groups, "write_turn")
-        gap, gap_last = counter(steps, "gap")
+        gap, _ = counter(steps, "gap")
 
         with m.If(self.start):
             m.d.sync += [
