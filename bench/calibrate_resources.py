@@ -4,8 +4,10 @@ Synthesizes a set of NPU configurations with yosys (synthesis only: synth_ice40 
 synth_ecp5, or generic gates for the ASIC model; the same scripts as ``codesign synth``), fits
 the model's logic coefficients per family on the *fit* configurations (non-negative least
 squares on relative error), and prints model vs yosys for every configuration, the *hold-out*
-ones (not used for fitting) included. Writes the coefficients, configurations and
-measurements to codesign/dse/resource_coefficients.json.
+ones (not used for fitting) included. For iCE40 it also counts the logic cells nextpnr packs
+the design into (``--pack-only``; harness included) and fits them on the LUT and FF counts.
+Writes the coefficients, configurations and measurements to
+codesign/dse/resource_coefficients.json.
 
     .venv/bin/python bench/calibrate_resources.py                  # ice40 + ecp5, 2 jobs
     .venv/bin/python bench/calibrate_resources.py --families ecp5 ice40 asic --jobs 2
@@ -13,7 +15,7 @@ measurements to codesign/dse/resource_coefficients.json.
 
 Synthesis results are cached per configuration and Verilog text (under $CODESIGN_CACHE), so a
 rerun only synthesizes what the RTL change touched. Exits 1 if any configuration is off by more
-than 15 % on a resource it uses (LUT, FF, DSP, BRAM; ASIC gate equivalents).
+than 15 % on a resource it uses (LUT, FF, DSP, BRAM, iCE40 logic cells; ASIC gate equivalents).
 """
 
 from __future__ import annotations
@@ -41,32 +43,41 @@ from codesign.dse.resources import (  # noqa: E402
 )
 from codesign.isa import HwConfig  # noqa: E402
 from codesign.sim.runner import cache_dir  # noqa: E402
-from codesign.synth import TOP, synthesize, yosys_script  # noqa: E402
+from codesign.synth import TOP, packed_cells, synthesize, yosys_script  # noqa: E402
 from codesign.verilog import npu_verilog  # noqa: E402
 
-#: Scratchpad depth sets (act, wgt, acc, prm).
-DEPTHS = {"S": (1024, 512, 256, 16), "M": (4096, 2048, 1024, 64), "L": (8192, 4096, 2048, 128)}
-#: (rows, cols, depth set): fitted on FIT, checked on FIT + HOLDOUT.
-FIT = [(2, 2, "S"), (2, 4, "M"), (4, 4, "M"), (8, 4, "S"), (8, 8, "M"), (16, 8, "L")]
-HOLDOUT = [(4, 8, "M"), (4, 4, "L"), (8, 8, "S"), (2, 8, "M")]
+#: Scratchpad depth sets (act, wgt, acc, prm); U is explore's set for small devices (a large ACT).
+DEPTHS = {"S": (1024, 512, 256, 16), "M": (4096, 2048, 1024, 64), "L": (8192, 4096, 2048, 128),
+          "U": (4096, 256, 256, 64)}
+#: Reduced NPUs: shared requantizer (requant_groups, requant_steps), and without ELTWISE.
+SHARED = {"g2s1": (2, 1, True), "g2s4": (2, 4, True), "g4s4": (4, 4, True),
+          "g2s1-e": (2, 1, False), "g4s2-e": (4, 2, False), "g2s2-e": (2, 2, False)}
+#: (rows, cols, depth set[, SHARED key]): fitted on FIT, checked on FIT + HOLDOUT.
+FIT = [(2, 2, "S"), (2, 4, "M"), (4, 4, "M"), (8, 4, "S"), (8, 8, "M"), (16, 8, "L"),
+       (2, 2, "U", "g2s1-e"), (2, 2, "U", "g2s4"), (4, 4, "S", "g4s2-e"), (2, 8, "S", "g4s4")]
+HOLDOUT = [(4, 8, "M"), (4, 4, "L"), (8, 8, "S"), (2, 8, "M"),
+           (2, 2, "S", "g2s2-e"), (4, 8, "S", "g2s1"), (2, 4, "U", "g2s1")]
 #: A smaller set for the (slower) generic ASIC synthesis.
 ASIC_FIT = [(2, 2, "S"), (4, 4, "M"), (8, 8, "M"), (8, 4, "S"), (2, 4, "M"), (4, 8, "S")]
 ASIC_HOLDOUT = [(2, 8, "M"), (8, 8, "S"), (4, 4, "L")]
 #: Resources whose model is fitted, and the features each may use.
 FITTED = {
-    "lut": ["const", "pes", "cols", "act_bytes", "addr_bits"],
-    "ff": ["const", "pes", "cols", "act_bytes", "skew", "deskew"],
-    "dsp": ["const", "pes", "cols"],
+    "lut": ["const", "pes", "cols", "rq_lanes", "rq_shared", "elt_lanes", "act_bytes",
+            "addr_bits"],
+    "ff": ["const", "pes", "cols", "rq_lanes", "elt_lanes", "act_bytes", "skew", "deskew"],
+    "dsp": ["pes", "mapped_pes", "dw_taps", "rq_mults", "elt_lanes"],
     "ge": ["const", "pes", "cols", "act_bytes", "addr_bits"],
 }
 TARGET_OF = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k", "asic": "asic"}
 TOLERANCE = 0.15
 
 
-def config_of(rows: int, cols: int, depth: str) -> HwConfig:
+def config_of(rows: int, cols: int, depth: str, shared: str | None = None) -> HwConfig:
     act, wgt, acc, prm = DEPTHS[depth]
+    groups, steps, eltwise = SHARED[shared] if shared else (1, 1, True)
     return HwConfig(rows=rows, cols=cols, bus_bytes=min(cols, 8), act_depth=act,
-                    wgt_depth=max(wgt, rows), acc_depth=acc, prm_depth=prm)
+                    wgt_depth=max(wgt, rows), acc_depth=acc, prm_depth=prm,
+                    requant_groups=groups, requant_steps=steps, eltwise=eltwise)
 
 
 def measure(config: HwConfig, family: str) -> dict:
@@ -75,12 +86,17 @@ def measure(config: HwConfig, family: str) -> dict:
     target = load_target(TARGET_OF[family])
     script = yosys_script(target, [Path("design.v"), Path("harness.v")], None,
                           Path("stat.json"), TOP)
-    key = hashlib.sha256((family + config.to_json() + text + script).encode()).hexdigest()[:24]
+    cells = "+nextpnr-pack" if family == "ice40" else ""
+    key = hashlib.sha256((family + cells + config.to_json() + text + script).encode()
+                         ).hexdigest()[:24]
     path = cache_dir() / "synth-calibration" / f"{family}-{config.name}-{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
     with tempfile.TemporaryDirectory(prefix="calib.") as work:
-        result = synthesize(text, target, Path(work), netlist=False)
+        # iCE40: the packer's logic cells too (see codesign.dse.resources).
+        result = synthesize(text, target, Path(work), netlist=family == "ice40")
+        if family == "ice40":
+            result.resources["lc"] = packed_cells(result, target, Path(work))["ICESTORM_LC"]
     out = {"resources": result.resources, "seconds": round(result.seconds, 1)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
@@ -140,9 +156,13 @@ def main(argv=None) -> int:
             fit_rows = [(features(cfg), res) for cfg, split, res in entries if split == "fit"]
             coefs = {k: fit([f for f, _ in fit_rows], [r[k] for _, r in fit_rows], FITTED[k])
                      for k in keys}
+            if family == "ice40":
+                coefs["lc"] = fit([{"lut": r["lut"], "ff": r["ff"]} for _, r in fit_rows],
+                                  [r["lc"] for _, r in fit_rows], ["lut", "ff"])
         model_input = {"families": {family: {"coefficients": coefs}}}
         target = load_target(TARGET_OF[family])
-        checked = ["ge", "ff"] if family == "asic" else ["lut", "ff", "dsp", "bram"]
+        checked = {"asic": ["ge", "ff"], "ice40": ["lut", "ff", "lc", "dsp", "bram"]}.get(
+            family, ["lut", "ff", "dsp", "bram"])
         print(f"\n{family} (target {target.name}): model vs yosys, error = model/yosys - 1")
         print(f"{'config':<36} {'split':<8} " + " ".join(f"{k:>22}" for k in checked))
         measurements = []

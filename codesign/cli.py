@@ -13,6 +13,7 @@ it); a mismatch between the RTL and the golden model (or onnxruntime, in ``verif
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -51,7 +52,15 @@ def _config_from_args(args) -> HwConfig:
                   act_depth=args.act_depth or DEFAULT_CONFIG.act_depth,
                   wgt_depth=args.wgt_depth or DEFAULT_CONFIG.wgt_depth,
                   acc_depth=args.acc_depth or DEFAULT_CONFIG.acc_depth,
-                  prm_depth=args.prm_depth or DEFAULT_CONFIG.prm_depth)
+                  prm_depth=args.prm_depth or DEFAULT_CONFIG.prm_depth,
+                  requant_steps=args.requant_steps or DEFAULT_CONFIG.requant_steps,
+                  eltwise=not args.no_eltwise)
+    lanes = args.requant_lanes
+    if lanes is not None:
+        if lanes < 1 or cols % lanes:
+            raise InputError(f"--requant-lanes must divide the array's {cols} columns, "
+                             f"not {lanes}")
+        fields["requant_groups"] = cols // lanes
     try:
         return HwConfig(**fields)
     except ValueError as err:
@@ -85,12 +94,24 @@ def _report(graph, config: HwConfig, program) -> dict:
     }
 
 
+def _reductions_text(cfg: dict) -> str:
+    """What is built smaller than usual: a shared requantizer, no ELTWISE engine."""
+    groups, steps = cfg.get("requant_groups", 1), cfg.get("requant_steps", 1)
+    lanes = cfg["cols"] // groups
+    text = ""
+    if (groups, steps) != (1, 1):
+        text += f", requantizer {lanes} lane{'s' * (lanes > 1)} with a {steps}-cycle multiply"
+    if not cfg.get("eltwise", True):
+        text += ", no ELTWISE engine"
+    return text
+
+
 def _report_text(report: dict) -> str:
     cfg = report["config"]
     lines = [f"codesign {report['codesign']} — model {report['model']}",
              f"NPU: {cfg['rows']}x{cfg['cols']} MAC array, {cfg['bus_bytes']}-byte bus, "
              f"ACT {cfg['act_depth']} / WGT {cfg['wgt_depth']} / ACC {cfg['acc_depth']} / "
-             f"PRM {cfg['prm_depth']} words",
+             f"PRM {cfg['prm_depth']} words" + _reductions_text(cfg),
              f"MACs per inference: {report['macs_per_inference']}, cycles per inference "
              f"{report['cycles_per_inference']:,} (MAC utilization "
              f"{100 * report['mac_utilization']:.1f}%)",
@@ -366,6 +387,13 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wgt-depth", type=int, help="WGT scratchpad words")
     p.add_argument("--acc-depth", type=int, help="accumulator words")
     p.add_argument("--prm-depth", type=int, help="requant parameter words")
+    p.add_argument("--requant-lanes", type=int,
+                   help="channels requantized in parallel (default C, one per column)")
+    p.add_argument("--requant-steps", type=int, choices=(1, 2, 4),
+                   help="cycles per requant multiply: 1, 2 or 4 (4, 2 or 1 DSP blocks per "
+                        "lane; default 1)")
+    p.add_argument("--no-eltwise", action="store_true",
+                   help="leave out the ELTWISE engine (models without residual adds)")
 
 
 def _add_target_args(p: argparse.ArgumentParser, help_text: str, required: bool = False) -> None:
@@ -394,7 +422,8 @@ def explore_cmd(model: Path, target_name: str, objective: str, outdir: Path) -> 
     chosen = explore.best(points, target, objective)[0].config
     print(f"best for {objective}: {chosen.rows}x{chosen.cols}, bus {chosen.bus_bytes} B, "
           f"ACT/WGT/ACC {chosen.act_depth}/{chosen.wgt_depth}/{chosen.acc_depth}, "
-          f"depthwise {'on' if chosen.dw_width else 'off'}")
+          f"depthwise {'on' if chosen.dw_width else 'off'}"
+          + _reductions_text(dataclasses.asdict(chosen)))
     print(f"wrote {outdir}/explore.json, pareto.md, pareto.png")
     return 0
 

@@ -445,7 +445,7 @@ def requantize(acc: int, mult: int, shift: int) -> int:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class HwConfig:
-    """One NPU instance: array shape, memory sizes and bus width.
+    """One NPU instance: array shape, memory sizes, bus width, requantizer sharing, engines.
 
     Parameters
     ----------
@@ -461,6 +461,21 @@ class HwConfig:
         the array's depthwise mode. 0 means no depthwise mode; it needs ``rows >= 8`` (9 taps:
         rows 0..8, where an 8-row array has a ninth, per-column tap multiplier). ``None`` picks
         64 when ``rows >= 8`` and WGT holds a depthwise weight tile, and 0 otherwise.
+    requant_groups
+        Lane groups that take turns on the requantizer: a power of two dividing ``cols``. The
+        REQUANT engine requantizes ``requant_lanes = cols // requant_groups`` channels in
+        parallel; 1 (the default) is one requantizer lane per column, ``cols`` a single lane.
+    requant_steps
+        Cycles of one requantizer multiply (the exact 24×24-bit product of DESIGN.md §3.1):
+        1 (each lane has a 24×24 multiplier: four 16×16 DSP blocks), 2 (24×16 over two
+        cycles: two blocks) or 4 (16×16 over four cycles: one block). A lane takes a new
+        channel every ``requant_steps`` cycles, so REQUANT takes
+        ``count · requant_groups · requant_steps + 11`` cycles. Small FPGAs (the
+        iCE40 UP5K has 8 DSP blocks) need fewer lanes and more steps.
+    eltwise
+        Whether the NPU has the ELTWISE engine (residual adds). Without it the NPU is smaller
+        (``cols`` multipliers and their registers fewer), and the compiler refuses models
+        that need it.
     """
     rows: int = 4
     cols: int = 4
@@ -470,6 +485,9 @@ class HwConfig:
     acc_depth: int = 1024
     prm_depth: int = 64
     dw_width: int | None = None
+    requant_groups: int = 1
+    requant_steps: int = 1
+    eltwise: bool = True
 
     def __post_init__(self):
         if self.dw_width is None:
@@ -492,6 +510,14 @@ class HwConfig:
         if not isinstance(dw, int) or not 0 <= dw <= 4093 or (dw and self.rows < 8):
             raise ValueError(f"dw_width must be 0, or 1..4093 on an array with rows >= 8, "
                              f"not {dw!r} (rows={self.rows})")
+        g = self.requant_groups
+        if not isinstance(g, int) or g < 1 or g & (g - 1) or self.cols % g:
+            raise ValueError(f"requant_groups must be a power of two dividing cols={self.cols}, "
+                             f"not {g!r}")
+        if self.requant_steps not in (1, 2, 4):
+            raise ValueError(f"requant_steps must be 1, 2 or 4, not {self.requant_steps!r}")
+        if not isinstance(self.eltwise, bool):
+            raise ValueError(f"eltwise must be a bool, not {self.eltwise!r}")
         tile = self.dw_weight_words if dw else self.rows
         if self.wgt_depth < tile:
             raise ValueError(f"wgt_depth must hold one weight tile ({tile} words), "
@@ -503,6 +529,11 @@ class HwConfig:
         """WGT words of one depthwise weight tile: one per array row, plus the ninth tap's on an
         8-row array."""
         return self.rows + (self.rows == 8)
+
+    @property
+    def requant_lanes(self) -> int:
+        """Channels the requantizer works on in parallel."""
+        return self.cols // self.requant_groups
 
     @property
     def act_bytes(self) -> int:
@@ -544,5 +575,8 @@ class HwConfig:
     @property
     def name(self) -> str:
         """A short stable identifier (used for Verilog module and build-cache names)."""
+        shared = (f"_q{self.requant_lanes}s{self.requant_steps}"
+                  if (self.requant_groups, self.requant_steps) != (1, 1) else "")
         return (f"npu_{self.rows}x{self.cols}_b{self.bus_bytes}_a{self.act_depth}"
-                f"_w{self.wgt_depth}_c{self.acc_depth}_p{self.prm_depth}_d{self.dw_width}")
+                f"_w{self.wgt_depth}_c{self.acc_depth}_p{self.prm_depth}_d{self.dw_width}"
+                + shared + ("" if self.eltwise else "_noelt"))

@@ -42,7 +42,7 @@ from .dse.resources import budget, over_budget
 from .dse.targets import Target, load_target
 from .errors import InputError
 
-__all__ = ["synth", "synthesize", "place_and_route", "SynthResult", "PnrResult",
+__all__ = ["synth", "synthesize", "packed_cells", "place_and_route", "SynthResult", "PnrResult",
            "harness_verilog", "verilog_ports", "fpga_resources", "parse_nextpnr_log",
            "yosys_script", "vivado_tcl", "quartus_qsf", "quartus_sdc", "DEFAULT_TARGET"]
 
@@ -355,6 +355,29 @@ def _critical_path(text: str) -> list[str]:
         if re.search(r"ns logic, .* ns routing", line):
             break
     return block
+
+
+def packed_cells(result: SynthResult, target: Target, workdir: Path) -> dict[str, int]:
+    """nextpnr's packer alone (``--pack-only``, seconds): the device cells the design takes,
+    e.g. ``ICESTORM_LC`` -- a LUT4 and a flip-flop share a logic cell only when the LUT feeds
+    the flip-flop, so logic cells exceed both counts. Counted even for designs that do not fit
+    the device."""
+    if result.netlist is None:
+        raise ValueError("synthesize with netlist=True first")
+    log = workdir / "pack.log"
+    try:
+        _run(f"nextpnr-{target.family}", ["--json", result.netlist.name, f"--{target.device}",
+                                          "--package", target.package, "--pack-only",
+                                          "--log", log.name, "-q"], workdir / "pack.out",
+             workdir)
+        failed = None
+    except ToolError as err:    # too big for the device: the counts come before the error
+        failed = err
+    cells = {cell: int(used) for cell, used in
+             re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*\d+", log.read_text(), re.M)}
+    if failed is not None and not cells:
+        raise failed
+    return cells
 
 
 def place_and_route(result: SynthResult, target: Target, workdir: Path, *,

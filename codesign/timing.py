@@ -40,7 +40,9 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
             return c.dw_weight_words + (out_h + 2) * (out_w + 2) + _dw_write_delay(c) + 3
         return out_h * out_w + 2 * c.rows + c.cols + 2
     if opcode == Opcode.REQUANT:
-        return int(f.count) + 11 if int(f.count) else 1   # Requantizer.latency + 2
+        # A turn of the requantizer lanes every requant_steps cycles; 2 + latency after the last.
+        count = int(f.count)
+        return count * c.requant_groups * c.requant_steps + 11 if count else 1
     if opcode == Opcode.POOL:
         n = int(f.out_h) * int(f.out_w) * int(f.k_h) * int(f.k_w)
         return n * (1 if f.mode == PoolMode.SUM else int(f.words)) + 1

@@ -49,8 +49,14 @@ class Scratchpad(NamedTuple):
     granularity: int | None
 
     def memory(self, init=()) -> Memory:
-        """A :class:`~amaranth.lib.memory.Memory` of this geometry holding ``init``."""
-        return Memory(shape=self.word_bits, depth=self.depth, init=init)
+        """A :class:`~amaranth.lib.memory.Memory` of this geometry holding ``init``.
+
+        No engine reads a word in the cycle it is written (docs/rtl-contract.md), so the
+        memory is marked ``no_rw_check``: yosys then maps it to block RAM without the
+        registers and multiplexers that would emulate a read-old-data collision.
+        """
+        return Memory(shape=self.word_bits, depth=self.depth, init=init,
+                      attrs={"no_rw_check": 1})
 
 
 def check_config(config: HwConfig) -> HwConfig:

@@ -1,7 +1,7 @@
 """Per-channel requantization: int32 accumulators → 8-bit activations, and the REQUANT engine.
 
 :class:`Requantizer` is the integer datapath of :func:`codesign.isa.requantize` (DESIGN.md §3.1),
-one lane per output channel, pipelined over :data:`Requantizer.latency` stages:
+``lanes`` channels at a time, pipelined over :data:`Requantizer.latency` stages:
 
 ====  ============================================================================================
  1    ``a = wrap_int32(acc + bias)``
@@ -14,6 +14,18 @@ one lane per output channel, pipelined over :data:`Requantizer.latency` stages:
  8    ``r = RNE(…)``, saturated to :data:`_SAT`
  9    ``clamp(±r + y_zp, qmin, qmax)``, low 8 bits
 ====  ============================================================================================
+
+The per-channel parameters and the per-instruction scalars are not carried down the pipeline:
+the REQUANT engine holds them for the whole instruction (the PRM word stays on the PRM read
+port, which only this engine reads), and each stage picks its parameter of its channel. With
+fewer lanes than columns (:attr:`codesign.isa.HwConfig.requant_groups` > 1) the ``groups`` lane
+groups of an ACC word take turns; only the turn number travels with the data.
+
+With ``steps > 1`` (:attr:`codesign.isa.HwConfig.requant_steps`), stage 5 takes ``steps`` cycles
+and one multiplier a quarter (``steps = 4``: 16×16) or half (``steps = 2``: 24×16) the size: the
+product is accumulated from partial products of 16-bit chunks of ``a24`` and ``mult``, so that a
+small FPGA spends one or two DSP blocks per lane instead of four. Stage 4 then holds its registers
+until the next input, which may come only ``steps`` cycles after the previous one.
 
 Stages 7 and 8 are split because the variable shift, the sticky OR, the rounding increment and
 the saturation in one cycle were the NPU's critical path on ECP5. Stage 8 saturates the magnitude
@@ -40,43 +52,58 @@ _SAT = 1 << 10
 
 
 class Requantizer(wiring.Component):
-    """``lanes`` parallel requantizers, fully pipelined (one vector per cycle).
+    """``lanes`` parallel requantizers, pipelined (one vector every ``steps`` cycles).
 
     Parameters
     ----------
     lanes
-        Number of channels processed per cycle. 1..64.
+        Number of channels processed in parallel. 1..64.
+    groups
+        Number of lane groups taking turns: ``prm`` holds ``lanes · groups`` channels.
+    steps
+        Cycles per multiply: 1, 2 or 4 (see the module docstring). ``valid`` may be high at
+        most once in any ``steps`` consecutive cycles.
 
     Attributes
     ----------
     acc : In(ArrayLayout(signed(32), lanes))
-    prm : In(ArrayLayout(isa.PRM_LANE, lanes))
-        Per-lane ``bias``, ``mult``, ``shift``.
-    y_zp, qmin, qmax : In(signed(9))
+    turn : In(range(groups))
+        The lane group of ``acc``: lane ``i`` is channel ``turn · lanes + i`` (only with
+        ``groups > 1``).
     valid : In(1)
-        All inputs are sampled in the cycle ``valid`` is high.
+        ``acc`` and ``turn`` are sampled in the cycle ``valid`` is high.
+    prm : In(ArrayLayout(isa.PRM_LANE, lanes · groups))
+        Per-channel ``bias``, ``mult``, ``shift``.
+    y_zp, qmin, qmax : In(signed(9))
+        ``prm`` and these must not change from an input's ``valid`` to its ``q_valid``.
     q : Out(ArrayLayout(unsigned(8), lanes))
         Low 8 bits of ``clamp(isa.requantize(wrap_int32(acc + bias), mult, shift) + y_zp,
         qmin, qmax)`` (``min(max(v, qmin), qmax)``) of the inputs sampled :attr:`latency`
         cycles earlier.
     q_valid : Out(1)
     latency : int
-        Pipeline depth, 8.
+        Cycles from input to output: ``8 + steps``.
     """
 
-    latency = 9
-
-    def __init__(self, *, lanes: int):
+    def __init__(self, *, lanes: int, groups: int = 1, steps: int = 1):
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
             raise ValueError(f"lanes must be an int in 1..64, not {lanes!r}")
+        if not isinstance(groups, int) or not 1 <= groups <= 64 // lanes:
+            raise ValueError(f"groups must be an int in 1..{64 // lanes}, not {groups!r}")
+        if steps not in (1, 2, 4):
+            raise ValueError(f"steps must be 1, 2 or 4, not {steps!r}")
         self.lanes = lanes
+        self.groups = groups
+        self.steps = steps
+        self.latency = 8 + steps
         super().__init__({
             "acc": In(data.ArrayLayout(signed(32), lanes)),
-            "prm": In(data.ArrayLayout(isa.PRM_LANE, lanes)),
+            **({"turn": In(range(groups))} if groups > 1 else {}),
+            "valid": In(1),
+            "prm": In(data.ArrayLayout(isa.PRM_LANE, lanes * groups)),
             "y_zp": In(signed(9)),
             "qmin": In(signed(9)),
             "qmax": In(signed(9)),
-            "valid": In(1),
             "q": Out(data.ArrayLayout(unsigned(8), lanes)),
             "q_valid": Out(1),
         })
@@ -84,44 +111,60 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        def reg(value, name, shape=None):
-            """A pipeline register holding ``value`` (operands need no reset)."""
+        def reg(value, name, shape=None, en=None):
+            """A pipeline register holding ``value`` (operands need no reset); with ``en``, it
+            loads only in the cycles ``en`` is high."""
             sig = Signal(shape if shape is not None else value.shape(), name=name,
                          reset_less=True)
-            m.d.sync += sig.eq(value)
+            if en is None:
+                m.d.sync += sig.eq(value)
+            else:
+                with m.If(en):
+                    m.d.sync += sig.eq(value)
             return sig
 
         def rne(keep, round_bit, sticky):
             """``keep`` rounded half-to-even given the first dropped bit and the OR of the rest."""
             return keep + (round_bit & (sticky | keep[0]))
 
-        # Valid bit and the per-instruction scalars travel alongside the data.
-        valid = self.valid
-        y_zp, qmin, qmax = self.y_zp, self.qmin, self.qmax
-        for s in range(1, self.latency + 1):
-            valid_reg = Signal(name=f"valid_s{s}")
-            m.d.sync += valid_reg.eq(valid)
-            valid = valid_reg
-            if s < self.latency:
-                y_zp = reg(y_zp, f"y_zp_s{s}")
-                qmin = reg(qmin, f"qmin_s{s}")
-                qmax = reg(qmax, f"qmax_s{s}")
+        # Valid bits: valid_s<s> is high when the stage-s registers hold an input; stage 5
+        # spends `steps` cycles, mult_phase<k> being high in its k-th (its 0th is valid_s4).
+        chain, valid = {}, self.valid
+        for t in range(1, self.latency + 1):
+            if 4 < t < 4 + self.steps:
+                name = f"mult_phase{t - 4}"
+            else:
+                name = f"valid_s{t if t <= 4 else t - self.steps + 1}"
+            chain[name] = Signal(name=name)
+            m.d.sync += chain[name].eq(valid)
+            valid = chain[name]
         m.d.comb += self.q_valid.eq(valid)
+        phase = [chain["valid_s4"]] + [chain[f"mult_phase{k}"] for k in range(1, self.steps)]
+        # Stage 4 holds its input while stage 5 multiplies it over several cycles.
+        hold4 = chain["valid_s3"] if self.steps > 1 else None
+
+        # The turn travels to stage 4, where the last parameter (mult) is picked.
+        turns = data.ArrayLayout(data.ArrayLayout(isa.PRM_LANE, self.lanes),
+                                 self.groups)(self.prm)
+        if self.groups > 1:
+            turn = [self.turn]
+            for s in range(1, 5):
+                turn.append(reg(turn[-1], f"turn_s{s}", en=hold4 if s == 4 else None))
+
+        def param(i, s):
+            """The parameters of lane ``i``'s channel for the input in stage ``s``."""
+            return (turns[turn[s]] if self.groups > 1 else turns[0])[i]
 
         for i in range(self.lanes):
-            prm = self.prm[i]
-
-            def lreg(value, name, shape=None, i=i):
-                return reg(value, f"lane{i}_{name}", shape)
+            def lreg(value, name, shape=None, en=None, i=i):
+                return reg(value, f"lane{i}_{name}", shape, en)
 
             # Stage 1: add the bias, wrapping to int32.
-            a = lreg((self.acc[i] + prm.bias)[:32], "s1_a", signed(32))
-            mult1, shift1 = lreg(prm.mult, "s1_mult"), lreg(prm.shift, "s1_shift")
+            a = lreg((self.acc[i] + param(i, 0).bias)[:32], "s1_a", signed(32))
 
             # Stage 2: sign/magnitude. |-2**31| = 2**31 still fits 32 unsigned bits.
             neg2 = lreg(a[31], "s2_neg")
             mag2 = lreg(Mux(a[31], -a, a)[:32], "s2_mag", unsigned(32))
-            mult2, shift2 = lreg(mult1, "s2_mult"), lreg(shift1, "s2_shift")
 
             # Stage 3: normalize so that bit 31 is set (unless |a| = 0), counting the shift.
             norm, lz_bits = mag2, []
@@ -132,21 +175,23 @@ class Requantizer(wiring.Component):
             neg3 = lreg(neg2, "s3_neg")
             norm3 = lreg(norm, "s3_norm", unsigned(32))
             lz3 = lreg(Cat(*reversed(lz_bits)), "s3_lz", unsigned(5))  # 0..31; |a| = 0 → 31
-            mult3, shift3 = lreg(mult2, "s3_mult"), lreg(shift2, "s3_shift")
 
             # Stage 4: round to 24 significant bits: a24 · 2**ea with ea = (32 - lz) - 24 + ovf.
             # For |a| < 2**24 the 8 dropped bits are zero and a24 = |a| << (24 - n) exactly.
             a25 = rne(norm3[8:], norm3[7], norm3[:7] != 0)
             ovf_a = a25[_M]
-            neg4 = lreg(neg3, "s4_neg")
-            a24_4 = lreg(Mux(ovf_a, 1 << (_M - 1), a25[:_M]), "s4_a24", unsigned(_M))
+            neg4 = lreg(neg3, "s4_neg", en=hold4)
+            a24_4 = lreg(Mux(ovf_a, 1 << (_M - 1), a25[:_M]), "s4_a24", unsigned(_M), hold4)
             # e1 = shift - ea; the final right shift is e1 - ep (ep from stage 6).
-            e1_4 = lreg(shift3 - (8 - lz3 + ovf_a), "s4_e1", signed(10))
-            mult4 = lreg(mult3, "s4_mult")
+            e1_4 = lreg(param(i, 3).shift - (8 - lz3 + ovf_a), "s4_e1", signed(10), hold4)
+            mult4 = param(i, 4).mult
 
-            # Stage 5: the exact 48-bit product.
+            # Stage 5: the exact 48-bit product, in one cycle or accumulated over `steps`.
             neg5 = lreg(neg4, "s5_neg")
-            p5 = lreg(a24_4 * mult4, "s5_p", unsigned(2 * _M))
+            if self.steps == 1:
+                p5 = lreg(a24_4 * mult4, "s5_p", unsigned(2 * _M))
+            else:
+                p5 = self._multiply(m, a24_4, mult4, phase, f"lane{i}_s5_p")
             e1_5 = lreg(e1_4, "s5_e1")
 
             # Stage 6: round the product to 24 bits, dropping 24 bits if bit 47 is set, else 23.
@@ -185,21 +230,56 @@ class Requantizer(wiring.Component):
             r8 = lreg(r, "s8_r")
 
             # Stage 9: apply the sign and zero point, clamp as min(max(v, qmin), qmax).
-            v = Mux(neg8, -r8, r8) + y_zp
-            lo = Mux(v < qmin, qmin, v)
-            hi = Mux(lo > qmax, qmax, lo)
+            v = Mux(neg8, -r8, r8) + self.y_zp
+            lo = Mux(v < self.qmin, self.qmin, v)
+            hi = Mux(lo > self.qmax, self.qmax, lo)
             m.d.sync += self.q[i].eq(hi[:8])
 
         return m
+
+    def _multiply(self, m, a24, mult, phase, name):
+        """``a24 · mult`` (24 × 24 bits) accumulated from one partial product per ``phase``
+        cycle, into a register that holds the product from the cycle after the last phase.
+
+        ``mult`` is split into 16-bit chunks (low 16 bits, high 8), and with 4 steps ``a24`` as
+        well, so that each cycle's multiplier is 24×16 (2 steps) or 16×16 (4 steps)."""
+        a_chunks = [(0, _M)] if self.steps == 2 else [(0, 16), (16, _M)]
+        m_chunks = [(0, 16), (16, _M)]
+        plan = [(a, b) for b in m_chunks for a in a_chunks]
+        assert len(plan) == self.steps
+        # The chunks and the weight of this cycle's partial product.
+        a_hi = Cat(*[ph for ph, (a, _) in zip(phase, plan, strict=True) if a[0]]).any()
+        m_hi = Cat(*[ph for ph, (_, b) in zip(phase, plan, strict=True) if b[0]]).any()
+        a_op = Mux(a_hi, a24[16:], a24[:16]) if len(a_chunks) > 1 else a24
+        m_op = Mux(m_hi, mult[16:], mult[:16])
+        product = Signal(2 * _M, name=f"{name}_part")
+        m.d.comb += product.eq(a_op * m_op)
+        offsets = sorted({a[0] + b[0] for a, b in plan})
+        term = product << offsets[0]
+        for off in offsets[1:]:
+            at_off = Cat(*[ph for ph, (a, b) in zip(phase, plan, strict=True)
+                           if a[0] + b[0] == off]).any()
+            term = Mux(at_off, product << off, term)
+        p = Signal(unsigned(2 * _M), name=name, reset_less=True)
+        with m.If(phase[0]):
+            m.d.sync += p.eq(term)
+        with m.Elif(Cat(*phase[1:]).any()):
+            m.d.sync += p.eq(p + term)
+        return p
 
 
 class RequantEngine(HwComponent):
     """Executes REQUANT (see :mod:`codesign.isa` and docs/rtl-contract.md).
 
-    Reads the PRM word once, then streams ``count`` ACC words through a :class:`Requantizer`, one
-    per cycle, and writes each result with byte enables into lane group ``lane_group`` of
-    ``ACT[out_base + i*out_stride]`` (the other bytes of the word are left unchanged).
-    ``done`` comes ``count + Requantizer.latency + 2`` cycles after ``start`` (1 if count = 0).
+    Reads the PRM word once (it stays on the PRM read port, which no other engine reads), then
+    streams ``count`` ACC words through a :class:`Requantizer` of ``config.requant_lanes``
+    lanes: each word in ``G = config.requant_groups`` turns of that many channels, one turn
+    every ``S = config.requant_steps`` cycles (the ACC word is read again for each turn, so
+    nothing holds it). Each turn's results are written with byte enables into their bytes of
+    lane group ``lane_group`` of ``ACT[out_base + i*out_stride]`` (the other bytes of the word
+    are left unchanged). ``done`` comes ``count·G·S + 11`` cycles after
+    ``start`` (1 if count = 0): turn ``k`` reads ACC in cycle ``2 + k·S`` and is written
+    ``1 + Requantizer.latency`` cycles later.
     """
 
     def __init__(self, config: isa.HwConfig):
@@ -213,7 +293,8 @@ class RequantEngine(HwComponent):
     def elaborate(self, platform):
         m = Module()
         c = self.config
-        m.submodules.requantizer = rq = Requantizer(lanes=c.cols)
+        lanes, groups, steps = c.requant_lanes, c.requant_groups, c.requant_steps
+        m.submodules.requantizer = rq = Requantizer(lanes=lanes, groups=groups, steps=steps)
 
         insn = Signal(isa.Requant)
         busy = Signal()
@@ -223,9 +304,23 @@ class RequantEngine(HwComponent):
         write_left = Signal(unsigned(16))
         acc_addr = Signal(c.addr_bits(c.acc_depth))
         act_addr = Signal(c.addr_bits(c.act_depth))
-        prm = Signal(data.ArrayLayout(isa.PRM_LANE, c.cols))
         data_valid = Signal()       # acc_rdata holds a word requested in the previous cycle
         m.d.comb += self.busy.eq(busy)
+
+        def counter(n, name):
+            """A counter modulo ``n`` (a power of two), cleared by ``start``; and whether it is
+            at ``n - 1`` (always, for ``n = 1``)."""
+            if n == 1:
+                return None, Const(1)
+            value = Signal(range(n), name=name)
+            with m.If(self.start):
+                m.d.sync += value.eq(0)
+            return value, value == n - 1
+
+        # The turn (requantizer lane group) being read and being written; cycles since a read.
+        read_turn, read_last = counter(groups, "read_turn")
+        write_turn, write_last = counter(groups, "write_turn")
+        gap, _ = counter(steps, "gap")
 
         with m.If(self.start):
             m.d.sync += [
@@ -238,7 +333,8 @@ class RequantEngine(HwComponent):
                 act_addr.eq(self.insn.out_base),
             ]
 
-        # Cycle 1: request the PRM word; cycle 2: latch it and start the ACC stream.
+        # Cycle 1: request the PRM word (on prm_rdata from cycle 2); cycle 2: start the ACC
+        # stream.
         with m.If(prm_phase):
             m.d.sync += prm_phase.eq(0)
             m.d.comb += [self.prm_ren.eq(1), self.prm_raddr.eq(insn.prm_addr)]
@@ -247,41 +343,53 @@ class RequantEngine(HwComponent):
                 m.d.sync += busy.eq(0)
             with m.Else():
                 m.d.sync += reading.eq(1)
-        latch_prm = Signal()
-        m.d.sync += latch_prm.eq(prm_phase)
-        with m.If(latch_prm):
-            m.d.sync += prm.eq(self.prm_rdata)
 
-        with m.If(reading):
+        # One turn every `steps` cycles; a word's address advances after its last turn.
+        issue = Signal()
+        m.d.comb += issue.eq(reading if gap is None else reading & (gap == 0))
+        if gap is not None:
+            with m.If(reading):
+                m.d.sync += gap.eq(gap + 1)         # wraps: steps is a power of two
+        with m.If(issue):
             m.d.comb += [self.acc_ren.eq(1), self.acc_raddr.eq(acc_addr)]
-            m.d.sync += [acc_addr.eq(acc_addr + 1), read_left.eq(read_left - 1)]
-            with m.If(read_left == 1):
-                m.d.sync += reading.eq(0)
-        m.d.sync += data_valid.eq(reading)
-
-        # The PRM word is latched in the cycle the first ACC word is requested, so it is stable
-        # from the first requantizer input onwards.
+            if read_turn is not None:
+                m.d.sync += read_turn.eq(read_turn + 1)
+            with m.If(read_last):
+                m.d.sync += [acc_addr.eq(acc_addr + 1), read_left.eq(read_left - 1)]
+                with m.If(read_left == 1):
+                    m.d.sync += reading.eq(0)
+        m.d.sync += data_valid.eq(issue)
+        acc_turns = data.ArrayLayout(data.ArrayLayout(signed(32), lanes), groups)(self.acc_rdata)
+        if read_turn is None:
+            m.d.comb += rq.acc.eq(acc_turns[0])
+        else:
+            data_turn = Signal.like(read_turn, name="data_turn")
+            m.d.sync += data_turn.eq(read_turn)
+            m.d.comb += [rq.acc.eq(acc_turns[data_turn]), rq.turn.eq(data_turn)]
         m.d.comb += [
-            rq.acc.eq(self.acc_rdata),
-            rq.prm.eq(prm),
+            rq.prm.eq(self.prm_rdata),
             rq.y_zp.eq(insn.y_zp),
             rq.qmin.eq(insn.qmin),
             rq.qmax.eq(insn.qmax),
             rq.valid.eq(data_valid),
         ]
 
-        # Write: the q bytes are replicated over every lane group; the byte enables pick one.
-        groups = c.act_bytes // c.cols
+        # Write: the q bytes are replicated over the ACT word; the byte enables pick the turn's
+        # bytes in lane group `lane_group` (byte lane_group*cols + turn*lanes + j).
+        slot = insn.lane_group if write_turn is None else Cat(write_turn, insn.lane_group)
+        slots = c.act_bytes // lanes
         with m.If(rq.q_valid):
             m.d.comb += [
                 self.act_waddr.eq(act_addr),
-                self.act_wdata.eq(Cat(*([rq.q] * groups))),
-                self.act_wen.eq(Cat(*[(insn.lane_group == g).replicate(c.cols)
-                                      for g in range(groups)])),
+                self.act_wdata.eq(Cat(*([rq.q] * slots))),
+                self.act_wen.eq(Cat(*[(slot == g).replicate(lanes) for g in range(slots)])),
             ]
-            m.d.sync += [act_addr.eq(act_addr + insn.out_stride),
-                         write_left.eq(write_left - 1)]
-            with m.If(write_left == 1):
-                m.d.comb += self.done.eq(1)
-                m.d.sync += busy.eq(0)
+            if write_turn is not None:
+                m.d.sync += write_turn.eq(write_turn + 1)
+            with m.If(write_last):
+                m.d.sync += [act_addr.eq(act_addr + insn.out_stride),
+                             write_left.eq(write_left - 1)]
+                with m.If(write_left == 1):
+                    m.d.comb += self.done.eq(1)
+                    m.d.sync += busy.eq(0)
         return m

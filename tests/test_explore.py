@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from codesign import cli
 from codesign.dse import explore, load_target
 from codesign.dse.resources import estimate, over_budget
@@ -73,3 +75,22 @@ def test_generate_refuses_when_nothing_fits(capsys, tmp_path):
                     'luts = 500\nffs = 500\ndsps = 1\nbram_blocks = 2\nbram_bits = 4096\n')
     assert_refused(capsys, tmp_path / "d", "generate", MODEL, "-o", tmp_path / "d",
                    "--target", tiny, match="no NPU configuration fits tiny.*larger target")
+
+
+@pytest.mark.slow
+def test_up5k_gets_a_reduced_npu_for_dscnn(capsys, tmp_path):
+    """No full NPU fits the iCE40 UP5K (each column's requantizer alone takes 4 of its 8 DSP
+    blocks); generate --target finds a reduced one (shared requantizer or no ELTWISE engine)
+    inside every budget, the logic cells included."""
+    outdir = tmp_path / "d"
+    code, out, _ = run(capsys, "generate", "models/mlperf/dscnn.onnx", "-o", outdir,
+                       "--target", "ice40-up5k")
+    assert code == 0, out
+    report = json.loads((outdir / "report.json").read_text())
+    config = cli.HwConfig(**report["config"])
+    assert config.requant_lanes < config.cols or not config.eltwise
+    target = load_target("ice40-up5k")
+    chosen = report["target"]["chosen"]
+    assert chosen["resources"] == estimate(config, target) and "lc" in chosen["resources"]
+    assert not over_budget(chosen["resources"], target)
+    assert chosen["cycles"] == report["cycles_per_inference"]

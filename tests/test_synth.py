@@ -149,6 +149,22 @@ def test_resource_model_against_a_real_synthesis(tmp_path):
         assert abs(model[key] - measured[key]) <= 0.15 * measured[key], (key, model, measured)
 
 
+def test_ice40_resource_model_on_a_reduced_npu(tmp_path):
+    """A reduced NPU (shared requantizer) the model was not fitted on, synthesized for iCE40 and
+    packed by nextpnr: LUTs, flip-flops, logic cells, DSP blocks and block RAM within 15 %."""
+    from codesign.verilog import npu_verilog
+
+    config = HwConfig(rows=2, cols=2, bus_bytes=2, act_depth=2048, wgt_depth=256,
+                      acc_depth=512, prm_depth=64, requant_groups=2, requant_steps=2)
+    target = load_target("ice40-up5k")
+    result = synth.synthesize(npu_verilog(config), target, tmp_path)
+    measured = {**result.resources,
+                "lc": synth.packed_cells(result, target, tmp_path)["ICESTORM_LC"]}
+    model = estimate(config, target)
+    for key in ("lut", "ff", "lc", "dsp", "bram"):
+        assert abs(model[key] - measured[key]) <= 0.15 * measured[key], (key, model, measured)
+
+
 @pytest.fixture(scope="module")
 def generated_npu(tmp_path_factory):
     """A real generated design: a small model on a 2x2 NPU with small scratchpads."""

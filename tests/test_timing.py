@@ -2,8 +2,9 @@
 
 The controller and engine tests check the model cycle by cycle on random programs; here whole
 MLPerf Tiny models run on Verilator, truncated after each layer (driver.layer_cycles), on three
-array shapes, one of them not square. The model is exact, so the comparison is equality (the
-issue asks for 5%)."""
+array shapes, one of them not square, and DS-CNN on the 2x2 NPU with a shared requantizer and
+no ELTWISE engine that fits the iCE40 UP5K. The model is exact, so the comparison is equality
+(the issue asks for 5%)."""
 
 import dataclasses
 
@@ -15,6 +16,7 @@ from codesign.cli import DEFAULT_CONFIG
 from codesign.compiler import compile_graph
 from codesign.driver import layer_cycles
 from codesign.frontend import load_model
+from codesign.isa import HwConfig
 from codesign.verilog import npu_verilog
 from models import mlperf
 
@@ -22,10 +24,16 @@ pytestmark = pytest.mark.verilator
 
 SHAPES = {"8x8": DEFAULT_CONFIG,
           "4x4": dataclasses.replace(DEFAULT_CONFIG, rows=4, cols=4, bus_bytes=4, dw_width=0),
-          "16x8": dataclasses.replace(DEFAULT_CONFIG, rows=16, cols=8)}
+          "16x8": dataclasses.replace(DEFAULT_CONFIG, rows=16, cols=8),
+          # The iCE40 UP5K's NPU: one requantizer lane over 4 cycles per ACC word (2 turns of a
+          # 2-cycle multiply), no ELTWISE engine.
+          "2x2-up5k": HwConfig(rows=2, cols=2, bus_bytes=2, act_depth=4096, wgt_depth=256,
+                               acc_depth=256, prm_depth=64, requant_groups=2, requant_steps=2,
+                               eltwise=False)}
 
 
-@pytest.mark.parametrize("shape", ["8x8", "16x8", pytest.param("4x4", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("shape", ["8x8", "16x8", pytest.param("4x4", marks=pytest.mark.slow),
+                                   pytest.param("2x2-up5k", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", [
     "dscnn",
     pytest.param("fc_autoencoder", marks=pytest.mark.slow),

@@ -702,6 +702,9 @@ class _Compiler:
         otherwise each chunk loads its a and b words and stores its y words."""
         c, e, s = self.c, self.e, self.slices
         C, A = c.cols, c.act_bytes
+        if not c.eltwise:
+            raise TilingError(f"{op.name}: Add needs the ELTWISE engine, which this NPU does "
+                              "not have (eltwise = false)")
         a, b = self.buffers[op.a.name], self.buffers[op.b.name]
         if a.region.flatten_chw or b.region.flatten_chw or op.a.shape != op.b.shape:
             raise TilingError(f"{op.name}: Add needs two tensors of one (unflattened) shape")

@@ -1,7 +1,11 @@
 """Design-space exploration: every candidate NPU configuration for one model on one target.
 
 Each point is a :class:`~codesign.isa.HwConfig`: array shape (square and not), DMA width,
-scratchpad depths and whether the depthwise mode is built. For each, the model is compiled
+scratchpad depths and whether the depthwise mode is built. Where such a configuration is over
+the target's budget, its reduced variants are candidates too (:data:`REDUCED`: one requantizer
+lane taking turns over the columns, its multiply over 1, 2 or 4 cycles, with or without the
+ELTWISE engine) -- on a small device (the iCE40 UP5K's 8 DSP blocks and 5280 logic cells) only
+those fit. For each, the model is compiled
 (a configuration that cannot run it is infeasible) and costed without running any tool:
 
 * latency: cycles from the cycle-exact timing model (:func:`codesign.timing.schedule`, equal
@@ -37,8 +41,13 @@ OBJECTIVES = ("latency", "energy", "resources", "edp")
 
 #: Array shapes considered (rows × cols).
 SHAPES = [(2, 2), (2, 4), (4, 2), (4, 4), (4, 8), (8, 4), (8, 8), (8, 16), (16, 8), (16, 16)]
-#: Scratchpad sets (ACT, WGT, ACC words); PRM is 64 words throughout.
-MEMORIES = [(1024, 256, 256), (2048, 512, 512), (4096, 2048, 1024), (8192, 4096, 2048)]
+#: Scratchpad sets (ACT, WGT, ACC words); PRM is 64 words throughout. (4096, 256, 256) holds a
+#: whole DS-CNN activation tensor on a 2-column array in small devices' block RAM.
+MEMORIES = [(1024, 256, 256), (2048, 512, 512), (4096, 256, 256), (4096, 2048, 1024),
+            (8192, 4096, 2048)]
+#: Reduced variants (requantizer lanes, requant_steps, eltwise) of a configuration that is over
+#: the target's budget, smallest last.
+REDUCED = [(1, 1, True), (1, 2, True), (1, 4, True), (1, 1, False), (1, 2, False), (1, 4, False)]
 
 
 @dataclasses.dataclass
@@ -63,8 +72,11 @@ class Point:
                 "resources": self.resources, "size": self.size(target)}
 
 
-def candidates(shapes=SHAPES, memories=MEMORIES) -> list[HwConfig]:
-    """The design space: shapes × DMA widths × scratchpad sets × depthwise mode on/off."""
+def candidates(shapes=SHAPES, memories=MEMORIES, target: Target | None = None
+               ) -> list[HwConfig]:
+    """The design space: shapes × DMA widths × scratchpad sets × depthwise mode on/off, and
+    with a ``target``, the :data:`REDUCED` variants of those over its budget (by the resource
+    model: nothing is compiled here)."""
     out = []
     for (rows, cols), (act, wgt, acc) in itertools.product(shapes, memories):
         for bus in sorted({min(cols, 4), min(cols, 8)}):
@@ -75,7 +87,16 @@ def candidates(shapes=SHAPES, memories=MEMORIES) -> list[HwConfig]:
                                         prm_depth=64, dw_width=dw))
                 except ValueError:
                     continue
-    return out
+    if target is None:
+        return out
+    reduced = []
+    for config in out:
+        if over_budget(estimate(config, target), target):
+            reduced += [dataclasses.replace(config, requant_groups=config.cols // lanes,
+                                            requant_steps=steps,
+                                            eltwise=eltwise)
+                        for lanes, steps, eltwise in REDUCED]
+    return out + reduced
 
 
 def evaluate(graph, config: HwConfig, target: Target, *, cost_all: bool = False) -> Point:
@@ -96,8 +117,8 @@ def evaluate(graph, config: HwConfig, target: Target, *, cost_all: bool = False)
 
 
 def explore(graph, target: Target, configs: list[HwConfig] | None = None) -> list[Point]:
-    """Evaluate every candidate (by default :func:`candidates`)."""
-    return [evaluate(graph, c, target) for c in (configs or candidates())]
+    """Evaluate every candidate (by default :func:`candidates` for ``target``)."""
+    return [evaluate(graph, c, target) for c in (configs or candidates(target=target))]
 
 
 def pareto(points: list[Point], target: Target) -> list[Point]:
@@ -149,13 +170,14 @@ def resources_text(resources: dict) -> str:
 def table(points: list[Point], target: Target) -> str:
     """A Markdown table of ``points``."""
     size = "area mm²" if target.family == "asic" else "LUT"
-    head = (f"| array | bus B | ACT/WGT/ACC words | dw | cycles | latency ms @ "
-            f"{target.clock_mhz:g} MHz | energy µJ | {size} | resources |")
-    lines = [head, "|" + "---|" * 9]
+    head = (f"| array | bus B | ACT/WGT/ACC words | dw | requant lanes×steps | cycles | "
+            f"latency ms @ {target.clock_mhz:g} MHz | energy µJ | {size} | resources |")
+    lines = [head, "|" + "---|" * 10]
     for p in points:
         c = p.config
         lines.append(f"| {c.rows}x{c.cols} | {c.bus_bytes} | {c.act_depth}/{c.wgt_depth}/"
-                     f"{c.acc_depth} | {c.dw_width} | {p.cycles:,} | {p.latency_ms:.3f} | "
+                     f"{c.acc_depth} | {c.dw_width} | {c.requant_lanes}×{c.requant_steps} | "
+                     f"{p.cycles:,} | {p.latency_ms:.3f} | "
                      f"{p.energy_uj:.1f} | {p.size(target):.4g} | "
                      f"{resources_text(p.resources)} |")
     return "\n".join(lines) + "\n"

@@ -5,14 +5,23 @@ Shape of the model
 ------------------
 * **Logic** (LUTs, FFs; ASIC gate equivalents) is linear in a few structural counts of the
   configuration (:func:`features`): a constant (controller, DMA, CSRs), the PEs (``rows × cols``
-  9×9 multipliers with psum adders and operand registers), the columns (one requantizer,
-  accumulator lane and de-skew line each), the ACT word's bytes (POOL / ELTWISE lanes), the
-  skew and de-skew triangles (``r(r-1)/2``, ``c(c-1)/2`` registers), the bus width (DMA) and the
+  9×9 multipliers with psum adders and operand registers), the columns (accumulator lane and
+  de-skew line each), the requantizer lanes and the channels that take turns on them, the
+  ELTWISE lanes (none without that engine), the ACT word's bytes (POOL lanes), the skew and
+  de-skew triangles (``r(r-1)/2``, ``c(c-1)/2`` registers), the bus width (DMA) and the
   scratchpad address bits. The coefficients are fitted per device family by
   ``bench/calibrate_resources.py`` against yosys and stored in ``resource_coefficients.json``
   together with the configurations and measurements they came from.
-* **Multiplier blocks** are linear in the multipliers the RTL has (one per PE, a few per
-  column), fitted the same way and rounded up.
+* **Multiplier blocks** are linear in the multipliers the RTL has (one per PE -- on iCE40 only
+  those yosys maps, see ``mapped_pes`` -- one per ELTWISE lane and ninth depthwise tap,
+  ``4 / requant_steps`` 16×16 pieces per requantizer lane), fitted the same way and rounded
+  to the nearest block (yosys itself leaves the odd small multiplier in LUTs: the same 2×2
+  NPU got 6 or 7 SB_MAC16 from two syntheses). Families whose coefficients predate a feature
+  give it weight 0 (for the default configuration, where the requantizer and ELTWISE lanes
+  equal ``cols``, their ``cols`` term already counts them).
+* **iCE40 logic cells** (one LUT4 and one flip-flop each) are what the UP5K runs out of: a
+  flip-flop shares a cell with a LUT only when that LUT feeds it, so ``lc = a·lut + b·ff``,
+  fitted on nextpnr's packing (``nextpnr-ice40 --pack-only``) of the same configurations.
 * **Block RAM** is computed, not fitted: each scratchpad (width, depth and write granularity
   from :func:`codesign.rtl.ports.scratchpad`) takes the fewest blocks over the device's block
   shapes (:data:`BRAM_SHAPES`) -- a memory ``W`` bits wide and ``D`` deep in ``w × d`` blocks
@@ -62,10 +71,20 @@ def features(config: HwConfig) -> dict[str, float]:
     r, c = config.rows, config.cols
     depths = [v for f in dataclasses.fields(config) if f.name.endswith("_depth")
               for v in [getattr(config, f.name)]]
+    lanes = config.requant_lanes
     return {
         "const": 1.0,
         "pes": float(r * c),
+        # yosys' iCE40 flow maps the PE multipliers of a 2-row array to SB_MAC16, of a taller
+        # one only the first row's (the others' products feed the psum adders in LUTs), as
+        # bench/calibrate_resources.py measures.
+        "mapped_pes": float(r * c if r <= 2 else c),
+        "dw_taps": float(c if config.dw_width and r == 8 else 0),   # the ninth tap's multipliers
         "cols": float(c),
+        "rq_lanes": float(lanes),
+        "rq_shared": float(c - lanes),
+        "rq_mults": float(lanes * 4 // config.requant_steps),
+        "elt_lanes": float(c if config.eltwise else 0),
         "act_bytes": float(max(r, c)),
         "skew": float(r * (r - 1) // 2),
         "deskew": float(c * (c - 1) // 2),
@@ -133,7 +152,8 @@ def estimate(config: HwConfig, target: Target, coefficients: dict | None = None)
     """Estimated resources of ``config`` on ``target``.
 
     FPGA targets: ``{"lut", "ff", "dsp", "bram", "spram"}`` (iCE40 LUT = SB_LUT4, ECP5 LUT =
-    LUT4 + 2 per CCU2C, as :func:`codesign.synth.fpga_resources` counts yosys' cells).
+    LUT4 + 2 per CCU2C, as :func:`codesign.synth.fpga_resources` counts yosys' cells), and on
+    iCE40 ``"lc"``: logic cells (LUT4 + flip-flop), as nextpnr packs them, harness included.
     ASIC: ``{"ge", "ff", "memory_bits", "logic_mm2", "sram_mm2", "area_mm2"}``.
     """
     families = (coefficients or load_coefficients())["families"]
@@ -151,7 +171,11 @@ def estimate(config: HwConfig, target: Target, coefficients: dict | None = None)
         return {"ge": round(ge), "ff": round(_linear(coefs["ff"], feats)), "memory_bits": bits,
                 "logic_mm2": logic, "sram_mm2": sram, "area_mm2": logic + sram}
     out = {key: round(_linear(coefs[key], feats)) for key in ("lut", "ff")}
-    out["dsp"] = math.ceil(_linear(coefs["dsp"], feats) - 1e-6)
+    if "lc" in coefs:
+        # iCE40 logic cells (nextpnr's packing): a LUT and a flip-flop share one only when the
+        # LUT feeds the flip-flop, so the cells are linear in both counts.
+        out["lc"] = round(_linear(coefs["lc"], out))
+    out["dsp"] = round(_linear(coefs["dsp"], feats))
     out["bram"] = sum(bram_blocks(w, d, g, target.family) for w, d, g in mems.values())
     out["spram"] = 0
     return out
@@ -161,7 +185,8 @@ def budget(target: Target) -> dict[str, float]:
     """What ``target`` offers, in the keys of :func:`estimate` (and of ``codesign synth``)."""
     if target.family == "asic":
         return {"area_mm2": target.area_mm2}
-    return {"lut": target.luts, "ff": target.ffs, "dsp": target.dsps,
+    cells = {"lc": target.luts} if target.family == "ice40" else {}
+    return {"lut": target.luts, "ff": target.ffs, **cells, "dsp": target.dsps,
             "bram": target.bram_blocks, "spram": target.spram_blocks}
 
 

@@ -13,6 +13,7 @@ from codesign import isa
 from codesign.isa import HwConfig, Opcode, encode
 from codesign.isasim import IsaSim
 from codesign.rtl.requant import RequantEngine, Requantizer
+from codesign.timing import engine_cycles
 
 from .harness import Harness, simulate
 
@@ -153,69 +154,112 @@ def _product_tie_lane(rng) -> tuple[int, int, int, int] | None:
     return acc, 0, mult, shift
 
 
-def _check_requantizer(lanes: int, vectors, rng) -> int:
-    """Stream ``vectors`` (with random gaps) through a Requantizer; returns lanes checked."""
-    dut = Requantizer(lanes=lanes)
+def _check_requantizer(batches, rng, *, lanes: int, groups: int = 1, steps: int = 1) -> int:
+    """Stream ``batches`` through a Requantizer; returns the lanes checked.
+
+    A batch is ``(prm, scalars, inputs)``: ``lanes · groups`` channels' ``(bias, mult, shift)``,
+    ``(y_zp, qmin, qmax)``, and a list of ``(turn, accs)``. The parameters change only between
+    batches, once every result of the previous batch is out; the inputs come with random gaps
+    (at least ``steps`` cycles apart), with garbage on ``acc`` and ``turn`` in between.
+    """
+    dut = Requantizer(lanes=lanes, groups=groups, steps=steps)
     checked = 0
 
     async def testbench(ctx):
         nonlocal checked
-        sent = []     # (cycle, expected q, inputs)
-        got = []
         cycle = 0
-        pending = list(vectors)
-        while len(got) < len(vectors):
-            if pending and rng.random() < 0.85:
-                lanes_in, (y_zp, qmin, qmax) = pending.pop(0)
-                ctx.set(dut.acc, [acc for acc, _, _, _ in lanes_in])
-                ctx.set(dut.prm, [{"bias": b, "mult": mu, "shift": s}
-                                  for _, b, mu, s in lanes_in])
-                ctx.set(dut.y_zp, y_zp)
-                ctx.set(dut.qmin, qmin)
-                ctx.set(dut.qmax, qmax)
-                ctx.set(dut.valid, 1)
-                sent.append((cycle, [_reference(*lane, y_zp, qmin, qmax) for lane in lanes_in],
-                             lanes_in, (y_zp, qmin, qmax)))
-            else:
-                # Garbage while not valid must not disturb anything.
-                ctx.set(dut.valid, 0)
-                ctx.set(dut.acc, [int(v) for v in rng.integers(-2**31, 2**31, lanes)])
-            if ctx.get(dut.q_valid):
-                got.append((cycle, [int(v) for v in ctx.get(dut.q)]))
-            await ctx.tick()
-            cycle += 1
-        for (t_in, want, lanes_in, scalars), (t_out, q) in zip(sent, got, strict=True):
-            assert t_out == t_in + dut.latency
-            assert q == want, (lanes_in, scalars)
-            checked += lanes
+        for prm, (y_zp, qmin, qmax), inputs in batches:
+            ctx.set(dut.prm, [{"bias": b, "mult": mu, "shift": sh} for b, mu, sh in prm])
+            ctx.set(dut.y_zp, y_zp)
+            ctx.set(dut.qmin, qmin)
+            ctx.set(dut.qmax, qmax)
+            sent, got, pending, last = [], [], list(inputs), None
+            while len(got) < len(inputs):
+                spaced = last is None or cycle - last >= steps
+                if pending and spaced and rng.random() < 0.85:
+                    turn, accs = pending.pop(0)
+                    ctx.set(dut.acc, accs)
+                    if groups > 1:
+                        ctx.set(dut.turn, turn)
+                    ctx.set(dut.valid, 1)
+                    want = [_reference(acc, *prm[turn * lanes + i], y_zp, qmin, qmax)
+                            for i, acc in enumerate(accs)]
+                    sent.append((cycle, want, turn, accs))
+                    last = cycle
+                else:
+                    # Garbage while not valid must not disturb anything.
+                    ctx.set(dut.valid, 0)
+                    ctx.set(dut.acc, [int(v) for v in rng.integers(-2**31, 2**31, lanes)])
+                    if groups > 1:
+                        ctx.set(dut.turn, int(rng.integers(groups)))
+                if ctx.get(dut.q_valid):
+                    got.append((cycle, [int(v) for v in ctx.get(dut.q)]))
+                await ctx.tick()
+                cycle += 1
+            for (t_in, want, turn, accs), (t_out, q) in zip(sent, got, strict=True):
+                assert t_out == t_in + dut.latency
+                assert q == want, (turn, accs, prm, (y_zp, qmin, qmax))
+                checked += lanes
 
     simulate(dut, testbench)
     return checked
 
 
-def _random_vectors(rng, lanes: int, n: int):
-    return [([_random_lane(rng) for _ in range(lanes)], _random_scalars(rng)) for _ in range(n)]
+def _random_batches(rng, lanes: int, groups: int, n: int):
+    """``n`` batches: each channel's parameters drawn with an accumulator that hits a corner of
+    the algorithm with them (one input per turn, in random order), plus a few inputs with
+    accumulators drawn independently."""
+    batches = []
+    for _ in range(n):
+        drawn = [_random_lane(rng) for _ in range(lanes * groups)]
+        inputs = [(int(t), [acc for acc, *_ in drawn[t * lanes:(t + 1) * lanes]])
+                  for t in rng.permutation(groups)]
+        inputs += [(int(rng.integers(groups)), [_random_lane(rng)[0] for _ in range(lanes)])
+                   for _ in range(int(rng.integers(0, 3)))]
+        batches.append(([lane[1:] for lane in drawn], _random_scalars(rng), inputs))
+    return batches
+
+
+def _inputs(batches, lanes: int) -> int:
+    return lanes * sum(len(inputs) for _, _, inputs in batches)
 
 
 def test_requantizer_random_and_edges():
     rng = np.random.default_rng(1)
-    assert _check_requantizer(4, _random_vectors(rng, 4, 1500), rng) == 6000
+    batches = _random_batches(rng, 4, 1, 500)
+    assert _check_requantizer(batches, rng, lanes=4) == _inputs(batches, 4) > 2000
 
 
 def test_requantizer_single_lane():
     rng = np.random.default_rng(2)
-    assert _check_requantizer(1, _random_vectors(rng, 1, 600), rng) == 600
+    batches = _random_batches(rng, 1, 1, 600)
+    assert _check_requantizer(batches, rng, lanes=1) == _inputs(batches, 1) > 600
 
 
-def test_requantizer_double_rounding():
+@pytest.mark.parametrize(("lanes", "groups", "steps"), [(1, 2, 4), (2, 4, 2), (2, 1, 4)])
+def test_requantizer_shared(lanes, groups, steps):
+    """Lane groups taking turns on the per-channel parameters, multi-cycle multiplies."""
+    rng = np.random.default_rng(10 * lanes + 3 * groups + steps)
+    batches = _random_batches(rng, lanes, groups, 250)
+    checked = _check_requantizer(batches, rng, lanes=lanes, groups=groups, steps=steps)
+    assert checked == _inputs(batches, lanes) >= 250 * lanes * groups
+
+
+@pytest.mark.parametrize(("groups", "steps"), [(1, 1), (2, 2), (1, 4)])
+def test_requantizer_double_rounding(groups, steps):
     rng = np.random.default_rng(3)
     lanes = _double_rounding_lanes(rng, 800)
-    # y_zp = 0 with a wide clamp keeps small results visible.
-    vectors = [(lanes[i:i + 4], (0, -256, 255)) for i in range(0, len(lanes), 4)]
-    assert _check_requantizer(4, vectors, rng) == 800
+    # y_zp = 0 with a wide clamp keeps small results visible; 4 lanes per turn.
+    n = 4 * groups
+    batches = [([lane[1:] for lane in lanes[i:i + n]], (0, -256, 255),
+                [(t, [lane[0] for lane in lanes[i + 4 * t:i + 4 * t + 4]])
+                 for t in range(groups)])
+               for i in range(0, len(lanes), n)]
+    assert _check_requantizer(batches, rng, lanes=4, groups=groups, steps=steps) == 800
 
 
-def test_requantizer_hand_picked():
+@pytest.mark.parametrize("steps", [1, 4])
+def test_requantizer_hand_picked(steps):
     """Exact ties at both roundings, saturation, clamp order, mult = 0."""
     cases = [
         # 24-bit rounding ties: |acc| = (2**24 + 1) * 2 rounds down (even), ... + 3 rounds up.
@@ -239,7 +283,7 @@ def test_requantizer_hand_picked():
         # qmin > qmax: the result is qmax
         (100, 0, 2**23, 23, 0, 50, 10), (-100, 0, 2**23, 23, 0, 50, 10),
     ]
-    dut = Requantizer(lanes=1)
+    dut = Requantizer(lanes=1, steps=steps)
 
     async def testbench(ctx):
         for acc, bias, mult, shift, y_zp, qmin, qmax in cases:
@@ -268,6 +312,15 @@ CONFIGS = [
     HwConfig(rows=4, cols=2, bus_bytes=2, act_depth=20, wgt_depth=4, acc_depth=10, prm_depth=2),
     HwConfig(rows=4, cols=4, bus_bytes=4, act_depth=16, wgt_depth=4, acc_depth=9, prm_depth=2),
     HwConfig(rows=1, cols=1, bus_bytes=1, act_depth=16, wgt_depth=1, acc_depth=8, prm_depth=2),
+    # Shared requantizers: lane groups taking turns, multi-cycle multiplies, both.
+    HwConfig(rows=2, cols=2, bus_bytes=2, act_depth=16, wgt_depth=2, acc_depth=9, prm_depth=2,
+             requant_groups=2, requant_steps=4),
+    HwConfig(rows=2, cols=4, bus_bytes=1, act_depth=24, wgt_depth=4, acc_depth=12, prm_depth=3,
+             requant_groups=4),
+    HwConfig(rows=8, cols=4, bus_bytes=2, act_depth=20, wgt_depth=9, acc_depth=10, prm_depth=2,
+             requant_groups=2, requant_steps=2),
+    HwConfig(rows=4, cols=4, bus_bytes=4, act_depth=16, wgt_depth=4, acc_depth=9, prm_depth=2,
+             requant_steps=4),
 ]
 
 
@@ -300,10 +353,10 @@ def _random_state(rng, sim: IsaSim) -> None:
         sim.prm[p] = np.array(lanes, "<u8").view(np.uint8)
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}")
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
 def test_requant_engine_random(config):
     c = config
-    rng = np.random.default_rng(c.rows * 100 + c.cols)
+    rng = np.random.default_rng(c.rows * 100 + c.cols + 10 * c.requant_lanes + c.requant_steps)
     sim = IsaSim(c, np.zeros(c.bus_bytes, np.uint8))
     _random_state(rng, sim)
     h = Harness(RequantEngine(c), sim)
@@ -311,20 +364,30 @@ def test_requant_engine_random(config):
     insns = [_random_requant(rng, c) for _ in range(6)]
     latencies = h.run(sim, insns)
     for insn, cycles in zip(insns, latencies, strict=True):
-        count = int(isa.decode(insn)[1].count)
-        assert cycles == (count + Requantizer.latency + 2 if count else 1)
+        opcode, fields = isa.decode(insn)
+        assert cycles == engine_cycles(c, opcode, fields)
 
 
 def test_requant_rejects_bad_args():
     with pytest.raises(ValueError):
         Requantizer(lanes=0)
+    with pytest.raises(ValueError, match="groups"):
+        Requantizer(lanes=4, groups=32)
+    with pytest.raises(ValueError, match="steps"):
+        Requantizer(lanes=1, steps=3)
     with pytest.raises(TypeError):
         RequantEngine(None)
+    with pytest.raises(ValueError, match="requant_groups"):
+        HwConfig(rows=2, cols=4, bus_bytes=2, requant_groups=3)
+    with pytest.raises(ValueError, match="requant_steps"):
+        HwConfig(rows=2, cols=4, bus_bytes=2, requant_steps=8)
 
 
 def test_requant_converts_to_verilog():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         verilog.convert(Requantizer(lanes=2), emit_src=False, name="requantizer")
+        verilog.convert(Requantizer(lanes=1, groups=2, steps=4), emit_src=False,
+                        name="requantizer")
         verilog.convert(RequantEngine(HwConfig(rows=2, cols=4, bus_bytes=2)), emit_src=False,
                         name="requant_engine")

@@ -22,6 +22,14 @@ CONFIGS = [
     HwConfig(rows=2, cols=4, bus_bytes=4, act_depth=64, wgt_depth=8, acc_depth=8, prm_depth=1),
     HwConfig(rows=4, cols=2, bus_bytes=2, act_depth=64, wgt_depth=16, acc_depth=4, prm_depth=2),
 ]
+#: Reduced NPUs: shared requantizers (lane groups taking turns, multi-cycle multiplies), and one
+#: without the ELTWISE engine (only programs without ELTWISE run on it).
+REDUCED = [
+    HwConfig(rows=2, cols=2, bus_bytes=2, act_depth=64, wgt_depth=8, acc_depth=8, prm_depth=2,
+             requant_groups=2, requant_steps=4, eltwise=False),
+    HwConfig(rows=4, cols=4, bus_bytes=4, act_depth=64, wgt_depth=16, acc_depth=8, prm_depth=2,
+             requant_groups=2, requant_steps=2),
+]
 
 
 def run_system(config: HwConfig, ext: np.ndarray, prog_base: int) -> dict:
@@ -207,7 +215,8 @@ def _vector_program(c: HwConfig, rng) -> tuple[list[int], np.ndarray]:
     return program, data
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+@pytest.mark.parametrize("config", CONFIGS + [c for c in REDUCED if c.eltwise],
+                         ids=lambda c: c.name)
 def test_vector_program(config):
     """LOAD, ELTWISE, REQUANT, LOAD, POOL(SUM), REQUANT, STORE, END vs IsaSim.run; CYCLES."""
     c = config
@@ -228,7 +237,7 @@ def test_vector_program(config):
         assert len(np.unique(out)) > min(3, c.cols), out
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+@pytest.mark.parametrize("config", CONFIGS + REDUCED, ids=lambda c: c.name)
 def test_conv_program(config):
     """LOAD act/wgt/prm, 4 accumulating MATMULs, REQUANT, STORE, END, vs IsaSim.run."""
     c = config
