@@ -188,14 +188,13 @@ class SystolicArray(wiring.Component):
         sw_edge = [_delay(m, self.x_switch & self.x_valid, r, name=f"skew_sw_{r}",
                           reset_less=False) for r in range(rows)]
 
-        # The mode select of each row, registered: one signal fanning out to every PE's input
-        # multiplexer was the critical path. The copies lag `dw` by a cycle, which is safe:
-        # `dw` only changes with no input in flight, two cycles before the first input arrives.
-        dw_row = []
+        # The mode select, registered: the lag of one cycle is safe, as `dw` only changes with no
+        # input in flight, two cycles before the first input arrives. (One copy per row or per PE
+        # would not shorten its fan-out to every PE's input multiplexer: yosys' opt_merge merges
+        # registers with the same input back into one.)
         if self.depthwise:
-            for r in range(rows):
-                dw_row.append(Signal(name=f"dw_row_{r}"))
-                m.d.sync += dw_row[-1].eq(self.dw)
+            dw_reg = Signal(name="dw_sel")
+            m.d.sync += dw_reg.eq(self.dw)
 
         # The PE grid. x_in of PE(r, c) is the x register of PE(r, c-1); psum_in is the psum
         # register of PE(r-1, c). Operands are reset-less: only the valid bits need a reset.
@@ -210,7 +209,7 @@ class SystolicArray(wiring.Component):
                     m.d.sync += [x_reg.eq(x_in), sw_reg.eq(sw_in)]
                     x_edge[r], sw_edge[r] = x_reg, sw_reg
                 if self.depthwise:
-                    x_in = Mux(dw_row[r], self.xd[r // 3][c] if r < 9 else 0, x_in)
+                    x_in = Mux(dw_reg, self.xd[r // 3][c] if r < 9 else 0, x_in)
                 with m.If(sw_in):
                     m.d.sync += weight[r][c].eq(shadow[r][c])
                 w_now = Mux(sw_in, shadow[r][c], weight[r][c])
