@@ -9,7 +9,9 @@ pins, so the design is placed inside a *harness*: every input of ``npu_top`` com
 shift register and every output goes to a parallel-load shift register, leaving five pins (clk,
 rst, sin, load, sout). That keeps all logic alive and makes every path register to register;
 resources are reported for ``npu_top`` alone (the harness is a separate module until after
-counting), fmax for the whole placed design.
+counting), fmax for the whole placed design. The clock goes to the target's dedicated clock pin
+(``Target.clock_pin``, an LPF/PCF constraint), from which it reaches the global clock network
+without general routing.
 
 Resources are yosys' cell counts for ``npu_top`` (what :mod:`codesign.dse.resources` models),
 together with nextpnr's device utilisation of the placed design; fmax is nextpnr's *post-route*
@@ -382,7 +384,8 @@ def packed_cells(result: SynthResult, target: Target, workdir: Path) -> dict[str
 
 def place_and_route(result: SynthResult, target: Target, workdir: Path, *,
                     clock_mhz: float | None = None, timeout: float | None = None) -> PnrResult:
-    """nextpnr on ``result.netlist`` for ``target`` with ``--freq`` and ``--timing-allow-fail``."""
+    """nextpnr on ``result.netlist`` for ``target`` with ``--freq`` and ``--timing-allow-fail``,
+    the clock constrained to ``target.clock_pin`` (when the target names one)."""
     if result.netlist is None:
         raise ValueError("synthesize with netlist=True first")
     freq = clock_mhz or target.clock_mhz
@@ -392,6 +395,14 @@ def place_and_route(result: SynthResult, target: Target, workdir: Path, *,
             # router2: several times faster than the default router1 on the NPU's ~70k arcs.
             "--router", "router2",
             "--report", report.name, "--log", log.name, "-q"]
+    if target.clock_pin:
+        # Only the clock is placed; the other four harness pins go wherever nextpnr likes.
+        if target.family == "ecp5":
+            (workdir / "pins.lpf").write_text(f'LOCATE COMP "clk" SITE "{target.clock_pin}";\n')
+            args += ["--lpf", "pins.lpf", "--lpf-allow-unconstrained"]
+        else:
+            (workdir / "pins.pcf").write_text(f"set_io clk {target.clock_pin}\n")
+            args += ["--pcf", "pins.pcf", "--pcf-allow-unconstrained"]
     start = time.perf_counter()
     _run(f"nextpnr-{target.family}", args, workdir / "nextpnr.out", workdir, timeout)
     seconds = time.perf_counter() - start
@@ -571,8 +582,8 @@ def _synth_in(work: Path, outdir: Path, report: dict, target: Target, verilog: s
     logs = work / "logs"
     logs.mkdir()
     if keep_logs:
-        for name in ("yosys.log", "yosys.ys", "harness.v", "nextpnr.log",
-                     "nextpnr-report.json"):
+        for name in ("yosys.log", "yosys.ys", "harness.v", "pins.lpf", "pins.pcf",
+                     "nextpnr.log", "nextpnr-report.json"):
             if (work / name).is_file():
                 shutil.copyfile(work / name, logs / name)
     staged = {}

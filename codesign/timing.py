@@ -23,8 +23,9 @@ __all__ = ["engine_cycles", "schedule", "Schedule", "program_cycles", "layer_cyc
 
 def _dw_write_delay(config: HwConfig) -> int:
     """Cycles from a depthwise stream position's x stage to its psum: the array's depthwise
-    latency, less the 8 rows its last tap skips, plus the line buffers' output register."""
-    return max(config.rows, 9) - 8 + 1
+    latency (``max(rows, 9)`` rows + the PEs' product register), less the 8 rows its last tap
+    skips, plus the line buffers' output register."""
+    return max(config.rows, 9) + 1 - 8 + 1
 
 
 def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
@@ -38,7 +39,8 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
             return 1
         if f.depthwise:
             return c.dw_weight_words + (out_h + 2) * (out_w + 2) + _dw_write_delay(c) + 3
-        return out_h * out_w + 2 * c.rows + c.cols + 2
+        # Weight load (rows) + positions + array latency (rows + cols) + 3 (rtl/matmul.py).
+        return out_h * out_w + 2 * c.rows + c.cols + 3
     if opcode == Opcode.REQUANT:
         # A turn of the requantizer lanes every requant_steps cycles; 2 + latency after the last.
         count = int(f.count)
@@ -91,7 +93,7 @@ class _MatMulPipe(_Engine):
         super().__init__()
         c = config
         self.c = c
-        self.lat = c.rows + c.cols - 1
+        self.lat = c.rows + c.cols     # SystolicArray.latency
         self.dw_lat = _dw_write_delay(c)
         self.ready_at = 0           # first cycle the load stage is free
         self.stream_last = -10      # cycle of the last stream position issued so far

@@ -4,7 +4,11 @@ Geometry
 --------
 PE ``(r, c)`` holds the weight ``w[r][c]``. Activations enter each row at the left edge and move
 one column to the right per cycle through the PEs' ``x`` registers; partial sums move one row down
-per cycle through the PEs' ``psum`` registers and leave the array at the bottom of each column::
+per cycle through the PEs' ``psum`` registers and leave the array at the bottom of each column.
+Each PE registers its product before adding it to the partial sum from above (``prod``), so that
+the multiplier and the adder are in separate cycles: the path through the multiplier block and
+the routing to and from it was the NPU's critical path. Every row's product is one cycle late
+alike, so the psum chain still lines up and the array's latency grows by one cycle::
 
     x[0] ─▶ PE(0,0) ─▶ PE(0,1) ─▶ …        (x registers, left to right)
                │          │
@@ -99,7 +103,7 @@ class SystolicArray(wiring.Component):
     psum_valid : Out(1)
         ``x_valid`` delayed by :attr:`latency` cycles.
     latency : int
-        Cycles from an input vector to its output vector: ``rows + cols - 1``.
+        Cycles from an input vector to its output vector: ``rows + cols``.
     dw : In(1)
         Depthwise mode (only with ``depthwise=True``); change it only with no input in flight.
     w_lane : In(1)
@@ -108,7 +112,7 @@ class SystolicArray(wiring.Component):
     xd : In(ArrayLayout(ArrayLayout(signed(9), cols), 3))
         Depthwise inputs: ``xd[ky]`` feeds rows ``3·ky .. 3·ky + 2``.
     dw_latency : int
-        Depthwise mode: cycles from row 0's operand to the output (``max(rows, 9)``).
+        Depthwise mode: cycles from row 0's operand to the output (``max(rows, 9) + 1``).
     """
 
     def __init__(self, *, rows: int, cols: int, depthwise: bool = False):
@@ -120,11 +124,13 @@ class SystolicArray(wiring.Component):
         self.rows = rows
         self.cols = cols
         self.depthwise = depthwise
-        self.dw_latency = max(rows, 9)
-        # Skew: row r's x enters PE(r, 0) r cycles late; PE(r, c) sees it c cycles later still and
-        # registers its psum one cycle after that; the bottom row's psum of column c is therefore
-        # ready rows + c cycles after the input, and the de-skew pads every column to rows+cols-1.
-        self.latency = rows + cols - 1
+        # One cycle per row through the psum chain (or the tap lane) plus the product register.
+        self.dw_latency = max(rows, 9) + 1
+        # Skew: row r's x enters PE(r, 0) r cycles late; PE(r, c) sees it c cycles later still,
+        # registers its product one cycle after that and its psum one cycle later again; the
+        # bottom row's psum of column c is therefore ready rows + c + 1 cycles after the input,
+        # and the de-skew pads every column to rows + cols.
+        self.latency = rows + cols
         ports = {
             "x": In(data.ArrayLayout(X_SHAPE, rows)),
             "x_valid": In(1),
@@ -182,14 +188,13 @@ class SystolicArray(wiring.Component):
         sw_edge = [_delay(m, self.x_switch & self.x_valid, r, name=f"skew_sw_{r}",
                           reset_less=False) for r in range(rows)]
 
-        # The mode select of each row, registered: one signal fanning out to every PE's input
-        # multiplexer was the critical path. The copies lag `dw` by a cycle, which is safe:
-        # `dw` only changes with no input in flight, two cycles before the first input arrives.
-        dw_row = []
+        # The mode select, registered: the lag of one cycle is safe, as `dw` only changes with no
+        # input in flight, two cycles before the first input arrives. (One copy per row or per PE
+        # would not shorten its fan-out to every PE's input multiplexer: yosys' opt_merge merges
+        # registers with the same input back into one.)
         if self.depthwise:
-            for r in range(rows):
-                dw_row.append(Signal(name=f"dw_row_{r}"))
-                m.d.sync += dw_row[-1].eq(self.dw)
+            dw_reg = Signal(name="dw_sel")
+            m.d.sync += dw_reg.eq(self.dw)
 
         # The PE grid. x_in of PE(r, c) is the x register of PE(r, c-1); psum_in is the psum
         # register of PE(r-1, c). Operands are reset-less: only the valid bits need a reset.
@@ -204,13 +209,13 @@ class SystolicArray(wiring.Component):
                     m.d.sync += [x_reg.eq(x_in), sw_reg.eq(sw_in)]
                     x_edge[r], sw_edge[r] = x_reg, sw_reg
                 if self.depthwise:
-                    x_in = Mux(dw_row[r], self.xd[r // 3][c] if r < 9 else 0, x_in)
+                    x_in = Mux(dw_reg, self.xd[r // 3][c] if r < 9 else 0, x_in)
                 with m.If(sw_in):
                     m.d.sync += weight[r][c].eq(shadow[r][c])
                 w_now = Mux(sw_in, shadow[r][c], weight[r][c])
 
-                prod = Signal(signed(18), name=f"pe_{r}_{c}_prod")
-                m.d.comb += prod.eq(x_in * w_now)
+                prod = Signal(signed(18), name=f"pe_{r}_{c}_prod", reset_less=True)
+                m.d.sync += prod.eq(x_in * w_now)
                 psum = Signal(self.psum_shape(r + 1), name=f"pe_{r}_{c}_psum", reset_less=True)
                 m.d.sync += psum.eq(prod if psum_above is None else psum_above + prod)
                 psum_above = psum
@@ -224,8 +229,11 @@ class SystolicArray(wiring.Component):
                 continue
             dw_out = psum_bottom[c]
             if lane:
+                # Registered product, as in the PEs: the tap lane stays in step with row 7.
+                lane_prod = Signal(signed(18), name=f"lane_{c}_prod", reset_less=True)
+                m.d.sync += lane_prod.eq(self.xd[2][c] * lane_w[c])
                 dw_out = Signal(self.psum_shape(9), name=f"lane_{c}_psum", reset_less=True)
-                m.d.sync += dw_out.eq(psum_bottom[c] + self.xd[2][c] * lane_w[c])
+                m.d.sync += dw_out.eq(psum_bottom[c] + lane_prod)
             m.d.comb += self.psum[c].eq(Mux(self.dw, dw_out, deskewed))
 
         m.d.comb += self.psum_valid.eq(

@@ -70,7 +70,7 @@ class MatMulEngine(HwComponent):
             **scratchpad_write(c, "acc"),
         })
         c = self.config
-        self.latency = c.rows + (c.rows + c.cols - 1) + 3
+        self.latency = c.rows + (c.rows + c.cols) + 3     # R + SystolicArray.latency + 3
 
     def elaborate(self, platform):
         m = Module()
@@ -154,7 +154,17 @@ class MatMulEngine(HwComponent):
         acc_addr = Signal(acc_bits)     # ACC row of the next output position
         first = Signal()                # the first position of the streaming instruction
 
-        in_bounds = (ih >= 0) & (ih < st.in_h) & (iw >= 0) & (iw < st.in_w)
+        # Whether ih / iw (and iw0) lie inside the input, registered with the coordinates
+        # (compared on their next value): compared from ih/iw here, they fed the ACT read address
+        # and enable through two carry chains.
+        ih_ok = Signal()
+        iw_ok = Signal()
+        iw0_ok = Signal()
+
+        def inside(value, size):
+            return (value >= 0) & (value < size)
+
+        in_bounds = ih_ok & iw_ok
         row_end = ow == last_ow
         last = streaming & row_end & (oh == last_oh)
         # A depthwise stream position completes an output once two rows and two columns of the
@@ -190,6 +200,7 @@ class MatMulEngine(HwComponent):
                     iw.eq(st.iw0),
                     oh.eq(oh + 1),
                     ih.eq(ih + st.stride_h),
+                    ih_ok.eq(inside(ih + st.stride_h, st.in_h)), iw_ok.eq(iw0_ok),
                     row_addr.eq(row_addr + st.step_h),
                     addr.eq(row_addr + st.step_h),
                 ]
@@ -197,6 +208,7 @@ class MatMulEngine(HwComponent):
                 m.d.sync += [
                     ow.eq(ow + 1),
                     iw.eq(iw + st.stride_w),
+                    iw_ok.eq(inside(iw + st.stride_w, st.in_w)),
                     addr.eq(addr + st.step_w),
                 ]
 
@@ -211,6 +223,8 @@ class MatMulEngine(HwComponent):
                 oh.eq(0), ow.eq(0),
                 last_oh.eq(ld.out_h - 1 + extra), last_ow.eq(ld.out_w - 1 + extra),
                 ih.eq(ld.ih0), iw.eq(ld.iw0),
+                ih_ok.eq(inside(ld.ih0, ld.in_h)), iw_ok.eq(inside(ld.iw0, ld.in_w)),
+                iw0_ok.eq(inside(ld.iw0, ld.in_w)),
                 row_addr.eq(ld.act_base), addr.eq(ld.act_base), acc_addr.eq(ld.acc_base),
                 # Regular tiles switch PE by PE; the next load waits for the marker to pass.
                 sw_wait.eq(Mux(ld_dw, 0, c.rows + c.cols)),

@@ -112,6 +112,14 @@ class PoolEngine(HwComponent):
         iw_base = Signal(_COORD)  # iw0 + ow*stride_w
         ih = Signal(_COORD)      # ih_base + kh
         iw = Signal(_COORD)      # iw_base + kw
+        # Whether ih / iw (and ih_base / iw_base / iw0) lie inside the input, registered with the
+        # coordinates: compared combinationally from ih/iw, in_bounds fed the ACT read address
+        # and enable through two carry chains, the critical path of the engine.
+        ih_ok = Signal()
+        iw_ok = Signal()
+        ih_base_ok = Signal()
+        iw_base_ok = Signal()
+        iw0_ok = Signal()
         out_addr = Signal(ow_bits)  # out_base + (oh*out_w + ow)*words + w (ACT or ACC word)
 
         # Stage 2 (read data arriving) and the running maximum / sums.
@@ -130,9 +138,13 @@ class PoolEngine(HwComponent):
         with m.If(self.done):
             m.d.sync += self.busy.eq(0)
 
+        def inside(value, size):
+            return (value >= 0) & (value < size)
+
         with m.If(self.start):
             insn = self.insn
             base = insn.act_base[:aw]
+            h0_ok, w0_ok = inside(insn.ih0, insn.in_h), inside(insn.iw0, insn.in_w)
             is_sum = insn.mode == PoolMode.SUM
             # SUM ignores `words`: one pass of the w loop.
             n_words = Mux(is_sum, 1, insn.words)
@@ -160,6 +172,8 @@ class PoolEngine(HwComponent):
                 kh_base.eq(base), rd_addr.eq(base),
                 ih_base.eq(insn.ih0), ih.eq(insn.ih0),
                 iw_base.eq(insn.iw0), iw.eq(insn.iw0),
+                ih_base_ok.eq(h0_ok), ih_ok.eq(h0_ok),
+                iw_base_ok.eq(w0_ok), iw_ok.eq(w0_ok), iw0_ok.eq(w0_ok),
                 out_addr.eq(insn.out_base),
                 have.eq(0),
                 sums.eq(0),
@@ -172,7 +186,7 @@ class PoolEngine(HwComponent):
 
         # -- stage 1: read one window position, advance the counters ---------------------------
         in_bounds = Signal()
-        m.d.comb += in_bounds.eq((ih >= 0) & (ih < in_h) & (iw >= 0) & (iw < in_w))
+        m.d.comb += in_bounds.eq(ih_ok & iw_ok)
         last_kw = kw == k_w - 1
         last_kh = kh == k_h - 1
         last_w = w == words - 1
@@ -194,7 +208,7 @@ class PoolEngine(HwComponent):
                 m.d.sync += [
                     kw.eq(kw + 1),
                     rd_addr.eq(rd_addr + pix_words),
-                    iw.eq(iw + 1),
+                    iw.eq(iw + 1), iw_ok.eq(inside(iw + 1, in_w)),
                 ]
             with m.Else():
                 m.d.sync += kw.eq(0)
@@ -204,6 +218,7 @@ class PoolEngine(HwComponent):
                         kh.eq(kh + 1),
                         kh_base.eq(nxt), rd_addr.eq(nxt),
                         ih.eq(ih + 1), iw.eq(iw_base),
+                        ih_ok.eq(inside(ih + 1, in_h)), iw_ok.eq(iw_base_ok),
                     ]
                 with m.Else():
                     m.d.sync += [
@@ -216,27 +231,34 @@ class PoolEngine(HwComponent):
                             w.eq(w + 1),
                             word_base.eq(nxt), kh_base.eq(nxt), rd_addr.eq(nxt),
                             ih.eq(ih_base), iw.eq(iw_base),
+                            ih_ok.eq(ih_base_ok), iw_ok.eq(iw_base_ok),
                         ]
                     with m.Else():
                         m.d.sync += w.eq(0)
                         with m.If(~last_ow):
                             nxt = pix_base + step_w
                             nxt_iw = iw_base + stride_w
+                            nxt_iw_ok = inside(nxt_iw, in_w)
                             m.d.sync += [
                                 ow.eq(ow + 1),
                                 pix_base.eq(nxt), word_base.eq(nxt), kh_base.eq(nxt),
                                 rd_addr.eq(nxt),
                                 iw_base.eq(nxt_iw), iw.eq(nxt_iw), ih.eq(ih_base),
+                                iw_base_ok.eq(nxt_iw_ok), iw_ok.eq(nxt_iw_ok),
+                                ih_ok.eq(ih_base_ok),
                             ]
                         with m.Else():
                             nxt = row_base + step_h
                             nxt_ih = ih_base + stride_h
+                            nxt_ih_ok = inside(nxt_ih, in_h)
                             m.d.sync += [
                                 ow.eq(0),
                                 row_base.eq(nxt), pix_base.eq(nxt), word_base.eq(nxt),
                                 kh_base.eq(nxt), rd_addr.eq(nxt),
                                 ih_base.eq(nxt_ih), ih.eq(nxt_ih),
                                 iw_base.eq(iw0), iw.eq(iw0),
+                                ih_base_ok.eq(nxt_ih_ok), ih_ok.eq(nxt_ih_ok),
+                                iw_base_ok.eq(iw0_ok), iw_ok.eq(iw0_ok),
                             ]
                             with m.If(~last_oh):
                                 m.d.sync += oh.eq(oh + 1)

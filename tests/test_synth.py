@@ -111,6 +111,20 @@ def test_synth_flow_on_a_tiny_design(capsys, tmp_path):
     _check_outputs(d, before)
 
 
+def test_clock_on_the_dedicated_clock_pin(capsys, tmp_path):
+    """ECP5: the harness clock is placed on the target's PCLK ball (on the 85F an unconstrained
+    clock pad could not be routed to the global network)."""
+    target = load_target("ecp5-85k")
+    d = _design(tmp_path, COUNTER, {"model": "counter"})
+    assert cli.main(["synth", str(d), "--target", "ecp5-85k"]) == 0
+    s = json.loads((d / "report.json").read_text())["synth"]
+    assert s["fmax_mhz"] > 0
+    lpf = (d / "synth" / "pins.lpf").read_text()
+    assert lpf == f'LOCATE COMP "clk" SITE "{target.clock_pin}";\n'
+    log = (d / "synth" / "nextpnr.log").read_text()
+    assert re.search(r"pin 'clk\$tr_io' constrained to Bel", log)
+
+
 def test_tool_failure_is_an_input_error_and_leaves_nothing(capsys, tmp_path):
     d = _design(tmp_path, COUNTER.replace("endmodule", "garbage endmodule"), {"model": "x"})
     before = sorted(p.name for p in d.iterdir())

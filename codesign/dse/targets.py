@@ -10,6 +10,7 @@ JSON file with the same fields::
     part = "LFE5U-25F"
     device = "25k"            # nextpnr-ecp5 --25k
     package = "CSFBGA285"
+    clock_pin = ""            # let nextpnr pick (give a PCLK ball of the package if it fails)
     luts = 24288
     ffs = 24288
     dsps = 28
@@ -28,7 +29,11 @@ Numbers and where they come from
   28 / 72 / 156 18×18 multipliers. The exact LUT counts (24288 / 43848 / 83640, one flip-flop
   per LUT) are the totals nextpnr-ecp5 reports for TRELLIS_COMB / TRELLIS_FF on those devices;
   the multiplier and EBR totals agree with its MULT18X18D / DP16KD counts. CABGA256 is offered
-  for the 25F and 45F, CABGA381 for all three (prjtrellis ``devices.json``).
+  for the 25F and 45F, CABGA381 for all three (prjtrellis ``devices.json``). The clock input is
+  put on a primary clock ball (ECP5 data sheet: PCLKT pins reach the global clock network over
+  dedicated routing): A7 (PCLKT0_0) on CABGA256, G2 (PCLKT6_1) on CABGA381. Left to nextpnr,
+  the clock pad could land on an ordinary I/O, from which router2 sometimes finds no path to the
+  global buffer (``Failed to route arc 0.0 of net 'clk$TRELLIS_IO_IN'`` on the 85F).
 * ASIC: a generic standard-cell target. Area is estimated from yosys generic synthesis: the
   transistor count of each gate is yosys' own CMOS cost table (``kernel/cost.h``,
   ``CellCosts::cmos_gate_cost``: NOT 2, NAND/NOR 4, AND/OR 6, XOR/XNOR 12, MUX 12, ...; a D
@@ -71,6 +76,8 @@ class Target:
     device, package
         nextpnr device option without the dashes (``up5k`` → ``--up5k``, ``45k`` → ``--45k``) and
         its ``--package`` value. Empty for ASIC targets.
+    clock_pin
+        Package pin (ball) of the clock input, a dedicated clock pin; empty: nextpnr picks one.
     luts, ffs
         Logic cells / LUT4s and flip-flops.
     dsps
@@ -90,6 +97,7 @@ class Target:
     part: str = ""
     device: str = ""
     package: str = ""
+    clock_pin: str = ""
     luts: int = 0
     ffs: int = 0
     dsps: int = 0
@@ -142,10 +150,14 @@ class Target:
         return dataclasses.asdict(self)
 
 
+#: A primary clock (PCLKT) ball of each ECP5 package the built-ins use (module docstring).
+_ECP5_CLOCK_PIN = {"CABGA256": "A7", "CABGA381": "G2"}
+
+
 def _ecp5(size: str, luts: int, dsps: int, ebr: int, package: str) -> Target:
     return Target(name=f"ecp5-{size}", family="ecp5", part=f"LFE5U-{size[:-1]}F", device=size,
-                  package=package, luts=luts, ffs=luts, dsps=dsps, bram_blocks=ebr,
-                  bram_bits=18 * 1024, clock_mhz=100.0)
+                  package=package, clock_pin=_ECP5_CLOCK_PIN[package], luts=luts, ffs=luts,
+                  dsps=dsps, bram_blocks=ebr, bram_bits=18 * 1024, clock_mhz=100.0)
 
 
 #: The built-in targets by name (numbers: see the module docstring).

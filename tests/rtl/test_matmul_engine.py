@@ -144,7 +144,7 @@ def test_matmul_engine_depthwise(config):
     insns = [_random_depthwise(rng, c) if rng.integers(3) else _random_matmul(rng, c)
              for _ in range(20)]
     latencies = h.run(sim, insns)
-    dw_latency = max(c.rows, 9)
+    dw_latency = max(c.rows, 9) + 1     # a row per tap, + the PEs' product register
     for insn, cycles in zip(insns, latencies, strict=True):
         f = decode(insn)[1]
         if f.depthwise:
