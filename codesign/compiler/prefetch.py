@@ -21,6 +21,7 @@ layer's first MATMUL.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from ..hazards import conflicts, footprint
 from ..isa import HwConfig, LoadStore, Mem, Opcode, decode, encode, field_max
@@ -89,6 +90,9 @@ def prefetch(layers: list[list[Item]], config: HwConfig) -> list[list[Item]]:
     # Per layer and MATMUL index: external words that may still load after that MATMUL.
     room = [{i: _slot_slices(config, f) for i, (op, f) in enumerate(layer)
              if op == Opcode.MATMUL} for layer in decoded]
+    # Footprints depend on the word alone; the scans below ask for each many times.
+    accesses = functools.lru_cache(maxsize=None)(
+        lambda word: footprint(config, *decode(word)))
     after: list[dict[int, list[Item]]] = [{} for _ in layers]   # chunks moved after index i
     keep: list[dict[int, Item]] = [{} for _ in layers]          # what stays at index i
     for li, layer in enumerate(layers):
@@ -103,12 +107,11 @@ def prefetch(layers: list[list[Item]], config: HwConfig) -> list[list[Item]]:
             def touches(it: Item, writes=writes, source=source) -> bool:
                 """Whether ``it`` must stay before the LOAD: it touches the words the LOAD
                 writes, or it is a STORE of the external words the LOAD reads."""
-                opcode, f = decode(it.word)
-                if opcode == Opcode.STORE and it.segment == source[0]:
+                if it.segment == source[0] and decode(it.word)[0] == Opcode.STORE:
                     lo, hi = _external(it)[1:]
                     if lo <= source[2] and source[1] <= hi:
                         return True
-                return conflicts(writes, footprint(config, opcode, f))
+                return conflicts(writes, accesses(it.word))
 
             # The MATMULs after the last instruction (or moved chunk) that touches its words.
             slots: list[tuple[int, int]] = []
