@@ -65,7 +65,10 @@ def footprint(config: HwConfig, opcode: Opcode, f) -> list[Access]:
             return []
         extra = 2 if f.depthwise else 0
         words = c.dw_weight_words if f.depthwise else c.rows
-        acc = (int(f.acc_base), int(f.acc_base) + out_h * out_w - 1)
+        outputs = out_h * out_w
+        if f.gemv:          # one pixel against out_w weight tiles, one ACC row each
+            words, out_h, out_w = out_w * c.rows, 1, 1
+        acc = (int(f.acc_base), int(f.acc_base) + outputs - 1)
         # Only in-bounds positions are read (padding positions read no word that matters), so
         # a tensor may sit right next to the words this one's padding would address.
         rows = _in_bounds(int(f.ih0), int(f.stride_h), out_h + extra, int(f.in_h))

@@ -71,6 +71,16 @@ time, in order; the hardware may overlap instructions only in ways that cannot c
               x[c] = 0 out of bounds, else byte(ACT[addr], lane_group*cols + c) - x_zp
               psum[c] = sum_t x_t[c] * w_t[c]   (then written to ACC as above)
 
+          With ``gemv = 1`` (matrix × vector: a fully connected layer at batch 1; ``out_h = 1``,
+          ``depthwise = 0``) it is instead one input pixel, the window's position (0, 0) (``x``
+          as above), against ``out_w`` weight tiles stored one after the other::
+
+              psum_t[c] = sum_r x[r] * (int8(WGT[wgt_base + t*rows + r], c) - w_zp)
+              ACC[acc_base + t][c] = (ACC[acc_base + t][c] if accumulate else 0) + psum_t[c]
+
+          for ``t < out_w``. The array streams the weights past a stationary ``x`` at one WGT
+          word per cycle instead of holding one tile per instruction (rtl/array.py).
+
 ``REQUANT`` for i < count, c < cols: ``a = ACC[acc_base + i][c] + PRM[prm_addr].bias[c]``
           (int32 wrap-around), ``q = clamp(requant(a, mult[c], shift[c]) + y_zp, qmin, qmax)``,
           written to byte ``lane_group*cols + c`` of ``ACT[out_base + i*out_stride]`` (the other
@@ -226,6 +236,7 @@ MatMul = data.StructLayout({
     "wait": unsigned(1),
     "accumulate": unsigned(1),
     "depthwise": unsigned(1),
+    "gemv": unsigned(1),                # x-stationary: one pixel against out_w weight tiles
     "x_signed": unsigned(1),
     "lane_group": unsigned(_LANE),
     "x_zp": signed(9),

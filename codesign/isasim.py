@@ -88,7 +88,9 @@ class IsaSim:
 
     def _matmul(self, f) -> None:
         c = self.config
-        if f.depthwise:
+        if f.gemv:
+            psum, positions = self._gemv(f)
+        elif f.depthwise:
             psum, positions = self._depthwise(f)
         else:
             addr, valid = self._window(f)
@@ -119,6 +121,19 @@ class IsaSim:
         wb = int(f.wgt_base)
         self._check(np.array([wb, wb + words - 1]), c.wgt_depth, "MATMUL WGT")
         return self.wgt[wb:wb + words].view(np.int8).astype(np.int64) - int(f.w_zp)
+
+    def _gemv(self, f) -> tuple[np.ndarray, int]:
+        """psum of a GEMV MATMUL: the window's first pixel against ``out_w`` weight tiles."""
+        c = self.config
+        if int(f.out_h) != 1 or f.depthwise:
+            raise IsaError("GEMV MATMUL needs out_h = 1 and depthwise = 0")
+        tiles = int(f.out_w)
+        addr, valid = self._window(f, extent=(1, 1))
+        if valid[0]:
+            self._check(addr, c.act_depth, "MATMUL ACT")
+        x = self._operands(f, addr, valid, c.rows)[0]
+        w = self._weights(f, tiles * c.rows).reshape(tiles, c.rows, c.cols)
+        return np.einsum("r,trc->tc", x, w), tiles
 
     def _depthwise(self, f) -> tuple[np.ndarray, int]:
         """psum of a depthwise MATMUL (3×3 taps, one channel per column), oh-major. Like the

@@ -28,6 +28,21 @@ def _dw_write_delay(config: HwConfig) -> int:
     return max(config.rows, 9) + 1 - 8 + 1
 
 
+def gemv_stream(config: HwConfig, tiles: int) -> tuple[int, int]:
+    """A GEMV MATMUL of ``tiles`` weight tiles (rtl/matmul.py): its stream positions, and the
+    stream position whose tag meets the last tile's psum.
+
+    The weight words of two tiles enter the array interleaved, one per cycle (``2·rows`` per
+    pair of tiles, an odd last tile alone), after a lead of ``cols - rows`` cycles on a wide
+    array (the stationary input must reach the far column first); a pair's psums leave the
+    array ``max(rows - cols, 0) + 2·rows·pair`` and one more positions into the stream."""
+    r, c = config.rows, config.cols
+    pairs = (tiles + 1) // 2
+    stream = max(0, c - r) + 2 * r * pairs
+    last_tag = max(0, r - c) + 2 * r * (pairs - 1) + (1 - tiles % 2)
+    return stream, last_tag
+
+
 def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
     """Cycles from an engine's ``start`` to its ``done`` for one instruction."""
     c = config
@@ -37,6 +52,10 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
         out_h, out_w = int(f.out_h), int(f.out_w)
         if not out_h or not out_w:
             return 1
+        if f.gemv:
+            # Taken the cycle after start, streams from the next; the last tile's write comes
+            # the array latency (rows + cols) + 3 after its stream position.
+            return gemv_stream(c, out_w)[1] + c.rows + c.cols + 5
         if f.depthwise:
             return c.dw_weight_words + (out_h + 2) * (out_w + 2) + _dw_write_delay(c) + 3
         # Weight load (rows) + positions + array latency (rows + cols) + 3 (rtl/matmul.py).
@@ -85,9 +104,10 @@ class _Engine:
 class _MatMulPipe(_Engine):
     """The MATMUL engine of rtl/matmul.py: an instruction loads its weights into the array's
     shadow registers while the previous one streams (once that one's switch marker has passed
-    the last PE), then streams right behind it. Depthwise tiles and changes of mode wait for
-    an empty engine. Busy from the cycle after a start until the last write of the last
-    instruction in flight."""
+    the last PE), then streams right behind it. Depthwise tiles and changes of mode (regular,
+    depthwise, GEMV) wait for an empty engine; a GEMV instruction has no load stage and streams
+    right behind a previous GEMV one. Busy from the cycle after a start until the last write of
+    the last instruction in flight."""
 
     def __init__(self, config: HwConfig):
         super().__init__()
@@ -99,7 +119,7 @@ class _MatMulPipe(_Engine):
         self.stream_last = -10      # cycle of the last stream position issued so far
         self.shadow_free = 0        # first cycle a new weight load may begin
         self.last_write = -10       # last ACC write of everything accepted
-        self.dw = False             # mode of the instruction that streamed last
+        self.mode = "regular"       # mode of the instruction that streamed last
 
     def ready(self, t: int) -> bool:
         return t >= self.ready_at
@@ -115,20 +135,29 @@ class _MatMulPipe(_Engine):
             self.start, self.ports = t, ports
         else:
             self.ports |= ports
-        dw = bool(f.depthwise)
-        load = max(t + 1, self.shadow_free)
-        if dw or self.dw:           # the array must be empty: all earlier writes done
-            load = max(load, self.last_write + 1)
-        words = c.dw_weight_words if dw else c.rows
+        mode = "gemv" if f.gemv else "depthwise" if f.depthwise else "regular"
         # An accumulating instruction's first ACC read must follow the last write before it.
-        take = max(load + words - 1, self.stream_last + (2 if f.accumulate else 0))
+        stream_free = self.stream_last + (2 if f.accumulate else 0)
+        if mode == "gemv":
+            take = max(t + 1, stream_free)
+            if self.mode != "gemv":     # the array must be empty: all earlier writes done
+                take = max(take, self.last_write + 1)
+            positions, last_tag = gemv_stream(c, out_w)
+        else:
+            load = max(t + 1, self.shadow_free)
+            if mode == "depthwise" or self.mode != "regular":
+                load = max(load, self.last_write + 1)
+            words = c.dw_weight_words if mode == "depthwise" else c.rows
+            take = max(load + words - 1, stream_free)
+            positions = (out_h + 2) * (out_w + 2) if mode == "depthwise" else out_h * out_w
+            last_tag = positions - 1
         first = take + 1
-        positions = (out_h + 2) * (out_w + 2) if dw else out_h * out_w
         self.stream_last = first + positions - 1
         self.ready_at = take + 1
-        self.shadow_free = first if dw else first + c.rows + c.cols
-        self.last_write = self.stream_last + 3 + (self.dw_lat if dw else self.lat)
-        self.dw = dw
+        self.shadow_free = first + c.rows + c.cols if mode == "regular" else first
+        delay = self.dw_lat if mode == "depthwise" else self.lat
+        self.last_write = first + last_tag + 3 + delay
+        self.mode = mode
         self.done = self.last_write
 
 

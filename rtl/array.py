@@ -32,6 +32,20 @@ the previous tile's last vectors still meet the old weights further on. The shad
 be reloaded once the marked vector has passed the last PE, ``rows + cols - 2`` cycles after it
 entered the array.
 
+GEMV mode
+---------
+With ``gemv`` high, the PEs multiply by their *shadow* weights while the words shift through
+them, and ``x`` stays the same vector (a fully connected layer at batch 1: one input, many
+weight tiles). A word presented at cycle ``a`` sits in row ``r`` in cycle ``a + rows - r``,
+while a partial sum started in row 0 at cycle ``u`` is in row ``r`` at cycle ``u + r``: the two
+meet when the words of one tile come every other cycle, so the words of two tiles, ``A`` and
+``B``, enter interleaved (``A0 B0 A1 B1 …``). The psum that started in row 0 as ``A0`` passed
+row 0 meets ``A1`` in row 1, and so on; the next cycle's psum meets the ``B`` words. The array
+thus finishes one tile every ``rows`` cycles, all columns at once (they see the same word in the
+same cycle and ``x`` does not move), so psums bypass the de-skew: the tile whose first word was
+presented at cycle ``p`` is on ``psum`` ``2·rows + 1`` cycles later. ``x`` must have reached
+every PE a tile's words meet, and stay: ``x`` needs ``r + c`` cycles to reach PE ``(r, c)``.
+
 Depthwise mode
 --------------
 With ``depthwise=True`` (``rows >= 8``) and ``dw`` high, the array computes a 3×3 depthwise
@@ -98,6 +112,9 @@ class SystolicArray(wiring.Component):
     w_load : In(1)
     w_switch : In(1)
         Make every shadow weight active at once (only while no input is in flight).
+    gemv : In(1)
+        GEMV mode: multiply by the shadow weights as they shift; change it only with no input
+        in flight.
     psum : Out(ArrayLayout(signed(32), cols))
         ``psum[c] = Σ_r x[r] · w[r][c]`` for the ``x`` presented :attr:`latency` cycles earlier.
     psum_valid : Out(1)
@@ -138,6 +155,7 @@ class SystolicArray(wiring.Component):
             "w": In(data.ArrayLayout(W_SHAPE, cols)),
             "w_load": In(1),
             "w_switch": In(1),
+            "gemv": In(1),
             "psum": Out(data.ArrayLayout(PSUM_SHAPE, cols)),
             "psum_valid": Out(1),
         }
@@ -195,6 +213,8 @@ class SystolicArray(wiring.Component):
         if self.depthwise:
             dw_reg = Signal(name="dw_sel")
             m.d.sync += dw_reg.eq(self.dw)
+        gemv = Signal(name="gemv_sel")
+        m.d.sync += gemv.eq(self.gemv)
 
         # The PE grid. x_in of PE(r, c) is the x register of PE(r, c-1); psum_in is the psum
         # register of PE(r-1, c). Operands are reset-less: only the valid bits need a reset.
@@ -212,7 +232,8 @@ class SystolicArray(wiring.Component):
                     x_in = Mux(dw_reg, self.xd[r // 3][c] if r < 9 else 0, x_in)
                 with m.If(sw_in):
                     m.d.sync += weight[r][c].eq(shadow[r][c])
-                w_now = Mux(sw_in, shadow[r][c], weight[r][c])
+                # (A LUT4 still: the GEMV select costs no logic level on LUT4 FPGAs.)
+                w_now = Mux(sw_in | gemv, shadow[r][c], weight[r][c])
 
                 prod = Signal(signed(18), name=f"pe_{r}_{c}_prod", reset_less=True)
                 m.d.sync += prod.eq(x_in * w_now)
@@ -221,9 +242,10 @@ class SystolicArray(wiring.Component):
                 psum_above = psum
             psum_bottom.append(psum_above)
 
-        # Bottom edge: de-skew column c by cols-1-c cycles; depthwise mode bypasses it.
+        # Bottom edge: de-skew column c by cols-1-c cycles; depthwise and GEMV modes bypass it.
         for c in range(cols):
-            deskewed = _delay(m, psum_bottom[c], cols - 1 - c, name=f"deskew_{c}")
+            deskewed = Mux(gemv, psum_bottom[c],
+                           _delay(m, psum_bottom[c], cols - 1 - c, name=f"deskew_{c}"))
             if not self.depthwise:
                 m.d.comb += self.psum[c].eq(deskewed)
                 continue

@@ -23,6 +23,13 @@ output ``(sy - 2, sx - 2)``, written ``dw_latency - 7`` cycles after its x stage
 input vectors are registered once more), so a depthwise MATMUL takes
 ``dw_weight_words + (out_h + 2)(out_w + 2) + dw_latency - 4`` cycles.
 
+A *GEMV* MATMUL (array "GEMV mode") has no load stage: it streams ``x`` of its one pixel for
+:func:`codesign.timing.gemv_stream` positions while reading its ``out_w`` weight tiles, two at a
+time interleaved, one word per cycle from stream position ``max(C - R, 0)`` on (``x`` reaches
+PE ``(r, c)`` ``r + c`` cycles after its x stage); each tile's tag leaves the stream in the
+position whose psum it meets. The next GEMV instruction streams right behind it, so a fully
+connected layer at batch 1 reads one WGT word per cycle.
+
 Operands are 9-bit: ``x - x_zp`` and ``w - w_zp`` are exact for zero points inside the range of
 their 8-bit type (int8 for weights and signed activations, uint8 for unsigned ones), which is
 what ONNX quantization produces and what the compiler emits.
@@ -109,18 +116,20 @@ class MatMulEngine(HwComponent):
             m.d.sync += [ld.eq(self.insn), ld_valid.eq(1), ld_reading.eq(0), ld_loaded.eq(0),
                          wcount.eq(0), wgt_addr.eq(self.insn.wgt_base)]
         ld_dw = ld.depthwise if c.dw_width else 0
+        ld_gemv = ld.gemv
         n_words = Mux(ld_dw, c.dw_weight_words, c.rows) if c.dw_width else c.rows
 
         # The shadow registers are free once the previous tile's switch marker has passed the
         # last PE; a depthwise tile (switched all at once) or a change of mode needs the array
         # empty: nothing in flight but this instruction.
         dw = Signal()               # mode of the instruction streaming last
+        gemv = Signal()
         sw_wait = Signal(range(c.rows + c.cols + 1))
         with m.If(sw_wait != 0):
             m.d.sync += sw_wait.eq(sw_wait - 1)
         alone = flight == 1
-        may_load = ld_valid & ~ld_reading & ~ld_loaded & (sw_wait == 0) & (
-            alone | ~(ld_dw | dw))
+        may_load = ld_valid & ~ld_gemv & ~ld_reading & ~ld_loaded & (sw_wait == 0) & (
+            alone | ~(ld_dw | dw | gemv))
         reading = Signal()
         m.d.comb += reading.eq(may_load | ld_reading)
         last_read = reading & (wcount == n_words - 1)
@@ -129,12 +138,15 @@ class MatMulEngine(HwComponent):
             m.d.sync += [wgt_addr.eq(wgt_addr + 1), wcount.eq(wcount + 1), ld_reading.eq(1)]
             with m.If(last_read):
                 m.d.sync += [ld_reading.eq(0), ld_loaded.eq(1)]
-        # Weight words arrive one cycle after their read: int8 lanes minus w_zp.
+        # Weight words arrive one cycle after their read (the load stage's, or a streaming
+        # GEMV instruction's; never both): int8 lanes minus the w_zp of their instruction.
+        gv_reading = Signal()       # a GEMV instruction's weight slot (see below)
         w_arrive = Signal()
-        m.d.sync += w_arrive.eq(reading)
+        w_zp = Signal(signed(9))
+        m.d.sync += w_arrive.eq(reading | gv_reading)
         wgt_word = data.ArrayLayout(signed(8), c.cols)(self.wgt_rdata)
         for col in range(c.cols):
-            m.d.comb += array.w[col].eq((wgt_word[col] - ld.w_zp)[:W_SHAPE.width])
+            m.d.comb += array.w[col].eq((wgt_word[col] - w_zp)[:W_SHAPE.width])
         m.d.comb += array.w_load.eq(w_arrive)
         if c.dw_width:
             m.d.comb += array.w_lane.eq(ld.depthwise)
@@ -166,10 +178,60 @@ class MatMulEngine(HwComponent):
 
         in_bounds = ih_ok & iw_ok
         row_end = ow == last_ow
-        last = streaming & row_end & (oh == last_oh)
+
+        # GEMV: stream position k reads weight slot k - lead_r (the A and B tiles of a pair
+        # alternate, slot j of a pair being word j // 2 of tile A or B), and the tags of a
+        # pair's two tiles leave at positions lead_t + 2·R·pair (+ 1): see
+        # codesign.timing.gemv_stream. Slots of a missing B tile (an odd last one) shift the
+        # array without reading.
+        R = c.rows
+        lead_r, lead_t = max(0, c.cols - R), max(0, R - c.cols)
+        wgt_bits = c.addr_bits(c.wgt_depth)
+        gv_lead = Signal(range(max(lead_r, lead_t) + 1))
+        gv_slot = Signal(range(2 * R))          # weight slot within the pair
+        gv_pairs = Signal(unsigned(12))         # pairs left to read, this one included
+        gv_a = Signal(wgt_bits)                 # next word of tile A / B
+        gv_b = Signal(wgt_bits)
+        gv_phase = Signal(range(2 * R))         # tag position within the pair
+        gv_tag_pairs = Signal(unsigned(12))     # pairs left to tag
+        gv_odd = Signal()                       # out_w is odd: the last pair has no B tile
+        read_on = gv_lead >= lead_r
+        tag_on = gv_lead >= lead_t
+        slot_b = gv_slot[0]
+        b_read = ~(gv_odd & (gv_pairs == 1))
+        b_tag = ~(gv_odd & (gv_tag_pairs == 1))
+        tag_a = tag_on & (gv_phase == 0) & (gv_tag_pairs != 0)
+        tag_b = tag_on & (gv_phase == 1) & (gv_tag_pairs != 0) & b_tag
+        gv_tag_last = (gv_tag_pairs == 1) & (tag_b | (tag_a & gv_odd))
+        gv_last = read_on & (gv_slot == 2 * R - 1) & (gv_pairs == 1)
+        m.d.comb += gv_reading.eq(streaming & gemv & read_on)
+        with m.If(gv_reading & (~slot_b | b_read)):
+            m.d.comb += [self.wgt_ren.eq(1), self.wgt_raddr.eq(Mux(slot_b, gv_b, gv_a))]
+        with m.If(streaming & gemv):
+            with m.If(~read_on | ~tag_on):
+                m.d.sync += gv_lead.eq(gv_lead + 1)
+            with m.If(read_on):
+                m.d.sync += gv_slot.eq(gv_slot + 1)
+                with m.If(gv_slot == 2 * R - 1):
+                    # Tile A of the next pair follows tile B of this one.
+                    m.d.sync += [gv_pairs.eq(gv_pairs - 1), gv_a.eq(gv_b + 1),
+                                 gv_b.eq(gv_b + 1 + R)]
+                with m.Elif(slot_b):
+                    m.d.sync += gv_b.eq(gv_b + 1)
+                with m.Else():
+                    m.d.sync += gv_a.eq(gv_a + 1)
+            with m.If(tag_on):
+                m.d.sync += gv_phase.eq(gv_phase + 1)
+                # (On a wide array the stream outlasts the tags by the read lead.)
+                with m.If((gv_phase == 2 * R - 1) & (gv_tag_pairs != 0)):
+                    m.d.sync += gv_tag_pairs.eq(gv_tag_pairs - 1)
+        # The zero point of the words read this cycle, for their arrival next cycle.
+        m.d.sync += w_zp.eq(Mux(gv_reading, st.w_zp, ld.w_zp))
+
+        last = streaming & Mux(gemv, gv_last, row_end & (oh == last_oh))
         # A depthwise stream position completes an output once two rows and two columns of the
-        # padded input are in (oh/ow count stream positions there).
-        produces = ~dw | ((oh >= 2) & (ow >= 2))
+        # padded input are in (oh/ow count stream positions there); a GEMV tile at its tag.
+        produces = Mux(gemv, tag_a | tag_b, ~dw | ((oh >= 2) & (ow >= 2)))
 
         # The loaded instruction starts streaming when the stream is (about to be) free. One that
         # accumulates waits two more cycles: its first ACC read must come after the previous
@@ -180,7 +242,10 @@ class MatMulEngine(HwComponent):
         with m.Elif(~streaming & (quiet != 2)):
             m.d.sync += quiet.eq(quiet + 1)
         stream_free = Mux(ld.accumulate, ~streaming & (quiet == 2), ~streaming | last)
-        take = ld_valid & (ld_loaded | last_read) & stream_free
+        # A GEMV instruction needs no load; it follows another one directly, anything else
+        # once the array is empty.
+        take = ld_valid & stream_free & Mux(ld_gemv, gemv | alone, ld_loaded | last_read)
+        m.d.comb += array.gemv.eq(gemv)
         if c.dw_width:
             m.d.comb += array.dw.eq(dw)
         # A depthwise tile switches all at once (nothing in flight), one cycle into its stream:
@@ -194,6 +259,7 @@ class MatMulEngine(HwComponent):
             m.d.sync += first.eq(0)
             with m.If(produces):
                 m.d.sync += acc_addr.eq(acc_addr + 1)
+        with m.If(streaming & ~gemv):    # GEMV: x stays the window's first pixel
             with m.If(row_end):
                 m.d.sync += [
                     ow.eq(0),
@@ -219,7 +285,7 @@ class MatMulEngine(HwComponent):
             extra = Mux(ld_dw, 2, 0)
             m.d.sync += [
                 st.eq(ld), ld_valid.eq(0), ld_loaded.eq(0), streaming.eq(1), first.eq(1),
-                dw.eq(ld_dw),
+                dw.eq(ld_dw), gemv.eq(ld_gemv),
                 oh.eq(0), ow.eq(0),
                 last_oh.eq(ld.out_h - 1 + extra), last_ow.eq(ld.out_w - 1 + extra),
                 ih.eq(ld.ih0), iw.eq(ld.iw0),
@@ -227,7 +293,10 @@ class MatMulEngine(HwComponent):
                 iw0_ok.eq(inside(ld.iw0, ld.in_w)),
                 row_addr.eq(ld.act_base), addr.eq(ld.act_base), acc_addr.eq(ld.acc_base),
                 # Regular tiles switch PE by PE; the next load waits for the marker to pass.
-                sw_wait.eq(Mux(ld_dw, 0, c.rows + c.cols)),
+                sw_wait.eq(Mux(ld_dw | ld_gemv, 0, c.rows + c.cols)),
+                gv_lead.eq(0), gv_slot.eq(0), gv_phase.eq(0), gv_odd.eq(ld.out_w[0]),
+                gv_pairs.eq((ld.out_w + 1) >> 1), gv_tag_pairs.eq((ld.out_w + 1) >> 1),
+                gv_a.eq(ld.wgt_base), gv_b.eq(ld.wgt_base + R),
             ]
 
         # ---- stage 1: ACT word → x register ----------------------------------------------------
@@ -237,10 +306,11 @@ class MatMulEngine(HwComponent):
         s1 = Signal(data.StructLayout({"stream": 1, "switch": 1, "inb": 1, "x_signed": 1,
                                        "x_zp": signed(9), "lane_group": 6, "tag": tag}))
         m.d.sync += [
-            s1.stream.eq(streaming), s1.switch.eq(streaming & first & ~dw),
+            s1.stream.eq(streaming), s1.switch.eq(streaming & first & ~dw & ~gemv),
             s1.inb.eq(streaming & in_bounds), s1.x_signed.eq(st.x_signed), s1.x_zp.eq(st.x_zp),
             s1.lane_group.eq(st.lane_group),
-            s1.tag.valid.eq(streaming & produces), s1.tag.last.eq(last),
+            s1.tag.valid.eq(streaming & produces),
+            s1.tag.last.eq(Mux(gemv, streaming & gv_tag_last, last)),
             s1.tag.accumulate.eq(st.accumulate), s1.tag.addr.eq(acc_addr),
         ]
         str2 = Signal()

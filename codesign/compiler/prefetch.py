@@ -25,6 +25,7 @@ import functools
 
 from ..hazards import conflicts, footprint
 from ..isa import HwConfig, LoadStore, Mem, Opcode, decode, encode, field_max
+from ..timing import gemv_stream
 
 __all__ = ["Item", "prefetch"]
 
@@ -45,8 +46,12 @@ def _slot_slices(config: HwConfig, f) -> int:
     then fetches the next MATMUL; all of that must fit in the MATMUL's stream positions, less
     the next MATMUL's own weight load into the array (``rows`` cycles) and a margin for the
     fetch and dispatch stages."""
-    positions = (int(f.out_h) + 2) * (int(f.out_w) + 2) if f.depthwise else (
-        int(f.out_h) * int(f.out_w))
+    if f.gemv:
+        positions = gemv_stream(config, int(f.out_w))[0]
+    elif f.depthwise:
+        positions = (int(f.out_h) + 2) * (int(f.out_w) + 2)
+    else:
+        positions = int(f.out_h) * int(f.out_w)
     return max(0, positions - config.rows - 2 * config.insn_words - 8)
 
 

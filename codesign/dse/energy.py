@@ -33,6 +33,7 @@ import math
 from collections.abc import Callable
 
 from ..isa import INSN_BITS, HwConfig, Mem, Opcode, PoolMode, decode
+from ..timing import gemv_stream
 
 __all__ = [
     "SramTraffic", "Counts", "ProgramCounts", "EnergyTable", "LayerEnergy", "EnergyReport",
@@ -172,6 +173,9 @@ def _count_matmul(f, c: HwConfig, n: Counts) -> None:
     if f.depthwise:
         _count_depthwise(f, c, n)
         return
+    if f.gemv:
+        _count_gemv(f, c, n)
+        return
     valid = _window_in_bounds(f)
     n.wgt.read(R, C)                              # the weight tile, once per instruction
     n.w_zp_subs += R * C
@@ -183,6 +187,26 @@ def _count_matmul(f, c: HwConfig, n: Counts) -> None:
         n.acc.read(positions, C * ACC_LANE_BYTES)
         n.acc_adds += positions * C
     n.acc.write(positions, C * ACC_LANE_BYTES)
+
+
+def _count_gemv(f, c: HwConfig, n: Counts) -> None:
+    """A GEMV MATMUL reads its one pixel on every stream cycle and its weight tiles once; every
+    PE multiplies on every weight slot, though only one row's product per slot is kept."""
+    R, C = c.rows, c.cols
+    tiles = int(f.out_w)
+    stream = gemv_stream(c, tiles)[0]
+    slots = 2 * R * ((tiles + 1) // 2)
+    valid = _window_in_bounds(f)                  # 1, or 0 for a pixel out of bounds
+    n.wgt.read(tiles * R, C)
+    n.w_zp_subs += slots * C
+    n.act.read(valid * stream, c.act_bytes)
+    n.x_zp_subs += stream * R
+    n.pe_ops += slots * R * C
+    n.pe_ops_in_bounds += valid * slots * R * C
+    if int(f.accumulate):
+        n.acc.read(tiles, C * ACC_LANE_BYTES)
+        n.acc_adds += tiles * C
+    n.acc.write(tiles, C * ACC_LANE_BYTES)
 
 
 def _count_depthwise(f, c: HwConfig, n: Counts) -> None:

@@ -104,6 +104,38 @@ def test_array_matches_numpy(rows, cols):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("rows,cols", [(1, 1), (2, 4), (4, 2), (8, 8)], ids=lambda v: str(v))
+def test_array_gemv_mode(rows, cols):
+    """GEMV mode as the array docstring states it: with ``x`` held since ``r + c`` cycles
+    before PE (r, c) needs it, tiles A and B whose words enter interleaved from cycle ``p``
+    leave on ``psum`` at ``p + 2·rows + 1`` and one cycle later, all columns at once."""
+    rng = np.random.default_rng(rows * 3 + cols)
+    array = SystolicArray(rows=rows, cols=cols)
+    R = rows
+    x, _ = _operands(rng, rows, cols, 1)
+    tiles = [_operands(rng, rows, cols, 1)[1] for _ in range(6)]
+    p0 = cols + 1           # x enters at cycle 0 and reaches PE(r, c) at r + c
+    words = {p0 + 2 * R * (t // 2) + 2 * r + t % 2: tiles[t][r]
+             for t in range(len(tiles)) for r in range(R)}
+    due = {p0 + 2 * R * (t // 2) + 2 * R + 1 + t % 2: t for t in range(len(tiles))}
+
+    async def testbench(ctx):
+        ctx.set(array.gemv, 1)
+        ctx.set(array.x, [int(v) for v in x[0]])
+        for cycle in range(max(due) + 1):
+            word = words.get(cycle)
+            ctx.set(array.w_load, int(word is not None))
+            ctx.set(array.w, [int(v) for v in (word if word is not None
+                                                  else rng.integers(-256, 256, cols))])
+            ctx.set(array.x_valid, int(rng.integers(2)))    # not used in GEMV mode
+            if cycle in due:
+                want = x[0] @ tiles[due[cycle]]
+                np.testing.assert_array_equal(ctx.get(array.psum), want, err_msg=str(cycle))
+            await ctx.tick()
+
+    simulate(array, testbench)
+
+
 def test_array_extreme_sum():
     """Every product = (-256)·(-256): the largest psum the array can produce."""
     rows, cols = 8, 2

@@ -13,7 +13,7 @@ from amaranth.hdl import Value
 from codesign.isa import HwConfig, Opcode, decode, encode
 from codesign.isasim import IsaSim
 from codesign.rtl.matmul import MatMulEngine
-from codesign.timing import _MatMulPipe
+from codesign.timing import _MatMulPipe, engine_cycles
 
 from .harness import Harness, isasim_words, read_memory, simulate
 
@@ -69,6 +69,21 @@ def _random_matmul(rng, c: HwConfig) -> int:
         in_h=in_h, in_w=in_w)
 
 
+def _random_gemv(rng, c: HwConfig) -> int:
+    """A GEMV MATMUL: one pixel (out of bounds now and then: x = 0) against up to 5 weight
+    tiles, odd and even counts."""
+    tiles = int(rng.integers(1, min(5, c.wgt_depth // c.rows) + 1))
+    tiles = min(tiles, c.acc_depth)
+    f = decode(_random_matmul(rng, c))[1]
+    fields = {name: getattr(f, name) for name, _ in f.shape() if name != "opcode"}
+    inside = rng.integers(8) != 0
+    fields.update(gemv=1, out_h=1, out_w=tiles, ih0=0 if inside else 1, iw0=0, in_h=1, in_w=1,
+                  act_base=int(rng.integers(0, c.act_depth)),
+                  wgt_base=int(rng.integers(0, c.wgt_depth - tiles * c.rows + 1)),
+                  acc_base=int(rng.integers(0, c.acc_depth - tiles + 1)))
+    return encode(Opcode.MATMUL, **fields)
+
+
 def _random_state(c: HwConfig, rng) -> IsaSim:
     """An ISA model whose ACT, WGT and ACC hold random words."""
     sim = IsaSim(c, np.zeros(c.bus_bytes, np.uint8))
@@ -91,12 +106,16 @@ def test_matmul_engine_random(config):
     sim.acc[rng.random(sim.acc.shape) < 0.1] = 2**31 - 1   # accumulating wraps around
     h = Harness(MatMulEngine(c), sim)
     assert set(h.mems) == {"act", "wgt", "acc"}
-    insns = [_random_matmul(rng, c) for _ in range(24)]
+    insns = [_random_gemv(rng, c) if rng.integers(4) == 0 else _random_matmul(rng, c)
+             for _ in range(32)]
     latencies = h.run(sim, insns)
     for insn, cycles in zip(insns, latencies, strict=True):
         f = decode(insn)[1]
         positions = int(f.out_h) * int(f.out_w)
-        assert cycles == (h.dut.latency + positions if positions else 1)
+        if f.gemv:
+            assert cycles == engine_cycles(c, Opcode.MATMUL, f)
+        else:
+            assert cycles == (h.dut.latency + positions if positions else 1)
 
 
 DW_CONFIGS = [
@@ -141,13 +160,16 @@ def test_matmul_engine_depthwise(config):
     rng = np.random.default_rng(c.rows * 7 + c.cols)
     sim = _random_state(c, rng)
     h = Harness(MatMulEngine(c), sim)
-    insns = [_random_depthwise(rng, c) if rng.integers(3) else _random_matmul(rng, c)
-             for _ in range(20)]
+    insns = [_random_depthwise(rng, c) if rng.integers(3) else
+             _random_gemv(rng, c) if rng.integers(3) == 0 else _random_matmul(rng, c)
+             for _ in range(24)]
     latencies = h.run(sim, insns)
     dw_latency = max(c.rows, 9) + 1     # a row per tap, + the PEs' product register
     for insn, cycles in zip(insns, latencies, strict=True):
         f = decode(insn)[1]
-        if f.depthwise:
+        if f.gemv:
+            assert cycles == engine_cycles(c, Opcode.MATMUL, f)
+        elif f.depthwise:
             stream = (int(f.out_h) + 2) * (int(f.out_w) + 2)
             assert cycles == c.dw_weight_words + stream + dw_latency - 8 + 1 + 3
         elif int(f.out_h) * int(f.out_w):
@@ -168,6 +190,13 @@ def test_matmul_engine_back_to_back(config):
     for _ in range(30):
         if c.dw_width and rng.integers(4) == 0:
             insns.append(_random_depthwise(rng, c))
+            continue
+        if rng.integers(3) == 0:    # runs of GEMV tiles, accumulating as FC layers do
+            for _ in range(int(rng.integers(1, 4))):
+                f = decode(_random_gemv(rng, c))[1]
+                fields = {name: getattr(f, name) for name, _ in f.shape() if name != "opcode"}
+                fields.update(accumulate=1, acc_base=0)
+                insns.append(encode(Opcode.MATMUL, **fields))
             continue
         f = decode(_random_matmul(rng, c))[1]
         fields = {name: getattr(f, name) for name, _ in f.shape() if name != "opcode"}
