@@ -34,6 +34,7 @@ LOADs and input-row LOADs, in chunks, behind earlier MATMULs, and instructions g
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -45,6 +46,7 @@ from ..isa import (
     Eltwise,
     HwConfig,
     LoadStore,
+    MatMul,
     Mem,
     Opcode,
     PoolMode,
@@ -392,7 +394,7 @@ class _Compiler:
         n_col_tiles = _ceil(cout, C)
         tile_words = c.dw_weight_words if depthwise else R
         col_tiles: list[list[tuple[int, int, int, int]]] = []
-        blocks = []
+        col_blocks: list[list[np.ndarray]] = []     # weight tiles of each column tile
         for nt in range(n_col_tiles):
             cols = slice(nt * C, min(cout, (nt + 1) * C))
             if depthwise:
@@ -401,11 +403,11 @@ class _Compiler:
                 block = np.full((tile_words, C), w_zp, np.int16)
                 taps = dense[:, :, cols, cols].diagonal(axis1=2, axis2=3)
                 block[:9, :cols.stop - cols.start] = taps.reshape(9, -1)
-                blocks.append(block)
+                col_blocks.append([block])
                 # The source's word/lane group of these channels; kh = kw = 0 (all taps).
                 col_tiles.append([(0, 0, 0, nt)])
                 continue
-            mine = []
+            mine, blocks = [], []
             for t in tiles:
                 ks = sources[t[0]].k[t[3] * R:(t[3] + 1) * R]
                 if connected[ks[ks >= 0]][:, cols].any():
@@ -420,12 +422,27 @@ class _Compiler:
             if not mine:
                 raise TilingError(f"{name}: output channels {cols.start}.. have no inputs")
             col_tiles.append(mine)
-        wgt_offset = e.add_constant(np.array(blocks, np.int16).astype(np.int8).view(np.uint8))
+            col_blocks.append(blocks)
         first_tile = np.cumsum([0] + [len(m) for m in col_tiles])
+        weights_resident = int(first_tile[-1]) * tile_words <= c.wgt_depth
+        acc_budget = self._acc_budget(ow_n)
+
+        # One output pixel (a fully connected layer at batch 1) whose weight tiles all feed
+        # every column tile: GEMV MATMULs, one per weight tile and group of column tiles, with
+        # the group's blocks one after the other in WGT (_gemv_groups).
+        gemv_groups = None
+        if oh_n * ow_n == 1 and not depthwise and all(len(m) == len(tiles) for m in col_tiles):
+            size = min(n_col_tiles, acc_budget, field_max(MatMul, "out_w"), c.wgt_depth // R)
+            gemv_groups = [range(g0, min(n_col_tiles, g0 + size))
+                           for g0 in range(0, n_col_tiles, size)]
+            order = [col_blocks[nt][i] for group in gemv_groups for i in range(len(tiles))
+                     for nt in group]
+        else:
+            order = [b for blocks in col_blocks for b in blocks]
+        wgt_offset = e.add_constant(np.array(order, np.int16).astype(np.int8).view(np.uint8))
         prm_offset = e.add_constant(self._prm_words(bias, multiplier, n_col_tiles * C))
         wgt_slices, prm_slices = c.slices(Mem.WGT), c.slices(Mem.PRM)
 
-        weights_resident = int(first_tile[-1]) * tile_words <= c.wgt_depth
         wgt_home = self._wgt_region(int(first_tile[-1]) * tile_words if weights_resident
                                     else c.wgt_depth // tile_words * tile_words)
         params_resident = n_col_tiles <= c.prm_depth
@@ -443,7 +460,6 @@ class _Compiler:
                      for s in sources]
             return [int(v) for v in np.cumsum([0] + sizes)]
 
-        acc_budget = self._acc_budget(ow_n)
         keep = self._keep(y)
         placed = None
         if keep or self.live:
@@ -491,11 +507,40 @@ class _Compiler:
         e.comment(f"{name}: {kind} {kh_n}x{kw_n}/{sh}x{sw} -> {y.shape}, "
                   f"{len(row_tiles)} row tile(s), {n_col_tiles} column tile(s), "
                   f"{int(first_tile[-1])} weight tile(s)")
-        if weights_resident:
+        if weights_resident and gemv_groups is None:
             self._load_const(Mem.WGT, wgt_home * wgt_slices, wgt_offset,
                              int(first_tile[-1]) * tile_words * wgt_slices, where)
         if params_resident:
             self._load_const(Mem.PRM, 0, prm_offset, n_col_tiles * prm_slices, where)
+
+        def matmul(oh0: int, oh1: int, bases: list[int], tile: tuple[int, int, int, int],
+                   **fields) -> None:
+            """The MATMUL of weight tile ``tile`` over row tile ``oh0..oh1``."""
+            si, kh, kw, g = tile
+            s = sources[si]
+            r0, r1 = window(s, oh0, oh1)
+            row_words = s.buf.w * s.buf.cw
+            ih0, iw0 = oh0 * sh - pt + kh - r0, kw - pl
+            word, lane_group = divmod(g, A // (C if depthwise else R))
+            e.emit(Opcode.MATMUL, where, depthwise=int(depthwise), x_signed=int(s.signed),
+                   lane_group=lane_group, x_zp=s.zero_point, w_zp=w_zp,
+                   act_base=bases[si] + ih0 * row_words + iw0 * s.buf.cw + word,
+                   step_w=sw * s.buf.cw, step_h=sh * row_words, out_h=oh1 - oh0,
+                   ih0=ih0, iw0=iw0, stride_h=sh, stride_w=sw, in_h=r1 - r0,
+                   in_w=s.buf.w, **fields)
+
+        def prm(nt: int) -> int:
+            """PRM word of column tile ``nt`` (loaded now if the layer's do not fit)."""
+            if params_resident:
+                return nt
+            self._load_const(Mem.PRM, 0, prm_offset + nt * prm_slices, prm_slices, where)
+            return 0
+
+        def requant_pixel(out_base: int, nt: int, acc_row: int) -> None:
+            """REQUANT column tile ``nt`` of one output pixel, at ACT ``out_base``."""
+            self._requant(nt, prm(nt), y.zero_point, lo, hi, acc_row, 1,
+                          out_base + nt * C // A, dst.cw, where)
+
         lo, hi = qrange
         acc_half = 0
         loaded_to: dict[str, int] = {}      # placed inputs: rows loaded so far
@@ -513,44 +558,69 @@ class _Compiler:
                 if r1 > r0 and name not in self.live:
                     self._load_rows(s.buf, r0, r1, base, where)
                     loaded_to[name] = r1
-            for nt, mine in enumerate(col_tiles):
-                acc_base = acc_half * acc_budget if acc_budget < c.acc_depth else 0
-                acc_half ^= 1
-                if params_resident:
-                    prm_addr = nt
-                else:
-                    prm_addr = 0
-                    self._load_const(Mem.PRM, 0, prm_offset + nt * prm_slices, prm_slices, where)
-                for i, (si, kh, kw, g) in enumerate(mine):
-                    tile = int(first_tile[nt]) + i
-                    if weights_resident:
-                        wgt_base = wgt_home + tile * tile_words
-                    else:
-                        wgt_base = (i % chunk) * tile_words
-                        if i % chunk == 0:
-                            n = min(chunk, len(mine) - i) * tile_words * wgt_slices
-                            self._load_const(Mem.WGT, 0,
-                                             wgt_offset + tile * tile_words * wgt_slices, n,
-                                             where)
-                    s = sources[si]
-                    r0, r1 = window(s, oh0, oh1)
-                    row_words = s.buf.w * s.buf.cw
-                    ih0, iw0 = oh0 * sh - pt + kh - r0, kw - pl
-                    word, lane_group = divmod(g, A // (C if depthwise else R))
-                    e.emit(Opcode.MATMUL, where, accumulate=int(i > 0),
-                           depthwise=int(depthwise), x_signed=int(s.signed),
-                           lane_group=lane_group, x_zp=s.zero_point, w_zp=w_zp,
-                           act_base=bases[si] + ih0 * row_words + iw0 * s.buf.cw + word,
-                           step_w=sw * s.buf.cw, step_h=sh * row_words, wgt_base=wgt_base,
-                           acc_base=acc_base, out_h=oh1 - oh0, out_w=ow_n, ih0=ih0, iw0=iw0,
-                           stride_h=sh, stride_w=sw, in_h=r1 - r0, in_w=s.buf.w)
-                self._requant(nt, prm_addr, y.zero_point, lo, hi, acc_base, count,
-                              out_base + nt * C // A, dst.cw, where)
+            if gemv_groups is not None:
+                self._gemv_groups(gemv_groups, tiles, functools.partial(matmul, oh0, oh1, bases),
+                                  functools.partial(requant_pixel, out_base),
+                                  wgt_home if weights_resident else None, wgt_offset,
+                                  acc_budget, where)
+            else:
+                for nt, mine in enumerate(col_tiles):
+                    acc_base = acc_half * acc_budget if acc_budget < c.acc_depth else 0
+                    acc_half ^= 1
+                    prm_addr = prm(nt)
+                    for i, tile in enumerate(mine):
+                        index = int(first_tile[nt]) + i
+                        if weights_resident:
+                            wgt_base = wgt_home + index * tile_words
+                        else:
+                            wgt_base = (i % chunk) * tile_words
+                            if i % chunk == 0:
+                                n = min(chunk, len(mine) - i) * tile_words * wgt_slices
+                                self._load_const(Mem.WGT, 0,
+                                                 wgt_offset + index * tile_words * wgt_slices, n,
+                                                 where)
+                        matmul(oh0, oh1, bases, tile, accumulate=int(i > 0), wgt_base=wgt_base,
+                               acc_base=acc_base, out_w=ow_n)
+                    self._requant(nt, prm_addr, y.zero_point, lo, hi, acc_base, count,
+                                  out_base + nt * C // A, dst.cw, where)
             if self._must_store(y, keep):
                 self._contiguous(Opcode.STORE, where, "act", Mem.ACT, out_base * self.slices,
                                  dst.region.addr + oh0 * ow_n * dst.cw * self.slices,
                                  count * dst.cw * self.slices)
         self._kept(y, placed, keep)
+
+    def _gemv_groups(self, groups: list[range], tiles: list, matmul, requant,
+                     wgt_home: int | None, wgt_offset: int, acc_budget: int, where: str) -> None:
+        """A one-pixel layer on the array in GEMV mode: for each group of column tiles, one GEMV
+        MATMUL per weight tile (``matmul(tile, **fields)``; accumulating), then the group's
+        REQUANTs (``requant(nt, acc_row)``).
+
+        Each MATMUL's weights (a *run*: the group's blocks of one weight tile, in the constant
+        segment in the order group, weight tile, column tile) have a LOAD of their own, so that
+        prefetch() can move each behind an earlier MATMUL: a fully connected layer at batch 1
+        is bound by that traffic. They go to WGT from ``wgt_home``; or, with ``wgt_home``
+        None (the layer does not fit), round WGT as a ring."""
+        c = self.c
+        slices = c.slices(Mem.WGT)
+        offset, ring = 0, 0       # run's words into the layer's weights; its ring position
+        acc_half = 0
+        for group in groups:
+            acc_base = acc_half * acc_budget if acc_budget < c.acc_depth else 0
+            acc_half ^= 1
+            words = len(group) * c.rows
+            for i, tile in enumerate(tiles):
+                if wgt_home is not None:
+                    wgt_base = wgt_home + offset
+                else:
+                    ring = 0 if ring + words > c.wgt_depth else ring
+                    wgt_base, ring = ring, ring + words
+                self._load_const(Mem.WGT, wgt_base * slices, wgt_offset + offset * slices,
+                                 words * slices, where)
+                matmul(tile, gemv=1, accumulate=int(i > 0), wgt_base=wgt_base,
+                       acc_base=acc_base, out_w=len(group))
+                offset += words
+            for j, nt in enumerate(group):
+                requant(nt, acc_base + j)
 
     def _kept(self, y: ir.Tensor, placed: dict[str, int] | None, keep: bool) -> None:
         """Record that ``y`` stays in ACT (at its placed base) for the ops that read it."""

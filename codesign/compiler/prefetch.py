@@ -47,8 +47,10 @@ def _slot_slices(config: HwConfig, f) -> int:
     the next MATMUL's own weight load into the array (``rows`` cycles) and a margin for the
     fetch and dispatch stages."""
     if f.gemv:
-        positions = gemv_stream(config, int(f.out_w))[0]
-    elif f.depthwise:
+        # GEMV MATMULs are bound by their weight traffic, not the array: one that loads as
+        # many words as it streams keeps the external port busy.
+        return gemv_stream(config, int(f.out_w))[0]
+    if f.depthwise:
         positions = (int(f.out_h) + 2) * (int(f.out_w) + 2)
     else:
         positions = int(f.out_h) * int(f.out_w)
