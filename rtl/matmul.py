@@ -255,7 +255,10 @@ class MatMulEngine(HwComponent):
         m.d.comb += array.w_switch.eq(switch_all)
 
         with m.If(streaming):
-            m.d.comb += [self.act_ren.eq(in_bounds), self.act_raddr.eq(Mux(in_bounds, addr, 0))]
+            # A GEMV instruction reads its pixel once: the port's output holds it (no other
+            # instruction uses the port meanwhile).
+            m.d.comb += [self.act_ren.eq(in_bounds & (first | ~gemv)),
+                         self.act_raddr.eq(Mux(in_bounds, addr, 0))]
             m.d.sync += first.eq(0)
             with m.If(produces):
                 m.d.sync += acc_addr.eq(acc_addr + 1)

@@ -146,7 +146,16 @@ class CountingIsaSim(IsaSim):
         finally:
             self._current = None
         # Operations observed through the accesses of this instruction.
-        if opcode == Opcode.MATMUL:
+        if opcode == Opcode.MATMUL and decode(insn)[1].gemv:
+            # GEMV: one pixel held while the weight words of two tiles at a time stream past
+            # it, every PE multiplying on each of the 2·rows slots per pair of tiles.
+            slots = 2 * c.rows * ((n.acc.writes + 1) // 2)
+            n.pe_ops = slots * c.rows * c.cols
+            n.pe_ops_in_bounds = n.act.reads * n.pe_ops
+            n.acc_adds = n.acc.reads * c.cols
+            n.x_zp_subs = n.act.reads * c.rows
+            n.w_zp_subs = n.wgt.reads * c.cols
+        elif opcode == Opcode.MATMUL:
             f = decode(insn)[1]
             # A depthwise MATMUL streams (out_h + 2)(out_w + 2) positions, C lanes each.
             stream = ((int(f.out_h) + 2) * (int(f.out_w) + 2) if f.depthwise

@@ -33,7 +33,6 @@ import math
 from collections.abc import Callable
 
 from ..isa import INSN_BITS, HwConfig, Mem, Opcode, PoolMode, decode
-from ..timing import gemv_stream
 
 __all__ = [
     "SramTraffic", "Counts", "ProgramCounts", "EnergyTable", "LayerEnergy", "EnergyReport",
@@ -190,17 +189,17 @@ def _count_matmul(f, c: HwConfig, n: Counts) -> None:
 
 
 def _count_gemv(f, c: HwConfig, n: Counts) -> None:
-    """A GEMV MATMUL reads its one pixel on every stream cycle and its weight tiles once; every
-    PE multiplies on every weight slot, though only one row's product per slot is kept."""
+    """A GEMV MATMUL reads its pixel once (the port holds it) and its weight tiles once; every
+    PE multiplies on every weight slot (``2·rows`` per pair of tiles), though only one row's
+    product per slot is kept."""
     R, C = c.rows, c.cols
     tiles = int(f.out_w)
-    stream = gemv_stream(c, tiles)[0]
     slots = 2 * R * ((tiles + 1) // 2)
     valid = _window_in_bounds(f)                  # 1, or 0 for a pixel out of bounds
     n.wgt.read(tiles * R, C)
-    n.w_zp_subs += slots * C
-    n.act.read(valid * stream, c.act_bytes)
-    n.x_zp_subs += stream * R
+    n.w_zp_subs += tiles * R * C
+    n.act.read(valid, c.act_bytes)
+    n.x_zp_subs += valid * R
     n.pe_ops += slots * R * C
     n.pe_ops_in_bounds += valid * slots * R * C
     if int(f.accumulate):
