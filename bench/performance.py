@@ -4,7 +4,10 @@ For each model and array shape, in one run: ideal cycles (MACs / (R·C)), SCALE-
 weight-stationary cycles (bench/scalesim_ref.py, cached), the cycle model's cycles
 (codesign.timing), the RTL's cycles (Verilator, one inference), MAC utilization, post-route fmax
 and resources of that NPU on the FPGA target (yosys + nextpnr, cached per Verilog), latency at
-that fmax, and the energy estimate (codesign.dse.energy).
+that fmax, and the energy estimate (codesign.dse.energy). A second table sets the batch-1
+fully connected layers (one output pixel: GEMV MATMULs) against their memory-bandwidth bound:
+the bytes they must move over the external bus (weights, requantization parameters, input and
+output) divided by the bus width.
 
     .venv/bin/python bench/performance.py [--shapes 4x4 8x8 16x16] [--target ecp5-85k]
         [--models dscnn ...] [--scratchpads scalesim|default] [--no-synth]
@@ -30,14 +33,16 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from scalesim_ref import SRAM_KB, scalesim_cycles  # noqa: E402
 
+from codesign import ir  # noqa: E402
 from codesign.cli import DEFAULT_CONFIG  # noqa: E402
 from codesign.compiler import compile_graph  # noqa: E402
 from codesign.driver import run_rtl  # noqa: E402
 from codesign.dse import load_target  # noqa: E402
 from codesign.dse.energy import energy_per_inference  # noqa: E402
 from codesign.frontend import load_model  # noqa: E402
+from codesign.isa import PRM_LANE  # noqa: E402
 from codesign.sim.runner import cache_dir  # noqa: E402
-from codesign.timing import program_cycles  # noqa: E402
+from codesign.timing import layer_cycles, program_cycles  # noqa: E402
 from codesign.verilog import npu_verilog  # noqa: E402
 from models import mlperf  # noqa: E402
 
@@ -118,6 +123,38 @@ def table(rows: list[dict], target_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fc_rows(name: str, shape: str, scratchpads: str) -> list[dict]:
+    """The one-pixel array layers of ``name``: bandwidth bound and modelled cycles (equal to
+    the RTL's: tests/test_timing.py), and the whole model's when it is all such layers."""
+    config = config_for(shape, scratchpads)
+    graph = load_model(mlperf.path(name))
+    program = compile_graph(graph, config)
+    ops = {op.name: op for op in graph.ops}
+    rows = []
+    for layer, cycles in zip(program.layers, layer_cycles(program), strict=True):
+        op = ops[layer.name]
+        if isinstance(op, ir.Conv) and op.y.shape[:2] == (1, 1):
+            moved = (op.weight.size + op.y.shape[2] * PRM_LANE.size // 8
+                     + int(np.prod(op.x.shape)) + int(np.prod(op.y.shape)))
+            rows.append({"model": name, "shape": shape, "layer": layer.name,
+                         "shape_kn": f"{op.weight.shape[2]}×{op.weight.shape[3]}",
+                         "bound": moved / config.bus_bytes, "cycles": cycles})
+    if len(rows) == len(program.layers) - sum(isinstance(op, ir.Flatten) for op in graph.ops):
+        rows.append({"model": name, "shape": shape, "layer": "whole model", "shape_kn": "",
+                     "bound": sum(r["bound"] for r in rows),
+                     "cycles": program_cycles(program)})
+    return rows
+
+
+def fc_table(rows: list[dict]) -> str:
+    lines = ["| model | array | layer | K×N | bandwidth bound (cycles) | model cycles | ratio |",
+             "|" + "---|" * 7]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['shape']} | {r['layer']} | {r['shape_kn']} | "
+                     f"{r['bound']:,.0f} | {r['cycles']:,} | {r['cycles'] / r['bound']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="*", default=["dscnn", "resnet8", "mobilenet_v1_025",
@@ -132,6 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = [measure(m, s, args.scratchpads, target, not args.no_synth)
             for m in args.models for s in args.shapes]
     print(table(rows, target.name), end="")
+    print()
+    print(fc_table([r for m in args.models for s in args.shapes
+                    for r in fc_rows(m, s, args.scratchpads)]), end="")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ what ONNX quantization produces and what the compiler emits.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
@@ -187,7 +187,8 @@ class MatMulEngine(HwComponent):
         R = c.rows
         lead_r, lead_t = max(0, c.cols - R), max(0, R - c.cols)
         wgt_bits = c.addr_bits(c.wgt_depth)
-        gv_lead = Signal(range(max(lead_r, lead_t) + 1))
+        lead = max(lead_r, lead_t)
+        gv_lead = Signal(range(lead + 1))       # stream positions so far, up to the lead
         gv_slot = Signal(range(2 * R))          # weight slot within the pair
         gv_pairs = Signal(unsigned(12))         # pairs left to read, this one included
         gv_a = Signal(wgt_bits)                 # next word of tile A / B
@@ -195,8 +196,8 @@ class MatMulEngine(HwComponent):
         gv_phase = Signal(range(2 * R))         # tag position within the pair
         gv_tag_pairs = Signal(unsigned(12))     # pairs left to tag
         gv_odd = Signal()                       # out_w is odd: the last pair has no B tile
-        read_on = gv_lead >= lead_r
-        tag_on = gv_lead >= lead_t
+        read_on = (gv_lead >= lead_r) if lead_r else Const(1)
+        tag_on = (gv_lead >= lead_t) if lead_t else Const(1)
         slot_b = gv_slot[0]
         b_read = ~(gv_odd & (gv_pairs == 1))
         b_tag = ~(gv_odd & (gv_tag_pairs == 1))
@@ -208,8 +209,9 @@ class MatMulEngine(HwComponent):
         with m.If(gv_reading & (~slot_b | b_read)):
             m.d.comb += [self.wgt_ren.eq(1), self.wgt_raddr.eq(Mux(slot_b, gv_b, gv_a))]
         with m.If(streaming & gemv):
-            with m.If(~read_on | ~tag_on):
-                m.d.sync += gv_lead.eq(gv_lead + 1)
+            if lead:
+                with m.If(gv_lead != lead):
+                    m.d.sync += gv_lead.eq(gv_lead + 1)
             with m.If(read_on):
                 m.d.sync += gv_slot.eq(gv_slot + 1)
                 with m.If(gv_slot == 2 * R - 1):
@@ -297,10 +299,12 @@ class MatMulEngine(HwComponent):
                 row_addr.eq(ld.act_base), addr.eq(ld.act_base), acc_addr.eq(ld.acc_base),
                 # Regular tiles switch PE by PE; the next load waits for the marker to pass.
                 sw_wait.eq(Mux(ld_dw | ld_gemv, 0, c.rows + c.cols)),
-                gv_lead.eq(0), gv_slot.eq(0), gv_phase.eq(0), gv_odd.eq(ld.out_w[0]),
+                gv_slot.eq(0), gv_phase.eq(0), gv_odd.eq(ld.out_w[0]),
                 gv_pairs.eq((ld.out_w + 1) >> 1), gv_tag_pairs.eq((ld.out_w + 1) >> 1),
                 gv_a.eq(ld.wgt_base), gv_b.eq(ld.wgt_base + R),
             ]
+            if lead:
+                m.d.sync += gv_lead.eq(0)
 
         # ---- stage 1: ACT word → x register ----------------------------------------------------
         # Everything stages 1.. need travels with the position: the next instruction may be

@@ -36,7 +36,7 @@ SHAPES = {"8x8": DEFAULT_CONFIG,
                                    pytest.param("2x2-up5k", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", [
     "dscnn",
-    pytest.param("fc_autoencoder", marks=pytest.mark.slow),
+    "fc_autoencoder",       # batch-1 fully connected layers: GEMV MATMULs
     pytest.param("resnet8", marks=pytest.mark.slow),
     pytest.param("mobilenet_v1_025", marks=pytest.mark.slow),
 ])

@@ -63,6 +63,10 @@ __all__ = ["compile_graph"]
 
 #: Fewest output positions of a row tile split off only to overlap its input's LOAD.
 _MIN_TILE = 256
+#: Shortest GEMV run (WGT words of one MATMUL), in instruction lengths, that gets a LOAD of its
+#: own when the layer's weights fit WGT: shorter ones load with the layer (a LOAD each would
+#: cost more in instruction fetch than it hides).
+_GEMV_RUN_LOAD = 8
 
 
 def _ceil(a: int, b: int) -> int:
@@ -507,7 +511,11 @@ class _Compiler:
         e.comment(f"{name}: {kind} {kh_n}x{kw_n}/{sh}x{sw} -> {y.shape}, "
                   f"{len(row_tiles)} row tile(s), {n_col_tiles} column tile(s), "
                   f"{int(first_tile[-1])} weight tile(s)")
-        if weights_resident and gemv_groups is None:
+        # A GEMV layer's runs load one by one when they do not all fit WGT or are long enough to
+        # be worth a LOAD instruction each (_gemv_groups); short ones with the layer.
+        run_loads = gemv_groups is not None and (
+            not weights_resident or len(gemv_groups[0]) * R >= _GEMV_RUN_LOAD * c.insn_words)
+        if weights_resident and not run_loads:
             self._load_const(Mem.WGT, wgt_home * wgt_slices, wgt_offset,
                              int(first_tile[-1]) * tile_words * wgt_slices, where)
         if params_resident:
@@ -561,8 +569,8 @@ class _Compiler:
             if gemv_groups is not None:
                 self._gemv_groups(gemv_groups, tiles, functools.partial(matmul, oh0, oh1, bases),
                                   functools.partial(requant_pixel, out_base),
-                                  wgt_home if weights_resident else None, wgt_offset,
-                                  acc_budget, where)
+                                  wgt_home if weights_resident else None, run_loads,
+                                  wgt_offset, acc_budget, where)
             else:
                 for nt, mine in enumerate(col_tiles):
                     acc_base = acc_half * acc_budget if acc_budget < c.acc_depth else 0
@@ -590,16 +598,17 @@ class _Compiler:
         self._kept(y, placed, keep)
 
     def _gemv_groups(self, groups: list[range], tiles: list, matmul, requant,
-                     wgt_home: int | None, wgt_offset: int, acc_budget: int, where: str) -> None:
+                     wgt_home: int | None, run_loads: bool, wgt_offset: int, acc_budget: int,
+                     where: str) -> None:
         """A one-pixel layer on the array in GEMV mode: for each group of column tiles, one GEMV
         MATMUL per weight tile (``matmul(tile, **fields)``; accumulating), then the group's
         REQUANTs (``requant(nt, acc_row)``).
 
-        Each MATMUL's weights (a *run*: the group's blocks of one weight tile, in the constant
-        segment in the order group, weight tile, column tile) have a LOAD of their own, so that
-        prefetch() can move each behind an earlier MATMUL: a fully connected layer at batch 1
-        is bound by that traffic. They go to WGT from ``wgt_home``; or, with ``wgt_home``
-        None (the layer does not fit), round WGT as a ring."""
+        The weights are in the constant segment in the order group, weight tile, column tile;
+        one MATMUL's are a *run*. They are in WGT from ``wgt_home``, or, with ``wgt_home``
+        None (the layer does not fit), go round WGT as a ring. With ``run_loads`` each run has
+        a LOAD of its own, so that prefetch() can move each behind an earlier MATMUL: a fully
+        connected layer at batch 1 is bound by that traffic."""
         c = self.c
         slices = c.slices(Mem.WGT)
         offset, ring = 0, 0       # run's words into the layer's weights; its ring position
@@ -614,8 +623,9 @@ class _Compiler:
                 else:
                     ring = 0 if ring + words > c.wgt_depth else ring
                     wgt_base, ring = ring, ring + words
-                self._load_const(Mem.WGT, wgt_base * slices, wgt_offset + offset * slices,
-                                 words * slices, where)
+                if run_loads:
+                    self._load_const(Mem.WGT, wgt_base * slices, wgt_offset + offset * slices,
+                                     words * slices, where)
                 matmul(tile, gemv=1, accumulate=int(i > 0), wgt_base=wgt_base,
                        acc_base=acc_base, out_w=len(group))
                 offset += words
