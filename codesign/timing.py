@@ -23,9 +23,9 @@ __all__ = ["engine_cycles", "schedule", "Schedule", "program_cycles", "layer_cyc
 
 def _dw_write_delay(config: HwConfig) -> int:
     """Cycles from a depthwise stream position's x stage to its psum: the array's depthwise
-    latency (``max(rows, 9)`` rows + the PEs' product register), less the 8 rows its last tap
-    skips, plus the line buffers' output register."""
-    return max(config.rows, 9) + 1 - 8 + 1
+    latency (``max(rows, 9)`` rows + the PEs' operand and product registers), less the 8 rows
+    its last tap skips, plus the line buffers' output register."""
+    return max(config.rows, 9) + 2 - 8 + 1
 
 
 def gemv_stream(config: HwConfig, tiles: int) -> tuple[int, int]:
@@ -54,12 +54,12 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
             return 1
         if f.gemv:
             # Taken the cycle after start, streams from the next; the last tile's write comes
-            # the array latency (rows + cols) + 3 after its stream position.
-            return gemv_stream(c, out_w)[1] + c.rows + c.cols + 5
+            # the array latency (rows + cols + 1) + 3 after its stream position.
+            return gemv_stream(c, out_w)[1] + c.rows + c.cols + 6
         if f.depthwise:
             return c.dw_weight_words + (out_h + 2) * (out_w + 2) + _dw_write_delay(c) + 3
-        # Weight load (rows) + positions + array latency (rows + cols) + 3 (rtl/matmul.py).
-        return out_h * out_w + 2 * c.rows + c.cols + 3
+        # Weight load (rows) + positions + array latency (rows + cols + 1) + 3 (rtl/matmul.py).
+        return out_h * out_w + 2 * c.rows + c.cols + 4
     if opcode == Opcode.REQUANT:
         # A turn of the requantizer lanes every requant_steps cycles; 2 + latency after the last.
         count = int(f.count)
@@ -113,7 +113,7 @@ class _MatMulPipe(_Engine):
         super().__init__()
         c = config
         self.c = c
-        self.lat = c.rows + c.cols     # SystolicArray.latency
+        self.lat = c.rows + c.cols + 1     # SystolicArray.latency
         self.dw_lat = _dw_write_delay(c)
         self.ready_at = 0           # first cycle the load stage is free
         self.stream_last = -10      # cycle of the last stream position issued so far

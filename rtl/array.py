@@ -5,10 +5,12 @@ Geometry
 PE ``(r, c)`` holds the weight ``w[r][c]``. Activations enter each row at the left edge and move
 one column to the right per cycle through the PEs' ``x`` registers; partial sums move one row down
 per cycle through the PEs' ``psum`` registers and leave the array at the bottom of each column.
-Each PE registers its product before adding it to the partial sum from above (``prod``), so that
-the multiplier and the adder are in separate cycles: the path through the multiplier block and
-the routing to and from it was the NPU's critical path. Every row's product is one cycle late
-alike, so the psum chain still lines up and the array's latency grows by one cycle::
+Each PE multiplies registered operands (its ``x`` register and a weight operand register) and
+registers its product before adding it to the partial sum from above (``prod``), so that the
+routing to the multiplier block, the multiplier and the adder are in separate cycles: the path
+through the multiplier block and the routing to and from it was the NPU's critical path. Every
+row's product is two cycles late alike, so the psum chain still lines up and the array's
+latency grows by two cycles::
 
     x[0] ─▶ PE(0,0) ─▶ PE(0,1) ─▶ …        (x registers, left to right)
                │          │
@@ -43,7 +45,7 @@ meet when the words of one tile come every other cycle, so the words of two tile
 row 0 meets ``A1`` in row 1, and so on; the next cycle's psum meets the ``B`` words. The array
 thus finishes one tile every ``rows`` cycles, all columns at once (they see the same word in the
 same cycle and ``x`` does not move), so psums bypass the de-skew: the tile whose first word was
-presented at cycle ``p`` is on ``psum`` ``2·rows + 1`` cycles later. ``x`` must have reached
+presented at cycle ``p`` is on ``psum`` ``2·rows + 2`` cycles later. ``x`` must have reached
 every PE a tile's words meet, and stay: ``x`` needs ``r + c`` cycles to reach PE ``(r, c)``.
 
 Depthwise mode
@@ -120,7 +122,7 @@ class SystolicArray(wiring.Component):
     psum_valid : Out(1)
         ``x_valid`` delayed by :attr:`latency` cycles.
     latency : int
-        Cycles from an input vector to its output vector: ``rows + cols``.
+        Cycles from an input vector to its output vector: ``rows + cols + 1``.
     dw : In(1)
         Depthwise mode (only with ``depthwise=True``); change it only with no input in flight.
     w_lane : In(1)
@@ -129,7 +131,7 @@ class SystolicArray(wiring.Component):
     xd : In(ArrayLayout(ArrayLayout(signed(9), cols), 3))
         Depthwise inputs: ``xd[ky]`` feeds rows ``3·ky .. 3·ky + 2``.
     dw_latency : int
-        Depthwise mode: cycles from row 0's operand to the output (``max(rows, 9) + 1``).
+        Depthwise mode: cycles from row 0's operand to the output (``max(rows, 9) + 2``).
     """
 
     def __init__(self, *, rows: int, cols: int, depthwise: bool = False):
@@ -141,13 +143,14 @@ class SystolicArray(wiring.Component):
         self.rows = rows
         self.cols = cols
         self.depthwise = depthwise
-        # One cycle per row through the psum chain (or the tap lane) plus the product register.
-        self.dw_latency = max(rows, 9) + 1
+        # One cycle per row through the psum chain (or the tap lane) plus the operand and the
+        # product registers.
+        self.dw_latency = max(rows, 9) + 2
         # Skew: row r's x enters PE(r, 0) r cycles late; PE(r, c) sees it c cycles later still,
-        # registers its product one cycle after that and its psum one cycle later again; the
-        # bottom row's psum of column c is therefore ready rows + c + 1 cycles after the input,
-        # and the de-skew pads every column to rows + cols.
-        self.latency = rows + cols
+        # registers its operands then, its product one cycle later and its psum one cycle later
+        # again; the bottom row's psum of column c is therefore ready rows + c + 2 cycles after
+        # the input, and the de-skew pads every column to rows + cols + 1.
+        self.latency = rows + cols + 1
         ports = {
             "x": In(data.ArrayLayout(X_SHAPE, rows)),
             "x_valid": In(1),
@@ -217,26 +220,33 @@ class SystolicArray(wiring.Component):
         m.d.sync += gemv.eq(self.gemv)
 
         # The PE grid. x_in of PE(r, c) is the x register of PE(r, c-1); psum_in is the psum
-        # register of PE(r-1, c). Operands are reset-less: only the valid bits need a reset.
+        # register of PE(r-1, c). Both multiplier operands come straight from registers: PE
+        # (r, c)'s own x register (which also feeds its right-hand neighbour; in depthwise mode
+        # it holds the PE's own tap input instead, which the neighbour ignores) and a weight
+        # operand register after the shadow/active select. Without them, the select and the
+        # routing to the multiplier block (placed far from the PE's logic) were in series with
+        # the multiplier: the NPU's critical path. Operands are reset-less: only the valid bits
+        # need a reset.
         psum_bottom = []
         for c in range(cols):
             psum_above = None
             for r in range(rows):
                 x_in, sw_in = x_edge[r], sw_edge[r]
-                if c < cols - 1:    # the last column has no right-hand neighbour to feed
-                    x_reg = Signal(X_SHAPE, name=f"pe_{r}_{c}_x", reset_less=True)
-                    sw_reg = Signal(name=f"pe_{r}_{c}_sw")
-                    m.d.sync += [x_reg.eq(x_in), sw_reg.eq(sw_in)]
-                    x_edge[r], sw_edge[r] = x_reg, sw_reg
+                x_reg = Signal(X_SHAPE, name=f"pe_{r}_{c}_x", reset_less=True)
                 if self.depthwise:
                     x_in = Mux(dw_reg, self.xd[r // 3][c] if r < 9 else 0, x_in)
+                m.d.sync += x_reg.eq(x_in)
+                if c < cols - 1:    # the last column has no right-hand neighbour to feed
+                    sw_reg = Signal(name=f"pe_{r}_{c}_sw")
+                    m.d.sync += sw_reg.eq(sw_in)
+                    x_edge[r], sw_edge[r] = x_reg, sw_reg
                 with m.If(sw_in):
                     m.d.sync += weight[r][c].eq(shadow[r][c])
-                # (A LUT4 still: the GEMV select costs no logic level on LUT4 FPGAs.)
-                w_now = Mux(sw_in | gemv, shadow[r][c], weight[r][c])
+                w_op = Signal(W_SHAPE, name=f"pe_{r}_{c}_wop", reset_less=True)
+                m.d.sync += w_op.eq(Mux(sw_in | gemv, shadow[r][c], weight[r][c]))
 
                 prod = Signal(signed(18), name=f"pe_{r}_{c}_prod", reset_less=True)
-                m.d.sync += prod.eq(x_in * w_now)
+                m.d.sync += prod.eq(x_reg * w_op)
                 psum = Signal(self.psum_shape(r + 1), name=f"pe_{r}_{c}_psum", reset_less=True)
                 m.d.sync += psum.eq(prod if psum_above is None else psum_above + prod)
                 psum_above = psum
@@ -251,9 +261,13 @@ class SystolicArray(wiring.Component):
                 continue
             dw_out = psum_bottom[c]
             if lane:
-                # Registered product, as in the PEs: the tap lane stays in step with row 7.
+                # Registered operands and product, as in the PEs: the tap lane stays in step
+                # with row 7.
+                lane_x = Signal(X_SHAPE, name=f"lane_{c}_x", reset_less=True)
+                lane_wop = Signal(W_SHAPE, name=f"lane_{c}_wop", reset_less=True)
                 lane_prod = Signal(signed(18), name=f"lane_{c}_prod", reset_less=True)
-                m.d.sync += lane_prod.eq(self.xd[2][c] * lane_w[c])
+                m.d.sync += [lane_x.eq(self.xd[2][c]), lane_wop.eq(lane_w[c]),
+                             lane_prod.eq(lane_x * lane_wop)]
                 dw_out = Signal(self.psum_shape(9), name=f"lane_{c}_psum", reset_less=True)
                 m.d.sync += dw_out.eq(psum_bottom[c] + lane_prod)
             m.d.comb += self.psum[c].eq(Mux(self.dw, dw_out, deskewed))

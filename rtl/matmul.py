@@ -77,7 +77,7 @@ class MatMulEngine(HwComponent):
             **scratchpad_write(c, "acc"),
         })
         c = self.config
-        self.latency = c.rows + (c.rows + c.cols) + 3     # R + SystolicArray.latency + 3
+        self.latency = c.rows + (c.rows + c.cols + 1) + 3     # R + SystolicArray.latency + 3
 
     def elaborate(self, platform):
         m = Module()

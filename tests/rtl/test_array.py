@@ -93,7 +93,7 @@ def _run(array: SystolicArray, weight_sets, inputs, rng) -> list[tuple[np.ndarra
 def test_array_matches_numpy(rows, cols):
     rng = np.random.default_rng(rows * 10 + cols)
     array = SystolicArray(rows=rows, cols=cols)
-    assert array.latency == rows + cols
+    assert array.latency == rows + cols + 1
     n = 40 if rows * cols < 64 else 24
     weights, inputs = [], []
     for _ in range(3):      # reloading weights replaces the previous set completely
@@ -108,7 +108,7 @@ def test_array_matches_numpy(rows, cols):
 def test_array_gemv_mode(rows, cols):
     """GEMV mode as the array docstring states it: with ``x`` held since ``r + c`` cycles
     before PE (r, c) needs it, tiles A and B whose words enter interleaved from cycle ``p``
-    leave on ``psum`` at ``p + 2·rows + 1`` and one cycle later, all columns at once."""
+    leave on ``psum`` at ``p + 2·rows + 2`` and one cycle later, all columns at once."""
     rng = np.random.default_rng(rows * 3 + cols)
     array = SystolicArray(rows=rows, cols=cols)
     R = rows
@@ -117,7 +117,7 @@ def test_array_gemv_mode(rows, cols):
     p0 = cols + 1           # x enters at cycle 0 and reaches PE(r, c) at r + c
     words = {p0 + 2 * R * (t // 2) + 2 * r + t % 2: tiles[t][r]
              for t in range(len(tiles)) for r in range(R)}
-    due = {p0 + 2 * R * (t // 2) + 2 * R + 1 + t % 2: t for t in range(len(tiles))}
+    due = {p0 + 2 * R * (t // 2) + 2 * R + 2 + t % 2: t for t in range(len(tiles))}
 
     async def testbench(ctx):
         ctx.set(array.gemv, 1)

@@ -164,7 +164,7 @@ def test_matmul_engine_depthwise(config):
              _random_gemv(rng, c) if rng.integers(3) == 0 else _random_matmul(rng, c)
              for _ in range(24)]
     latencies = h.run(sim, insns)
-    dw_latency = max(c.rows, 9) + 1     # a row per tap, + the PEs' product register
+    dw_latency = max(c.rows, 9) + 2     # a row per tap, + the PEs' operand and product registers
     for insn, cycles in zip(insns, latencies, strict=True):
         f = decode(insn)[1]
         if f.gemv:
