@@ -42,9 +42,12 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
         # Weight load (rows) + positions + array latency (rows + cols) + 3 (rtl/matmul.py).
         return out_h * out_w + 2 * c.rows + c.cols + 3
     if opcode == Opcode.REQUANT:
-        # A turn of the requantizer lanes every requant_steps cycles; 2 + latency after the last.
-        count = int(f.count)
-        return count * c.requant_groups * c.requant_steps + 11 if count else 1
+        # A turn of the requantizer lanes every S = requant_steps cycles: turn k reads ACC in
+        # cycle 2 + k·S and is written 1 + latency cycles later (rtl/requant.py).
+        turns = int(f.count) * c.requant_groups
+        if not turns:
+            return 1
+        return 2 + (turns - 1) * c.requant_steps + 1 + requant_latency(c)
     if opcode == Opcode.POOL:
         n = int(f.out_h) * int(f.out_w) * int(f.k_h) * int(f.k_w)
         return n * (1 if f.mode == PoolMode.SUM else int(f.words)) + 1
@@ -200,3 +203,14 @@ def layer_cycles(program) -> list[int]:
     totals = [schedule(program.insns[:b] + [end], program.config).cycles
               for b in [0] + [layer.first_insn + layer.n_insns for layer in program.layers]]
     return [t - p for t, p in zip(totals[1:], totals[:-1], strict=True)]
+
+
+#: Pipeline stages of the requantizer (rtl/requant.py) besides its multiply: bias, sign,
+#: normalize, round to 24 bits, round the product, shift, round, sign and zero point, clamp.
+REQUANT_STAGES = 9
+
+
+def requant_latency(config: HwConfig) -> int:
+    """Cycles from a requantizer input to its output (``Requantizer.latency``): the
+    :data:`REQUANT_STAGES` stages and the ``requant_steps`` cycles of the multiply."""
+    return REQUANT_STAGES + config.requant_steps

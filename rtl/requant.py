@@ -12,7 +12,8 @@
  6    round ``p`` to 24 bits (RNE) → ``p24``, and the net exponent ``right``
  7    shift ``p24`` by ``right`` (keeping 25 fraction bits) or left by ``-right``
  8    ``r = RNE(…)``, saturated to :data:`_SAT`
- 9    ``clamp(±r + y_zp, qmin, qmax)``, low 8 bits
+ 9    ``v = ±r + y_zp``
+10    ``clamp(v, qmin, qmax)``, low 8 bits
 ====  ============================================================================================
 
 The per-channel parameters and the per-instruction scalars are not carried down the pipeline:
@@ -28,10 +29,11 @@ small FPGA spends one or two DSP blocks per lane instead of four. Stage 4 then h
 until the next input, which may come only ``steps`` cycles after the previous one.
 
 Stages 7 and 8 are split because the variable shift, the sticky OR, the rounding increment and
-the saturation in one cycle were the NPU's critical path on ECP5. Stage 8 saturates the magnitude
-at ``2**10`` rather than at ``2**31`` as :func:`isa.requantize` does: ``y_zp``, ``qmin`` and
-``qmax`` are 9-bit, so any ``|r| >= 512`` already lands on the same clamp bound, and the narrow
-value keeps the last two stages small.
+the saturation in one cycle were the NPU's critical path on ECP5; stages 9 and 10 because the
+sign, the zero point and the clamp (four carry chains in one cycle) were the next. Stage 8
+saturates the magnitude at ``2**10`` rather than at ``2**31`` as :func:`isa.requantize` does:
+``y_zp``, ``qmin`` and ``qmax`` are 9-bit, so any ``|r| >= 512`` already lands on the same clamp
+bound, and the narrow value keeps the last stages small.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class Requantizer(wiring.Component):
         cycles earlier.
     q_valid : Out(1)
     latency : int
-        Cycles from input to output: ``8 + steps``.
+        Cycles from input to output: ``9 + steps``.
     """
 
     def __init__(self, *, lanes: int, groups: int = 1, steps: int = 1):
@@ -95,7 +97,7 @@ class Requantizer(wiring.Component):
         self.lanes = lanes
         self.groups = groups
         self.steps = steps
-        self.latency = 8 + steps
+        self.latency = 9 + steps
         super().__init__({
             "acc": In(data.ArrayLayout(signed(32), lanes)),
             **({"turn": In(range(groups))} if groups > 1 else {}),
@@ -154,6 +156,10 @@ class Requantizer(wiring.Component):
         def param(i, s):
             """The parameters of lane ``i``'s channel for the input in stage ``s``."""
             return (turns[turn[s]] if self.groups > 1 else turns[0])[i]
+
+        # qmin > qmax (then every output is qmax), registered: the bounds are steady for the
+        # whole instruction, so this is never stale when an input reaches the clamp.
+        bounds_crossed = reg(self.qmin > self.qmax, "bounds_crossed")
 
         for i in range(self.lanes):
             def lreg(value, name, shape=None, en=None, i=i):
@@ -229,11 +235,14 @@ class Requantizer(wiring.Component):
             neg8 = lreg(neg7, "s8_neg")
             r8 = lreg(r, "s8_r")
 
-            # Stage 9: apply the sign and zero point, clamp as min(max(v, qmin), qmax).
-            v = Mux(neg8, -r8, r8) + self.y_zp
-            lo = Mux(v < self.qmin, self.qmin, v)
-            hi = Mux(lo > self.qmax, self.qmax, lo)
-            m.d.sync += self.q[i].eq(hi[:8])
+            # Stage 9: apply the sign and the zero point (two adders side by side, one picked).
+            v9 = lreg(Mux(neg8, self.y_zp - r8, self.y_zp + r8), "s9_v", signed(12))
+
+            # Stage 10: clamp, min(max(v, qmin), qmax), with both comparisons side by side:
+            # the result is qmax when v > qmax or qmin > qmax (then max(v, qmin) > qmax too).
+            to_max = (v9 > self.qmax) | bounds_crossed
+            to_min = v9 < self.qmin
+            m.d.sync += self.q[i].eq(Mux(to_max, self.qmax, Mux(to_min, self.qmin, v9))[:8])
 
         return m
 
@@ -277,9 +286,10 @@ class RequantEngine(HwComponent):
     every ``S = config.requant_steps`` cycles (the ACC word is read again for each turn, so
     nothing holds it). Each turn's results are written with byte enables into their bytes of
     lane group ``lane_group`` of ``ACT[out_base + i*out_stride]`` (the other bytes of the word
-    are left unchanged). ``done`` comes ``count·G·S + 11`` cycles after
-    ``start`` (1 if count = 0): turn ``k`` reads ACC in cycle ``2 + k·S`` and is written
-    ``1 + Requantizer.latency`` cycles later.
+    are left unchanged). Turn ``k`` reads ACC in cycle ``2 + k·S`` and is written
+    ``1 + Requantizer.latency`` cycles later, so ``done`` comes ``count·G·S + 3 +
+    Requantizer.latency - S`` ``= count·G·S + 12`` cycles after ``start`` (1 if count = 0;
+    :func:`codesign.timing.engine_cycles`).
     """
 
     def __init__(self, config: isa.HwConfig):
