@@ -205,9 +205,10 @@ def layer_cycles(program) -> list[int]:
     return [t - p for t, p in zip(totals[1:], totals[:-1], strict=True)]
 
 
-#: Pipeline stages of the requantizer (rtl/requant.py) besides its multiply: bias, sign,
-#: normalize, round to 24 bits, round the product, shift, round, sign and zero point, clamp.
-REQUANT_STAGES = 9
+#: Pipeline stages of the requantizer (rtl/requant.py) besides the ``requant_steps`` cycles of
+#: its multiply: input register, bias, sign, normalize, round to 24 bits, sum of the partial
+#: products, round the product, shift, round, sign and zero point, clamp.
+REQUANT_STAGES = 11
 
 
 def requant_latency(config: HwConfig) -> int:
