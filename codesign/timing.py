@@ -50,9 +50,12 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
         return 2 + (turns - 1) * c.requant_steps + 1 + requant_latency(c)
     if opcode == Opcode.POOL:
         n = int(f.out_h) * int(f.out_w) * int(f.k_h) * int(f.k_w)
-        return n * (1 if f.mode == PoolMode.SUM else int(f.words)) + 1
+        # A read per window position (and word, for MAX), then the read register and the fold.
+        reads = n * (1 if f.mode == PoolMode.SUM else int(f.words))
+        return reads + 2 if reads else 1
     if opcode == Opcode.ELTWISE:
-        return 2 * int(f.count) + 3 if int(f.count) else 1
+        # Two reads per element, then the read register, zero point, multiply, sum and write.
+        return 2 * int(f.count) + 4 if int(f.count) else 1
     return 0
 
 

@@ -11,11 +11,12 @@ window positions ``kh < k_h, kw < k_w`` of
   ignored (the engine runs the ``w`` loop once).
 
 The engine walks ``(oh, ow, w, kh, kw)`` (``kw`` innermost) with incremental counters and address
-registers -- no multipliers. It is a two-stage pipeline: stage 1 issues one ACT read per cycle
-(only for in-bounds positions; out-of-bounds positions still take their cycle), stage 2 folds the
-returned word into a running maximum or sum and, at the last window position, writes the result.
-An instruction is busy for ``out_h*out_w*words*k_h*k_w + 1`` cycles in MAX mode and
-``out_h*out_w*k_h*k_w + 1`` in SUM mode (1 cycle if that product is 0).
+registers -- no multipliers. It is a three-stage pipeline: stage 1 issues one ACT read per cycle
+(only for in-bounds positions; out-of-bounds positions still take their cycle), stage 2 registers
+the returned word (block RAM read data feeds nothing but a register: its clock-to-out is half of
+a 100 MHz cycle on ECP5), stage 3 folds it into a running maximum or sum and, at the last window
+position, writes the result. An instruction is busy for ``out_h*out_w*words*k_h*k_w + 2`` cycles
+in MAX mode and ``out_h*out_w*k_h*k_w + 2`` in SUM mode (1 cycle if that product is 0).
 
 The output region must not overlap the words the same instruction still has to read (results
 are written while later windows are being read); the compiler never pools in place.
@@ -122,18 +123,24 @@ class PoolEngine(HwComponent):
         iw0_ok = Signal()
         out_addr = Signal(ow_bits)  # out_base + (oh*out_w + ow)*words + w (ACT or ACC word)
 
-        # Stage 2 (read data arriving) and the running maximum / sums.
+        # Stage 2 (read data arriving).
         s2_valid = Signal()
         s2_in = Signal()         # the position was in bounds (its read was issued)
         s2_last_pos = Signal()   # last window position of this output word
         s2_final = Signal()      # last position of the whole instruction
         s2_out = Signal(ow_bits)
+        empty = Signal()
+
+        # Stage 3: the same, one cycle later, with the read word registered; the running
+        # maximum / sums.
+        s3_valid, s3_in, s3_last_pos, s3_final = Signal(), Signal(), Signal(), Signal()
+        s3_out = Signal(ow_bits)
+        word = Signal(8 * c.act_bytes, reset_less=True)
         best = Signal(8 * c.act_bytes)
         have = Signal()          # best holds at least one in-bounds value
         sums = Signal(data.ArrayLayout(_SUM, c.cols))
-        empty = Signal()
 
-        m.d.comb += self.done.eq((s2_valid & s2_final) | empty)
+        m.d.comb += self.done.eq((s3_valid & s3_final) | empty)
         m.d.sync += empty.eq(0)
         with m.If(self.done):
             m.d.sync += self.busy.eq(0)
@@ -265,11 +272,17 @@ class PoolEngine(HwComponent):
                             with m.Else():
                                 m.d.sync += running.eq(0)
 
-        # -- stage 2: fold the read word into the running maximum / sums, write at the end -----
+        # -- stage 2: register the read word (block RAM read data goes to a register only) ------
+        m.d.sync += [
+            s3_valid.eq(s2_valid), s3_in.eq(s2_in), s3_last_pos.eq(s2_last_pos),
+            s3_final.eq(s2_final), s3_out.eq(s2_out), word.eq(self.act_rdata),
+        ]
+
+        # -- stage 3: fold the word into the running maximum / sums, write at the end ---------
         lanes = []
         for lane in range(c.act_bytes):
             a = best[8 * lane:8 * lane + 8]
-            b = self.act_rdata[8 * lane:8 * lane + 8]
+            b = word[8 * lane:8 * lane + 8]
             # Flipping the sign bit maps int8 order onto uint8 order.
             flip = Cat(Const(0, 7), x_signed)
             take_b = ~have | ((b ^ flip) > (a ^ flip))
@@ -277,27 +290,27 @@ class PoolEngine(HwComponent):
             m.d.comb += lane_max.eq(Mux(take_b, b, a))
             lanes.append(lane_max)
         folded = Signal(8 * c.act_bytes)
-        m.d.comb += folded.eq(Mux(s2_in, Cat(*lanes), best))
+        m.d.comb += folded.eq(Mux(s3_in, Cat(*lanes), best))
 
         groups = c.act_bytes // c.cols
-        act_word = data.ArrayLayout(data.ArrayLayout(unsigned(8), c.cols), groups)(self.act_rdata)
+        act_word = data.ArrayLayout(data.ArrayLayout(unsigned(8), c.cols), groups)(word)
         group = act_word[lane_group] if groups > 1 else act_word[0]
         summed = Signal(data.ArrayLayout(_SUM, c.cols))
         for lane in range(c.cols):
             byte = group[lane]
             value = Mux(x_signed, byte.as_signed(), byte)
-            m.d.comb += summed[lane].eq(sums[lane] + Mux(s2_in, value, 0))
+            m.d.comb += summed[lane].eq(sums[lane] + Mux(s3_in, value, 0))
 
-        with m.If(s2_valid):
-            with m.If(s2_last_pos):
+        with m.If(s3_valid):
+            with m.If(s3_last_pos):
                 with m.If(summing):
                     acc_word = data.ArrayLayout(signed(32), c.cols)(self.acc_wdata)
-                    m.d.comb += [self.acc_waddr.eq(s2_out), self.acc_wen.eq(1)]
+                    m.d.comb += [self.acc_waddr.eq(s3_out), self.acc_wen.eq(1)]
                     # .eq sign-extends each 25-bit sum to its int32 lane.
                     m.d.comb += [acc_word[lane].eq(summed[lane]) for lane in range(c.cols)]
                 with m.Else():
                     m.d.comb += [
-                        self.act_waddr.eq(s2_out),
+                        self.act_waddr.eq(s3_out),
                         self.act_wen.eq((1 << c.act_bytes) - 1),
                         self.act_wdata.eq(folded),
                     ]
@@ -305,7 +318,7 @@ class PoolEngine(HwComponent):
             with m.Else():
                 m.d.sync += [
                     best.eq(folded),
-                    have.eq(have | s2_in),
+                    have.eq(have | s3_in),
                     sums.eq(summed),
                 ]
 
