@@ -117,10 +117,12 @@ class DmaEngine(HwComponent):
         with m.If(self.done):
             m.d.sync += self.busy.eq(0)
 
-        with m.If(self.start):
-            insn = self.insn
+        # While idle, the registers follow the instruction bus (it is valid in the start cycle,
+        # and garbage until then): the start pulse, late in its cycle (the controller's dispatch
+        # decision), then only sets the few state bits below.
+        insn = self.insn
+        with m.If(~self.busy):
             m.d.sync += [
-                self.busy.eq(1),
                 is_store.eq(insn.opcode == Opcode.STORE),
                 mem_sel.eq(insn.mem),
                 sp_stride.eq(insn.sp_stride),
@@ -132,6 +134,8 @@ class DmaEngine(HwComponent):
                 sp_row.eq(insn.sp_addr),
                 ext_row.eq(insn.ext_addr),
             ]
+        with m.If(self.start):
+            m.d.sync += self.busy.eq(1)
             with m.If((insn.rows == 0) | (insn.length == 0)):
                 m.d.sync += empty.eq(1)
             with m.Else():

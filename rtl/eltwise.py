@@ -73,6 +73,7 @@ class EltwiseEngine(HwComponent):
         insn = Signal(isa.Eltwise)
         busy = Signal()
         first = Signal()            # first busy cycle
+        no_work = Signal()          # count == 0
         m.d.comb += self.busy.eq(busy)
 
         # ---- reads: a_i, b_i, a_{i+1}, ... -----------------------------------------------------
@@ -82,20 +83,23 @@ class EltwiseEngine(HwComponent):
         a_addr = Signal(aw)
         b_addr = Signal(aw)
 
-        with m.If(self.start):
+        # While idle, the registers follow the instruction bus (it is valid in the start cycle,
+        # and garbage until then): the start pulse, late in its cycle (the controller's dispatch
+        # decision), then only sets the state bits.
+        with m.If(~busy):
             m.d.sync += [
                 insn.eq(self.insn),
-                busy.eq(1),
-                first.eq(1),
-                reading.eq(self.insn.count != 0),
+                no_work.eq(self.insn.count == 0),   # done comes from registers only
                 read_b.eq(0),
                 left.eq(self.insn.count),
                 a_addr.eq(self.insn.a_base),
                 b_addr.eq(self.insn.b_base),
             ]
+        with m.If(self.start):
+            m.d.sync += [busy.eq(1), first.eq(1), reading.eq(self.insn.count != 0)]
         with m.If(first):
             m.d.sync += first.eq(0)
-            with m.If(insn.count == 0):
+            with m.If(no_work):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += busy.eq(0)
 
@@ -144,7 +148,7 @@ class EltwiseEngine(HwComponent):
         m.d.sync += [v3.eq(v2), b3.eq(b2), last3.eq(last2)]
         held = Signal(data.ArrayLayout(prod_shape, c.cols))
         acc_addr = Signal(c.addr_bits(c.acc_depth))
-        with m.If(self.start):
+        with m.If(~busy):
             m.d.sync += acc_addr.eq(self.insn.acc_base)
         with m.If(v3 & ~b3):
             m.d.sync += held.eq(prod)

@@ -148,15 +148,17 @@ class PoolEngine(HwComponent):
         def inside(value, size):
             return (value >= 0) & (value < size)
 
-        with m.If(self.start):
-            insn = self.insn
-            base = insn.act_base[:aw]
-            h0_ok, w0_ok = inside(insn.ih0, insn.in_h), inside(insn.iw0, insn.in_w)
-            is_sum = insn.mode == PoolMode.SUM
-            # SUM ignores `words`: one pass of the w loop.
-            n_words = Mux(is_sum, 1, insn.words)
+        # While idle, the registers follow the instruction bus (it is valid in the start cycle,
+        # and garbage until then): the start pulse, late in its cycle (the controller's dispatch
+        # decision), then only sets the few state bits below.
+        insn = self.insn
+        base = insn.act_base[:aw]
+        h0_ok, w0_ok = inside(insn.ih0, insn.in_h), inside(insn.iw0, insn.in_w)
+        is_sum = insn.mode == PoolMode.SUM
+        # SUM ignores `words`: one pass of the w loop.
+        n_words = Mux(is_sum, 1, insn.words)
+        with m.If(~self.busy):
             m.d.sync += [
-                self.busy.eq(1),
                 summing.eq(is_sum),
                 x_signed.eq(insn.x_signed),
                 lane_group.eq(insn.lane_group),
@@ -185,6 +187,8 @@ class PoolEngine(HwComponent):
                 have.eq(0),
                 sums.eq(0),
             ]
+        with m.If(self.start):
+            m.d.sync += self.busy.eq(1)
             with m.If((insn.out_h == 0) | (insn.out_w == 0) | (n_words == 0)
                       | (insn.k_h == 0) | (insn.k_w == 0)):
                 m.d.sync += empty.eq(1)

@@ -339,18 +339,22 @@ class RequantEngine(HwComponent):
         reading = Signal()          # ACC reads in flight
         read_left = Signal(unsigned(16))
         write_left = Signal(unsigned(16))
+        # write_left == 1 and count == 0, kept in registers: done goes to the controller's
+        # dispatch decision, so it comes from flip-flops with no comparator in between.
+        last_write = Signal()
+        no_work = Signal()
         acc_addr = Signal(c.addr_bits(c.acc_depth))
         act_addr = Signal(c.addr_bits(c.act_depth))
         data_valid = Signal()       # acc_rdata holds a word requested in the previous cycle
         m.d.comb += self.busy.eq(busy)
 
         def counter(n, name):
-            """A counter modulo ``n`` (a power of two), cleared by ``start``; and whether it is
+            """A counter modulo ``n`` (a power of two), cleared while idle; and whether it is
             at ``n - 1`` (always, for ``n = 1``)."""
             if n == 1:
                 return None, Const(1)
             value = Signal(range(n), name=name)
-            with m.If(self.start):
+            with m.If(~busy):
                 m.d.sync += value.eq(0)
             return value, value == n - 1
 
@@ -359,23 +363,28 @@ class RequantEngine(HwComponent):
         write_turn, write_last = counter(groups, "write_turn")
         gap, _ = counter(steps, "gap")
 
-        with m.If(self.start):
+        # While idle, the registers follow the instruction bus (it is valid in the start cycle,
+        # and garbage until then): the start pulse, late in its cycle (the controller's dispatch
+        # decision), then only sets two state bits.
+        with m.If(~busy):
             m.d.sync += [
                 insn.eq(self.insn),
-                busy.eq(1),
-                prm_phase.eq(1),
                 read_left.eq(self.insn.count),
                 write_left.eq(self.insn.count),
+                last_write.eq(self.insn.count == 1),
+                no_work.eq(self.insn.count == 0),
                 acc_addr.eq(self.insn.acc_base),
                 act_addr.eq(self.insn.out_base),
             ]
+        with m.If(self.start):
+            m.d.sync += [busy.eq(1), prm_phase.eq(1)]
 
         # Cycle 1: request the PRM word (on prm_rdata from cycle 2); cycle 2: start the ACC
         # stream.
         with m.If(prm_phase):
             m.d.sync += prm_phase.eq(0)
             m.d.comb += [self.prm_ren.eq(1), self.prm_raddr.eq(insn.prm_addr)]
-            with m.If(insn.count == 0):
+            with m.If(no_work):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += busy.eq(0)
             with m.Else():
@@ -430,8 +439,8 @@ class RequantEngine(HwComponent):
                 m.d.sync += write_turn.eq(write_turn + 1)
             with m.If(write_last):
                 m.d.sync += [act_addr.eq(act_addr + insn.out_stride),
-                             write_left.eq(write_left - 1)]
-                with m.If(write_left == 1):
+                             write_left.eq(write_left - 1), last_write.eq(write_left == 2)]
+                with m.If(last_write):
                     m.d.comb += self.done.eq(1)
                     m.d.sync += busy.eq(0)
         return m
