@@ -221,27 +221,37 @@ class Requantizer(wiring.Component):
             ovf_p = p25[_M]
             neg8 = lreg(neg7, "s8_neg")
             p24_8 = lreg(Mux(ovf_p, 1 << (_M - 1), p25[:_M]), "s8_p24", unsigned(_M))
-            # right = shift - ep - ea with ep = drop + ovf_p; in [-34, 256].
-            right8 = lreg(e1_7 - (_M - 1) - top - ovf_p, "s8_right", signed(10))
+            # right = shift - ep - ea with ep = drop + ovf_p, in [-34, 256]: right = ra - ovf_p,
+            # ra known before the rounding's carry. What stage 9 needs of right is computed
+            # from ra for both values of ovf_p, alongside the rounding, and picked by it.
+            ra = Signal(signed(10), name=f"lane{i}_s8_ra")
+            m.d.comb += ra.eq(e1_7 - (_M - 1) - top)
+            # Right shifts: any right >= 25 rounds every p24 < 2**24 to 0, so cap it at 25.
+            going_right8 = lreg(Mux(ovf_p, ra > 1, ra > 0), "s8_right")
+            rs8 = lreg(Mux(ovf_p, Mux(ra > 26, 25, (ra - 1)[:5]), Mux(ra > 25, 25, ra[:5])),
+                       "s8_rs", unsigned(5))
+            # Left shifts by L = -right (0..34): any nonzero p24 shifted by >= 10 saturates.
+            left8 = lreg(Mux(ovf_p, (1 - ra)[:4], (-ra)[:4]), "s8_left", unsigned(4))
+            left_big8 = lreg(Mux(ovf_p, ra <= -9, ra <= -10), "s8_left_big")
 
-            # Stage 9: the shift. Right: any right >= 25 rounds every p24 < 2**24 to 0, so cap it
-            # at 25 and keep 25 fraction bits for the round/sticky bits. Left by L = -right
-            # (0..34): any nonzero p24 shifted by >= 10 saturates.
-            rs = Mux(right8 > 25, 25, right8[:5])
-            frac9 = lreg((Cat(Const(0, 25), p24_8) >> rs)[:25 + _M], "s9_frac",
+            # Stage 9: the shift, right (keeping 25 fraction bits for the round/sticky bits)
+            # or left.
+            frac9 = lreg((Cat(Const(0, 25), p24_8) >> rs8)[:25 + _M], "s9_frac",
                          unsigned(25 + _M))
-            left = (-right8)[:6]
-            r_left = (p24_8 << left[:4])[:_M + 16]
-            left_sat9 = lreg((p24_8 != 0) & ((left >= 10) | (r_left >= _SAT)), "s9_left_sat")
+            r_left = (p24_8 << left8)[:_M + 16]
+            left_sat9 = lreg((p24_8 != 0) & (left_big8 | (r_left >= _SAT)), "s9_left_sat")
             r_left9 = lreg(Mux(r_left >= _SAT, _SAT, r_left), "s9_r_left", range(_SAT + 1))
-            going_right9 = lreg(right8 > 0, "s9_right")
+            going_right9 = lreg(going_right8, "s9_right")
             neg9 = lreg(neg8, "s9_neg")
 
-            # Stage 10: round the right-shifted value (RNE) and saturate to _SAT.
-            r_right = rne(frac9[25:], frac9[24], frac9[:24] != 0)
+            # Stage 10: round the right-shifted value (RNE) and saturate to _SAT = 2**10: only
+            # the low 10 integer bits take the rounding increment; any higher bit saturates.
+            low = frac9[25:35]
+            r_low = low + (frac9[24] & ((frac9[:24] != 0) | low[0]))    # 11 bits
+            sat = (frac9[35:] != 0) | r_low[10]
             r = Signal(range(_SAT + 1), name=f"lane{i}_s10_r_next")
             with m.If(going_right9):
-                m.d.comb += r.eq(Mux(r_right >= _SAT, _SAT, r_right))
+                m.d.comb += r.eq(Mux(sat, _SAT, r_low))
             with m.Else():
                 m.d.comb += r.eq(Mux(left_sat9, _SAT, r_left9))
             neg10 = lreg(neg9, "s10_neg")
