@@ -89,8 +89,8 @@ class DmaEngine(HwComponent):
         mem_sel = Signal(Mem, name="mem_sel")
         sp_stride = Signal(sp_width)
         ext_stride = Signal(ext_width)
-        rows = Signal(LoadStore.members["rows"])
-        length = Signal(LoadStore.members["length"])
+        rows = Signal(LoadStore.members["rows"])        # rows - 1
+        length = Signal(LoadStore.members["length"])    # length - 1
 
         # Stage 1: loop counters and row bases.
         running = Signal()
@@ -127,8 +127,10 @@ class DmaEngine(HwComponent):
                 mem_sel.eq(insn.mem),
                 sp_stride.eq(insn.sp_stride),
                 ext_stride.eq(insn.ext_stride),
-                rows.eq(insn.rows),
-                length.eq(insn.length),
+                # The last indices (an empty instruction never runs the loop): the counters
+                # compare with registers, not through a decrement.
+                rows.eq(insn.rows - 1),
+                length.eq(insn.length - 1),
                 i.eq(0),
                 j.eq(0),
                 sp_row.eq(insn.sp_addr),
@@ -145,8 +147,8 @@ class DmaEngine(HwComponent):
         last_j = Signal()
         last_i = Signal()
         m.d.comb += [
-            last_j.eq(j == length - 1),
-            last_i.eq(i == rows - 1),
+            last_j.eq(j == length),
+            last_i.eq(i == rows),
         ]
         m.d.sync += s2_valid.eq(running)
         with m.If(running):

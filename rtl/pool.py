@@ -86,7 +86,7 @@ class PoolEngine(HwComponent):
         step_h = Signal(aw)
         row_words = Signal(aw)
         pix_words = Signal(aw)
-        words = Signal(f["words"])
+        words = Signal(f["words"])      # words, out_h, out_w, k_h, k_w: minus one
         out_h = Signal(f["out_h"])
         out_w = Signal(f["out_w"])
         k_h = Signal(f["k_h"])
@@ -166,11 +166,13 @@ class PoolEngine(HwComponent):
                 step_h.eq(insn.step_h[:aw]),
                 row_words.eq(insn.row_words),
                 pix_words.eq(insn.pix_words),
-                words.eq(n_words),
-                out_h.eq(insn.out_h),
-                out_w.eq(insn.out_w),
-                k_h.eq(insn.k_h),
-                k_w.eq(insn.k_w),
+                # Loop bounds as their last index (an empty loop never runs): the counters
+                # compare with registers, not through a decrement.
+                words.eq(n_words - 1),
+                out_h.eq(insn.out_h - 1),
+                out_w.eq(insn.out_w - 1),
+                k_h.eq(insn.k_h - 1),
+                k_w.eq(insn.k_w - 1),
                 stride_h.eq(insn.stride_h),
                 stride_w.eq(insn.stride_w),
                 in_h.eq(insn.in_h),
@@ -198,11 +200,11 @@ class PoolEngine(HwComponent):
         # -- stage 1: read one window position, advance the counters ---------------------------
         in_bounds = Signal()
         m.d.comb += in_bounds.eq(ih_ok & iw_ok)
-        last_kw = kw == k_w - 1
-        last_kh = kh == k_h - 1
-        last_w = w == words - 1
-        last_ow = ow == out_w - 1
-        last_oh = oh == out_h - 1
+        last_kw = kw == k_w
+        last_kh = kh == k_h
+        last_w = w == words
+        last_ow = ow == out_w
+        last_oh = oh == out_h
         m.d.sync += s2_valid.eq(running)
         with m.If(running):
             m.d.comb += [

@@ -6,8 +6,8 @@
 ====  ============================================================================================
  1    register ``acc`` (it comes straight from the ACC block RAM's read port)
  2    ``a = wrap_int32(acc + bias)``
- 3    sign and magnitude ``|a|`` (< 2**31 + 1)
- 4    normalize: leading-zero count ``lz`` and ``|a| << lz`` by a 16/8/4/2/1 shifter cascade
+ 3    sign and magnitude ``|a|`` (< 2**31 + 1), and its leading-zero count ``lz`` (from ``a``)
+ 4    normalize: ``|a| << lz``
  5    round the normalized magnitude to 24 significant bits (RNE) → ``a24 · 2**ea``
  6    the partial products of ``a24 · mult`` (16-bit chunks), registered
  7    their sum, the exact 24×24 product ``p``
@@ -130,9 +130,15 @@ class Requantizer(wiring.Component):
                     m.d.sync += sig.eq(value)
             return sig
 
-        def rne(keep, round_bit, sticky):
-            """``keep`` rounded half-to-even given the first dropped bit and the OR of the rest."""
-            return keep + (round_bit & (sticky | keep[0]))
+        def rne24(keep, round_bit, sticky):
+            """The 24-bit ``keep`` rounded half-to-even given the first dropped bit and the OR of
+            the rest, as (24-bit mantissa, carry out): on a carry out the mantissa is
+            ``2**23`` (the exponent grows by one). ``keep + 1`` is computed alongside the
+            round and sticky bits, which only pick it."""
+            inc = round_bit & (sticky | keep[0])
+            carry = keep.all()
+            up = Mux(carry, 1 << (_M - 1), (keep + 1)[:_M])
+            return Mux(inc, up, keep), inc & carry
 
         # Valid bits: valid_s<s> is high when the stage-s registers hold an input; stage 5
         # holds its registers for the `steps` cycles of the multiply, mult_phase<k> being high
@@ -178,28 +184,40 @@ class Requantizer(wiring.Component):
             # Stage 2: add the bias, wrapping to int32.
             a = lreg((acc1 + param(i, 1).bias)[:32], "s2_a", signed(32))
 
-            # Stage 3: sign/magnitude. |-2**31| = 2**31 still fits 32 unsigned bits.
+            # Stage 3: sign/magnitude. |-2**31| = 2**31 still fits 32 unsigned bits. Alongside
+            # the negation, the leading-zero count lz of |a| (31 for |a| = 0), from a itself:
+            # |a| < 2**j is a[j:] == 0 for a >= 0, and a[j:] all ones with a[:j] != 0 for a < 0.
             neg3 = lreg(a[31], "s3_neg")
             mag3 = lreg(Mux(a[31], -a, a)[:32], "s3_mag", unsigned(32))
-
-            # Stage 4: normalize so that bit 31 is set (unless |a| = 0), counting the shift.
-            norm, lz_bits = mag3, []
+            below = {j: Mux(a[31], a[j:].all() & a[:j].any(), a[j:] == 0) for j in range(1, 32)}
+            # Binary search: bit k of lz is |a| < 2**(32 - (higher bits of lz) - 2**k).
+            lz_bits = []                                    # most significant first
             for k in (16, 8, 4, 2, 1):
-                top_zero = norm[32 - k:] == 0
-                lz_bits.append(top_zero)
-                norm = Mux(top_zero, (norm << k)[:32], norm)
+                options = []
+                for prefix in range(0, 32, 2 * k):          # value of the bits above k
+                    options.append(below[32 - prefix - k])
+                if len(options) == 1:
+                    bit = options[0]
+                else:
+                    bit = Cat(*options).bit_select(Cat(*reversed(lz_bits)), 1)
+                lz_bits.append(bit)
+            lz3 = lreg(Cat(*reversed(lz_bits)), "s3_lz", unsigned(5))
+
+            # Stage 4: normalize so that bit 31 is set (unless |a| = 0): a shift by lz.
             neg4 = lreg(neg3, "s4_neg")
-            norm4 = lreg(norm, "s4_norm", unsigned(32))
-            lz4 = lreg(Cat(*reversed(lz_bits)), "s4_lz", unsigned(5))  # 0..31; |a| = 0 → 31
+            norm4 = lreg((mag3 << lz3)[:32], "s4_norm", unsigned(32))
+            lz4 = lreg(lz3, "s4_lz")
 
             # Stage 5: round to 24 significant bits: a24 · 2**ea with ea = (32 - lz) - 24 + ovf.
             # For |a| < 2**24 the 8 dropped bits are zero and a24 = |a| << (24 - n) exactly.
-            a25 = rne(norm4[8:], norm4[7], norm4[:7] != 0)
-            ovf_a = a25[_M]
+            a24, ovf_a = rne24(norm4[8:], norm4[7], norm4[:7] != 0)
             neg5 = lreg(neg4, "s5_neg", en=hold5)
-            a24_5 = lreg(Mux(ovf_a, 1 << (_M - 1), a25[:_M]), "s5_a24", unsigned(_M), hold5)
-            # e1 = shift - ea; the final right shift is e1 - ep (ep from stage 8).
-            e1_5 = lreg(param(i, 4).shift - (8 - lz4 + ovf_a), "s5_e1", signed(10), hold5)
+            a24_5 = lreg(a24, "s5_a24", unsigned(_M), hold5)
+            # e1 = shift - ea; the final right shift is e1 - ep (ep from stage 8). Both values
+            # of the rounding carry ovf_a are computed alongside the rounding.
+            e1 = Signal(signed(10), name=f"lane{i}_s5_e1_next")
+            m.d.comb += e1.eq(param(i, 4).shift - 8 + lz4)
+            e1_5 = lreg(Mux(ovf_a, e1 - 1, e1), "s5_e1", signed(10), hold5)
             mult5 = param(i, 5).mult
 
             # Stages 6 and 7: the exact 48-bit product; its partial products are registered
@@ -217,10 +235,9 @@ class Requantizer(wiring.Component):
             keep = Mux(top, p7[_M:2 * _M], p7[_M - 1:2 * _M - 1])
             round_bit = Mux(top, p7[_M - 1], p7[_M - 2])
             sticky = Mux(top, p7[:_M - 1] != 0, p7[:_M - 2] != 0)
-            p25 = rne(keep, round_bit, sticky)
-            ovf_p = p25[_M]
+            p24, ovf_p = rne24(keep, round_bit, sticky)
             neg8 = lreg(neg7, "s8_neg")
-            p24_8 = lreg(Mux(ovf_p, 1 << (_M - 1), p25[:_M]), "s8_p24", unsigned(_M))
+            p24_8 = lreg(p24, "s8_p24", unsigned(_M))
             # right = shift - ep - ea with ep = drop + ovf_p, in [-34, 256]: right = ra - ovf_p,
             # ra known before the rounding's carry. What stage 9 needs of right is computed
             # from ra for both values of ovf_p, alongside the rounding, and picked by it.
