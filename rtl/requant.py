@@ -6,8 +6,8 @@
 ====  ============================================================================================
  1    register ``acc`` (it comes straight from the ACC block RAM's read port)
  2    ``a = wrap_int32(acc + bias)``
- 3    sign and magnitude ``|a|`` (< 2**31 + 1), and its leading-zero count ``lz`` (from ``a``)
- 4    normalize: ``|a| << lz``
+ 3    sign and magnitude ``|a|`` (< 2**31 + 1)
+ 4    normalize: leading-zero count ``lz`` and ``|a| << lz`` by a 16/8/4/2/1 shifter cascade
  5    round the normalized magnitude to 24 significant bits (RNE) → ``a24 · 2**ea``
  6    the partial products of ``a24 · mult`` (16-bit chunks), registered
  7    their sum, the exact 24×24 product ``p``
@@ -184,29 +184,19 @@ class Requantizer(wiring.Component):
             # Stage 2: add the bias, wrapping to int32.
             a = lreg((acc1 + param(i, 1).bias)[:32], "s2_a", signed(32))
 
-            # Stage 3: sign/magnitude. |-2**31| = 2**31 still fits 32 unsigned bits. Alongside
-            # the negation, the leading-zero count lz of |a| (31 for |a| = 0), from a itself:
-            # |a| < 2**j is a[j:] == 0 for a >= 0, and a[j:] all ones with a[:j] != 0 for a < 0.
+            # Stage 3: sign/magnitude. |-2**31| = 2**31 still fits 32 unsigned bits.
             neg3 = lreg(a[31], "s3_neg")
             mag3 = lreg(Mux(a[31], -a, a)[:32], "s3_mag", unsigned(32))
-            below = {j: Mux(a[31], a[j:].all() & a[:j].any(), a[j:] == 0) for j in range(1, 32)}
-            # Binary search: bit k of lz is |a| < 2**(32 - (higher bits of lz) - 2**k).
-            lz_bits = []                                    # most significant first
-            for k in (16, 8, 4, 2, 1):
-                options = []
-                for prefix in range(0, 32, 2 * k):          # value of the bits above k
-                    options.append(below[32 - prefix - k])
-                if len(options) == 1:
-                    bit = options[0]
-                else:
-                    bit = Cat(*options).bit_select(Cat(*reversed(lz_bits)), 1)
-                lz_bits.append(bit)
-            lz3 = lreg(Cat(*reversed(lz_bits)), "s3_lz", unsigned(5))
 
-            # Stage 4: normalize so that bit 31 is set (unless |a| = 0): a shift by lz.
+            # Stage 4: normalize so that bit 31 is set (unless |a| = 0), counting the shift.
+            norm, lz_bits = mag3, []
+            for k in (16, 8, 4, 2, 1):
+                top_zero = norm[32 - k:] == 0
+                lz_bits.append(top_zero)
+                norm = Mux(top_zero, (norm << k)[:32], norm)
             neg4 = lreg(neg3, "s4_neg")
-            norm4 = lreg((mag3 << lz3)[:32], "s4_norm", unsigned(32))
-            lz4 = lreg(lz3, "s4_lz")
+            norm4 = lreg(norm, "s4_norm", unsigned(32))
+            lz4 = lreg(Cat(*reversed(lz_bits)), "s4_lz", unsigned(5))  # 0..31; |a| = 0 → 31
 
             # Stage 5: round to 24 significant bits: a24 · 2**ea with ea = (32 - lz) - 24 + ovf.
             # For |a| < 2**24 the 8 dropped bits are zero and a24 = |a| << (24 - n) exactly.
