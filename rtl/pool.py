@@ -104,6 +104,11 @@ class PoolEngine(HwComponent):
         w = Signal.like(words, name="w")
         kh = Signal.like(k_h, name="kh")
         kw = Signal.like(k_w, name="kw")
+        # Each counter at its last index (the bound), kept in a register.
+        last_kw, last_kh, last_w, last_ow, last_oh = (
+            Signal(name=f"last_{n}") for n in ("kw", "kh", "w", "ow", "oh"))
+        bound = {"kw": (kw, k_w, last_kw), "kh": (kh, k_h, last_kh), "w": (w, words, last_w),
+                 "ow": (ow, out_w, last_ow), "oh": (oh, out_h, last_oh)}
         row_base = Signal(aw)    # act_base + oh*step_h
         pix_base = Signal(aw)    # row_base + ow*step_w
         word_base = Signal(aw)   # pix_base + w
@@ -179,6 +184,8 @@ class PoolEngine(HwComponent):
                 in_w.eq(insn.in_w),
                 iw0.eq(insn.iw0),
                 oh.eq(0), ow.eq(0), w.eq(0), kh.eq(0), kw.eq(0),
+                last_oh.eq(insn.out_h == 1), last_ow.eq(insn.out_w == 1),
+                last_w.eq(n_words == 1), last_kh.eq(insn.k_h == 1), last_kw.eq(insn.k_w == 1),
                 row_base.eq(base), pix_base.eq(base), word_base.eq(base),
                 kh_base.eq(base), rd_addr.eq(base),
                 ih_base.eq(insn.ih0), ih.eq(insn.ih0),
@@ -200,11 +207,16 @@ class PoolEngine(HwComponent):
         # -- stage 1: read one window position, advance the counters ---------------------------
         in_bounds = Signal()
         m.d.comb += in_bounds.eq(ih_ok & iw_ok)
-        last_kw = kw == k_w
-        last_kh = kh == k_h
-        last_w = w == words
-        last_ow = ow == out_w
-        last_oh = oh == out_h
+        # Whether each counter is at its last index: registers, updated with the counters (the
+        # nested conditions below select the next read address; compares in front of them were
+        # the engine's critical path on the iCE40).
+        def step(name):
+            counter, b, flag = bound[name]
+            return [counter.eq(counter + 1), flag.eq(counter + 1 == b)]
+
+        def wrap(name):
+            counter, b, flag = bound[name]
+            return [counter.eq(0), flag.eq(b == 0)]
         m.d.sync += s2_valid.eq(running)
         with m.If(running):
             m.d.comb += [
@@ -219,41 +231,41 @@ class PoolEngine(HwComponent):
             ]
             with m.If(~last_kw):
                 m.d.sync += [
-                    kw.eq(kw + 1),
+                    *step("kw"),
                     rd_addr.eq(rd_addr + pix_words),
                     iw.eq(iw + 1), iw_ok.eq(inside(iw + 1, in_w)),
                 ]
             with m.Else():
-                m.d.sync += kw.eq(0)
+                m.d.sync += wrap("kw")
                 with m.If(~last_kh):
                     nxt = kh_base + row_words
                     m.d.sync += [
-                        kh.eq(kh + 1),
+                        *step("kh"),
                         kh_base.eq(nxt), rd_addr.eq(nxt),
                         ih.eq(ih + 1), iw.eq(iw_base),
                         ih_ok.eq(inside(ih + 1, in_h)), iw_ok.eq(iw_base_ok),
                     ]
                 with m.Else():
                     m.d.sync += [
-                        kh.eq(0),
+                        *wrap("kh"),
                         out_addr.eq(out_addr + 1),
                     ]
                     with m.If(~last_w):
                         nxt = word_base + 1
                         m.d.sync += [
-                            w.eq(w + 1),
+                            *step("w"),
                             word_base.eq(nxt), kh_base.eq(nxt), rd_addr.eq(nxt),
                             ih.eq(ih_base), iw.eq(iw_base),
                             ih_ok.eq(ih_base_ok), iw_ok.eq(iw_base_ok),
                         ]
                     with m.Else():
-                        m.d.sync += w.eq(0)
+                        m.d.sync += wrap("w")
                         with m.If(~last_ow):
                             nxt = pix_base + step_w
                             nxt_iw = iw_base + stride_w
                             nxt_iw_ok = inside(nxt_iw, in_w)
                             m.d.sync += [
-                                ow.eq(ow + 1),
+                                *step("ow"),
                                 pix_base.eq(nxt), word_base.eq(nxt), kh_base.eq(nxt),
                                 rd_addr.eq(nxt),
                                 iw_base.eq(nxt_iw), iw.eq(nxt_iw), ih.eq(ih_base),
@@ -265,7 +277,7 @@ class PoolEngine(HwComponent):
                             nxt_ih = ih_base + stride_h
                             nxt_ih_ok = inside(nxt_ih, in_h)
                             m.d.sync += [
-                                ow.eq(0),
+                                *wrap("ow"),
                                 row_base.eq(nxt), pix_base.eq(nxt), word_base.eq(nxt),
                                 kh_base.eq(nxt), rd_addr.eq(nxt),
                                 ih_base.eq(nxt_ih), ih.eq(nxt_ih),
@@ -274,7 +286,7 @@ class PoolEngine(HwComponent):
                                 iw_base_ok.eq(iw0_ok), iw_ok.eq(iw0_ok),
                             ]
                             with m.If(~last_oh):
-                                m.d.sync += oh.eq(oh + 1)
+                                m.d.sync += step("oh")
                             with m.Else():
                                 m.d.sync += running.eq(0)
 
