@@ -61,14 +61,20 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
         # Weight load (rows) + positions + array latency (rows + cols + 1) + 3 (rtl/matmul.py).
         return out_h * out_w + 2 * c.rows + c.cols + 4
     if opcode == Opcode.REQUANT:
-        # A turn of the requantizer lanes every requant_steps cycles; 2 + latency after the last.
-        count = int(f.count)
-        return count * c.requant_groups * c.requant_steps + 11 if count else 1
+        # A turn of the requantizer lanes every S = requant_steps cycles: turn k reads ACC in
+        # cycle 2 + k·S and is written 1 + latency cycles later (rtl/requant.py).
+        turns = int(f.count) * c.requant_groups
+        if not turns:
+            return 1
+        return 2 + (turns - 1) * c.requant_steps + 1 + requant_latency(c)
     if opcode == Opcode.POOL:
         n = int(f.out_h) * int(f.out_w) * int(f.k_h) * int(f.k_w)
-        return n * (1 if f.mode == PoolMode.SUM else int(f.words)) + 1
+        # A read per window position (and word, for MAX), then the read register and the fold.
+        reads = n * (1 if f.mode == PoolMode.SUM else int(f.words))
+        return reads + 2 if reads else 1
     if opcode == Opcode.ELTWISE:
-        return 2 * int(f.count) + 3 if int(f.count) else 1
+        # Two reads per element, then the read register, zero point, multiply, sum and write.
+        return 2 * int(f.count) + 4 if int(f.count) else 1
     return 0
 
 
@@ -229,3 +235,15 @@ def layer_cycles(program) -> list[int]:
     totals = [schedule(program.insns[:b] + [end], program.config).cycles
               for b in [0] + [layer.first_insn + layer.n_insns for layer in program.layers]]
     return [t - p for t, p in zip(totals[1:], totals[:-1], strict=True)]
+
+
+#: Pipeline stages of the requantizer (rtl/requant.py) besides the ``requant_steps`` cycles of
+#: its multiply: input register, bias, sign, normalize, round to 24 bits, sum of the partial
+#: products, round the product, shift, round, sign and zero point, clamp.
+REQUANT_STAGES = 11
+
+
+def requant_latency(config: HwConfig) -> int:
+    """Cycles from a requantizer input to its output (``Requantizer.latency``): the
+    :data:`REQUANT_STAGES` stages and the ``requant_steps`` cycles of the multiply."""
+    return REQUANT_STAGES + config.requant_steps

@@ -133,23 +133,28 @@ class Controller(HwComponent):
         free = {e: ~getattr(self, f"busy_{e}") | getattr(self, f"done_{e}") for e in ENGINES}
         all_free = functools.reduce(operator.and_, free.values())
         holds = {e: Signal(len(Port), name=f"ports_{e}") for e in ENGINES}
-        held = {e: Mux(free[e], 0, holds[e]) for e in ENGINES}
-
-        def in_use_by_others(engine: str):
-            # An engine's own next instruction may share its ports: the engine orders them.
-            return functools.reduce(operator.or_, (held[e] for e in ENGINES if e != engine))
 
         # -- decode of the fetched instruction -------------------------------------------------
         opcode = self.insn[:OPCODE_BITS]
         wait = self.insn[OPCODE_BITS]
+        ports = Signal(len(Port), name="insn_ports")     # the ports the instruction would use
+        with m.Switch(opcode):
+            for op in ENGINE:
+                with m.Case(op):
+                    m.d.comb += ports.eq(ports_used(op, LAYOUTS[op](self.insn[:LAYOUTS[op].size])))
+        # Whether an engine holds one of those ports, from registers only; the engines' busy and
+        # done come late in the cycle (done is the end of an engine's own logic), so they enter
+        # the dispatch decision last: an engine blocks the instruction unless it is free.
+        clash = {e: (holds[e] & ports).any() for e in ENGINES}
+        blocks = {e: clash[e] & ~free[e] for e in ENGINES}
         may_start = Signal()
         with m.Switch(opcode):
             for op, engine in ENGINE.items():
                 with m.Case(op):
-                    ports = ports_used(op, LAYOUTS[op](self.insn[:LAYOUTS[op].size]))
-                    others = in_use_by_others(engine)
-                    m.d.comb += may_start.eq(ready[engine] & ((ports & others) == 0)
-                                             & (~wait | all_free))
+                    # An engine's own next instruction may share its ports: the engine orders
+                    # them.
+                    others = Cat(*(blocks[e] for e in ENGINES if e != engine))
+                    m.d.comb += may_start.eq(ready[engine] & ~others.any() & (~wait | all_free))
 
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
@@ -183,7 +188,6 @@ class Controller(HwComponent):
                             with m.If(may_start):
                                 m.d.comb += getattr(self, f"start_{engine}").eq(1)
                                 # A pipelined engine holds the ports of all it runs.
-                                ports = ports_used(op, LAYOUTS[op](self.insn[:LAYOUTS[op].size]))
                                 m.d.sync += [
                                     holds[engine].eq(Mux(free[engine], ports,
                                                          holds[engine] | ports)),

@@ -89,8 +89,8 @@ class DmaEngine(HwComponent):
         mem_sel = Signal(Mem, name="mem_sel")
         sp_stride = Signal(sp_width)
         ext_stride = Signal(ext_width)
-        rows = Signal(LoadStore.members["rows"])
-        length = Signal(LoadStore.members["length"])
+        rows = Signal(LoadStore.members["rows"])        # rows - 1
+        length = Signal(LoadStore.members["length"])    # length - 1
 
         # Stage 1: loop counters and row bases.
         running = Signal()
@@ -117,21 +117,27 @@ class DmaEngine(HwComponent):
         with m.If(self.done):
             m.d.sync += self.busy.eq(0)
 
-        with m.If(self.start):
-            insn = self.insn
+        # While idle, the registers follow the instruction bus (it is valid in the start cycle,
+        # and garbage until then): the start pulse, late in its cycle (the controller's dispatch
+        # decision), then only sets the few state bits below.
+        insn = self.insn
+        with m.If(~self.busy):
             m.d.sync += [
-                self.busy.eq(1),
                 is_store.eq(insn.opcode == Opcode.STORE),
                 mem_sel.eq(insn.mem),
                 sp_stride.eq(insn.sp_stride),
                 ext_stride.eq(insn.ext_stride),
-                rows.eq(insn.rows),
-                length.eq(insn.length),
+                # The last indices (an empty instruction never runs the loop): the counters
+                # compare with registers, not through a decrement.
+                rows.eq(insn.rows - 1),
+                length.eq(insn.length - 1),
                 i.eq(0),
                 j.eq(0),
                 sp_row.eq(insn.sp_addr),
                 ext_row.eq(insn.ext_addr),
             ]
+        with m.If(self.start):
+            m.d.sync += self.busy.eq(1)
             with m.If((insn.rows == 0) | (insn.length == 0)):
                 m.d.sync += empty.eq(1)
             with m.Else():
@@ -141,8 +147,8 @@ class DmaEngine(HwComponent):
         last_j = Signal()
         last_i = Signal()
         m.d.comb += [
-            last_j.eq(j == length - 1),
-            last_i.eq(i == rows - 1),
+            last_j.eq(j == length),
+            last_i.eq(i == rows),
         ]
         m.d.sync += s2_valid.eq(running)
         with m.If(running):

@@ -10,11 +10,12 @@ The single ACT read port reads ``a_i`` and ``b_i`` in consecutive cycles; one mu
 serves both operands. Schedule (cycle 0 is the ``start`` cycle)::
 
     1, 2, ..., 2n       read ACT[a_base + i] (odd cycles) and ACT[b_base + i] (even cycles)
-    +1                  select the lane group, extend, subtract the operand's zero point → d
-    +2                  d · (a_mult or b_mult) → p; an a product is held for its b partner
-    +3                  write ACC[acc_base + i] = p_a + p_b; ``done`` with the last write
+    +1                  register the read word (block RAM read data feeds only a register)
+    +2                  select the lane group, extend, subtract the operand's zero point → d
+    +3                  d · (a_mult or b_mult) → p; an a product is held for its b partner
+    +4                  write ACC[acc_base + i] = p_a + p_b; ``done`` with the last write
 
-so an ELTWISE of ``n = count`` elements takes ``2n + 3`` cycles (1 if ``count = 0``). Nothing is
+so an ELTWISE of ``n = count`` elements takes ``2n + 4`` cycles (1 if ``count = 0``). Nothing is
 wide enough to wrap: ``|x - zp| <= 511`` and ``|mult| <= 2**15``, so each product fits 25 bits
 and the sum 26 — the int32 result is exact.
 
@@ -72,6 +73,7 @@ class EltwiseEngine(HwComponent):
         insn = Signal(isa.Eltwise)
         busy = Signal()
         first = Signal()            # first busy cycle
+        no_work = Signal()          # count == 0
         m.d.comb += self.busy.eq(busy)
 
         # ---- reads: a_i, b_i, a_{i+1}, ... -----------------------------------------------------
@@ -81,20 +83,23 @@ class EltwiseEngine(HwComponent):
         a_addr = Signal(aw)
         b_addr = Signal(aw)
 
-        with m.If(self.start):
+        # While idle, the registers follow the instruction bus (it is valid in the start cycle,
+        # and garbage until then): the start pulse, late in its cycle (the controller's dispatch
+        # decision), then only sets the state bits.
+        with m.If(~busy):
             m.d.sync += [
                 insn.eq(self.insn),
-                busy.eq(1),
-                first.eq(1),
-                reading.eq(self.insn.count != 0),
+                no_work.eq(self.insn.count == 0),   # done comes from registers only
                 read_b.eq(0),
                 left.eq(self.insn.count),
                 a_addr.eq(self.insn.a_base),
                 b_addr.eq(self.insn.b_base),
             ]
+        with m.If(self.start):
+            m.d.sync += [busy.eq(1), first.eq(1), reading.eq(self.insn.count != 0)]
         with m.If(first):
             m.d.sync += first.eq(0)
-            with m.If(insn.count == 0):
+            with m.If(no_work):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += busy.eq(0)
 
@@ -110,11 +115,17 @@ class EltwiseEngine(HwComponent):
             with m.Else():
                 m.d.sync += a_addr.eq(a_addr + 1)
 
+        # ---- stage 0: register the read word (block RAM read data feeds only a register) ------
+        v0, b0, last0 = Signal(), Signal(), Signal()
+        m.d.sync += [v0.eq(reading), b0.eq(reading & read_b), last0.eq(reading & last)]
+        word = Signal.like(self.act_rdata, name="word", reset_less=True)
+        m.d.sync += word.eq(self.act_rdata)
+
         # ---- stage 1: select the lane group, subtract the zero point ---------------------------
         v1, b1, last1 = Signal(), Signal(), Signal()
-        m.d.sync += [v1.eq(reading), b1.eq(reading & read_b), last1.eq(reading & last)]
+        m.d.sync += [v1.eq(v0), b1.eq(b0), last1.eq(last0)]
         groups = c.act_bytes // c.cols
-        act_word = data.ArrayLayout(data.ArrayLayout(unsigned(8), c.cols), groups)(self.act_rdata)
+        act_word = data.ArrayLayout(data.ArrayLayout(unsigned(8), c.cols), groups)(word)
         lanes = act_word[insn.lane_group] if groups > 1 else act_word[0]
         is_signed = Mux(b1, insn.b_signed, insn.a_signed)
         zp = Mux(b1, insn.b_zp, insn.a_zp)
@@ -137,7 +148,7 @@ class EltwiseEngine(HwComponent):
         m.d.sync += [v3.eq(v2), b3.eq(b2), last3.eq(last2)]
         held = Signal(data.ArrayLayout(prod_shape, c.cols))
         acc_addr = Signal(c.addr_bits(c.acc_depth))
-        with m.If(self.start):
+        with m.If(~busy):
             m.d.sync += acc_addr.eq(self.insn.acc_base)
         with m.If(v3 & ~b3):
             m.d.sync += held.eq(prod)

@@ -11,11 +11,12 @@ window positions ``kh < k_h, kw < k_w`` of
   ignored (the engine runs the ``w`` loop once).
 
 The engine walks ``(oh, ow, w, kh, kw)`` (``kw`` innermost) with incremental counters and address
-registers -- no multipliers. It is a two-stage pipeline: stage 1 issues one ACT read per cycle
-(only for in-bounds positions; out-of-bounds positions still take their cycle), stage 2 folds the
-returned word into a running maximum or sum and, at the last window position, writes the result.
-An instruction is busy for ``out_h*out_w*words*k_h*k_w + 1`` cycles in MAX mode and
-``out_h*out_w*k_h*k_w + 1`` in SUM mode (1 cycle if that product is 0).
+registers -- no multipliers. It is a three-stage pipeline: stage 1 issues one ACT read per cycle
+(only for in-bounds positions; out-of-bounds positions still take their cycle), stage 2 registers
+the returned word (block RAM read data feeds nothing but a register: its clock-to-out is half of
+a 100 MHz cycle on ECP5), stage 3 folds it into a running maximum or sum and, at the last window
+position, writes the result. An instruction is busy for ``out_h*out_w*words*k_h*k_w + 2`` cycles
+in MAX mode and ``out_h*out_w*k_h*k_w + 2`` in SUM mode (1 cycle if that product is 0).
 
 The output region must not overlap the words the same instruction still has to read (results
 are written while later windows are being read); the compiler never pools in place.
@@ -85,7 +86,7 @@ class PoolEngine(HwComponent):
         step_h = Signal(aw)
         row_words = Signal(aw)
         pix_words = Signal(aw)
-        words = Signal(f["words"])
+        words = Signal(f["words"])      # words, out_h, out_w, k_h, k_w: minus one
         out_h = Signal(f["out_h"])
         out_w = Signal(f["out_w"])
         k_h = Signal(f["k_h"])
@@ -103,6 +104,11 @@ class PoolEngine(HwComponent):
         w = Signal.like(words, name="w")
         kh = Signal.like(k_h, name="kh")
         kw = Signal.like(k_w, name="kw")
+        # Each counter at its last index (the bound), kept in a register.
+        last_kw, last_kh, last_w, last_ow, last_oh = (
+            Signal(name=f"last_{n}") for n in ("kw", "kh", "w", "ow", "oh"))
+        bound = {"kw": (kw, k_w, last_kw), "kh": (kh, k_h, last_kh), "w": (w, words, last_w),
+                 "ow": (ow, out_w, last_ow), "oh": (oh, out_h, last_oh)}
         row_base = Signal(aw)    # act_base + oh*step_h
         pix_base = Signal(aw)    # row_base + ow*step_w
         word_base = Signal(aw)   # pix_base + w
@@ -122,18 +128,24 @@ class PoolEngine(HwComponent):
         iw0_ok = Signal()
         out_addr = Signal(ow_bits)  # out_base + (oh*out_w + ow)*words + w (ACT or ACC word)
 
-        # Stage 2 (read data arriving) and the running maximum / sums.
+        # Stage 2 (read data arriving).
         s2_valid = Signal()
         s2_in = Signal()         # the position was in bounds (its read was issued)
         s2_last_pos = Signal()   # last window position of this output word
         s2_final = Signal()      # last position of the whole instruction
         s2_out = Signal(ow_bits)
+        empty = Signal()
+
+        # Stage 3: the same, one cycle later, with the read word registered; the running
+        # maximum / sums.
+        s3_valid, s3_in, s3_last_pos, s3_final = Signal(), Signal(), Signal(), Signal()
+        s3_out = Signal(ow_bits)
+        word = Signal(8 * c.act_bytes, reset_less=True)
         best = Signal(8 * c.act_bytes)
         have = Signal()          # best holds at least one in-bounds value
         sums = Signal(data.ArrayLayout(_SUM, c.cols))
-        empty = Signal()
 
-        m.d.comb += self.done.eq((s2_valid & s2_final) | empty)
+        m.d.comb += self.done.eq((s3_valid & s3_final) | empty)
         m.d.sync += empty.eq(0)
         with m.If(self.done):
             m.d.sync += self.busy.eq(0)
@@ -141,15 +153,17 @@ class PoolEngine(HwComponent):
         def inside(value, size):
             return (value >= 0) & (value < size)
 
-        with m.If(self.start):
-            insn = self.insn
-            base = insn.act_base[:aw]
-            h0_ok, w0_ok = inside(insn.ih0, insn.in_h), inside(insn.iw0, insn.in_w)
-            is_sum = insn.mode == PoolMode.SUM
-            # SUM ignores `words`: one pass of the w loop.
-            n_words = Mux(is_sum, 1, insn.words)
+        # While idle, the registers follow the instruction bus (it is valid in the start cycle,
+        # and garbage until then): the start pulse, late in its cycle (the controller's dispatch
+        # decision), then only sets the few state bits below.
+        insn = self.insn
+        base = insn.act_base[:aw]
+        h0_ok, w0_ok = inside(insn.ih0, insn.in_h), inside(insn.iw0, insn.in_w)
+        is_sum = insn.mode == PoolMode.SUM
+        # SUM ignores `words`: one pass of the w loop.
+        n_words = Mux(is_sum, 1, insn.words)
+        with m.If(~self.busy):
             m.d.sync += [
-                self.busy.eq(1),
                 summing.eq(is_sum),
                 x_signed.eq(insn.x_signed),
                 lane_group.eq(insn.lane_group),
@@ -157,17 +171,21 @@ class PoolEngine(HwComponent):
                 step_h.eq(insn.step_h[:aw]),
                 row_words.eq(insn.row_words),
                 pix_words.eq(insn.pix_words),
-                words.eq(n_words),
-                out_h.eq(insn.out_h),
-                out_w.eq(insn.out_w),
-                k_h.eq(insn.k_h),
-                k_w.eq(insn.k_w),
+                # Loop bounds as their last index (an empty loop never runs): the counters
+                # compare with registers, not through a decrement.
+                words.eq(n_words - 1),
+                out_h.eq(insn.out_h - 1),
+                out_w.eq(insn.out_w - 1),
+                k_h.eq(insn.k_h - 1),
+                k_w.eq(insn.k_w - 1),
                 stride_h.eq(insn.stride_h),
                 stride_w.eq(insn.stride_w),
                 in_h.eq(insn.in_h),
                 in_w.eq(insn.in_w),
                 iw0.eq(insn.iw0),
                 oh.eq(0), ow.eq(0), w.eq(0), kh.eq(0), kw.eq(0),
+                last_oh.eq(insn.out_h == 1), last_ow.eq(insn.out_w == 1),
+                last_w.eq(n_words == 1), last_kh.eq(insn.k_h == 1), last_kw.eq(insn.k_w == 1),
                 row_base.eq(base), pix_base.eq(base), word_base.eq(base),
                 kh_base.eq(base), rd_addr.eq(base),
                 ih_base.eq(insn.ih0), ih.eq(insn.ih0),
@@ -178,6 +196,8 @@ class PoolEngine(HwComponent):
                 have.eq(0),
                 sums.eq(0),
             ]
+        with m.If(self.start):
+            m.d.sync += self.busy.eq(1)
             with m.If((insn.out_h == 0) | (insn.out_w == 0) | (n_words == 0)
                       | (insn.k_h == 0) | (insn.k_w == 0)):
                 m.d.sync += empty.eq(1)
@@ -187,11 +207,16 @@ class PoolEngine(HwComponent):
         # -- stage 1: read one window position, advance the counters ---------------------------
         in_bounds = Signal()
         m.d.comb += in_bounds.eq(ih_ok & iw_ok)
-        last_kw = kw == k_w - 1
-        last_kh = kh == k_h - 1
-        last_w = w == words - 1
-        last_ow = ow == out_w - 1
-        last_oh = oh == out_h - 1
+        # Whether each counter is at its last index: registers, updated with the counters (the
+        # nested conditions below select the next read address; compares in front of them were
+        # the engine's critical path on the iCE40).
+        def step(name):
+            counter, b, flag = bound[name]
+            return [counter.eq(counter + 1), flag.eq(counter + 1 == b)]
+
+        def wrap(name):
+            counter, b, flag = bound[name]
+            return [counter.eq(0), flag.eq(b == 0)]
         m.d.sync += s2_valid.eq(running)
         with m.If(running):
             m.d.comb += [
@@ -206,41 +231,41 @@ class PoolEngine(HwComponent):
             ]
             with m.If(~last_kw):
                 m.d.sync += [
-                    kw.eq(kw + 1),
+                    *step("kw"),
                     rd_addr.eq(rd_addr + pix_words),
                     iw.eq(iw + 1), iw_ok.eq(inside(iw + 1, in_w)),
                 ]
             with m.Else():
-                m.d.sync += kw.eq(0)
+                m.d.sync += wrap("kw")
                 with m.If(~last_kh):
                     nxt = kh_base + row_words
                     m.d.sync += [
-                        kh.eq(kh + 1),
+                        *step("kh"),
                         kh_base.eq(nxt), rd_addr.eq(nxt),
                         ih.eq(ih + 1), iw.eq(iw_base),
                         ih_ok.eq(inside(ih + 1, in_h)), iw_ok.eq(iw_base_ok),
                     ]
                 with m.Else():
                     m.d.sync += [
-                        kh.eq(0),
+                        *wrap("kh"),
                         out_addr.eq(out_addr + 1),
                     ]
                     with m.If(~last_w):
                         nxt = word_base + 1
                         m.d.sync += [
-                            w.eq(w + 1),
+                            *step("w"),
                             word_base.eq(nxt), kh_base.eq(nxt), rd_addr.eq(nxt),
                             ih.eq(ih_base), iw.eq(iw_base),
                             ih_ok.eq(ih_base_ok), iw_ok.eq(iw_base_ok),
                         ]
                     with m.Else():
-                        m.d.sync += w.eq(0)
+                        m.d.sync += wrap("w")
                         with m.If(~last_ow):
                             nxt = pix_base + step_w
                             nxt_iw = iw_base + stride_w
                             nxt_iw_ok = inside(nxt_iw, in_w)
                             m.d.sync += [
-                                ow.eq(ow + 1),
+                                *step("ow"),
                                 pix_base.eq(nxt), word_base.eq(nxt), kh_base.eq(nxt),
                                 rd_addr.eq(nxt),
                                 iw_base.eq(nxt_iw), iw.eq(nxt_iw), ih.eq(ih_base),
@@ -252,7 +277,7 @@ class PoolEngine(HwComponent):
                             nxt_ih = ih_base + stride_h
                             nxt_ih_ok = inside(nxt_ih, in_h)
                             m.d.sync += [
-                                ow.eq(0),
+                                *wrap("ow"),
                                 row_base.eq(nxt), pix_base.eq(nxt), word_base.eq(nxt),
                                 kh_base.eq(nxt), rd_addr.eq(nxt),
                                 ih_base.eq(nxt_ih), ih.eq(nxt_ih),
@@ -261,15 +286,21 @@ class PoolEngine(HwComponent):
                                 iw_base_ok.eq(iw0_ok), iw_ok.eq(iw0_ok),
                             ]
                             with m.If(~last_oh):
-                                m.d.sync += oh.eq(oh + 1)
+                                m.d.sync += step("oh")
                             with m.Else():
                                 m.d.sync += running.eq(0)
 
-        # -- stage 2: fold the read word into the running maximum / sums, write at the end -----
+        # -- stage 2: register the read word (block RAM read data goes to a register only) ------
+        m.d.sync += [
+            s3_valid.eq(s2_valid), s3_in.eq(s2_in), s3_last_pos.eq(s2_last_pos),
+            s3_final.eq(s2_final), s3_out.eq(s2_out), word.eq(self.act_rdata),
+        ]
+
+        # -- stage 3: fold the word into the running maximum / sums, write at the end ---------
         lanes = []
         for lane in range(c.act_bytes):
             a = best[8 * lane:8 * lane + 8]
-            b = self.act_rdata[8 * lane:8 * lane + 8]
+            b = word[8 * lane:8 * lane + 8]
             # Flipping the sign bit maps int8 order onto uint8 order.
             flip = Cat(Const(0, 7), x_signed)
             take_b = ~have | ((b ^ flip) > (a ^ flip))
@@ -277,27 +308,27 @@ class PoolEngine(HwComponent):
             m.d.comb += lane_max.eq(Mux(take_b, b, a))
             lanes.append(lane_max)
         folded = Signal(8 * c.act_bytes)
-        m.d.comb += folded.eq(Mux(s2_in, Cat(*lanes), best))
+        m.d.comb += folded.eq(Mux(s3_in, Cat(*lanes), best))
 
         groups = c.act_bytes // c.cols
-        act_word = data.ArrayLayout(data.ArrayLayout(unsigned(8), c.cols), groups)(self.act_rdata)
+        act_word = data.ArrayLayout(data.ArrayLayout(unsigned(8), c.cols), groups)(word)
         group = act_word[lane_group] if groups > 1 else act_word[0]
         summed = Signal(data.ArrayLayout(_SUM, c.cols))
         for lane in range(c.cols):
             byte = group[lane]
             value = Mux(x_signed, byte.as_signed(), byte)
-            m.d.comb += summed[lane].eq(sums[lane] + Mux(s2_in, value, 0))
+            m.d.comb += summed[lane].eq(sums[lane] + Mux(s3_in, value, 0))
 
-        with m.If(s2_valid):
-            with m.If(s2_last_pos):
+        with m.If(s3_valid):
+            with m.If(s3_last_pos):
                 with m.If(summing):
                     acc_word = data.ArrayLayout(signed(32), c.cols)(self.acc_wdata)
-                    m.d.comb += [self.acc_waddr.eq(s2_out), self.acc_wen.eq(1)]
+                    m.d.comb += [self.acc_waddr.eq(s3_out), self.acc_wen.eq(1)]
                     # .eq sign-extends each 25-bit sum to its int32 lane.
                     m.d.comb += [acc_word[lane].eq(summed[lane]) for lane in range(c.cols)]
                 with m.Else():
                     m.d.comb += [
-                        self.act_waddr.eq(s2_out),
+                        self.act_waddr.eq(s3_out),
                         self.act_wen.eq((1 << c.act_bytes) - 1),
                         self.act_wdata.eq(folded),
                     ]
@@ -305,7 +336,7 @@ class PoolEngine(HwComponent):
             with m.Else():
                 m.d.sync += [
                     best.eq(folded),
-                    have.eq(have | s2_in),
+                    have.eq(have | s3_in),
                     sums.eq(summed),
                 ]
 

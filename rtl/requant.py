@@ -4,34 +4,41 @@
 ``lanes`` channels at a time, pipelined over :data:`Requantizer.latency` stages:
 
 ====  ============================================================================================
- 1    ``a = wrap_int32(acc + bias)``
- 2    sign and magnitude ``|a|`` (< 2**31 + 1)
- 3    normalize: leading-zero count ``lz`` and ``|a| << lz`` by a 16/8/4/2/1 shifter cascade
- 4    round the normalized magnitude to 24 significant bits (RNE) → ``a24 · 2**ea``
- 5    exact 24×24 product ``p = a24 · mult``
- 6    round ``p`` to 24 bits (RNE) → ``p24``, and the net exponent ``right``
- 7    shift ``p24`` by ``right`` (keeping 25 fraction bits) or left by ``-right``
- 8    ``r = RNE(…)``, saturated to :data:`_SAT`
- 9    ``clamp(±r + y_zp, qmin, qmax)``, low 8 bits
+ 1    register ``acc`` (it comes straight from the ACC block RAM's read port)
+ 2    ``a = wrap_int32(acc + bias)``
+ 3    sign and magnitude ``|a|`` (< 2**31 + 1)
+ 4    normalize: leading-zero count ``lz`` and ``|a| << lz`` by a 16/8/4/2/1 shifter cascade
+ 5    round the normalized magnitude to 24 significant bits (RNE) → ``a24 · 2**ea``
+ 6    the partial products of ``a24 · mult`` (16-bit chunks), registered
+ 7    their sum, the exact 24×24 product ``p``
+ 8    round ``p`` to 24 bits (RNE) → ``p24``, and the net exponent ``right``
+ 9    shift ``p24`` by ``right`` (keeping 25 fraction bits) or left by ``-right``
+10    ``r = RNE(…)``, saturated to :data:`_SAT`
+11    ``v = ±r + y_zp``
+12    ``clamp(v, qmin, qmax)``, low 8 bits
 ====  ============================================================================================
 
 The per-channel parameters and the per-instruction scalars are not carried down the pipeline:
-the REQUANT engine holds them for the whole instruction (the PRM word stays on the PRM read
-port, which only this engine reads), and each stage picks its parameter of its channel. With
-fewer lanes than columns (:attr:`codesign.isa.HwConfig.requant_groups` > 1) the ``groups`` lane
-groups of an ACC word take turns; only the turn number travels with the data.
+the REQUANT engine holds them for the whole instruction (a register copy of the PRM word, which
+stays on the PRM read port: only this engine reads PRM), and each stage picks its parameter of
+its channel. With fewer lanes than columns (:attr:`codesign.isa.HwConfig.requant_groups` > 1)
+the ``groups`` lane groups of an ACC word take turns; only the turn number travels with the
+data.
 
-With ``steps > 1`` (:attr:`codesign.isa.HwConfig.requant_steps`), stage 5 takes ``steps`` cycles
+With ``steps > 1`` (:attr:`codesign.isa.HwConfig.requant_steps`), stage 6 takes ``steps`` cycles
 and one multiplier a quarter (``steps = 4``: 16×16) or half (``steps = 2``: 24×16) the size: the
-product is accumulated from partial products of 16-bit chunks of ``a24`` and ``mult``, so that a
-small FPGA spends one or two DSP blocks per lane instead of four. Stage 4 then holds its registers
-until the next input, which may come only ``steps`` cycles after the previous one.
+product is accumulated in stage 7 from the registered partial products of 16-bit chunks of
+``a24`` and ``mult``, so that a small FPGA spends one or two DSP blocks per lane instead of four.
+Stage 5 then holds its registers until the next input, which may come only ``steps`` cycles
+after the previous one.
 
-Stages 7 and 8 are split because the variable shift, the sticky OR, the rounding increment and
-the saturation in one cycle were the NPU's critical path on ECP5. Stage 8 saturates the magnitude
-at ``2**10`` rather than at ``2**31`` as :func:`isa.requantize` does: ``y_zp``, ``qmin`` and
-``qmax`` are 9-bit, so any ``|r| >= 512`` already lands on the same clamp bound, and the narrow
-value keeps the last two stages small.
+Stages are split wherever one cycle held a path that limited the NPU's fmax on ECP5 (block RAM
+read data straight into an adder or a multiplier, a multiplier straight into the adders of its
+partial products, the variable shift with the sticky OR and the rounding, sign + zero point +
+clamp: four carry chains). Stage 10 saturates the magnitude at ``2**10`` rather than at
+``2**31`` as :func:`isa.requantize` does: ``y_zp``, ``qmin`` and ``qmax`` are 9-bit, so any
+``|r| >= 512`` already lands on the same clamp bound, and the narrow value keeps the last stages
+small.
 """
 
 from __future__ import annotations
@@ -82,7 +89,7 @@ class Requantizer(wiring.Component):
         cycles earlier.
     q_valid : Out(1)
     latency : int
-        Cycles from input to output: ``8 + steps``.
+        Cycles from input to output: ``11 + steps``.
     """
 
     def __init__(self, *, lanes: int, groups: int = 1, steps: int = 1):
@@ -95,7 +102,7 @@ class Requantizer(wiring.Component):
         self.lanes = lanes
         self.groups = groups
         self.steps = steps
-        self.latency = 8 + steps
+        self.latency = 11 + steps
         super().__init__({
             "acc": In(data.ArrayLayout(signed(32), lanes)),
             **({"turn": In(range(groups))} if groups > 1 else {}),
@@ -123,123 +130,167 @@ class Requantizer(wiring.Component):
                     m.d.sync += sig.eq(value)
             return sig
 
-        def rne(keep, round_bit, sticky):
-            """``keep`` rounded half-to-even given the first dropped bit and the OR of the rest."""
-            return keep + (round_bit & (sticky | keep[0]))
+        def rne24(keep, round_bit, sticky):
+            """The 24-bit ``keep`` rounded half-to-even given the first dropped bit and the OR of
+            the rest, as (24-bit mantissa, carry out): on a carry out the mantissa is
+            ``2**23`` (the exponent grows by one). ``keep + 1`` is computed alongside the
+            round and sticky bits, which only pick it."""
+            inc = round_bit & (sticky | keep[0])
+            carry = keep.all()
+            up = Mux(carry, 1 << (_M - 1), (keep + 1)[:_M])
+            return Mux(inc, up, keep), inc & carry
 
         # Valid bits: valid_s<s> is high when the stage-s registers hold an input; stage 5
-        # spends `steps` cycles, mult_phase<k> being high in its k-th (its 0th is valid_s4).
+        # holds its registers for the `steps` cycles of the multiply, mult_phase<k> being high
+        # in its k-th (its 0th is valid_s5).
+        S = self.steps
         chain, valid = {}, self.valid
         for t in range(1, self.latency + 1):
-            if 4 < t < 4 + self.steps:
-                name = f"mult_phase{t - 4}"
+            if 5 < t < 5 + S:
+                name = f"mult_phase{t - 5}"
             else:
-                name = f"valid_s{t if t <= 4 else t - self.steps + 1}"
+                name = f"valid_s{t if t <= 5 else t - S + 1}"
             chain[name] = Signal(name=name)
             m.d.sync += chain[name].eq(valid)
             valid = chain[name]
         m.d.comb += self.q_valid.eq(valid)
-        phase = [chain["valid_s4"]] + [chain[f"mult_phase{k}"] for k in range(1, self.steps)]
-        # Stage 4 holds its input while stage 5 multiplies it over several cycles.
-        hold4 = chain["valid_s3"] if self.steps > 1 else None
+        phase = [chain["valid_s5"]] + [chain[f"mult_phase{k}"] for k in range(1, S)]
+        # Stage 5 holds its input while stage 6 multiplies it over several cycles.
+        hold5 = chain["valid_s4"] if S > 1 else None
 
-        # The turn travels to stage 4, where the last parameter (mult) is picked.
+        # The turn travels to stage 5, where the last parameter (mult) is picked.
         turns = data.ArrayLayout(data.ArrayLayout(isa.PRM_LANE, self.lanes),
                                  self.groups)(self.prm)
         if self.groups > 1:
             turn = [self.turn]
-            for s in range(1, 5):
-                turn.append(reg(turn[-1], f"turn_s{s}", en=hold4 if s == 4 else None))
+            for s in range(1, 6):
+                turn.append(reg(turn[-1], f"turn_s{s}", en=hold5 if s == 5 else None))
 
         def param(i, s):
             """The parameters of lane ``i``'s channel for the input in stage ``s``."""
             return (turns[turn[s]] if self.groups > 1 else turns[0])[i]
 
+        # qmin > qmax (then every output is qmax), registered: the bounds are steady for the
+        # whole instruction, so this is never stale when an input reaches the clamp.
+        bounds_crossed = reg(self.qmin > self.qmax, "bounds_crossed")
+
         for i in range(self.lanes):
             def lreg(value, name, shape=None, en=None, i=i):
                 return reg(value, f"lane{i}_{name}", shape, en)
 
-            # Stage 1: add the bias, wrapping to int32.
-            a = lreg((self.acc[i] + param(i, 0).bias)[:32], "s1_a", signed(32))
+            # Stage 1: register the input (straight from a block RAM's read port).
+            acc1 = lreg(self.acc[i], "s1_acc", signed(32))
 
-            # Stage 2: sign/magnitude. |-2**31| = 2**31 still fits 32 unsigned bits.
-            neg2 = lreg(a[31], "s2_neg")
-            mag2 = lreg(Mux(a[31], -a, a)[:32], "s2_mag", unsigned(32))
+            # Stage 2: add the bias, wrapping to int32.
+            a = lreg((acc1 + param(i, 1).bias)[:32], "s2_a", signed(32))
 
-            # Stage 3: normalize so that bit 31 is set (unless |a| = 0), counting the shift.
-            norm, lz_bits = mag2, []
+            # Stage 3: sign/magnitude. |-2**31| = 2**31 still fits 32 unsigned bits.
+            neg3 = lreg(a[31], "s3_neg")
+            mag3 = lreg(Mux(a[31], -a, a)[:32], "s3_mag", unsigned(32))
+
+            # Stage 4: normalize so that bit 31 is set (unless |a| = 0), counting the shift.
+            norm, lz_bits = mag3, []
             for k in (16, 8, 4, 2, 1):
                 top_zero = norm[32 - k:] == 0
                 lz_bits.append(top_zero)
                 norm = Mux(top_zero, (norm << k)[:32], norm)
-            neg3 = lreg(neg2, "s3_neg")
-            norm3 = lreg(norm, "s3_norm", unsigned(32))
-            lz3 = lreg(Cat(*reversed(lz_bits)), "s3_lz", unsigned(5))  # 0..31; |a| = 0 → 31
+            neg4 = lreg(neg3, "s4_neg")
+            norm4 = lreg(norm, "s4_norm", unsigned(32))
+            lz4 = lreg(Cat(*reversed(lz_bits)), "s4_lz", unsigned(5))  # 0..31; |a| = 0 → 31
 
-            # Stage 4: round to 24 significant bits: a24 · 2**ea with ea = (32 - lz) - 24 + ovf.
+            # Stage 5: round to 24 significant bits: a24 · 2**ea with ea = (32 - lz) - 24 + ovf.
             # For |a| < 2**24 the 8 dropped bits are zero and a24 = |a| << (24 - n) exactly.
-            a25 = rne(norm3[8:], norm3[7], norm3[:7] != 0)
-            ovf_a = a25[_M]
-            neg4 = lreg(neg3, "s4_neg", en=hold4)
-            a24_4 = lreg(Mux(ovf_a, 1 << (_M - 1), a25[:_M]), "s4_a24", unsigned(_M), hold4)
-            # e1 = shift - ea; the final right shift is e1 - ep (ep from stage 6).
-            e1_4 = lreg(param(i, 3).shift - (8 - lz3 + ovf_a), "s4_e1", signed(10), hold4)
-            mult4 = param(i, 4).mult
+            a24, ovf_a = rne24(norm4[8:], norm4[7], norm4[:7] != 0)
+            neg5 = lreg(neg4, "s5_neg", en=hold5)
+            a24_5 = lreg(a24, "s5_a24", unsigned(_M), hold5)
+            # e1 = shift - ea; the final right shift is e1 - ep (ep from stage 8). Both values
+            # of the rounding carry ovf_a are computed alongside the rounding.
+            e1 = Signal(signed(10), name=f"lane{i}_s5_e1_next")
+            m.d.comb += e1.eq(param(i, 4).shift - 8 + lz4)
+            e1_5 = lreg(Mux(ovf_a, e1 - 1, e1), "s5_e1", signed(10), hold5)
+            mult5 = param(i, 5).mult
 
-            # Stage 5: the exact 48-bit product, in one cycle or accumulated over `steps`.
-            neg5 = lreg(neg4, "s5_neg")
-            if self.steps == 1:
-                p5 = lreg(a24_4 * mult4, "s5_p", unsigned(2 * _M))
+            # Stages 6 and 7: the exact 48-bit product; its partial products are registered
+            # (stage 6) before they are summed or accumulated (stage 7).
+            neg6, e1_6 = lreg(neg5, "s6_neg"), lreg(e1_5, "s6_e1")
+            neg7, e1_7 = lreg(neg6, "s7_neg"), lreg(e1_6, "s7_e1")
+            if S == 1:
+                p7 = self._product(m, lreg, a24_5, mult5)
             else:
-                p5 = self._multiply(m, a24_4, mult4, phase, f"lane{i}_s5_p")
-            e1_5 = lreg(e1_4, "s5_e1")
+                p7 = self._multiply(m, a24_5, mult5, phase, chain["valid_s6"],
+                                    f"lane{i}_s7_p")
 
-            # Stage 6: round the product to 24 bits, dropping 24 bits if bit 47 is set, else 23.
-            top = p5[2 * _M - 1]
-            keep = Mux(top, p5[_M:2 * _M], p5[_M - 1:2 * _M - 1])
-            round_bit = Mux(top, p5[_M - 1], p5[_M - 2])
-            sticky = Mux(top, p5[:_M - 1] != 0, p5[:_M - 2] != 0)
-            p25 = rne(keep, round_bit, sticky)
-            ovf_p = p25[_M]
-            neg6 = lreg(neg5, "s6_neg")
-            p24_6 = lreg(Mux(ovf_p, 1 << (_M - 1), p25[:_M]), "s6_p24", unsigned(_M))
-            # right = shift - ep - ea with ep = drop + ovf_p; in [-34, 256].
-            right6 = lreg(e1_5 - (_M - 1) - top - ovf_p, "s6_right", signed(10))
-
-            # Stage 7: the shift. Right: any right >= 25 rounds every p24 < 2**24 to 0, so cap it
-            # at 25 and keep 25 fraction bits for the round/sticky bits. Left by L = -right
-            # (0..34): any nonzero p24 shifted by >= 10 saturates.
-            rs = Mux(right6 > 25, 25, right6[:5])
-            frac7 = lreg((Cat(Const(0, 25), p24_6) >> rs)[:25 + _M], "s7_frac",
-                         unsigned(25 + _M))
-            left = (-right6)[:6]
-            r_left = (p24_6 << left[:4])[:_M + 16]
-            left_sat7 = lreg((p24_6 != 0) & ((left >= 10) | (r_left >= _SAT)), "s7_left_sat")
-            r_left7 = lreg(Mux(r_left >= _SAT, _SAT, r_left), "s7_r_left", range(_SAT + 1))
-            going_right7 = lreg(right6 > 0, "s7_right")
-            neg7 = lreg(neg6, "s7_neg")
-
-            # Stage 8: round the right-shifted value (RNE) and saturate to _SAT.
-            r_right = rne(frac7[25:], frac7[24], frac7[:24] != 0)
-            r = Signal(range(_SAT + 1), name=f"lane{i}_s8_r_next")
-            with m.If(going_right7):
-                m.d.comb += r.eq(Mux(r_right >= _SAT, _SAT, r_right))
-            with m.Else():
-                m.d.comb += r.eq(Mux(left_sat7, _SAT, r_left7))
+            # Stage 8: round the product to 24 bits, dropping 24 bits if bit 47 is set, else 23.
+            top = p7[2 * _M - 1]
+            keep = Mux(top, p7[_M:2 * _M], p7[_M - 1:2 * _M - 1])
+            round_bit = Mux(top, p7[_M - 1], p7[_M - 2])
+            sticky = Mux(top, p7[:_M - 1] != 0, p7[:_M - 2] != 0)
+            p24, ovf_p = rne24(keep, round_bit, sticky)
             neg8 = lreg(neg7, "s8_neg")
-            r8 = lreg(r, "s8_r")
+            p24_8 = lreg(p24, "s8_p24", unsigned(_M))
+            # right = shift - ep - ea with ep = drop + ovf_p, in [-34, 256]: right = ra - ovf_p,
+            # ra known before the rounding's carry. What stage 9 needs of right is computed
+            # from ra for both values of ovf_p, alongside the rounding, and picked by it.
+            ra = Signal(signed(10), name=f"lane{i}_s8_ra")
+            m.d.comb += ra.eq(e1_7 - (_M - 1) - top)
+            # Right shifts: any right >= 25 rounds every p24 < 2**24 to 0, so cap it at 25.
+            going_right8 = lreg(Mux(ovf_p, ra > 1, ra > 0), "s8_right")
+            rs8 = lreg(Mux(ovf_p, Mux(ra > 26, 25, (ra - 1)[:5]), Mux(ra > 25, 25, ra[:5])),
+                       "s8_rs", unsigned(5))
+            # Left shifts by L = -right (0..34): any nonzero p24 shifted by >= 10 saturates.
+            left8 = lreg(Mux(ovf_p, (1 - ra)[:4], (-ra)[:4]), "s8_left", unsigned(4))
+            left_big8 = lreg(Mux(ovf_p, ra <= -9, ra <= -10), "s8_left_big")
 
-            # Stage 9: apply the sign and zero point, clamp as min(max(v, qmin), qmax).
-            v = Mux(neg8, -r8, r8) + self.y_zp
-            lo = Mux(v < self.qmin, self.qmin, v)
-            hi = Mux(lo > self.qmax, self.qmax, lo)
-            m.d.sync += self.q[i].eq(hi[:8])
+            # Stage 9: the shift, right (keeping 25 fraction bits for the round/sticky bits)
+            # or left.
+            frac9 = lreg((Cat(Const(0, 25), p24_8) >> rs8)[:25 + _M], "s9_frac",
+                         unsigned(25 + _M))
+            r_left = (p24_8 << left8)[:_M + 16]
+            left_sat9 = lreg((p24_8 != 0) & (left_big8 | (r_left >= _SAT)), "s9_left_sat")
+            r_left9 = lreg(Mux(r_left >= _SAT, _SAT, r_left), "s9_r_left", range(_SAT + 1))
+            going_right9 = lreg(going_right8, "s9_right")
+            neg9 = lreg(neg8, "s9_neg")
+
+            # Stage 10: round the right-shifted value (RNE) and saturate to _SAT = 2**10: only
+            # the low 10 integer bits take the rounding increment; any higher bit saturates.
+            low = frac9[25:35]
+            r_low = low + (frac9[24] & ((frac9[:24] != 0) | low[0]))    # 11 bits
+            sat = (frac9[35:] != 0) | r_low[10]
+            r = Signal(range(_SAT + 1), name=f"lane{i}_s10_r_next")
+            with m.If(going_right9):
+                m.d.comb += r.eq(Mux(sat, _SAT, r_low))
+            with m.Else():
+                m.d.comb += r.eq(Mux(left_sat9, _SAT, r_left9))
+            neg10 = lreg(neg9, "s10_neg")
+            r10 = lreg(r, "s10_r")
+
+            # Stage 11: apply the sign and the zero point (two adders side by side, one picked).
+            v11 = lreg(Mux(neg10, self.y_zp - r10, self.y_zp + r10), "s11_v", signed(12))
+
+            # Stage 12: clamp, min(max(v, qmin), qmax), with both comparisons side by side:
+            # the result is qmax when v > qmax or qmin > qmax (then max(v, qmin) > qmax too).
+            to_max = (v11 > self.qmax) | bounds_crossed
+            to_min = v11 < self.qmin
+            m.d.sync += self.q[i].eq(Mux(to_max, self.qmax, Mux(to_min, self.qmin, v11))[:8])
 
         return m
 
-    def _multiply(self, m, a24, mult, phase, name):
-        """``a24 · mult`` (24 × 24 bits) accumulated from one partial product per ``phase``
-        cycle, into a register that holds the product from the cycle after the last phase.
+    @staticmethod
+    def _product(m, lreg, a24, mult):
+        """``a24 · mult`` in two cycles: the four partial products of 16-bit chunks (low 16
+        bits, high 8) registered, then summed. The low and high products do not overlap, so
+        the sum is one concatenation and two additions."""
+        a_lo, a_hi, m_lo, m_hi = a24[:16], a24[16:], mult[:16], mult[16:]
+        ll = lreg(a_lo * m_lo, "s6_ll", unsigned(32))
+        lh = lreg(a_lo * m_hi, "s6_lh", unsigned(_M))
+        hl = lreg(a_hi * m_lo, "s6_hl", unsigned(_M))
+        hh = lreg(a_hi * m_hi, "s6_hh", unsigned(16))
+        return lreg(Cat(ll, hh) + ((lh + hl) << 16), "s7_p", unsigned(2 * _M))
+
+    def _multiply(self, m, a24, mult, phase, after, name):
+        """``a24 · mult`` (24 × 24 bits) from one partial product per ``phase`` cycle, each
+        registered and accumulated in the next cycle, into a register that holds the product
+        from two cycles after the last phase (``after`` is high the cycle after it).
 
         ``mult`` is split into 16-bit chunks (low 16 bits, high 8), and with 4 steps ``a24`` as
         well, so that each cycle's multiplier is 24×16 (2 steps) or 16×16 (4 steps)."""
@@ -247,23 +298,25 @@ class Requantizer(wiring.Component):
         m_chunks = [(0, 16), (16, _M)]
         plan = [(a, b) for b in m_chunks for a in a_chunks]
         assert len(plan) == self.steps
-        # The chunks and the weight of this cycle's partial product.
+        # The chunks of this cycle's partial product, and the weight of the registered one
+        # (of the previous cycle's phase).
         a_hi = Cat(*[ph for ph, (a, _) in zip(phase, plan, strict=True) if a[0]]).any()
         m_hi = Cat(*[ph for ph, (_, b) in zip(phase, plan, strict=True) if b[0]]).any()
         a_op = Mux(a_hi, a24[16:], a24[:16]) if len(a_chunks) > 1 else a24
         m_op = Mux(m_hi, mult[16:], mult[:16])
-        product = Signal(2 * _M, name=f"{name}_part")
-        m.d.comb += product.eq(a_op * m_op)
+        product = Signal(2 * _M, name=f"{name}_part", reset_less=True)
+        m.d.sync += product.eq(a_op * m_op)
+        held = phase[1:] + [after]      # high in the cycle after each phase
         offsets = sorted({a[0] + b[0] for a, b in plan})
         term = product << offsets[0]
         for off in offsets[1:]:
-            at_off = Cat(*[ph for ph, (a, b) in zip(phase, plan, strict=True)
+            at_off = Cat(*[ph for ph, (a, b) in zip(held, plan, strict=True)
                            if a[0] + b[0] == off]).any()
             term = Mux(at_off, product << off, term)
         p = Signal(unsigned(2 * _M), name=name, reset_less=True)
-        with m.If(phase[0]):
+        with m.If(held[0]):
             m.d.sync += p.eq(term)
-        with m.Elif(Cat(*phase[1:]).any()):
+        with m.Elif(Cat(*held[1:]).any()):
             m.d.sync += p.eq(p + term)
         return p
 
@@ -277,9 +330,10 @@ class RequantEngine(HwComponent):
     every ``S = config.requant_steps`` cycles (the ACC word is read again for each turn, so
     nothing holds it). Each turn's results are written with byte enables into their bytes of
     lane group ``lane_group`` of ``ACT[out_base + i*out_stride]`` (the other bytes of the word
-    are left unchanged). ``done`` comes ``count·G·S + 11`` cycles after
-    ``start`` (1 if count = 0): turn ``k`` reads ACC in cycle ``2 + k·S`` and is written
-    ``1 + Requantizer.latency`` cycles later.
+    are left unchanged). Turn ``k`` reads ACC in cycle ``2 + k·S`` and is written
+    ``1 + Requantizer.latency`` cycles later, so ``done`` comes ``count·G·S + 3 +
+    Requantizer.latency - S`` ``= count·G·S + 14`` cycles after ``start`` (1 if count = 0;
+    :func:`codesign.timing.engine_cycles`).
     """
 
     def __init__(self, config: isa.HwConfig):
@@ -302,18 +356,22 @@ class RequantEngine(HwComponent):
         reading = Signal()          # ACC reads in flight
         read_left = Signal(unsigned(16))
         write_left = Signal(unsigned(16))
+        # write_left == 1 and count == 0, kept in registers: done goes to the controller's
+        # dispatch decision, so it comes from flip-flops with no comparator in between.
+        last_write = Signal()
+        no_work = Signal()
         acc_addr = Signal(c.addr_bits(c.acc_depth))
         act_addr = Signal(c.addr_bits(c.act_depth))
         data_valid = Signal()       # acc_rdata holds a word requested in the previous cycle
         m.d.comb += self.busy.eq(busy)
 
         def counter(n, name):
-            """A counter modulo ``n`` (a power of two), cleared by ``start``; and whether it is
+            """A counter modulo ``n`` (a power of two), cleared while idle; and whether it is
             at ``n - 1`` (always, for ``n = 1``)."""
             if n == 1:
                 return None, Const(1)
             value = Signal(range(n), name=name)
-            with m.If(self.start):
+            with m.If(~busy):
                 m.d.sync += value.eq(0)
             return value, value == n - 1
 
@@ -322,23 +380,28 @@ class RequantEngine(HwComponent):
         write_turn, write_last = counter(groups, "write_turn")
         gap, _ = counter(steps, "gap")
 
-        with m.If(self.start):
+        # While idle, the registers follow the instruction bus (it is valid in the start cycle,
+        # and garbage until then): the start pulse, late in its cycle (the controller's dispatch
+        # decision), then only sets two state bits.
+        with m.If(~busy):
             m.d.sync += [
                 insn.eq(self.insn),
-                busy.eq(1),
-                prm_phase.eq(1),
                 read_left.eq(self.insn.count),
                 write_left.eq(self.insn.count),
+                last_write.eq(self.insn.count == 1),
+                no_work.eq(self.insn.count == 0),
                 acc_addr.eq(self.insn.acc_base),
                 act_addr.eq(self.insn.out_base),
             ]
+        with m.If(self.start):
+            m.d.sync += [busy.eq(1), prm_phase.eq(1)]
 
         # Cycle 1: request the PRM word (on prm_rdata from cycle 2); cycle 2: start the ACC
         # stream.
         with m.If(prm_phase):
             m.d.sync += prm_phase.eq(0)
             m.d.comb += [self.prm_ren.eq(1), self.prm_raddr.eq(insn.prm_addr)]
-            with m.If(insn.count == 0):
+            with m.If(no_work):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += busy.eq(0)
             with m.Else():
@@ -366,8 +429,13 @@ class RequantEngine(HwComponent):
             data_turn = Signal.like(read_turn, name="data_turn")
             m.d.sync += data_turn.eq(read_turn)
             m.d.comb += [rq.acc.eq(acc_turns[data_turn]), rq.turn.eq(data_turn)]
+        # The PRM word, registered: it is on prm_rdata from cycle 2 (until the next PRM read, by
+        # the next REQUANT), so the copy holds it from cycle 3, when the first ACC word reaches
+        # the requantizer, which then needs no path from the block RAM's output.
+        prm = Signal.like(self.prm_rdata, name="prm", reset_less=True)
+        m.d.sync += prm.eq(self.prm_rdata)
         m.d.comb += [
-            rq.prm.eq(self.prm_rdata),
+            rq.prm.eq(prm),
             rq.y_zp.eq(insn.y_zp),
             rq.qmin.eq(insn.qmin),
             rq.qmax.eq(insn.qmax),
@@ -388,8 +456,8 @@ class RequantEngine(HwComponent):
                 m.d.sync += write_turn.eq(write_turn + 1)
             with m.If(write_last):
                 m.d.sync += [act_addr.eq(act_addr + insn.out_stride),
-                             write_left.eq(write_left - 1)]
-                with m.If(write_left == 1):
+                             write_left.eq(write_left - 1), last_write.eq(write_left == 2)]
+                with m.If(last_write):
                     m.d.comb += self.done.eq(1)
                     m.d.sync += busy.eq(0)
         return m

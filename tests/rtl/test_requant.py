@@ -13,7 +13,7 @@ from codesign import isa
 from codesign.isa import HwConfig, Opcode, encode
 from codesign.isasim import IsaSim
 from codesign.rtl.requant import RequantEngine, Requantizer
-from codesign.timing import engine_cycles
+from codesign.timing import engine_cycles, requant_latency
 
 from .harness import Harness, simulate
 
@@ -163,6 +163,9 @@ def _check_requantizer(batches, rng, *, lanes: int, groups: int = 1, steps: int 
     (at least ``steps`` cycles apart), with garbage on ``acc`` and ``turn`` in between.
     """
     dut = Requantizer(lanes=lanes, groups=groups, steps=steps)
+    # The timing model's latency is the RTL's (checked cycle by cycle below).
+    assert dut.latency == requant_latency(HwConfig(rows=4, cols=4 * lanes * groups,
+                                                   requant_groups=groups, requant_steps=steps))
     checked = 0
 
     async def testbench(ctx):
