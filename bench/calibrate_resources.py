@@ -49,12 +49,15 @@ from codesign.verilog import npu_verilog  # noqa: E402
 #: Scratchpad depth sets (act, wgt, acc, prm); U is explore's set for small devices (a large ACT).
 DEPTHS = {"S": (1024, 512, 256, 16), "M": (4096, 2048, 1024, 64), "L": (8192, 4096, 2048, 128),
           "U": (4096, 256, 256, 64)}
-#: Reduced NPUs: shared requantizer (requant_groups, requant_steps), and without ELTWISE.
-SHARED = {"g2s1": (2, 1, True), "g2s4": (2, 4, True), "g4s4": (4, 4, True),
-          "g2s1-e": (2, 1, False), "g4s2-e": (4, 2, False), "g2s2-e": (2, 2, False)}
+#: Reduced NPUs: shared requantizer (requant_groups, requant_steps), with or without ELTWISE
+#: and GEMV mode.
+SHARED = {"g2s1": (2, 1, True, True), "g2s4": (2, 4, True, True), "g4s4": (4, 4, True, True),
+          "g2s1-e": (2, 1, False, False), "g4s2-e": (4, 2, False, False),
+          "g2s2-e": (2, 2, False, False), "g2s1-g": (2, 1, True, False)}
 #: (rows, cols, depth set[, SHARED key]): fitted on FIT, checked on FIT + HOLDOUT.
 FIT = [(2, 2, "S"), (2, 4, "M"), (4, 4, "M"), (8, 4, "S"), (8, 8, "M"), (16, 8, "L"),
-       (2, 2, "U", "g2s1-e"), (2, 2, "U", "g2s4"), (4, 4, "S", "g4s2-e"), (2, 8, "S", "g4s4")]
+       (2, 2, "U", "g2s1-e"), (2, 2, "U", "g2s4"), (4, 4, "S", "g4s2-e"), (2, 8, "S", "g4s4"),
+       (4, 4, "S", "g2s1-g")]
 HOLDOUT = [(4, 8, "M"), (4, 4, "L"), (8, 8, "S"), (2, 8, "M"),
            (2, 2, "S", "g2s2-e"), (4, 8, "S", "g2s1"), (2, 4, "U", "g2s1")]
 #: A smaller set for the (slower) generic ASIC synthesis.
@@ -62,9 +65,10 @@ ASIC_FIT = [(2, 2, "S"), (4, 4, "M"), (8, 8, "M"), (8, 4, "S"), (2, 4, "M"), (4,
 ASIC_HOLDOUT = [(2, 8, "M"), (8, 8, "S"), (4, 4, "L")]
 #: Resources whose model is fitted, and the features each may use.
 FITTED = {
-    "lut": ["const", "pes", "cols", "rq_lanes", "rq_shared", "elt_lanes", "act_bytes",
-            "addr_bits"],
-    "ff": ["const", "pes", "cols", "rq_lanes", "elt_lanes", "act_bytes", "skew", "deskew"],
+    "lut": ["const", "pes", "cols", "rq_lanes", "rq_shared", "elt_lanes", "gemv_cols",
+            "act_bytes", "addr_bits"],
+    "ff": ["const", "pes", "cols", "rq_lanes", "elt_lanes", "gemv_cols", "act_bytes", "skew",
+           "deskew"],
     "dsp": ["pes", "mapped_pes", "dw_taps", "rq_mults", "elt_lanes"],
     "ge": ["const", "pes", "cols", "act_bytes", "addr_bits"],
 }
@@ -74,10 +78,10 @@ TOLERANCE = 0.15
 
 def config_of(rows: int, cols: int, depth: str, shared: str | None = None) -> HwConfig:
     act, wgt, acc, prm = DEPTHS[depth]
-    groups, steps, eltwise = SHARED[shared] if shared else (1, 1, True)
+    groups, steps, eltwise, gemv = SHARED[shared] if shared else (1, 1, True, True)
     return HwConfig(rows=rows, cols=cols, bus_bytes=min(cols, 8), act_depth=act,
                     wgt_depth=max(wgt, rows), acc_depth=acc, prm_depth=prm,
-                    requant_groups=groups, requant_steps=steps, eltwise=eltwise)
+                    requant_groups=groups, requant_steps=steps, eltwise=eltwise, gemv=gemv)
 
 
 def measure(config: HwConfig, family: str) -> dict:

@@ -54,7 +54,7 @@ def _config_from_args(args) -> HwConfig:
                   acc_depth=args.acc_depth or DEFAULT_CONFIG.acc_depth,
                   prm_depth=args.prm_depth or DEFAULT_CONFIG.prm_depth,
                   requant_steps=args.requant_steps or DEFAULT_CONFIG.requant_steps,
-                  eltwise=not args.no_eltwise)
+                  eltwise=not args.no_eltwise, gemv=not args.no_gemv)
     lanes = args.requant_lanes
     if lanes is not None:
         if lanes < 1 or cols % lanes:
@@ -95,7 +95,8 @@ def _report(graph, config: HwConfig, program) -> dict:
 
 
 def _reductions_text(cfg: dict) -> str:
-    """What is built smaller than usual: a shared requantizer, no ELTWISE engine."""
+    """What is built smaller than usual: a shared requantizer, no ELTWISE engine or GEMV
+    mode."""
     groups, steps = cfg.get("requant_groups", 1), cfg.get("requant_steps", 1)
     lanes = cfg["cols"] // groups
     text = ""
@@ -103,6 +104,8 @@ def _reductions_text(cfg: dict) -> str:
         text += f", requantizer {lanes} lane{'s' * (lanes > 1)} with a {steps}-cycle multiply"
     if not cfg.get("eltwise", True):
         text += ", no ELTWISE engine"
+    if not cfg.get("gemv", True):
+        text += ", no GEMV mode"
     return text
 
 
@@ -394,6 +397,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                         "lane; default 1)")
     p.add_argument("--no-eltwise", action="store_true",
                    help="leave out the ELTWISE engine (models without residual adds)")
+    p.add_argument("--no-gemv", action="store_true",
+                   help="leave out the array's GEMV mode (batch-1 fully connected layers then "
+                        "run as ordinary weight tiles)")
 
 
 def _add_target_args(p: argparse.ArgumentParser, help_text: str, required: bool = False) -> None:

@@ -483,6 +483,11 @@ class HwConfig:
         channel every ``requant_steps`` cycles, so REQUANT takes
         ``count · requant_groups · requant_steps + 14`` cycles. Small FPGAs (the
         iCE40 UP5K has 8 DSP blocks) need fewer lanes and more steps.
+    gemv
+        Whether the array has its GEMV mode (batch-1 fully connected layers at the external
+        bus's speed, see :mod:`codesign.rtl.array`). Without it the NPU is a little smaller
+        (the mode's weight addressing and the array's psum bypass), and one-pixel layers run as
+        ordinary weight tiles.
     eltwise
         Whether the NPU has the ELTWISE engine (residual adds). Without it the NPU is smaller
         (``cols`` multipliers and their registers fewer), and the compiler refuses models
@@ -499,6 +504,7 @@ class HwConfig:
     requant_groups: int = 1
     requant_steps: int = 1
     eltwise: bool = True
+    gemv: bool = True
 
     def __post_init__(self):
         if self.dw_width is None:
@@ -527,8 +533,9 @@ class HwConfig:
                              f"not {g!r}")
         if self.requant_steps not in (1, 2, 4):
             raise ValueError(f"requant_steps must be 1, 2 or 4, not {self.requant_steps!r}")
-        if not isinstance(self.eltwise, bool):
-            raise ValueError(f"eltwise must be a bool, not {self.eltwise!r}")
+        for name in ("eltwise", "gemv"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
         tile = self.dw_weight_words if dw else self.rows
         if self.wgt_depth < tile:
             raise ValueError(f"wgt_depth must hold one weight tile ({tile} words), "
@@ -590,4 +597,4 @@ class HwConfig:
                   if (self.requant_groups, self.requant_steps) != (1, 1) else "")
         return (f"npu_{self.rows}x{self.cols}_b{self.bus_bytes}_a{self.act_depth}"
                 f"_w{self.wgt_depth}_c{self.acc_depth}_p{self.prm_depth}_d{self.dw_width}"
-                + shared + ("" if self.eltwise else "_noelt"))
+                + shared + ("" if self.eltwise else "_noelt") + ("" if self.gemv else "_nogemv"))

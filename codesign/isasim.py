@@ -125,6 +125,8 @@ class IsaSim:
     def _gemv(self, f) -> tuple[np.ndarray, int]:
         """psum of a GEMV MATMUL: the window's first pixel against ``out_w`` weight tiles."""
         c = self.config
+        if not c.gemv:
+            raise IsaError("GEMV MATMUL on an NPU without GEMV mode")
         if int(f.out_h) != 1 or f.depthwise:
             raise IsaError("GEMV MATMUL needs out_h = 1 and depthwise = 0")
         tiles = int(f.out_w)

@@ -68,7 +68,7 @@ stream delayed by ``W - 1`` cycles and ``xd[0]`` with it delayed by ``2·(W - 1)
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -115,8 +115,8 @@ class SystolicArray(wiring.Component):
     w_switch : In(1)
         Make every shadow weight active at once (only while no input is in flight).
     gemv : In(1)
-        GEMV mode: multiply by the shadow weights as they shift; change it only with no input
-        in flight.
+        GEMV mode (only with ``gemv=True``): multiply by the shadow weights as they shift;
+        change it only with no input in flight.
     psum : Out(ArrayLayout(signed(32), cols))
         ``psum[c] = Σ_r x[r] · w[r][c]`` for the ``x`` presented :attr:`latency` cycles earlier.
     psum_valid : Out(1)
@@ -134,7 +134,7 @@ class SystolicArray(wiring.Component):
         Depthwise mode: cycles from row 0's operand to the output (``max(rows, 9) + 2``).
     """
 
-    def __init__(self, *, rows: int, cols: int, depthwise: bool = False):
+    def __init__(self, *, rows: int, cols: int, depthwise: bool = False, gemv: bool = True):
         for name, value in (("rows", rows), ("cols", cols)):
             if not isinstance(value, int) or not 1 <= value <= 64:
                 raise ValueError(f"{name} must be an int in 1..64, not {value!r}")
@@ -143,6 +143,7 @@ class SystolicArray(wiring.Component):
         self.rows = rows
         self.cols = cols
         self.depthwise = depthwise
+        self.has_gemv = gemv
         # One cycle per row through the psum chain (or the tap lane) plus the operand and the
         # product registers.
         self.dw_latency = max(rows, 9) + 2
@@ -158,10 +159,11 @@ class SystolicArray(wiring.Component):
             "w": In(data.ArrayLayout(W_SHAPE, cols)),
             "w_load": In(1),
             "w_switch": In(1),
-            "gemv": In(1),
             "psum": Out(data.ArrayLayout(PSUM_SHAPE, cols)),
             "psum_valid": Out(1),
         }
+        if gemv:
+            ports["gemv"] = In(1)
         if depthwise:
             ports["dw"] = In(1)
             ports["w_lane"] = In(1)
@@ -216,8 +218,10 @@ class SystolicArray(wiring.Component):
         if self.depthwise:
             dw_reg = Signal(name="dw_sel")
             m.d.sync += dw_reg.eq(self.dw)
-        gemv = Signal(name="gemv_sel")
-        m.d.sync += gemv.eq(self.gemv)
+        gemv = Const(0)
+        if self.has_gemv:
+            gemv = Signal(name="gemv_sel")
+            m.d.sync += gemv.eq(self.gemv)
 
         # The PE grid. x_in of PE(r, c) is the x register of PE(r, c-1); psum_in is the psum
         # register of PE(r-1, c). Both multiplier operands come straight from registers: PE

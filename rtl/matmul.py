@@ -83,7 +83,7 @@ class MatMulEngine(HwComponent):
         m = Module()
         c = self.config
         m.submodules.array = array = SystolicArray(rows=c.rows, cols=c.cols,
-                                                   depthwise=c.dw_width > 0)
+                                                   depthwise=c.dw_width > 0, gemv=c.gemv)
         lat = array.latency
         acc_bits = c.addr_bits(c.acc_depth)
 
@@ -116,14 +116,14 @@ class MatMulEngine(HwComponent):
             m.d.sync += [ld.eq(self.insn), ld_valid.eq(1), ld_reading.eq(0), ld_loaded.eq(0),
                          wcount.eq(0), wgt_addr.eq(self.insn.wgt_base)]
         ld_dw = ld.depthwise if c.dw_width else 0
-        ld_gemv = ld.gemv
+        ld_gemv = ld.gemv if c.gemv else Const(0)
         n_words = Mux(ld_dw, c.dw_weight_words, c.rows) if c.dw_width else c.rows
 
         # The shadow registers are free once the previous tile's switch marker has passed the
         # last PE; a depthwise tile (switched all at once) or a change of mode needs the array
         # empty: nothing in flight but this instruction.
         dw = Signal()               # mode of the instruction streaming last
-        gemv = Signal()
+        gemv = Signal() if c.gemv else Const(0)
         sw_wait = Signal(range(c.rows + c.cols + 1))
         with m.If(sw_wait != 0):
             m.d.sync += sw_wait.eq(sw_wait - 1)
@@ -179,54 +179,63 @@ class MatMulEngine(HwComponent):
         in_bounds = ih_ok & iw_ok
         row_end = ow == last_ow
 
-        # GEMV: stream position k reads weight slot k - lead_r (the A and B tiles of a pair
-        # alternate, slot j of a pair being word j // 2 of tile A or B), and the tags of a
-        # pair's two tiles leave at positions lead_t + 2·R·pair (+ 1): see
-        # codesign.timing.gemv_stream. Slots of a missing B tile (an odd last one) shift the
-        # array without reading.
-        R = c.rows
-        lead_r, lead_t = max(0, c.cols - R), max(0, R - c.cols)
-        wgt_bits = c.addr_bits(c.wgt_depth)
-        lead = max(lead_r, lead_t)
-        gv_lead = Signal(range(lead + 1))       # stream positions so far, up to the lead
-        gv_slot = Signal(range(2 * R))          # weight slot within the pair
-        gv_pairs = Signal(unsigned(12))         # pairs left to read, this one included
-        gv_a = Signal(wgt_bits)                 # next word of tile A / B
-        gv_b = Signal(wgt_bits)
-        gv_phase = Signal(range(2 * R))         # tag position within the pair
-        gv_tag_pairs = Signal(unsigned(12))     # pairs left to tag
-        gv_odd = Signal()                       # out_w is odd: the last pair has no B tile
-        read_on = (gv_lead >= lead_r) if lead_r else Const(1)
-        tag_on = (gv_lead >= lead_t) if lead_t else Const(1)
-        slot_b = gv_slot[0]
-        b_read = ~(gv_odd & (gv_pairs == 1))
-        b_tag = ~(gv_odd & (gv_tag_pairs == 1))
-        tag_a = tag_on & (gv_phase == 0) & (gv_tag_pairs != 0)
-        tag_b = tag_on & (gv_phase == 1) & (gv_tag_pairs != 0) & b_tag
-        gv_tag_last = (gv_tag_pairs == 1) & (tag_b | (tag_a & gv_odd))
-        gv_last = read_on & (gv_slot == 2 * R - 1) & (gv_pairs == 1)
-        m.d.comb += gv_reading.eq(streaming & gemv & read_on)
-        with m.If(gv_reading & (~slot_b | b_read)):
-            m.d.comb += [self.wgt_ren.eq(1), self.wgt_raddr.eq(Mux(slot_b, gv_b, gv_a))]
-        with m.If(streaming & gemv):
+        if c.gemv:
+            # GEMV: stream position k reads weight slot k - lead_r (the A and B tiles of a pair
+            # alternate, slot j of a pair being word j // 2 of tile A or B), and the tags of a
+            # pair's two tiles leave at positions lead_t + 2·R·pair (+ 1): see
+            # codesign.timing.gemv_stream. Slots of a missing B tile (an odd last one) shift the
+            # array without reading.
+            R = c.rows
+            lead_r, lead_t = max(0, c.cols - R), max(0, R - c.cols)
+            wgt_bits = c.addr_bits(c.wgt_depth)
+            lead = max(lead_r, lead_t)
+            gv_lead = Signal(range(lead + 1))       # stream positions so far, up to the lead
+            gv_slot = Signal(range(2 * R))          # weight slot within the pair
+            gv_pairs = Signal(unsigned(12))         # pairs left to read, this one included
+            gv_a = Signal(wgt_bits)                 # next word of tile A / B
+            gv_b = Signal(wgt_bits)
+            gv_phase = Signal(range(2 * R))         # tag position within the pair
+            gv_tag_pairs = Signal(unsigned(12))     # pairs left to tag
+            gv_odd = Signal()                       # out_w is odd: the last pair has no B tile
+            read_on = (gv_lead >= lead_r) if lead_r else Const(1)
+            tag_on = (gv_lead >= lead_t) if lead_t else Const(1)
+            slot_b = gv_slot[0]
+            b_read = ~(gv_odd & (gv_pairs == 1))
+            b_tag = ~(gv_odd & (gv_tag_pairs == 1))
+            tag_a = tag_on & (gv_phase == 0) & (gv_tag_pairs != 0)
+            tag_b = tag_on & (gv_phase == 1) & (gv_tag_pairs != 0) & b_tag
+            gv_tag_last = (gv_tag_pairs == 1) & (tag_b | (tag_a & gv_odd))
+            gv_last = read_on & (gv_slot == 2 * R - 1) & (gv_pairs == 1)
+            m.d.comb += gv_reading.eq(streaming & gemv & read_on)
+            with m.If(gv_reading & (~slot_b | b_read)):
+                m.d.comb += [self.wgt_ren.eq(1), self.wgt_raddr.eq(Mux(slot_b, gv_b, gv_a))]
+            with m.If(streaming & gemv):
+                if lead:
+                    with m.If(gv_lead != lead):
+                        m.d.sync += gv_lead.eq(gv_lead + 1)
+                with m.If(read_on):
+                    m.d.sync += gv_slot.eq(gv_slot + 1)
+                    with m.If(gv_slot == 2 * R - 1):
+                        # Tile A of the next pair follows tile B of this one.
+                        m.d.sync += [gv_pairs.eq(gv_pairs - 1), gv_a.eq(gv_b + 1),
+                                     gv_b.eq(gv_b + 1 + R)]
+                    with m.Elif(slot_b):
+                        m.d.sync += gv_b.eq(gv_b + 1)
+                    with m.Else():
+                        m.d.sync += gv_a.eq(gv_a + 1)
+                with m.If(tag_on):
+                    m.d.sync += gv_phase.eq(gv_phase + 1)
+                    # (On a wide array the stream outlasts the tags by the read lead.)
+                    with m.If((gv_phase == 2 * R - 1) & (gv_tag_pairs != 0)):
+                        m.d.sync += gv_tag_pairs.eq(gv_tag_pairs - 1)
+            gv_start = [gv_slot.eq(0), gv_phase.eq(0), gv_odd.eq(ld.out_w[0]),
+                        gv_pairs.eq((ld.out_w + 1) >> 1), gv_tag_pairs.eq((ld.out_w + 1) >> 1),
+                        gv_a.eq(ld.wgt_base), gv_b.eq(ld.wgt_base + R)]
             if lead:
-                with m.If(gv_lead != lead):
-                    m.d.sync += gv_lead.eq(gv_lead + 1)
-            with m.If(read_on):
-                m.d.sync += gv_slot.eq(gv_slot + 1)
-                with m.If(gv_slot == 2 * R - 1):
-                    # Tile A of the next pair follows tile B of this one.
-                    m.d.sync += [gv_pairs.eq(gv_pairs - 1), gv_a.eq(gv_b + 1),
-                                 gv_b.eq(gv_b + 1 + R)]
-                with m.Elif(slot_b):
-                    m.d.sync += gv_b.eq(gv_b + 1)
-                with m.Else():
-                    m.d.sync += gv_a.eq(gv_a + 1)
-            with m.If(tag_on):
-                m.d.sync += gv_phase.eq(gv_phase + 1)
-                # (On a wide array the stream outlasts the tags by the read lead.)
-                with m.If((gv_phase == 2 * R - 1) & (gv_tag_pairs != 0)):
-                    m.d.sync += gv_tag_pairs.eq(gv_tag_pairs - 1)
+                gv_start.append(gv_lead.eq(0))
+        else:
+            tag_a = tag_b = gv_tag_last = gv_last = Const(0)
+            gv_start = []
         # The zero point of the words read this cycle, for their arrival next cycle.
         m.d.sync += w_zp.eq(Mux(gv_reading, st.w_zp, ld.w_zp))
 
@@ -247,7 +256,8 @@ class MatMulEngine(HwComponent):
         # A GEMV instruction needs no load; it follows another one directly, anything else
         # once the array is empty.
         take = ld_valid & stream_free & Mux(ld_gemv, gemv | alone, ld_loaded | last_read)
-        m.d.comb += array.gemv.eq(gemv)
+        if c.gemv:
+            m.d.comb += array.gemv.eq(gemv)
         if c.dw_width:
             m.d.comb += array.dw.eq(dw)
         # A depthwise tile switches all at once (nothing in flight), one cycle into its stream:
@@ -290,7 +300,7 @@ class MatMulEngine(HwComponent):
             extra = Mux(ld_dw, 2, 0)
             m.d.sync += [
                 st.eq(ld), ld_valid.eq(0), ld_loaded.eq(0), streaming.eq(1), first.eq(1),
-                dw.eq(ld_dw), gemv.eq(ld_gemv),
+                dw.eq(ld_dw),
                 oh.eq(0), ow.eq(0),
                 last_oh.eq(ld.out_h - 1 + extra), last_ow.eq(ld.out_w - 1 + extra),
                 ih.eq(ld.ih0), iw.eq(ld.iw0),
@@ -299,12 +309,9 @@ class MatMulEngine(HwComponent):
                 row_addr.eq(ld.act_base), addr.eq(ld.act_base), acc_addr.eq(ld.acc_base),
                 # Regular tiles switch PE by PE; the next load waits for the marker to pass.
                 sw_wait.eq(Mux(ld_dw | ld_gemv, 0, c.rows + c.cols)),
-                gv_slot.eq(0), gv_phase.eq(0), gv_odd.eq(ld.out_w[0]),
-                gv_pairs.eq((ld.out_w + 1) >> 1), gv_tag_pairs.eq((ld.out_w + 1) >> 1),
-                gv_a.eq(ld.wgt_base), gv_b.eq(ld.wgt_base + R),
-            ]
-            if lead:
-                m.d.sync += gv_lead.eq(0)
+            ] + gv_start
+            if c.gemv:
+                m.d.sync += gemv.eq(ld_gemv)
 
         # ---- stage 1: ACT word → x register ----------------------------------------------------
         # Everything stages 1.. need travels with the position: the next instruction may be

@@ -435,7 +435,8 @@ class _Compiler:
         # every column tile: GEMV MATMULs, one per weight tile and group of column tiles, with
         # the group's blocks one after the other in WGT (_gemv_groups).
         gemv_groups = None
-        if oh_n * ow_n == 1 and not depthwise and all(len(m) == len(tiles) for m in col_tiles):
+        if c.gemv and oh_n * ow_n == 1 and not depthwise and all(
+                len(m) == len(tiles) for m in col_tiles):
             size = min(n_col_tiles, acc_budget, field_max(MatMul, "out_w"), c.wgt_depth // R)
             gemv_groups = [range(g0, min(n_col_tiles, g0 + size))
                            for g0 in range(0, n_col_tiles, size)]

@@ -45,8 +45,8 @@ SHAPES = [(2, 2), (2, 4), (4, 2), (4, 4), (4, 8), (8, 4), (8, 8), (8, 16), (16, 
 #: whole DS-CNN activation tensor on a 2-column array in small devices' block RAM.
 MEMORIES = [(1024, 256, 256), (2048, 512, 512), (4096, 256, 256), (4096, 2048, 1024),
             (8192, 4096, 2048)]
-#: Reduced variants (requantizer lanes, requant_steps, eltwise) of a configuration that is over
-#: the target's budget, smallest last.
+#: Reduced variants (requantizer lanes, requant_steps, with the ELTWISE engine and the GEMV
+#: mode) of a configuration that is over the target's budget, smallest last.
 REDUCED = [(1, 1, True), (1, 2, True), (1, 4, True), (1, 1, False), (1, 2, False), (1, 4, False)]
 
 
@@ -94,8 +94,8 @@ def candidates(shapes=SHAPES, memories=MEMORIES, target: Target | None = None
         if over_budget(estimate(config, target), target):
             reduced += [dataclasses.replace(config, requant_groups=config.cols // lanes,
                                             requant_steps=steps,
-                                            eltwise=eltwise)
-                        for lanes, steps, eltwise in REDUCED]
+                                            eltwise=full, gemv=full)
+                        for lanes, steps, full in REDUCED]
     return out + reduced
 
 

@@ -7,11 +7,12 @@ Shape of the model
   configuration (:func:`features`): a constant (controller, DMA, CSRs), the PEs (``rows × cols``
   9×9 multipliers with psum adders and operand registers), the columns (accumulator lane and
   de-skew line each), the requantizer lanes and the channels that take turns on them, the
-  ELTWISE lanes (none without that engine), the ACT word's bytes (POOL lanes), the skew and
-  de-skew triangles (``r(r-1)/2``, ``c(c-1)/2`` registers), the bus width (DMA) and the
-  scratchpad address bits. The coefficients are fitted per device family by
-  ``bench/calibrate_resources.py`` against yosys and stored in ``resource_coefficients.json``
-  together with the configurations and measurements they came from.
+  ELTWISE lanes (none without that engine), the GEMV mode's columns (none without it), the
+  ACT word's bytes (POOL lanes), the skew and de-skew triangles (``r(r-1)/2``, ``c(c-1)/2``
+  registers), the bus width (DMA) and the scratchpad address bits. The coefficients are
+  fitted per device family by ``bench/calibrate_resources.py`` against yosys and stored in
+  ``resource_coefficients.json`` together with the configurations and measurements they came
+  from.
 * **Multiplier blocks** are linear in the multipliers the RTL has (one per PE -- on iCE40 only
   those yosys maps, see ``mapped_pes`` -- one per ELTWISE lane and ninth depthwise tap,
   ``4 / requant_steps`` 16×16 pieces per requantizer lane), fitted the same way and rounded
@@ -85,6 +86,9 @@ def features(config: HwConfig) -> dict[str, float]:
         "rq_shared": float(c - lanes),
         "rq_mults": float(lanes * 4 // config.requant_steps),
         "elt_lanes": float(c if config.eltwise else 0),
+        # The GEMV mode: the array's psum bypass (a multiplexer per column) and the MATMUL
+        # engine's weight-slot and tag counters.
+        "gemv_cols": float(c if config.gemv else 0),
         "act_bytes": float(max(r, c)),
         "skew": float(r * (r - 1) // 2),
         "deskew": float(c * (c - 1) // 2),
