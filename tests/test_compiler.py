@@ -4,15 +4,22 @@ Fast (no hardware build), so it covers many shapes on several array configuratio
 scratchpads small enough to force row, column and weight-chunk tiling.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from codesign import reference
+from codesign.cli import DEFAULT_CONFIG
 from codesign.compiler import compile_graph
 from codesign.driver import run_isasim
 from codesign.errors import TilingError
-from codesign.isa import HwConfig
+from codesign.frontend import load_model
+from codesign.isa import HwConfig, Opcode, decode, encode
+from codesign.isasim import IsaError, IsaSim
+from codesign.timing import program_cycles
+from models import mlperf
 
 from .irgen import ConvSpec, block_graph, block_specs, conv_specs, graph_from_spec, random_input
 
@@ -22,6 +29,8 @@ CONFIGS = {
                          prm_depth=2),
     "8x2": HwConfig(rows=8, cols=2, bus_bytes=1, act_depth=512),
     "1x1": HwConfig(rows=1, cols=1, bus_bytes=1),
+    # Without the GEMV mode, batch-1 fully connected layers run as ordinary weight tiles.
+    "4x4-nogemv": HwConfig(rows=4, cols=4, bus_bytes=4, gemv=False),
 }
 
 
@@ -190,3 +199,25 @@ def test_prefetch_keeps_an_activation_load_after_the_store_it_reads():
     elsewhere = [*layer[:2], dma(Opcode.LOAD, 1000, 150, 20)]
     moved = prefetch([elsewhere], config)[0]
     assert [it.word for it in moved] == [elsewhere[i].word for i in (0, 2, 1)]
+
+
+def test_batch1_fully_connected_layers_use_gemv_mode_when_built():
+    """The FC autoencoder (one pixel throughout) compiles to GEMV MATMULs on an NPU with the
+    mode and to ordinary tiles without it; both compute the golden model, and the GEMV program
+    is at least 3× faster (it reads one weight word per cycle instead of a tile per vector)."""
+    graph = load_model(mlperf.path("fc_autoencoder"))
+    inputs = random_input(graph, 3)
+    want = reference.run(graph, inputs)[graph.outputs[0].tensor.name]
+    cycles = {}
+    for gemv in (True, False):
+        config = dataclasses.replace(DEFAULT_CONFIG, gemv=gemv)
+        program = compile_graph(graph, config)
+        matmuls = [f for op, f in map(decode, program.insns) if op == Opcode.MATMUL]
+        assert all(bool(f.gemv) == gemv for f in matmuls)
+        np.testing.assert_array_equal(run_isasim(program, [inputs]).outputs[0][0], want)
+        cycles[gemv] = program_cycles(program)
+    assert 3 * cycles[True] < cycles[False], cycles
+    lean = dataclasses.replace(DEFAULT_CONFIG, gemv=False)
+    with pytest.raises(IsaError, match="without GEMV"):
+        IsaSim(lean, np.zeros(8, np.uint8)).step(
+            encode(Opcode.MATMUL, gemv=1, out_h=1, out_w=1, in_h=1, in_w=1))

@@ -25,11 +25,11 @@ pytestmark = pytest.mark.verilator
 SHAPES = {"8x8": DEFAULT_CONFIG,
           "4x4": dataclasses.replace(DEFAULT_CONFIG, rows=4, cols=4, bus_bytes=4, dw_width=0),
           "16x8": dataclasses.replace(DEFAULT_CONFIG, rows=16, cols=8),
-          # The iCE40 UP5K's NPU: one requantizer lane over 4 cycles per ACC word (2 turns of a
-          # 2-cycle multiply), no ELTWISE engine.
+          # A UP5K-sized NPU: one requantizer lane over 4 cycles per ACC word (2 turns of a
+          # 2-cycle multiply), no ELTWISE engine, no GEMV mode.
           "2x2-up5k": HwConfig(rows=2, cols=2, bus_bytes=2, act_depth=4096, wgt_depth=256,
                                acc_depth=256, prm_depth=64, requant_groups=2, requant_steps=2,
-                               eltwise=False)}
+                               eltwise=False, gemv=False)}
 
 
 def _cases():

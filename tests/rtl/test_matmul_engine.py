@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ from amaranth.hdl import Value
 
 from codesign.isa import HwConfig, Opcode, decode, encode
 from codesign.isasim import IsaSim
+from codesign.rtl.array import SystolicArray
 from codesign.rtl.matmul import MatMulEngine
 from codesign.timing import _MatMulPipe, engine_cycles
 
@@ -231,6 +233,19 @@ def test_matmul_engine_back_to_back(config):
                                           err_msg=name)
 
     simulate(h, testbench)
+
+
+def test_matmul_engine_without_gemv():
+    """An NPU built without the GEMV mode runs ordinary MATMULs as before (the GEMV logic is
+    not built: no gemv port on its array)."""
+    c = dataclasses.replace(CONFIGS[2], gemv=False)
+    rng = np.random.default_rng(5)
+    sim = _random_state(c, rng)
+    h = Harness(MatMulEngine(c), sim)
+    insns = [_random_matmul(rng, c) for _ in range(12)]
+    for insn, cycles in zip(insns, h.run(sim, insns), strict=True):
+        assert cycles == engine_cycles(c, Opcode.MATMUL, decode(insn)[1])
+    assert "gemv" not in SystolicArray(rows=4, cols=4, gemv=False).signature.members
 
 
 def test_matmul_rejects_bad_config():
