@@ -67,8 +67,8 @@ ASIC_HOLDOUT = [(2, 8, "M"), (8, 8, "S"), (4, 4, "L")]
 FITTED = {
     "lut": ["const", "pes", "cols", "rq_lanes", "rq_shared", "elt_lanes", "gemv_cols",
             "act_bytes", "addr_bits"],
-    "ff": ["const", "pes", "cols", "rq_lanes", "elt_lanes", "gemv_cols", "act_bytes", "skew",
-           "deskew"],
+    "ff": ["const", "pes", "cols", "rq_lanes", "rq_prm_copy", "elt_lanes", "gemv_cols",
+           "act_bytes", "skew", "deskew"],
     "dsp": ["pes", "mapped_pes", "dw_taps", "rq_mults", "elt_lanes"],
     "ge": ["const", "pes", "cols", "act_bytes", "addr_bits"],
 }

@@ -85,6 +85,8 @@ def features(config: HwConfig) -> dict[str, float]:
         "rq_lanes": float(lanes),
         "rq_shared": float(c - lanes),
         "rq_mults": float(lanes * 4 // config.requant_steps),
+        # The REQUANT engine's register copy of the PRM word (only with a lane per column).
+        "rq_prm_copy": float(c if config.requant_groups == 1 else 0),
         "elt_lanes": float(c if config.eltwise else 0),
         # The GEMV mode: the array's psum bypass (a multiplexer per column) and the MATMUL
         # engine's weight-slot and tag counters.
