@@ -70,6 +70,10 @@ FITTED = {
     "ff": ["const", "pes", "cols", "rq_lanes", "rq_prm_copy", "elt_lanes", "gemv_cols",
            "act_bytes", "skew", "deskew"],
     "dsp": ["pes", "mapped_pes", "dw_taps", "rq_mults", "elt_lanes"],
+    # iCE40 logic cells, fitted on the structural counts directly: how many flip-flops share a
+    # cell with the LUT feeding them differs between the parts of the NPU.
+    "lc": ["const", "pes", "cols", "rq_lanes", "rq_shared", "rq_prm_copy", "elt_lanes",
+           "gemv_cols", "act_bytes", "skew", "deskew", "addr_bits"],
     "ge": ["const", "pes", "cols", "act_bytes", "addr_bits"],
 }
 TARGET_OF = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k", "asic": "asic"}
@@ -161,8 +165,8 @@ def main(argv=None) -> int:
             coefs = {k: fit([f for f, _ in fit_rows], [r[k] for _, r in fit_rows], FITTED[k])
                      for k in keys}
             if family == "ice40":
-                coefs["lc"] = fit([{"lut": r["lut"], "ff": r["ff"]} for _, r in fit_rows],
-                                  [r["lc"] for _, r in fit_rows], ["lut", "ff"])
+                coefs["lc"] = fit([f for f, _ in fit_rows], [r["lc"] for _, r in fit_rows],
+                                  FITTED["lc"])
         model_input = {"families": {family: {"coefficients": coefs}}}
         target = load_target(TARGET_OF[family])
         checked = {"asic": ["ge", "ff"], "ice40": ["lut", "ff", "lc", "dsp", "bram"]}.get(

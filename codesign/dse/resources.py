@@ -21,8 +21,9 @@ Shape of the model
   give it weight 0 (for the default configuration, where the requantizer and ELTWISE lanes
   equal ``cols``, their ``cols`` term already counts them).
 * **iCE40 logic cells** (one LUT4 and one flip-flop each) are what the UP5K runs out of: a
-  flip-flop shares a cell with a LUT only when that LUT feeds it, so ``lc = a·lut + b·ff``,
-  fitted on nextpnr's packing (``nextpnr-ice40 --pack-only``) of the same configurations.
+  flip-flop shares a cell with a LUT only when that LUT feeds it, which differs between the
+  parts of the NPU, so the cells have their own linear fit on the structural counts, against
+  nextpnr's packing (``nextpnr-ice40 --pack-only``) of the same configurations.
 * **Block RAM** is computed, not fitted: each scratchpad (width, depth and write granularity
   from :func:`codesign.rtl.ports.scratchpad`) takes the fewest blocks over the device's block
   shapes (:data:`BRAM_SHAPES`) -- a memory ``W`` bits wide and ``D`` deep in ``w × d`` blocks
@@ -179,8 +180,9 @@ def estimate(config: HwConfig, target: Target, coefficients: dict | None = None)
     out = {key: round(_linear(coefs[key], feats)) for key in ("lut", "ff")}
     if "lc" in coefs:
         # iCE40 logic cells (nextpnr's packing): a LUT and a flip-flop share one only when the
-        # LUT feeds the flip-flop, so the cells are linear in both counts.
-        out["lc"] = round(_linear(coefs["lc"], out))
+        # LUT feeds the flip-flop, which differs between the parts of the NPU, so the cells
+        # have their own fit on the structural counts.
+        out["lc"] = round(_linear(coefs["lc"], feats))
     out["dsp"] = round(_linear(coefs["dsp"], feats))
     out["bram"] = sum(bram_blocks(w, d, g, target.family) for w, d, g in mems.values())
     out["spram"] = 0
