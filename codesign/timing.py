@@ -28,6 +28,12 @@ def _dw_write_delay(config: HwConfig) -> int:
     return max(config.rows, 9) + 2 - 8 + 1
 
 
+def _array_latency(config: HwConfig) -> int:
+    """``SystolicArray.latency``: the input reaches the last PE ``rows + cols - 2`` cycles
+    after it enters, and that PE's operand, product and psum registers add three."""
+    return config.rows + config.cols + 1
+
+
 def gemv_stream(config: HwConfig, tiles: int) -> tuple[int, int]:
     """A GEMV MATMUL of ``tiles`` weight tiles (rtl/matmul.py): its stream positions, and the
     stream position whose tag meets the last tile's psum.
@@ -54,12 +60,12 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
             return 1
         if f.gemv:
             # Taken the cycle after start, streams from the next; the last tile's write comes
-            # the array latency (rows + cols + 1) + 3 after its stream position.
-            return gemv_stream(c, out_w)[1] + c.rows + c.cols + 6
+            # the array latency + 3 after its stream position.
+            return 2 + gemv_stream(c, out_w)[1] + _array_latency(c) + 3
         if f.depthwise:
             return c.dw_weight_words + (out_h + 2) * (out_w + 2) + _dw_write_delay(c) + 3
-        # Weight load (rows) + positions + array latency (rows + cols + 1) + 3 (rtl/matmul.py).
-        return out_h * out_w + 2 * c.rows + c.cols + 4
+        # Weight load (rows) + positions + array latency + 3 (rtl/matmul.py).
+        return c.rows + out_h * out_w + _array_latency(c) + 3
     if opcode == Opcode.REQUANT:
         # A turn of the requantizer lanes every S = requant_steps cycles: turn k reads ACC in
         # cycle 2 + k·S and is written 1 + latency cycles later (rtl/requant.py).
@@ -119,7 +125,7 @@ class _MatMulPipe(_Engine):
         super().__init__()
         c = config
         self.c = c
-        self.lat = c.rows + c.cols + 1     # SystolicArray.latency
+        self.lat = _array_latency(c)
         self.dw_lat = _dw_write_delay(c)
         self.ready_at = 0           # first cycle the load stage is free
         self.stream_last = -10      # cycle of the last stream position issued so far
