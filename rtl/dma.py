@@ -15,7 +15,7 @@ cycle: an instruction moving ``N = rows*length`` slices is busy for ``N + 1`` cy
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 
 from codesign.isa import HwConfig, LoadStore, Mem, Opcode
 
@@ -181,33 +181,42 @@ class DmaEngine(HwComponent):
                 m.d.sync += j.eq(j + 1)
 
         # -- stage 2: issue the destination write ----------------------------------------------
-        with m.If(s2_valid):
-            with m.If(is_store):
-                _, sl = self._split(Mem.ACT, s2_sp)
-                data = self.act_rdata if sl is None else self.act_rdata.word_select(sl, bus)
-                m.d.comb += [
-                    self.mem_we.eq(1),
-                    self.mem_addr.eq(s2_ext),
-                    self.mem_wdata.eq(data),
+        with m.If(s2_valid & is_store):
+            _, sl = self._split(Mem.ACT, s2_sp)
+            data = self.act_rdata if sl is None else self.act_rdata.word_select(sl, bus)
+            m.d.comb += [
+                self.mem_we.eq(1),
+                self.mem_addr.eq(s2_ext),
+                self.mem_wdata.eq(data),
+            ]
+        # A LOAD's scratchpad write address and enables are computed in stage 1 and registered,
+        # so that the write ports (shared with the other engines, fanned out to every block RAM
+        # of the scratchpad) are driven straight from flip-flops; only the data, which arrives
+        # from EXT in stage 2, passes a gate (by a registered valid: ports are 0 when unused).
+        targets = {
+            Mem.ACT: (self.act_waddr, self.act_wen, self.act_wdata, c.bus_bytes),
+            Mem.WGT: (self.wgt_waddr, self.wgt_wen, self.wgt_wdata, 1),
+            Mem.PRM: (self.prm_waddr, self.prm_wen, self.prm_wdata, 1),
+        }
+        for mem, (waddr, wen, wdata, per_slice) in targets.items():
+            name = mem.name.lower()
+            s2_waddr = Signal.like(waddr, name=f"s2_{name}_waddr")
+            s2_wen = Signal.like(wen, name=f"s2_{name}_wen")
+            s2_write = Signal(name=f"s2_{name}_write")
+            word, sl = self._split(mem, sp_cur)
+            # Every slice of the word carries the bus word; the enables pick one.
+            enables = [Const(1, 1) if sl is None else sl == s for s in range(c.slices(mem))]
+            m.d.sync += [s2_waddr.eq(0), s2_wen.eq(0), s2_write.eq(0)]
+            with m.If(running & ~is_store & (mem_sel == mem)):
+                m.d.sync += [
+                    s2_waddr.eq(word),
+                    s2_wen.eq(Cat(*(en for en in enables for _ in range(per_slice)))),
+                    s2_write.eq(1),
                 ]
-            with m.Else():
-                targets = {
-                    Mem.ACT: (self.act_waddr, self.act_wen, self.act_wdata, c.bus_bytes),
-                    Mem.WGT: (self.wgt_waddr, self.wgt_wen, self.wgt_wdata, 1),
-                    Mem.PRM: (self.prm_waddr, self.prm_wen, self.prm_wdata, 1),
-                }
-                with m.Switch(mem_sel):
-                    for mem, (waddr, wen, wdata, per_slice) in targets.items():
-                        with m.Case(mem):
-                            word, sl = self._split(mem, s2_sp)
-                            n_slices = c.slices(mem)
-                            # Every slice of the word carries the bus word; the enables pick one.
-                            enables = [Const(1, 1) if sl is None else sl == s
-                                       for s in range(n_slices)]
-                            m.d.comb += [
-                                waddr.eq(word),
-                                wen.eq(Cat(*(en for en in enables for _ in range(per_slice)))),
-                                wdata.eq(Cat(*([self.mem_rdata] * n_slices))),
-                            ]
+            m.d.comb += [
+                waddr.eq(s2_waddr),
+                wen.eq(s2_wen),
+                wdata.eq(Mux(s2_write, Cat(*([self.mem_rdata] * c.slices(mem))), 0)),
+            ]
 
         return m

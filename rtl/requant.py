@@ -213,12 +213,31 @@ class Requantizer(wiring.Component):
             # Stages 6 and 7: the exact 48-bit product; its partial products are registered
             # (stage 6) before they are summed or accumulated (stage 7).
             neg6, e1_6 = lreg(neg5, "s6_neg"), lreg(e1_5, "s6_e1")
-            neg7, e1_7 = lreg(neg6, "s7_neg"), lreg(e1_6, "s7_e1")
+            neg7 = lreg(neg6, "s7_neg")
             if S == 1:
                 p7 = self._product(m, lreg, a24_5, mult5)
             else:
                 p7 = self._multiply(m, a24_5, mult5, phase, chain["valid_s6"],
                                     f"lane{i}_s7_p")
+            # The net right shift is right = shift - ea - ep = e1 - 23 - d, where the product's
+            # exponent ep = 23 + d and d = top + ovf_p in {0, 1, 2} is only known in stage 8,
+            # after the product's rounding. What stage 9 needs of right is computed in stage 7
+            # for each d, so that stage 8 only picks one (no subtractor or comparator after the
+            # rounding's carry chain); the comparisons are of e1 with constants, beside the
+            # narrow subtractions, not after them:
+            #   going_right = right > 0; rs = min(right, 25) (any right >= 25 rounds every
+            #   p24 < 2**24 to 0); left = -right, 0..34 (any nonzero p24 shifted left by >= 10
+            #   saturates: left_big). With mult in its documented range p24 >= 2**23 and every
+            #   left shift saturates, but the datapath agrees with isa.requantize for any mult.
+            shifts7 = []
+            for d in range(3):
+                bias = _M - 1 + d           # right = e1_6 - bias
+                shifts7.append(Cat(
+                    lreg(e1_6 > bias, f"s7_right{d}"),
+                    lreg(Mux(e1_6 > bias + 25, 25, (e1_6[:5] - bias)[:5]), f"s7_rs{d}",
+                         unsigned(5)),
+                    lreg((bias - e1_6[:4])[:4], f"s7_left{d}", unsigned(4)),
+                    lreg(e1_6 <= bias - 10, f"s7_left_big{d}")))
 
             # Stage 8: round the product to 24 bits, dropping 24 bits if bit 47 is set, else 23.
             top = p7[2 * _M - 1]
@@ -228,18 +247,12 @@ class Requantizer(wiring.Component):
             p24, ovf_p = rne24(keep, round_bit, sticky)
             neg8 = lreg(neg7, "s8_neg")
             p24_8 = lreg(p24, "s8_p24", unsigned(_M))
-            # right = shift - ep - ea with ep = drop + ovf_p, in [-34, 256]: right = ra - ovf_p,
-            # ra known before the rounding's carry. What stage 9 needs of right is computed
-            # from ra for both values of ovf_p, alongside the rounding, and picked by it.
-            ra = Signal(signed(10), name=f"lane{i}_s8_ra")
-            m.d.comb += ra.eq(e1_7 - (_M - 1) - top)
-            # Right shifts: any right >= 25 rounds every p24 < 2**24 to 0, so cap it at 25.
-            going_right8 = lreg(Mux(ovf_p, ra > 1, ra > 0), "s8_right")
-            rs8 = lreg(Mux(ovf_p, Mux(ra > 26, 25, (ra - 1)[:5]), Mux(ra > 25, 25, ra[:5])),
-                       "s8_rs", unsigned(5))
-            # Left shifts by L = -right (0..34): any nonzero p24 shifted by >= 10 saturates.
-            left8 = lreg(Mux(ovf_p, (1 - ra)[:4], (-ra)[:4]), "s8_left", unsigned(4))
-            left_big8 = lreg(Mux(ovf_p, ra <= -9, ra <= -10), "s8_left_big")
+            shift8 = Mux(ovf_p, Mux(top, shifts7[2], shifts7[1]),
+                         Mux(top, shifts7[1], shifts7[0]))
+            going_right8 = lreg(shift8[0], "s8_right")
+            rs8 = lreg(shift8[1:6], "s8_rs", unsigned(5))
+            left8 = lreg(shift8[6:10], "s8_left", unsigned(4))
+            left_big8 = lreg(shift8[10], "s8_left_big")
 
             # Stage 9: the shift, right (keeping 25 fraction bits for the round/sticky bits)
             # or left.
