@@ -63,6 +63,7 @@ def config_for(shape: str, scratchpads: str = "scalesim"):
 
 def synth_results(config, target) -> dict:
     """Post-route fmax and resources of ``config`` on ``target``, cached per Verilog text."""
+    from codesign.dse.resources import over_budget
     from codesign.synth import place_and_route, synthesize
 
     verilog = npu_verilog(config)
@@ -73,9 +74,12 @@ def synth_results(config, target) -> dict:
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
         result = synthesize(verilog, target, Path(work))
-        pnr = place_and_route(result, target, Path(work))
-        out = {"fmax_mhz": pnr.fmax_mhz, "timing_met": pnr.timing_met,
-               "resources": result.resources, "seconds": time.perf_counter() - start}
+        out = {"fmax_mhz": None, "timing_met": None, "resources": result.resources,
+               "over": over_budget(result.resources, target)}
+        if not out["over"]:     # as codesign synth: a design that does not fit is not placed
+            pnr = place_and_route(result, target, Path(work))
+            out.update(fmax_mhz=pnr.fmax_mhz, timing_met=pnr.timing_met)
+        out["seconds"] = time.perf_counter() - start
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     return out
@@ -99,7 +103,7 @@ def measure(name: str, shape: str, scratchpads: str, target, synth: bool) -> dic
     }
     if synth:
         s = synth_results(config, target)
-        row.update(fmax=s["fmax_mhz"], resources=s["resources"],
+        row.update(fmax=s["fmax_mhz"], resources=s["resources"], over=s.get("over"),
                    latency_ms=rtl / (s["fmax_mhz"] * 1e3) if s["fmax_mhz"] else None)
     return row
 
@@ -111,7 +115,8 @@ def table(rows: list[dict], target_name: str) -> str:
              "|" + "---|" * 12]
     for r in rows:
         res = r.get("resources") or {}
-        fmax = f"{r['fmax']:.1f}" if r.get("fmax") else "—"
+        fmax = (f"{r['fmax']:.1f}" if r.get("fmax") else
+                f"does not fit ({', '.join(r['over'])})" if r.get("over") else "—")
         latency = f"{r['latency_ms']:.2f}" if r.get("latency_ms") else "—"
         resources = (f"{res.get('lut', 0):,} / {res.get('ff', 0):,} / {res.get('dsp', 0)} / "
                      f"{res.get('bram', 0)}" if res else "—")

@@ -177,7 +177,11 @@ class MatMulEngine(HwComponent):
             return (value >= 0) & (value < size)
 
         in_bounds = ih_ok & iw_ok
-        row_end = ow == last_ow
+        # Whether the position is the last of its row / in the last row, registered (compared
+        # on the next position): compared here, they fed the take decision, whose fanout is the
+        # whole instruction register, through a 12-bit comparator.
+        row_end = Signal()
+        last_row = Signal()
 
         if c.gemv:
             # GEMV: stream position k reads weight slot k - lead_r (the A and B tiles of a pair
@@ -239,7 +243,7 @@ class MatMulEngine(HwComponent):
         # The zero point of the words read this cycle, for their arrival next cycle.
         m.d.sync += w_zp.eq(Mux(gv_reading, st.w_zp, ld.w_zp))
 
-        last = streaming & Mux(gemv, gv_last, row_end & (oh == last_oh))
+        last = streaming & Mux(gemv, gv_last, row_end & last_row)
         # A depthwise stream position completes an output once two rows and two columns of the
         # padded input are in (oh/ow count stream positions there); a GEMV tile at its tag.
         produces = Mux(gemv, tag_a | tag_b, ~dw | ((oh >= 2) & (ow >= 2)))
@@ -280,6 +284,7 @@ class MatMulEngine(HwComponent):
                     ow.eq(0),
                     iw.eq(st.iw0),
                     oh.eq(oh + 1),
+                    row_end.eq(last_ow == 0), last_row.eq(oh + 1 == last_oh),
                     ih.eq(ih + st.stride_h),
                     ih_ok.eq(inside(ih + st.stride_h, st.in_h)), iw_ok.eq(iw0_ok),
                     row_addr.eq(row_addr + st.step_h),
@@ -288,6 +293,7 @@ class MatMulEngine(HwComponent):
             with m.Else():
                 m.d.sync += [
                     ow.eq(ow + 1),
+                    row_end.eq(ow + 1 == last_ow),
                     iw.eq(iw + st.stride_w),
                     iw_ok.eq(inside(iw + st.stride_w, st.in_w)),
                     addr.eq(addr + st.step_w),
@@ -298,11 +304,13 @@ class MatMulEngine(HwComponent):
             m.d.sync += streaming.eq(0)
         with m.If(take):
             extra = Mux(ld_dw, 2, 0)
+            end_ow, end_oh = ld.out_w - 1 + extra, ld.out_h - 1 + extra
             m.d.sync += [
                 st.eq(ld), ld_valid.eq(0), ld_loaded.eq(0), streaming.eq(1), first.eq(1),
                 dw.eq(ld_dw),
                 oh.eq(0), ow.eq(0),
-                last_oh.eq(ld.out_h - 1 + extra), last_ow.eq(ld.out_w - 1 + extra),
+                last_oh.eq(end_oh), last_ow.eq(end_ow),
+                row_end.eq(end_ow == 0), last_row.eq(end_oh == 0),
                 ih.eq(ld.ih0), iw.eq(ld.iw0),
                 ih_ok.eq(inside(ld.ih0, ld.in_h)), iw_ok.eq(inside(ld.iw0, ld.in_w)),
                 iw0_ok.eq(inside(ld.iw0, ld.in_w)),
@@ -348,8 +356,12 @@ class MatMulEngine(HwComponent):
         m.d.comb += [array.x.eq(operands(lane_groups(c.rows), c.rows)), array.x_valid.eq(str2),
                      array.x_switch.eq(sw2)]
         if c.dw_width:
+            # The line buffers restart the cycle after the take, from st (the line buffers sit
+            # by the array, far from the take logic); their stream comes two cycles later.
+            restart = Signal()
+            m.d.sync += restart.eq(take & ld_dw)
             self._line_buffers(m, array, operands(lane_groups(c.cols), c.cols), str2,
-                               ld.out_w, take & ld_dw)
+                               st.out_w, restart)
 
         # ---- through the array: the tag of a position meets its psum ---------------------------
         # The psum of a position is out `lat` cycles after its x stage, or dw_latency - 8 in
@@ -397,7 +409,7 @@ class MatMulEngine(HwComponent):
         delayed by ``D = out_w - 1`` and ``2·D`` cycles, through two circular line buffers, all
         three registered once more (the memories' outputs would otherwise feed the PE
         multipliers directly: the critical path). ``restart``: a depthwise instruction with
-        ``out_w`` starts streaming."""
+        ``out_w`` has started streaming (its first ``stream`` cycle is still to come)."""
         c = self.config
         delay = Signal(range(c.dw_width))
         no_delay = Signal()
