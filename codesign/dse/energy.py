@@ -195,7 +195,8 @@ def _count_gemv(f, c: HwConfig, n: Counts) -> None:
     R, C = c.rows, c.cols
     tiles = int(f.out_w)
     slots = 2 * R * ((tiles + 1) // 2)
-    valid = _window_in_bounds(f)                  # 1, or 0 for a pixel out of bounds
+    # 1, or 0 for a pixel out of bounds: the pixel at (ih0, iw0) only (out_w counts tiles).
+    valid = _in_range(int(f.ih0), 1, 1, int(f.in_h)) * _in_range(int(f.iw0), 1, 1, int(f.in_w))
     n.wgt.read(tiles * R, C)
     n.w_zp_subs += tiles * R * C
     n.act.read(valid, c.act_bytes)
