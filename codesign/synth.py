@@ -383,16 +383,15 @@ def packed_cells(result: SynthResult, target: Target, workdir: Path) -> dict[str
 
 
 def place_and_route(result: SynthResult, target: Target, workdir: Path, *,
-                    clock_mhz: float | None = None, timeout: float | None = None,
-                    seed: int = 1) -> PnrResult:
+                    clock_mhz: float | None = None, timeout: float | None = None) -> PnrResult:
     """nextpnr on ``result.netlist`` for ``target`` with ``--freq`` and ``--timing-allow-fail``,
-    the clock constrained to ``target.clock_pin`` (when the target names one), placer ``seed``."""
+    the clock constrained to ``target.clock_pin`` (when the target names one)."""
     if result.netlist is None:
         raise ValueError("synthesize with netlist=True first")
     freq = clock_mhz or target.clock_mhz
     log, report = workdir / "nextpnr.log", workdir / "nextpnr-report.json"
     args = ["--json", result.netlist.name, f"--{target.device}", "--package", target.package,
-            "--freq", f"{freq:g}", "--timing-allow-fail", "--seed", str(seed),
+            "--freq", f"{freq:g}", "--timing-allow-fail", "--seed", "1",
             # router2: several times faster than the default router1 on the NPU's ~70k arcs.
             "--router", "router2",
             "--report", report.name, "--log", log.name, "-q"]

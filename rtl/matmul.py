@@ -123,7 +123,7 @@ class MatMulEngine(HwComponent):
         # last PE; a depthwise tile (switched all at once) or a change of mode needs the array
         # empty: nothing in flight but this instruction.
         dw = Signal()               # mode of the instruction streaming last
-        gemv = Signal() if c.gemv else Const(0)
+        gemv = Signal(name="gemv_mode") if c.gemv else Const(0)
         sw_wait = Signal(range(c.rows + c.cols + 1))
         with m.If(sw_wait != 0):
             m.d.sync += sw_wait.eq(sw_wait - 1)
@@ -140,7 +140,8 @@ class MatMulEngine(HwComponent):
                 m.d.sync += [ld_reading.eq(0), ld_loaded.eq(1)]
         # Weight words arrive one cycle after their read (the load stage's, or a streaming
         # GEMV instruction's; never both): int8 lanes minus the w_zp of their instruction.
-        gv_reading = Signal()       # a GEMV instruction's weight slot (see below)
+        # A GEMV instruction's weight slot (see below); none without the GEMV mode.
+        gv_reading = Signal(name="gv_reading") if c.gemv else Const(0)
         w_arrive = Signal()
         w_zp = Signal(signed(9))
         m.d.sync += w_arrive.eq(reading | gv_reading)
