@@ -454,6 +454,10 @@ def requantize(acc: int, mult: int, shift: int) -> int:
 
 # -------------------------------------------------------------------------------------------------
 
+#: Values of :attr:`HwConfig.mult_cell`.
+MULT_CELLS = ("inferred", "MULT18X18D")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class HwConfig:
     """One NPU instance: array shape, memory sizes, bus width, requantizer sharing, engines.
@@ -488,6 +492,11 @@ class HwConfig:
         bus's speed, see :mod:`codesign.rtl.array`). Without it the NPU is a little smaller
         (the mode's weight addressing and the array's psum bypass), and one-pixel layers run as
         ordinary weight tiles.
+    mult_cell
+        How the array's multipliers are built: ``"inferred"`` (by synthesis from ``*``, with
+        fabric registers around them; any device) or ``"MULT18X18D"`` (ECP5 multiplier cells
+        that hold the operand and product registers themselves: a faster array on the ECP5, but
+        only the ECP5 and simulation models know the cell). See :mod:`codesign.rtl.dsp`.
     eltwise
         Whether the NPU has the ELTWISE engine (residual adds). Without it the NPU is smaller
         (``cols`` multipliers and their registers fewer), and the compiler refuses models
@@ -505,6 +514,7 @@ class HwConfig:
     requant_steps: int = 1
     eltwise: bool = True
     gemv: bool = True
+    mult_cell: str = "inferred"
 
     def __post_init__(self):
         if self.dw_width is None:
@@ -536,6 +546,8 @@ class HwConfig:
         for name in ("eltwise", "gemv"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
+        if self.mult_cell not in MULT_CELLS:
+            raise ValueError(f"mult_cell must be one of {MULT_CELLS}, not {self.mult_cell!r}")
         tile = self.dw_weight_words if dw else self.rows
         if self.wgt_depth < tile:
             raise ValueError(f"wgt_depth must hold one weight tile ({tile} words), "
@@ -597,4 +609,5 @@ class HwConfig:
                   if (self.requant_groups, self.requant_steps) != (1, 1) else "")
         return (f"npu_{self.rows}x{self.cols}_b{self.bus_bytes}_a{self.act_depth}"
                 f"_w{self.wgt_depth}_c{self.acc_depth}_p{self.prm_depth}_d{self.dw_width}"
-                + shared + ("" if self.eltwise else "_noelt") + ("" if self.gemv else "_nogemv"))
+                + shared + ("" if self.eltwise else "_noelt") + ("" if self.gemv else "_nogemv")
+                + ("" if self.mult_cell == "inferred" else "_m18"))

@@ -419,6 +419,18 @@ def place_and_route(result: SynthResult, target: Target, workdir: Path, *,
 
 # -- vendor project scripts -----------------------------------------------------------------------
 
+def _mult_cell(report: dict) -> str:
+    """The design's :attr:`~codesign.isa.HwConfig.mult_cell`."""
+    config = report.get("config")
+    return config.get("mult_cell", "inferred") if isinstance(config, dict) else "inferred"
+
+
+def _portable(report: dict) -> bool:
+    """Whether the design's Verilog is free of device cells, so other vendors' tools can build
+    it."""
+    return _mult_cell(report) == "inferred"
+
+
 def vivado_tcl(clock_mhz: float, top: str = TOP) -> str:
     period = 1000.0 / clock_mhz
     return f"""\
@@ -515,6 +527,11 @@ def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = Tru
     if not isinstance(report, dict):
         raise InputError(f"{outdir / _REPORT_JSON}: expected a JSON object")
     target = load_target(target_name or _default_target(report))
+    cell = _mult_cell(report)
+    if cell != "inferred" and cell != target.mult_cell:
+        raise InputError(f"{outdir} was generated for {cell} multiplier cells, which "
+                         f"{target.name} does not have; synthesize it for a target that does, "
+                         f"or generate it again with --target {target.name}")
     verilog = (outdir / _VERILOG).read_text()
     verilog_ports(verilog)          # a clear error before minutes of synthesis
 
@@ -575,10 +592,10 @@ def _synth_in(work: Path, outdir: Path, report: dict, target: Target, verilog: s
     outputs = {
         _REPORT_JSON: json.dumps(report, indent=2) + "\n",
         _REPORT_TXT: (old_text + "\n\n" if old_text else "") + _summary(section),
-        _VIVADO: vivado_tcl(target.clock_mhz),
-        _QSF: quartus_qsf(),
-        _SDC: quartus_sdc(target.clock_mhz),
     }
+    if _portable(report):
+        outputs.update({_VIVADO: vivado_tcl(target.clock_mhz), _QSF: quartus_qsf(),
+                        _SDC: quartus_sdc(target.clock_mhz)})
     logs = work / "logs"
     logs.mkdir()
     if keep_logs:
@@ -605,6 +622,9 @@ def main(args) -> int:
     start = time.perf_counter()
     section = synth(args.outdir, args.target)
     print(_summary(section), end="")
-    print(f"wrote {args.outdir}/report.json, report.txt, {_VIVADO}, {_QSF} in "
+    report = json.loads((Path(args.outdir) / _REPORT_JSON).read_text())
+    vendor = (f", {_VIVADO}, {_QSF}" if _portable(report) else
+              " (no Vivado or Quartus scripts: the design instantiates ECP5 multiplier cells)")
+    print(f"wrote {args.outdir}/report.json, report.txt{vendor} in "
           f"{time.perf_counter() - start:.0f} s")
     return 0

@@ -72,6 +72,10 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from codesign.isa import MULT_CELLS
+
+from .dsp import registered_product
+
 __all__ = ["SystolicArray", "X_SHAPE", "W_SHAPE", "PSUM_SHAPE"]
 
 #: Shape of one activation operand (int8/uint8 minus a zero point).
@@ -100,6 +104,10 @@ class SystolicArray(wiring.Component):
         Reduction (K) dimension: number of activations per input vector. 1..64.
     cols
         Output channel (N) dimension: number of partial sums per output vector. 1..64.
+    mult_cell
+        How the multipliers are built (:func:`codesign.rtl.dsp.registered_product`):
+        ``"inferred"`` or ``"MULT18X18D"`` (ECP5 cells with their own operand and product
+        registers).
 
     Attributes
     ----------
@@ -134,7 +142,8 @@ class SystolicArray(wiring.Component):
         Depthwise mode: cycles from row 0's operand to the output (``max(rows, 9) + 2``).
     """
 
-    def __init__(self, *, rows: int, cols: int, depthwise: bool = False, gemv: bool = True):
+    def __init__(self, *, rows: int, cols: int, depthwise: bool = False, gemv: bool = True,
+                 mult_cell: str = "inferred"):
         for name, value in (("rows", rows), ("cols", cols)):
             if not isinstance(value, int) or not 1 <= value <= 64:
                 raise ValueError(f"{name} must be an int in 1..64, not {value!r}")
@@ -144,6 +153,9 @@ class SystolicArray(wiring.Component):
         self.cols = cols
         self.depthwise = depthwise
         self.has_gemv = gemv
+        if mult_cell not in MULT_CELLS:
+            raise ValueError(f"mult_cell must be one of {MULT_CELLS}, not {mult_cell!r}")
+        self.mult_cell = mult_cell
         # One cycle per row through the psum chain (or the tap lane) plus the operand and the
         # product registers.
         self.dw_latency = max(rows, 9) + 2
@@ -246,11 +258,9 @@ class SystolicArray(wiring.Component):
                     x_edge[r], sw_edge[r] = x_reg, sw_reg
                 with m.If(sw_in):
                     m.d.sync += weight[r][c].eq(shadow[r][c])
-                w_op = Signal(W_SHAPE, name=f"pe_{r}_{c}_wop", reset_less=True)
-                m.d.sync += w_op.eq(Mux(sw_in | gemv, shadow[r][c], weight[r][c]))
-
-                prod = Signal(signed(18), name=f"pe_{r}_{c}_prod", reset_less=True)
-                m.d.sync += prod.eq(x_reg * w_op)
+                prod = registered_product(
+                    m, x_in, Mux(sw_in | gemv, shadow[r][c], weight[r][c]), width=18,
+                    cell=self.mult_cell, name=f"pe_{r}_{c}", a_reg=x_reg)
                 psum = Signal(self.psum_shape(r + 1), name=f"pe_{r}_{c}_psum", reset_less=True)
                 m.d.sync += psum.eq(prod if psum_above is None else psum_above + prod)
                 psum_above = psum
@@ -267,11 +277,8 @@ class SystolicArray(wiring.Component):
             if lane:
                 # Registered operands and product, as in the PEs: the tap lane stays in step
                 # with row 7.
-                lane_x = Signal(X_SHAPE, name=f"lane_{c}_x", reset_less=True)
-                lane_wop = Signal(W_SHAPE, name=f"lane_{c}_wop", reset_less=True)
-                lane_prod = Signal(signed(18), name=f"lane_{c}_prod", reset_less=True)
-                m.d.sync += [lane_x.eq(self.xd[2][c]), lane_wop.eq(lane_w[c]),
-                             lane_prod.eq(lane_x * lane_wop)]
+                lane_prod = registered_product(m, self.xd[2][c], lane_w[c], width=18,
+                                               cell=self.mult_cell, name=f"lane_{c}")
                 dw_out = Signal(self.psum_shape(9), name=f"lane_{c}_psum", reset_less=True)
                 m.d.sync += dw_out.eq(psum_bottom[c] + lane_prod)
             m.d.comb += self.psum[c].eq(Mux(self.dw, dw_out, deskewed))

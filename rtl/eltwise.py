@@ -29,12 +29,16 @@ from amaranth.lib import data
 
 from codesign import isa
 
+from .dsp import registered_product
 from .ports import HwComponent, engine_control, scratchpad_read, scratchpad_write
 
 __all__ = ["EltwiseEngine"]
 
 #: ``x - zp`` for 8-bit ``x`` and a 9-bit signed zero point: [-383, 511].
-_DIFF = signed(11)
+DIFF_SHAPE = signed(11)
+#: An operand's multiplier (``a_mult`` / ``b_mult``) and its product with a difference.
+MULT_SHAPE = isa.Eltwise.members["a_mult"]
+PRODUCT_SHAPE = signed(DIFF_SHAPE.width + MULT_SHAPE.width)
 
 
 class EltwiseEngine(HwComponent):
@@ -129,24 +133,28 @@ class EltwiseEngine(HwComponent):
         lanes = act_word[insn.lane_group] if groups > 1 else act_word[0]
         is_signed = Mux(b1, insn.b_signed, insn.a_signed)
         zp = Mux(b1, insn.b_zp, insn.a_zp)
-        diff = Signal(data.ArrayLayout(_DIFF, c.cols))
-        for lane in range(c.cols):
-            byte = lanes[lane]
-            m.d.sync += diff[lane].eq(Mux(is_signed, byte.as_signed(), byte) - zp)
+        # The difference and the multiplier (a's or b's) are the operands of stage 2's multiply,
+        # registered by it (:func:`~codesign.rtl.dsp.registered_product`).
+        diff = Signal(data.ArrayLayout(DIFF_SHAPE, c.cols))
+        diff_reg = Signal(data.ArrayLayout(DIFF_SHAPE, c.cols), reset_less=True)
+        mult = Mux(b1, insn.b_mult, insn.a_mult)
+        m.d.sync += diff_reg.eq(diff)
 
         # ---- stage 2: multiply ----------------------------------------------------------------
         v2, b2, last2 = Signal(), Signal(), Signal()
         m.d.sync += [v2.eq(v1), b2.eq(b1), last2.eq(last1)]
-        mult = Mux(b2, insn.b_mult, insn.a_mult)
-        prod_shape = signed(_DIFF.width + 16)
-        prod = Signal(data.ArrayLayout(prod_shape, c.cols))
+        prod = Signal(data.ArrayLayout(PRODUCT_SHAPE, c.cols))
         for lane in range(c.cols):
-            m.d.sync += prod[lane].eq(diff[lane] * mult)
+            byte = lanes[lane]
+            m.d.comb += diff[lane].eq(Mux(is_signed, byte.as_signed(), byte) - zp)
+            m.d.comb += prod[lane].eq(registered_product(
+                m, diff[lane], mult, width=PRODUCT_SHAPE.width, cell=c.mult_cell,
+                name=f"lane_{lane}", a_reg=diff_reg[lane]))
 
         # ---- stage 3: add the a product held from the previous cycle, write ACC ------------------
         v3, b3, last3 = Signal(), Signal(), Signal()
         m.d.sync += [v3.eq(v2), b3.eq(b2), last3.eq(last2)]
-        held = Signal(data.ArrayLayout(prod_shape, c.cols))
+        held = Signal(data.ArrayLayout(PRODUCT_SHAPE, c.cols))
         acc_addr = Signal(c.addr_bits(c.acc_depth))
         with m.If(~busy):
             m.d.sync += acc_addr.eq(self.insn.acc_base)

@@ -83,7 +83,8 @@ class MatMulEngine(HwComponent):
         m = Module()
         c = self.config
         m.submodules.array = array = SystolicArray(rows=c.rows, cols=c.cols,
-                                                   depthwise=c.dw_width > 0, gemv=c.gemv)
+                                                   depthwise=c.dw_width > 0, gemv=c.gemv,
+                                                   mult_cell=c.mult_cell)
         lat = array.latency
         acc_bits = c.addr_bits(c.acc_depth)
 

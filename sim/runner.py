@@ -49,6 +49,9 @@ DEFAULT_MAX_CYCLES = 200_000_000
 
 _SIM_DIR = Path(__file__).resolve().parent
 _TB_SOURCES = ("ext_mem.v", "tb_top.v")
+#: Simulation models of the device cells a configuration's Verilog may instantiate, by
+#: :attr:`HwConfig.mult_cell`.
+_CELL_MODELS = {"inferred": (), "MULT18X18D": ("MULT18X18D.v",)}
 _TOPLEVEL = "tb_top"
 _TEST_MODULE = "codesign.sim.tb_npu"
 _COMPLETE = "BUILD_COMPLETE"
@@ -220,6 +223,11 @@ def _build_parameters(config: HwConfig) -> dict[str, int]:
             "DEPTH_LOG2": words.bit_length() - 1, "ADDR_BITS": config.ext_addr_bits}
 
 
+def _tb_sources(config: HwConfig) -> tuple[str, ...]:
+    """The testbench files, and the cell models ``config``'s Verilog needs."""
+    return _TB_SOURCES + _CELL_MODELS[config.mult_cell]
+
+
 def _build_key(config: HwConfig, verilog: str) -> str:
     import cocotb
     h = hashlib.sha256()
@@ -230,7 +238,7 @@ def _build_key(config: HwConfig, verilog: str) -> str:
         h.update(data)
 
     part("npu", verilog)
-    for name in _TB_SOURCES:
+    for name in _tb_sources(config):
         part(name, (_SIM_DIR / name).read_text())
     part("vlt", _VLT)
     part("verilator", _verilator_version())
@@ -288,14 +296,15 @@ def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
             src = tmp / "src"
             src.mkdir()
             (src / "npu_top.v").write_text(verilog)
-            for tb in _TB_SOURCES:
+            tb_sources = _tb_sources(config)
+            for tb in tb_sources:
                 shutil.copyfile(_SIM_DIR / tb, src / tb)
             (src / "tb.vlt").write_text(_VLT)
             log = tmp / "build.log"
             runner = _Verilator(timeout=timeout)
             try:
                 runner.build(
-                    sources=[src / "tb.vlt", src / "npu_top.v", *(src / tb for tb in _TB_SOURCES)],
+                    sources=[src / "tb.vlt", src / "npu_top.v", *(src / tb for tb in tb_sources)],
                     hdl_toplevel=_TOPLEVEL,
                     parameters=_build_parameters(config),
                     build_args=list(_VERILATOR_FLAGS),

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from codesign import reference
 from codesign.compiler import compile_graph
 from codesign.driver import run_rtl
-from codesign.isa import HwConfig
+from codesign.isa import HwConfig, Opcode, decode
 from codesign.rtl.top import generate_verilog
 
-from .irgen import block_graph, block_specs, conv_specs, graph_from_spec, random_input
+from .irgen import BlockSpec, block_graph, block_specs, conv_specs, graph_from_spec, random_input
 
 pytestmark = pytest.mark.verilator
 
@@ -29,6 +29,10 @@ CONFIGS = {
                     prm_depth=2),
     "8x2": HwConfig(rows=8, cols=2, bus_bytes=1, act_depth=512, wgt_depth=128, acc_depth=256,
                     prm_depth=16),
+    # The ECP5 form of the multipliers (codesign.rtl.dsp): the array, its tap lane and ELTWISE
+    # on MULT18X18D cells, simulated with the cell's model (sim/MULT18X18D.v).
+    "8x4_m18": HwConfig(rows=8, cols=4, bus_bytes=4, act_depth=512, wgt_depth=128,
+                        acc_depth=256, prm_depth=16, mult_cell="MULT18X18D"),
 }
 
 
@@ -63,3 +67,19 @@ def test_op_on_rtl_matches_golden(name, spec):
 def test_block_on_rtl_matches_golden(name, spec):
     """Depthwise/grouped conv, residual add or concat, average pooling on the RTL."""
     check_on_rtl(name, block_graph(spec), [spec.seed])
+
+
+def test_mult18_cells_on_rtl_in_every_multiplier_role():
+    """The MULT18X18D form in each role its cells take: the PEs, in the array's depthwise mode
+    the tap lane (8 rows), and ELTWISE (a residual add)."""
+    config = CONFIGS["8x4_m18"]
+    cells = verilog("8x4_m18").count("MULT18X18D ")
+    assert cells == config.rows * config.cols + 2 * config.cols      # PEs, tap lane, ELTWISE
+    spec = BlockSpec(h=6, w=5, c=4, groups_depthwise=True, branch=4, stride=1, join="add",
+                     pool=(2, 2), signed=False, seed=11)
+    graph = block_graph(spec)
+    program = compile_graph(graph, config)
+    decoded = [decode(insn) for insn in program.insns]
+    assert any(op == Opcode.ELTWISE for op, _ in decoded)
+    assert any(op == Opcode.MATMUL and f.depthwise for op, f in decoded)
+    check_on_rtl("8x4_m18", graph, [spec.seed, spec.seed + 1])

@@ -139,6 +139,51 @@ def test_tool_failure_is_an_input_error_and_leaves_nothing(capsys, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def _multiplier_verilog(cell: str) -> str:
+    """A module that only multiplies (codesign.rtl.dsp), as Verilog module ``npu_top``."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Module, signed
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from codesign.rtl.dsp import registered_product
+
+    class Multiplier(wiring.Component):
+        a: In(signed(9))
+        b: In(signed(16))
+        p: Out(signed(25))
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += self.p.eq(registered_product(m, self.a, self.b, width=25, cell=cell,
+                                                     name="mul"))
+            return m
+
+    return verilog.convert(Multiplier(), name="npu_top", emit_src=False)
+
+
+def test_mult18_cells_synthesize_on_ecp5_only(capsys, tmp_path):
+    """A design with MULT18X18D cells (the operand and product registers inside them) places
+    and routes on an ECP5; other targets are refused up front, and no Vivado or Quartus script
+    is written for it."""
+    before = {"model": "mul", "config": {"mult_cell": "MULT18X18D"}}
+    d = _design(tmp_path, _multiplier_verilog("MULT18X18D"), before)
+    assert cli.main(["synth", str(d), "--target", "ice40-up5k"]) == 2
+    err = capsys.readouterr().err
+    assert "MULT18X18D" in err and "ice40-up5k" in err
+    assert json.loads((d / "report.json").read_text()) == before
+
+    assert cli.main(["synth", str(d), "--target", "ecp5-25k"]) == 0
+    assert "no Vivado or Quartus scripts" in capsys.readouterr().out
+    s = json.loads((d / "report.json").read_text())["synth"]
+    assert s["resources"]["dsp"] == 1 and s["fmax_mhz"] > 0
+    # Inferred, the same multiply keeps its 9 + 16 operand and 25 product bits in the fabric.
+    inferred = synth.synthesize(_multiplier_verilog("inferred"), load_target("ecp5-25k"),
+                                tmp_path / "inferred", netlist=False).resources
+    assert inferred["dsp"] == 1 and inferred["ff"] - s["resources"]["ff"] == 9 + 16 + 25
+    assert not [n for n in ("vivado.tcl", "quartus.qsf", "quartus.sdc") if (d / n).exists()]
+
+
 def test_bram_blocks_follow_the_block_geometry():
     # One block holds what fits; twice as deep or wide needs twice the blocks.
     assert bram_blocks(36, 512, None, "ecp5") == 1
@@ -149,13 +194,15 @@ def test_bram_blocks_follow_the_block_geometry():
     assert set(memories(c)) == {"act", "wgt", "prm", "acc"}
 
 
-def test_resource_model_against_a_real_synthesis(tmp_path):
+@pytest.mark.parametrize("mult_cell", ["inferred", "MULT18X18D"])
+def test_resource_model_against_a_real_synthesis(tmp_path, mult_cell):
     """A configuration the model was not fitted on (bench/calibrate_resources.py), synthesized
-    with yosys for ECP5: every modelled resource within 15 %."""
+    with yosys for ECP5, with either form of the multipliers: every modelled resource within
+    15 %."""
     from codesign.verilog import npu_verilog
 
     config = HwConfig(rows=4, cols=2, bus_bytes=2, act_depth=2048, wgt_depth=256,
-                      acc_depth=512, prm_depth=64)
+                      acc_depth=512, prm_depth=64, mult_cell=mult_cell)
     target = load_target("ecp5-85k")
     measured = synth.synthesize(npu_verilog(config), target, tmp_path, netlist=False).resources
     model = estimate(config, target)

@@ -155,6 +155,22 @@ def _linear(coefs: dict[str, float], feats: dict[str, float]) -> float:
     return sum(coefs.get(k, 0.0) * v for k, v in feats.items())
 
 
+def _ffs_in_mult_cells(config: HwConfig) -> int:
+    """Flip-flops that MULT18X18D cells hold instead of the fabric (``mult_cell``; the
+    coefficients are fitted on inferred multipliers): each PE's weight operand and product, the
+    last column's activation operand (the others move on to a neighbour and stay), each tap
+    lane's and ELTWISE lane's operands and product, and ELTWISE's shared multiplier operand."""
+    if config.mult_cell == "inferred":
+        return 0
+    from ..rtl.array import W_SHAPE, X_SHAPE
+    from ..rtl.eltwise import DIFF_SHAPE, MULT_SHAPE, PRODUCT_SHAPE
+    x, w, p = X_SHAPE.width, W_SHAPE.width, X_SHAPE.width + W_SHAPE.width
+    f = features(config)
+    return round(f["pes"] * (w + p) + config.rows * x + f["dw_taps"] * (x + w + p)
+                 + f["elt_lanes"] * (DIFF_SHAPE.width + PRODUCT_SHAPE.width)
+                 + (MULT_SHAPE.width if config.eltwise else 0))
+
+
 def estimate(config: HwConfig, target: Target, coefficients: dict | None = None) -> dict:
     """Estimated resources of ``config`` on ``target``.
 
@@ -178,6 +194,7 @@ def estimate(config: HwConfig, target: Target, coefficients: dict | None = None)
         return {"ge": round(ge), "ff": round(_linear(coefs["ff"], feats)), "memory_bits": bits,
                 "logic_mm2": logic, "sram_mm2": sram, "area_mm2": logic + sram}
     out = {key: round(_linear(coefs[key], feats)) for key in ("lut", "ff")}
+    out["ff"] -= _ffs_in_mult_cells(config)
     if "lc" in coefs:
         # iCE40 logic cells (nextpnr's packing): a LUT and a flip-flop share one only when the
         # LUT feeds the flip-flop, which differs between the parts of the NPU, so the cells

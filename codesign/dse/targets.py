@@ -143,6 +143,14 @@ class Target:
         return self.family != "asic"
 
     @property
+    def mult_cell(self) -> str:
+        """How an NPU built for this target makes its multipliers
+        (:attr:`codesign.isa.HwConfig.mult_cell`): the ECP5's MULT18X18D cells hold their
+        operand and product registers only when instantiated; elsewhere synthesis does as well
+        from ``*`` (``synth_ice40 -dsp`` packs the registers into the SB_MAC16)."""
+        return "MULT18X18D" if self.family == "ecp5" else "inferred"
+
+    @property
     def bram_total_bits(self) -> int:
         return self.bram_blocks * self.bram_bits
 

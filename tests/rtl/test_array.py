@@ -8,8 +8,11 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from amaranth.hdl import Module, Signal, signed, unsigned
 
+from codesign.isa import HwConfig
 from codesign.rtl.array import SystolicArray
+from codesign.rtl.dsp import registered_product
 
 from .harness import simulate
 
@@ -148,7 +151,8 @@ def test_array_extreme_sum():
 
 
 @pytest.mark.parametrize("kwargs", [dict(rows=0, cols=1), dict(rows=1, cols=65),
-                                    dict(rows=2.0, cols=2)])
+                                    dict(rows=2.0, cols=2),
+                                    dict(rows=2, cols=2, mult_cell="SB_MAC16")])
 def test_array_rejects_bad_shape(kwargs):
     with pytest.raises(ValueError):
         SystolicArray(**kwargs)
@@ -159,3 +163,21 @@ def test_array_converts_to_verilog():
         warnings.simplefilter("error")
         text = verilog.convert(SystolicArray(rows=2, cols=4), emit_src=False, name="array")
     assert "pe_1_3_psum" in text
+
+
+def test_mult18_cell_takes_only_what_fits_it():
+    m = Module()
+    with pytest.raises(ValueError, match="operands are signed and at most 18"):
+        registered_product(m, Signal(signed(19)), Signal(signed(9)), width=18,
+                           cell="MULT18X18D", name="wide")
+    with pytest.raises(ValueError, match="operands are signed"):
+        registered_product(m, Signal(unsigned(8)), Signal(signed(9)), width=18,
+                           cell="MULT18X18D", name="unsigned")
+    with pytest.raises(ValueError, match="at most 36"):
+        registered_product(m, Signal(signed(18)), Signal(signed(18)), width=37,
+                           cell="MULT18X18D", name="long")
+    with pytest.raises(ValueError, match="cell must be one of"):
+        registered_product(m, Signal(signed(9)), Signal(signed(9)), width=18, cell="DSP48",
+                           name="other")
+    with pytest.raises(ValueError, match="mult_cell"):
+        HwConfig(mult_cell="DSP48")
