@@ -86,10 +86,12 @@ def bare_verilog(rows: int, cols: int) -> str:
     return verilog.convert(BareMacArray(rows=rows, cols=cols), name="npu_top", emit_src=False)
 
 
-def npu_config(rows: int, cols: int) -> HwConfig:
+def npu_config(rows: int, cols: int, target_name: str) -> HwConfig:
+    """The NPU of that shape, built for the target (its multiplier cells)."""
     d = DEFAULT_CONFIG
     return HwConfig(rows=rows, cols=cols, bus_bytes=min(cols, 8), act_depth=d.act_depth,
-                    wgt_depth=d.wgt_depth, acc_depth=d.acc_depth, prm_depth=d.prm_depth)
+                    wgt_depth=d.wgt_depth, acc_depth=d.acc_depth, prm_depth=d.prm_depth,
+                    mult_cell=load_target(target_name).mult_cell)
 
 
 def measure(text: str, target_name: str, work: Path) -> dict:
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
     for target, r, c in cases:
         while target:
             tag = f"{target}_{r}x{c}"
-            npu = measure(npu_verilog(npu_config(r, c)), target, root / f"{tag}_npu")
+            npu = measure(npu_verilog(npu_config(r, c, target)), target, root / f"{tag}_npu")
             bare = measure(bare_verilog(r, c), target, root / f"{tag}_bare")
             rows.append((target, r, c, bare, npu))
             _print_row(target, r, c, bare, npu)

@@ -86,7 +86,8 @@ def synth_results(config, target) -> dict:
 
 
 def measure(name: str, shape: str, scratchpads: str, target, synth: bool) -> dict:
-    config = config_for(shape, scratchpads)
+    # Built for the target, as `codesign generate --target` builds it (its multiplier cells).
+    config = dataclasses.replace(config_for(shape, scratchpads), mult_cell=target.mult_cell)
     graph = load_model(mlperf.path(name))
     program = compile_graph(graph, config)
     rng = np.random.default_rng(0)

@@ -43,12 +43,15 @@ small.
 
 from __future__ import annotations
 
+import itertools
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from codesign import isa
 
+from .dsp import registered_product
 from .ports import HwComponent, engine_control, scratchpad_read, scratchpad_write
 
 __all__ = ["Requantizer", "RequantEngine"]
@@ -92,7 +95,8 @@ class Requantizer(wiring.Component):
         Cycles from input to output: ``11 + steps``.
     """
 
-    def __init__(self, *, lanes: int, groups: int = 1, steps: int = 1):
+    def __init__(self, *, lanes: int, groups: int = 1, steps: int = 1,
+                 mult_cell: str = "inferred"):
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
             raise ValueError(f"lanes must be an int in 1..64, not {lanes!r}")
         if not isinstance(groups, int) or not 1 <= groups <= 64 // lanes:
@@ -102,6 +106,9 @@ class Requantizer(wiring.Component):
         self.lanes = lanes
         self.groups = groups
         self.steps = steps
+        if mult_cell not in isa.MULT_CELLS:
+            raise ValueError(f"mult_cell must be one of {isa.MULT_CELLS}, not {mult_cell!r}")
+        self.mult_cell = mult_cell
         self.latency = 11 + steps
         super().__init__({
             "acc": In(data.ArrayLayout(signed(32), lanes)),
@@ -214,7 +221,10 @@ class Requantizer(wiring.Component):
             # (stage 6) before they are summed or accumulated (stage 7).
             neg6, e1_6 = lreg(neg5, "s6_neg"), lreg(e1_5, "s6_e1")
             neg7 = lreg(neg6, "s7_neg")
-            if S == 1:
+            if S == 1 and self.mult_cell != "inferred":
+                # The cells register the operands themselves: from stage 4's a24 and mult.
+                p7 = self._cell_product(m, lreg, a24, param(i, 4).mult, f"lane{i}")
+            elif S == 1:
                 p7 = self._product(m, lreg, a24_5, mult5)
             else:
                 p7 = self._multiply(m, a24_5, mult5, phase, chain["valid_s6"],
@@ -291,14 +301,37 @@ class Requantizer(wiring.Component):
     @staticmethod
     def _product(m, lreg, a24, mult):
         """``a24 · mult`` in two cycles: the four partial products of 16-bit chunks (low 16
-        bits, high 8) registered, then summed. The low and high products do not overlap, so
-        the sum is one concatenation and two additions."""
+        bits, high 8) registered, then summed (:meth:`_sum`)."""
         a_lo, a_hi, m_lo, m_hi = a24[:16], a24[16:], mult[:16], mult[16:]
-        ll = lreg(a_lo * m_lo, "s6_ll", unsigned(32))
-        lh = lreg(a_lo * m_hi, "s6_lh", unsigned(_M))
-        hl = lreg(a_hi * m_lo, "s6_hl", unsigned(_M))
-        hh = lreg(a_hi * m_hi, "s6_hh", unsigned(16))
-        return lreg(Cat(ll, hh) + ((lh + hl) << 16), "s7_p", unsigned(2 * _M))
+        return Requantizer._sum(lreg, {
+            "ll": lreg(a_lo * m_lo, "s6_ll", unsigned(32)),
+            "lh": lreg(a_lo * m_hi, "s6_lh", unsigned(_M)),
+            "hl": lreg(a_hi * m_lo, "s6_hl", unsigned(_M)),
+            "hh": lreg(a_hi * m_hi, "s6_hh", unsigned(16))})
+
+    @staticmethod
+    def _sum(lreg, parts):
+        """The 48-bit product from its partial products (``"ll"`` of the low chunks, ``"lh"``
+        of a's low and mult's high one, ...). The low and high products do not overlap, so the
+        sum is one concatenation and two additions."""
+        return lreg(Cat(parts["ll"], parts["hh"]) + ((parts["lh"] + parts["hl"]) << 16),
+                    "s7_p", unsigned(2 * _M))
+
+    def _cell_product(self, m, lreg, a24, mult, name):
+        """:meth:`_product` on multiplier cells (:func:`~codesign.rtl.dsp.registered_product`)
+        from the operands one stage earlier: the cells' operand registers stand for stage 5's
+        ``a24`` and ``mult``, their product registers for stage 6's partial products."""
+        chunks = {"lo": (0, 16), "hi": (16, _M)}
+        parts = {}
+        for (ka, (a0, a1)), (kb, (b0, b1)) in itertools.product(chunks.items(), repeat=2):
+            width = (a1 - a0) + (b1 - b0)
+            # The chunks are unsigned: a zero sign bit makes them the cell's signed operands.
+            product = registered_product(
+                m, Cat(a24[a0:a1], Const(0, 1)).as_signed(),
+                Cat(mult[b0:b1], Const(0, 1)).as_signed(), width=width + 1,
+                cell=self.mult_cell, name=f"{name}_s6_{ka[0]}{kb[0]}")
+            parts[ka[0] + kb[0]] = product[:width]
+        return self._sum(lreg, parts)
 
     def _multiply(self, m, a24, mult, phase, after, name):
         """``a24 · mult`` (24 × 24 bits) from one partial product per ``phase`` cycle, each
@@ -361,7 +394,8 @@ class RequantEngine(HwComponent):
         m = Module()
         c = self.config
         lanes, groups, steps = c.requant_lanes, c.requant_groups, c.requant_steps
-        m.submodules.requantizer = rq = Requantizer(lanes=lanes, groups=groups, steps=steps)
+        m.submodules.requantizer = rq = Requantizer(lanes=lanes, groups=groups, steps=steps,
+                                                    mult_cell=c.mult_cell)
 
         insn = Signal(isa.Requant)
         busy = Signal()

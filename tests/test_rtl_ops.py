@@ -71,10 +71,12 @@ def test_block_on_rtl_matches_golden(name, spec):
 
 def test_mult18_cells_on_rtl_in_every_multiplier_role():
     """The MULT18X18D form in each role its cells take: the PEs, in the array's depthwise mode
-    the tap lane (8 rows), and ELTWISE (a residual add)."""
+    the tap lane (8 rows), ELTWISE (a residual add) and the requantizer (four partial products
+    per lane)."""
     config = CONFIGS["8x4_m18"]
     cells = verilog("8x4_m18").count("MULT18X18D ")
-    assert cells == config.rows * config.cols + 2 * config.cols      # PEs, tap lane, ELTWISE
+    # PEs, tap lane, ELTWISE lanes, requantizer lanes.
+    assert cells == config.rows * config.cols + 2 * config.cols + 4 * config.requant_lanes
     spec = BlockSpec(h=6, w=5, c=4, groups_depthwise=True, branch=4, stride=1, join="add",
                      pool=(2, 2), signed=False, seed=11)
     graph = block_graph(spec)

@@ -381,6 +381,8 @@ def test_requant_rejects_bad_args():
         Requantizer(lanes=4, groups=32)
     with pytest.raises(ValueError, match="steps"):
         Requantizer(lanes=1, steps=3)
+    with pytest.raises(ValueError, match="mult_cell"):
+        Requantizer(lanes=1, mult_cell="DSP48")
     with pytest.raises(TypeError):
         RequantEngine(None)
     with pytest.raises(ValueError, match="requant_groups"):
