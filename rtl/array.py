@@ -72,9 +72,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from codesign.isa import MULT_CELLS
-
-from .dsp import registered_product
+from .dsp import check_mult_cell, registered_product
 
 __all__ = ["SystolicArray", "X_SHAPE", "W_SHAPE", "PSUM_SHAPE"]
 
@@ -153,9 +151,7 @@ class SystolicArray(wiring.Component):
         self.cols = cols
         self.depthwise = depthwise
         self.has_gemv = gemv
-        if mult_cell not in MULT_CELLS:
-            raise ValueError(f"mult_cell must be one of {MULT_CELLS}, not {mult_cell!r}")
-        self.mult_cell = mult_cell
+        self.mult_cell = check_mult_cell(mult_cell)
         # One cycle per row through the psum chain (or the tap lane) plus the operand and the
         # product registers.
         self.dw_latency = max(rows, 9) + 2

@@ -9,8 +9,8 @@ was the NPU's critical path. With ``cell="MULT18X18D"`` the multiply is an ECP5 
 instance that uses its own input and output registers instead: the same two cycles, but each
 cycle holds only one routing hop, and the multiplier sits between its registers.
 
-Simulating such a design needs a model of the primitive: ``codesign/sim/MULT18X18D.v`` (the
-subset instantiated here), which the Verilator build adds for configurations that use it.
+Simulating such a design needs a model of the primitive: ``sim/MULT18X18D.v`` (the subset
+instantiated here), which the Verilator build adds for configurations that use it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,17 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
 
 from codesign.isa import MULT_CELLS
 
-__all__ = ["registered_product"]
+__all__ = ["check_mult_cell", "registered_product"]
 
 # MULT18X18D operand and product widths.
 _OPERAND, _PRODUCT = 18, 36
+
+
+def check_mult_cell(cell: str) -> str:
+    """``cell`` if it is one of :data:`codesign.isa.MULT_CELLS`, else a ValueError."""
+    if cell not in MULT_CELLS:
+        raise ValueError(f"mult_cell must be one of {MULT_CELLS}, not {cell!r}")
+    return cell
 
 
 def registered_product(m: Module, a, b, *, width: int, cell: str, name: str, a_reg=None):
@@ -32,9 +39,7 @@ def registered_product(m: Module, a, b, *, width: int, cell: str, name: str, a_r
     operand that also moves on to a neighbour); the inferred form multiplies it instead of
     registering ``a`` again.
     """
-    if cell not in MULT_CELLS:
-        raise ValueError(f"cell must be one of {MULT_CELLS}, not {cell!r}")
-    if cell == "inferred":
+    if check_mult_cell(cell) == "inferred":
         product = Signal(signed(width), name=f"{name}_prod", reset_less=True)
         if a_reg is None:
             a_reg = Signal.like(a, name=f"{name}_a", reset_less=True)

@@ -51,7 +51,7 @@ from amaranth.lib.wiring import In, Out
 
 from codesign import isa
 
-from .dsp import registered_product
+from .dsp import check_mult_cell, registered_product
 from .ports import HwComponent, engine_control, scratchpad_read, scratchpad_write
 
 __all__ = ["Requantizer", "RequantEngine"]
@@ -106,9 +106,7 @@ class Requantizer(wiring.Component):
         self.lanes = lanes
         self.groups = groups
         self.steps = steps
-        if mult_cell not in isa.MULT_CELLS:
-            raise ValueError(f"mult_cell must be one of {isa.MULT_CELLS}, not {mult_cell!r}")
-        self.mult_cell = mult_cell
+        self.mult_cell = check_mult_cell(mult_cell)
         self.latency = 11 + steps
         super().__init__({
             "acc": In(data.ArrayLayout(signed(32), lanes)),
@@ -209,20 +207,22 @@ class Requantizer(wiring.Component):
             # For |a| < 2**24 the 8 dropped bits are zero and a24 = |a| << (24 - n) exactly.
             a24, ovf_a = rne24(norm4[8:], norm4[7], norm4[:7] != 0)
             neg5 = lreg(neg4, "s5_neg", en=hold5)
-            a24_5 = lreg(a24, "s5_a24", unsigned(_M), hold5)
+            # The multiply's operands (multiplier cells register stage 4's themselves).
+            cells = S == 1 and self.mult_cell != "inferred"
+            if not cells:
+                a24_5 = lreg(a24, "s5_a24", unsigned(_M), hold5)
+                mult5 = param(i, 5).mult
             # e1 = shift - ea; the final right shift is e1 - ep (ep from stage 8). Both values
             # of the rounding carry ovf_a are computed alongside the rounding.
             e1 = Signal(signed(10), name=f"lane{i}_s5_e1_next")
             m.d.comb += e1.eq(param(i, 4).shift - 8 + lz4)
             e1_5 = lreg(Mux(ovf_a, e1 - 1, e1), "s5_e1", signed(10), hold5)
-            mult5 = param(i, 5).mult
 
             # Stages 6 and 7: the exact 48-bit product; its partial products are registered
             # (stage 6) before they are summed or accumulated (stage 7).
             neg6, e1_6 = lreg(neg5, "s6_neg"), lreg(e1_5, "s6_e1")
             neg7 = lreg(neg6, "s7_neg")
-            if S == 1 and self.mult_cell != "inferred":
-                # The cells register the operands themselves: from stage 4's a24 and mult.
+            if cells:
                 p7 = self._cell_product(m, lreg, a24, param(i, 4).mult, f"lane{i}")
             elif S == 1:
                 p7 = self._product(m, lreg, a24_5, mult5)

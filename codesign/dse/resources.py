@@ -155,19 +155,19 @@ def _linear(coefs: dict[str, float], feats: dict[str, float]) -> float:
     return sum(coefs.get(k, 0.0) * v for k, v in feats.items())
 
 
-def _ffs_in_mult_cells(config: HwConfig) -> int:
+def _ffs_in_mult_cells(config: HwConfig, f: dict[str, float]) -> int:
     """Flip-flops that MULT18X18D cells hold instead of the fabric (``mult_cell``; the
     coefficients are fitted on inferred multipliers): each PE's weight operand and product, the
     last column's activation operand (the others move on to a neighbour and stay), each tap
     lane's and ELTWISE lane's operands and product, ELTWISE's shared multiplier operand, and
-    with one-cycle requantizer multiplies each lane's rounded magnitude and partial products."""
+    with one-cycle requantizer multiplies each lane's rounded magnitude and partial products.
+    ``f``: the configuration's :func:`features`."""
     if config.mult_cell == "inferred":
         return 0
     from ..isa import MULT_BITS
     from ..rtl.array import W_SHAPE, X_SHAPE
     from ..rtl.eltwise import DIFF_SHAPE, MULT_SHAPE, PRODUCT_SHAPE
     x, w, p = X_SHAPE.width, W_SHAPE.width, X_SHAPE.width + W_SHAPE.width
-    f = features(config)
     # a24 (MULT_BITS), and the partial products of its 16 + 8-bit chunks by mult's: 32 + 24 +
     # 24 + 16 bits, 4 · MULT_BITS.
     requant = MULT_BITS + 4 * MULT_BITS if config.requant_steps == 1 else 0
@@ -199,7 +199,7 @@ def estimate(config: HwConfig, target: Target, coefficients: dict | None = None)
         return {"ge": round(ge), "ff": round(_linear(coefs["ff"], feats)), "memory_bits": bits,
                 "logic_mm2": logic, "sram_mm2": sram, "area_mm2": logic + sram}
     out = {key: round(_linear(coefs[key], feats)) for key in ("lut", "ff")}
-    out["ff"] -= _ffs_in_mult_cells(config)
+    out["ff"] -= _ffs_in_mult_cells(config, feats)
     if "lc" in coefs:
         # iCE40 logic cells (nextpnr's packing): a LUT and a flip-flop share one only when the
         # LUT feeds the flip-flop, which differs between the parts of the NPU, so the cells
