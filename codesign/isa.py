@@ -485,7 +485,7 @@ class HwConfig:
         1 (each lane has a 24×24 multiplier: four 16×16 DSP blocks), 2 (24×16 over two
         cycles: two blocks) or 4 (16×16 over four cycles: one block). A lane takes a new
         channel every ``requant_steps`` cycles, so REQUANT takes
-        ``count · requant_groups · requant_steps + 14`` cycles. Small FPGAs (the
+        ``count · requant_groups · requant_steps + 15`` cycles. Small FPGAs (the
         iCE40 UP5K has 8 DSP blocks) need fewer lanes and more steps.
     gemv
         Whether the array has its GEMV mode (batch-1 fully connected layers at the external

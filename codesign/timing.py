@@ -75,12 +75,14 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
         return 2 + (turns - 1) * c.requant_steps + 1 + requant_latency(c)
     if opcode == Opcode.POOL:
         n = int(f.out_h) * int(f.out_w) * int(f.k_h) * int(f.k_w)
-        # A read per window position (and word, for MAX), then the read register and the fold.
+        # A read per window position (and word, for MAX), then the read register, the fold and
+        # the write register.
         reads = n * (1 if f.mode == PoolMode.SUM else int(f.words))
-        return reads + 2 if reads else 1
+        return reads + 3 if reads else 1
     if opcode == Opcode.ELTWISE:
-        # Two reads per element, then the read register, zero point, multiply, sum and write.
-        return 2 * int(f.count) + 4 if int(f.count) else 1
+        # Two reads per element, then the read register, zero point, multiply, sum and write
+        # register.
+        return 2 * int(f.count) + 5 if int(f.count) else 1
     return 0
 
 
@@ -244,9 +246,9 @@ def layer_cycles(program) -> list[int]:
 
 
 #: Pipeline stages of the requantizer (rtl/requant.py) besides the ``requant_steps`` cycles of
-#: its multiply: input register, bias, sign, normalize, round to 24 bits, sum of the partial
-#: products, round the product, shift, round, sign and zero point, clamp.
-REQUANT_STAGES = 11
+#: its multiply: input register, bias, sign, normalize (two stages), round to 24 bits, sum of
+#: the partial products, round the product, shift, round, sign and zero point, clamp.
+REQUANT_STAGES = 12
 
 
 def requant_latency(config: HwConfig) -> int:

@@ -11,12 +11,14 @@ window positions ``kh < k_h, kw < k_w`` of
   ignored (the engine runs the ``w`` loop once).
 
 The engine walks ``(oh, ow, w, kh, kw)`` (``kw`` innermost) with incremental counters and address
-registers -- no multipliers. It is a three-stage pipeline: stage 1 issues one ACT read per cycle
+registers -- no multipliers. It is a four-stage pipeline: stage 1 issues one ACT read per cycle
 (only for in-bounds positions; out-of-bounds positions still take their cycle), stage 2 registers
 the returned word (block RAM read data feeds nothing but a register: its clock-to-out is half of
 a 100 MHz cycle on ECP5), stage 3 folds it into a running maximum or sum and, at the last window
-position, writes the result. An instruction is busy for ``out_h*out_w*words*k_h*k_w + 2`` cycles
-in MAX mode and ``out_h*out_w*k_h*k_w + 2`` in SUM mode (1 cycle if that product is 0).
+position, registers the result, which stage 4 writes (the shared write ports, fanned out to every
+block RAM of the scratchpad, are driven from flip-flops). An instruction is busy for
+``out_h*out_w*words*k_h*k_w + 3`` cycles in MAX mode and ``out_h*out_w*k_h*k_w + 3`` in SUM mode
+(1 cycle if that product is 0).
 
 The output region must not overlap the words the same instruction still has to read (results
 are written while later windows are being read); the compiler never pools in place.
@@ -145,7 +147,17 @@ class PoolEngine(HwComponent):
         have = Signal()          # best holds at least one in-bounds value
         sums = Signal(data.ArrayLayout(_SUM, c.cols))
 
-        m.d.comb += self.done.eq((s3_valid & s3_final) | empty)
+        # Stage 4: the write of a result, registered (0 when there is none: the ports are the
+        # registers).
+        s4_final = Signal()
+        s4_act_waddr = Signal.like(self.act_waddr)
+        s4_acc_waddr = Signal.like(self.acc_waddr)
+        s4_act_wen = Signal(c.act_bytes)
+        s4_act_wdata = Signal(8 * c.act_bytes)
+        s4_acc_wen = Signal()
+        s4_acc_wdata = Signal(data.ArrayLayout(signed(32), c.cols))
+
+        m.d.comb += self.done.eq(s4_final | empty)
         m.d.sync += empty.eq(0)
         with m.If(self.done):
             m.d.sync += self.busy.eq(0)
@@ -319,18 +331,20 @@ class PoolEngine(HwComponent):
             value = Mux(x_signed, byte.as_signed(), byte)
             m.d.comb += summed[lane].eq(sums[lane] + Mux(s3_in, value, 0))
 
+        m.d.sync += [s4_final.eq(0), s4_act_waddr.eq(0), s4_act_wen.eq(0), s4_act_wdata.eq(0),
+                     s4_acc_waddr.eq(0), s4_acc_wen.eq(0), s4_acc_wdata.eq(0)]
         with m.If(s3_valid):
             with m.If(s3_last_pos):
+                m.d.sync += s4_final.eq(s3_final)
                 with m.If(summing):
-                    acc_word = data.ArrayLayout(signed(32), c.cols)(self.acc_wdata)
-                    m.d.comb += [self.acc_waddr.eq(s3_out), self.acc_wen.eq(1)]
+                    m.d.sync += [s4_acc_waddr.eq(s3_out), s4_acc_wen.eq(1)]
                     # .eq sign-extends each 25-bit sum to its int32 lane.
-                    m.d.comb += [acc_word[lane].eq(summed[lane]) for lane in range(c.cols)]
+                    m.d.sync += [s4_acc_wdata[lane].eq(summed[lane]) for lane in range(c.cols)]
                 with m.Else():
-                    m.d.comb += [
-                        self.act_waddr.eq(s3_out),
-                        self.act_wen.eq((1 << c.act_bytes) - 1),
-                        self.act_wdata.eq(folded),
+                    m.d.sync += [
+                        s4_act_waddr.eq(s3_out),
+                        s4_act_wen.eq((1 << c.act_bytes) - 1),
+                        s4_act_wdata.eq(folded),
                     ]
                 m.d.sync += [have.eq(0), sums.eq(0)]
             with m.Else():
@@ -340,4 +354,10 @@ class PoolEngine(HwComponent):
                     sums.eq(summed),
                 ]
 
+        m.d.comb += [
+            self.act_waddr.eq(s4_act_waddr), self.act_wen.eq(s4_act_wen),
+            self.act_wdata.eq(s4_act_wdata),
+            self.acc_waddr.eq(s4_acc_waddr), self.acc_wen.eq(s4_acc_wen),
+            self.acc_wdata.eq(s4_acc_wdata),
+        ]
         return m
