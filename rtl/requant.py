@@ -36,10 +36,10 @@ after the previous one.
 Stages are split wherever one cycle held a path that limited the NPU's fmax on ECP5 (block RAM
 read data straight into an adder or a multiplier, a multiplier straight into the adders of its
 partial products, the five steps of the normalize, the variable shift with the sticky OR and
-the rounding, sign + zero point + clamp: four carry chains). Stage 11 saturates the magnitude at ``2**10`` rather than at
-``2**31`` as :func:`isa.requantize` does: ``y_zp``, ``qmin`` and ``qmax`` are 9-bit, so any
-``|r| >= 512`` already lands on the same clamp bound, and the narrow value keeps the last stages
-small.
+the rounding, sign + zero point + clamp: four carry chains). Stage 11 saturates the magnitude
+at ``2**10`` rather than at ``2**31`` as :func:`isa.requantize` does: ``y_zp``, ``qmin`` and
+``qmax`` are 9-bit, so any ``|r| >= 512`` already lands on the same clamp bound, and the narrow
+value keeps the last stages small.
 """
 
 from __future__ import annotations
