@@ -150,8 +150,9 @@ class _MatMulPipe(_Engine):
         else:
             self.ports |= ports
         mode = "gemv" if f.gemv else "depthwise" if f.depthwise else "regular"
-        # An accumulating instruction's first ACC read must follow the last write before it.
-        stream_free = self.stream_last + (2 if f.accumulate else 0)
+        # An accumulating instruction's first ACC read (two cycles before its first psum) must
+        # follow the last write before it (one cycle after that one's last psum).
+        stream_free = self.stream_last + (3 if f.accumulate else 0)
         if mode == "gemv":
             take = max(t + 1, stream_free)
             if self.mode != "gemv":     # the array must be empty: all earlier writes done
