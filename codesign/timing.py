@@ -75,10 +75,10 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
         return 2 + (turns - 1) * c.requant_steps + 1 + requant_latency(c)
     if opcode == Opcode.POOL:
         n = int(f.out_h) * int(f.out_w) * int(f.k_h) * int(f.k_w)
-        # A read per window position (and word, for MAX), then the read register, the fold and
-        # the write register.
+        # A read per window position (and word, for MAX), registered, then the read word's
+        # register, the fold and the write register.
         reads = n * (1 if f.mode == PoolMode.SUM else int(f.words))
-        return reads + 3 if reads else 1
+        return reads + 4 if reads else 1
     if opcode == Opcode.ELTWISE:
         # Two reads per element, then the read register, zero point, multiply, sum and write
         # register.

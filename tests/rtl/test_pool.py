@@ -134,10 +134,11 @@ def test_pool_random(config):
                    in_w=1)
     work.append((empty, 0))
     cycles = bench.run([insn for insn, _ in work])
-    # One window position per cycle, then the read register, the fold and the write register:
-    # busy for positions + 3 cycles (the timing model's figure), 1 when there is nothing to do.
+    # One window position per cycle, then the read's register, the read word's register, the
+    # fold and the write register: busy for positions + 4 cycles (the timing model's figure), 1
+    # when there is nothing to do.
     assert cycles == [engine_cycles(c, Opcode.POOL, decode(insn)[1]) for insn, _ in work]
-    assert cycles == [positions + 3 if positions else 1 for _, positions in work]
+    assert cycles == [positions + 4 if positions else 1 for _, positions in work]
 
 
 @pytest.mark.parametrize("config", [CONFIGS[1], CONFIGS[3]], ids=lambda c: c.name)
@@ -154,4 +155,4 @@ def test_pool_global_sum(config):
             insns.append(_global_sum(in_h, in_w, group, k % 2, group % c.acc_depth))
     cycles = bench.run(insns)
     assert cycles == [engine_cycles(c, Opcode.POOL, decode(insn)[1]) for insn in insns]
-    assert cycles == [int(decode(insn)[1].k_h) * int(decode(insn)[1].k_w) + 3 for insn in insns]
+    assert cycles == [int(decode(insn)[1].k_h) * int(decode(insn)[1].k_w) + 4 for insn in insns]
