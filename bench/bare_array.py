@@ -87,11 +87,12 @@ def bare_verilog(rows: int, cols: int) -> str:
 
 
 def npu_config(rows: int, cols: int, target_name: str) -> HwConfig:
-    """The NPU of that shape, built for the target (its multiplier cells)."""
+    """The NPU of that shape, built for the target (its multiplier cells, pipeline depth)."""
+    target = load_target(target_name)
     d = DEFAULT_CONFIG
     return HwConfig(rows=rows, cols=cols, bus_bytes=min(cols, 8), act_depth=d.act_depth,
                     wgt_depth=d.wgt_depth, acc_depth=d.acc_depth, prm_depth=d.prm_depth,
-                    mult_cell=load_target(target_name).mult_cell)
+                    mult_cell=target.mult_cell, deep_pipeline=target.deep_pipeline)
 
 
 def measure(text: str, target_name: str, work: Path) -> dict:

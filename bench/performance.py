@@ -87,7 +87,8 @@ def synth_results(config, target) -> dict:
 
 def measure(name: str, shape: str, scratchpads: str, target, synth: bool) -> dict:
     # Built for the target, as `codesign generate --target` builds it (its multiplier cells).
-    config = dataclasses.replace(config_for(shape, scratchpads), mult_cell=target.mult_cell)
+    config = dataclasses.replace(config_for(shape, scratchpads), mult_cell=target.mult_cell,
+                                 deep_pipeline=target.deep_pipeline)
     graph = load_model(mlperf.path(name))
     program = compile_graph(graph, config)
     rng = np.random.default_rng(0)

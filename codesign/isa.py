@@ -485,8 +485,9 @@ class HwConfig:
         1 (each lane has a 24×24 multiplier: four 16×16 DSP blocks), 2 (24×16 over two
         cycles: two blocks) or 4 (16×16 over four cycles: one block). A lane takes a new
         channel every ``requant_steps`` cycles, so REQUANT takes
-        ``count · requant_groups · requant_steps + 15`` cycles. Small FPGAs (the
-        iCE40 UP5K has 8 DSP blocks) need fewer lanes and more steps.
+        ``count · requant_groups · requant_steps + 14`` cycles (``+ 15`` with
+        ``deep_pipeline``). Small FPGAs (the iCE40 UP5K has 8 DSP blocks) need fewer lanes and
+        more steps.
     gemv
         Whether the array has its GEMV mode (batch-1 fully connected layers at the external
         bus's speed, see :mod:`codesign.rtl.array`). Without it the NPU is a little smaller
@@ -501,6 +502,13 @@ class HwConfig:
         Whether the NPU has the ELTWISE engine (residual adds). Without it the NPU is smaller
         (``cols`` multipliers and their registers fewer), and the compiler refuses models
         that need it.
+    deep_pipeline
+        Extra pipeline registers on the long paths of a large FPGA (chosen for ECP5 targets):
+        the requantizer normalizes over two stages, POOL registers its ACT read and its writes,
+        ELTWISE its ACC write, MATMUL the old ACC word it accumulates onto, and the DMA engine
+        keeps its current addresses in registers. It costs a cycle per REQUANT and ELTWISE, two
+        per POOL and one more between accumulating MATMULs (:mod:`codesign.timing`), and
+        logic cells a full small FPGA does not have.
     """
     rows: int = 4
     cols: int = 4
@@ -515,6 +523,7 @@ class HwConfig:
     eltwise: bool = True
     gemv: bool = True
     mult_cell: str = "inferred"
+    deep_pipeline: bool = False
 
     def __post_init__(self):
         if self.dw_width is None:
@@ -543,7 +552,7 @@ class HwConfig:
                              f"not {g!r}")
         if self.requant_steps not in (1, 2, 4):
             raise ValueError(f"requant_steps must be 1, 2 or 4, not {self.requant_steps!r}")
-        for name in ("eltwise", "gemv"):
+        for name in ("eltwise", "gemv", "deep_pipeline"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
         if self.mult_cell not in MULT_CELLS:
@@ -610,4 +619,5 @@ class HwConfig:
         return (f"npu_{self.rows}x{self.cols}_b{self.bus_bytes}_a{self.act_depth}"
                 f"_w{self.wgt_depth}_c{self.acc_depth}_p{self.prm_depth}_d{self.dw_width}"
                 + shared + ("" if self.eltwise else "_noelt") + ("" if self.gemv else "_nogemv")
-                + ("" if self.mult_cell == "inferred" else "_m18"))
+                + ("" if self.mult_cell == "inferred" else "_m18")
+                + ("_dp" if self.deep_pipeline else ""))

@@ -75,14 +75,14 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
         return 2 + (turns - 1) * c.requant_steps + 1 + requant_latency(c)
     if opcode == Opcode.POOL:
         n = int(f.out_h) * int(f.out_w) * int(f.k_h) * int(f.k_w)
-        # A read per window position (and word, for MAX), registered, then the read word's
-        # register, the fold and the write register.
+        # A read per window position (and word, for MAX), then the read word's register and
+        # the fold; a deep pipeline registers the read and the write as well.
         reads = n * (1 if f.mode == PoolMode.SUM else int(f.words))
-        return reads + 4 if reads else 1
+        return reads + 2 + 2 * c.deep_pipeline if reads else 1
     if opcode == Opcode.ELTWISE:
         # Two reads per element, then the read register, zero point, multiply, sum and write
-        # register.
-        return 2 * int(f.count) + 5 if int(f.count) else 1
+        # (and the write register of a deep pipeline).
+        return 2 * int(f.count) + 4 + c.deep_pipeline if int(f.count) else 1
     return 0
 
 
@@ -150,9 +150,10 @@ class _MatMulPipe(_Engine):
         else:
             self.ports |= ports
         mode = "gemv" if f.gemv else "depthwise" if f.depthwise else "regular"
-        # An accumulating instruction's first ACC read (two cycles before its first psum) must
-        # follow the last write before it (one cycle after that one's last psum).
-        stream_free = self.stream_last + (3 if f.accumulate else 0)
+        # An accumulating instruction's first ACC read (one cycle before its first psum, two
+        # in a deep pipeline) must follow the last write before it (one cycle after that one's
+        # last psum).
+        stream_free = self.stream_last + ((2 + c.deep_pipeline) if f.accumulate else 0)
         if mode == "gemv":
             take = max(t + 1, stream_free)
             if self.mode != "gemv":     # the array must be empty: all earlier writes done
@@ -247,12 +248,14 @@ def layer_cycles(program) -> list[int]:
 
 
 #: Pipeline stages of the requantizer (rtl/requant.py) besides the ``requant_steps`` cycles of
-#: its multiply: input register, bias, sign, normalize (two stages), round to 24 bits, sum of
-#: the partial products, round the product, shift, round, sign and zero point, clamp.
-REQUANT_STAGES = 12
+#: its multiply: input register, bias, sign, normalize, round to 24 bits, sum of the partial
+#: products, round the product, shift, round, sign and zero point, clamp (and the first half of
+#: the normalize in a deep pipeline, :attr:`HwConfig.deep_pipeline`).
+REQUANT_STAGES = 11
 
 
 def requant_latency(config: HwConfig) -> int:
     """Cycles from a requantizer input to its output (``Requantizer.latency``): the
-    :data:`REQUANT_STAGES` stages and the ``requant_steps`` cycles of the multiply."""
-    return REQUANT_STAGES + config.requant_steps
+    :data:`REQUANT_STAGES` stages, one more in a deep pipeline, and the ``requant_steps`` cycles
+    of the multiply."""
+    return REQUANT_STAGES + config.deep_pipeline + config.requant_steps

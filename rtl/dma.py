@@ -92,9 +92,7 @@ class DmaEngine(HwComponent):
         rows = Signal(LoadStore.members["rows"])        # rows - 1
         length = Signal(LoadStore.members["length"])    # length - 1
 
-        # Stage 1: loop counters, row bases and the current addresses (row base + j), kept in
-        # registers of their own: an adder between a register and the shared ACT read port
-        # (fanned out to every block RAM of the scratchpad) limited the NPU's fmax on ECP5.
+        # Stage 1: loop counters and row bases.
         running = Signal()
         i = Signal.like(rows, name="i")
         j = Signal.like(length, name="j")
@@ -102,6 +100,15 @@ class DmaEngine(HwComponent):
         ext_row = Signal(ext_width)
         sp_cur = Signal(sp_width)
         ext_cur = Signal(ext_width)
+        # The current addresses are row base + j; a deep pipeline keeps them in registers of
+        # their own (an adder between a register and the shared ACT read port, fanned out to
+        # every block RAM of the scratchpad, limited the NPU's fmax on the ECP5).
+        deep = c.deep_pipeline
+        if not deep:
+            m.d.comb += [
+                sp_cur.eq(sp_row + j),
+                ext_cur.eq(ext_row + j),
+            ]
 
         # Stage 2: the transfer whose read was issued in the previous cycle.
         s2_valid = Signal()
@@ -133,9 +140,9 @@ class DmaEngine(HwComponent):
                 j.eq(0),
                 sp_row.eq(insn.sp_addr),
                 ext_row.eq(insn.ext_addr),
-                sp_cur.eq(insn.sp_addr),
-                ext_cur.eq(insn.ext_addr),
             ]
+            if deep:
+                m.d.sync += [sp_cur.eq(insn.sp_addr), ext_cur.eq(insn.ext_addr)]
         with m.If(self.start):
             m.d.sync += self.busy.eq(1)
             with m.If((insn.rows == 0) | (insn.length == 0)):
@@ -169,19 +176,20 @@ class DmaEngine(HwComponent):
                     self.mem_addr.eq(ext_cur),
                 ]
             with m.If(last_j):
-                sp_next_row, ext_next_row = sp_row + sp_stride, ext_row + ext_stride
                 m.d.sync += [
                     j.eq(0),
                     i.eq(i + 1),
-                    sp_row.eq(sp_next_row),
-                    ext_row.eq(ext_next_row),
-                    sp_cur.eq(sp_next_row),
-                    ext_cur.eq(ext_next_row),
+                    sp_row.eq(sp_row + sp_stride),
+                    ext_row.eq(ext_row + ext_stride),
                 ]
+                if deep:
+                    m.d.sync += [sp_cur.eq(sp_row + sp_stride), ext_cur.eq(ext_row + ext_stride)]
                 with m.If(last_i):
                     m.d.sync += running.eq(0)
             with m.Else():
-                m.d.sync += [j.eq(j + 1), sp_cur.eq(sp_cur + 1), ext_cur.eq(ext_cur + 1)]
+                m.d.sync += j.eq(j + 1)
+                if deep:
+                    m.d.sync += [sp_cur.eq(sp_cur + 1), ext_cur.eq(ext_cur + 1)]
 
         # -- stage 2: issue the destination write ----------------------------------------------
         with m.If(s2_valid & is_store):

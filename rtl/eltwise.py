@@ -13,10 +13,11 @@ serves both operands. Schedule (cycle 0 is the ``start`` cycle)::
     +1                  register the read word (block RAM read data feeds only a register)
     +2                  select the lane group, extend, subtract the operand's zero point → d
     +3                  d · (a_mult or b_mult) → p; an a product is held for its b partner
-    +4                  p_a + p_b and its address, registered
-    +5                  write ACC[acc_base + i]; ``done`` with the last write
+    +4                  write ACC[acc_base + i] = p_a + p_b; ``done`` with the last write
 
-so an ELTWISE of ``n = count`` elements takes ``2n + 5`` cycles (1 if ``count = 0``). Nothing is
+so an ELTWISE of ``n = count`` elements takes ``2n + 4`` cycles (1 if ``count = 0``). A deep
+pipeline (:attr:`codesign.isa.HwConfig.deep_pipeline`) registers the write (the shared write
+port fans out to every block RAM of ACC) and takes ``2n + 5``. Nothing is
 wide enough to wrap: ``|x - zp| <= 511`` and ``|mult| <= 2**15``, so each product fits 25 bits
 and the sum 26 — the int32 result is exact.
 
@@ -152,7 +153,7 @@ class EltwiseEngine(HwComponent):
                 m, diff[lane], mult, width=PRODUCT_SHAPE.width, cell=c.mult_cell,
                 name=f"lane_{lane}", a_reg=diff_reg[lane]))
 
-        # ---- stage 3: add the a product held from the previous cycle -----------------------------
+        # ---- stage 3: add the a product held from the previous cycle, write ACC ------------------
         v3, b3, last3 = Signal(), Signal(), Signal()
         m.d.sync += [v3.eq(v2), b3.eq(b2), last3.eq(last2)]
         held = Signal(data.ArrayLayout(PRODUCT_SHAPE, c.cols))
@@ -161,19 +162,34 @@ class EltwiseEngine(HwComponent):
             m.d.sync += acc_addr.eq(self.insn.acc_base)
         with m.If(v3 & ~b3):
             m.d.sync += held.eq(prod)
-        # ---- stage 4: write ACC from registers (0 when there is no write: the ports are the
-        # registers; the shared write port fans out to every block RAM of the scratchpad) ------
-        wen4, last4 = Signal(), Signal()
-        waddr4 = Signal.like(self.acc_waddr)
-        wdata4 = Signal(data.ArrayLayout(signed(32), c.cols))
-        m.d.sync += [wen4.eq(0), last4.eq(0), waddr4.eq(0), wdata4.eq(0)]
+        # .eq sign-extends each (26-bit) sum to its int32 lane.
+        sums = [held[lane] + prod[lane] for lane in range(c.cols)]
+        if c.deep_pipeline:
+            self._write_from_registers(m, v3 & b3, last3, acc_addr, sums, busy)
+            return m
         with m.If(v3 & b3):
-            m.d.sync += [wen4.eq(1), last4.eq(last3), waddr4.eq(acc_addr)]
-            # .eq sign-extends each (26-bit) sum to its int32 lane.
-            m.d.sync += [wdata4[lane].eq(held[lane] + prod[lane]) for lane in range(c.cols)]
+            acc_word = data.ArrayLayout(signed(32), c.cols)(self.acc_wdata)
+            m.d.comb += [self.acc_wen.eq(1), self.acc_waddr.eq(acc_addr)]
+            m.d.comb += [acc_word[lane].eq(sums[lane]) for lane in range(c.cols)]
             m.d.sync += acc_addr.eq(acc_addr + 1)
-        m.d.comb += [self.acc_wen.eq(wen4), self.acc_waddr.eq(waddr4), self.acc_wdata.eq(wdata4)]
-        with m.If(last4):
+            with m.If(last3):
+                m.d.comb += self.done.eq(1)
+                m.d.sync += busy.eq(0)
+        return m
+
+    def _write_from_registers(self, m, write, last, acc_addr, sums, busy):
+        """Stage 4 of a deep pipeline: the ACC write registered (``write`` and ``last`` of the
+        stage before, its address and lane sums), so that the port is driven by registers,
+        which hold 0 when there is no write; ``done`` with the write."""
+        c = self.config
+        wen, wlast, waddr = Signal(name="wen4"), Signal(name="last4"), Signal.like(acc_addr)
+        wdata = Signal(data.ArrayLayout(signed(32), c.cols), name="wdata4")
+        m.d.sync += [wen.eq(0), wlast.eq(0), waddr.eq(0), wdata.eq(0)]
+        with m.If(write):
+            m.d.sync += [wen.eq(1), wlast.eq(last), waddr.eq(acc_addr)]
+            m.d.sync += [wdata[lane].eq(sums[lane]) for lane in range(c.cols)]
+            m.d.sync += acc_addr.eq(acc_addr + 1)
+        m.d.comb += [self.acc_wen.eq(wen), self.acc_waddr.eq(waddr), self.acc_wdata.eq(wdata)]
+        with m.If(wlast):
             m.d.comb += self.done.eq(1)
             m.d.sync += busy.eq(0)
-        return m

@@ -6,10 +6,12 @@ Schedule (cycle 0 is the ``start`` cycle, ``R = rows``, ``L = SystolicArray.late
     R+1 .. R+M      window position j = 0 .. M-1 (oh-major): read its ACT word (if in bounds)
     +1              select the lane group, extend, subtract x_zp, zero if out of bounds → x reg
     +2              x enters the array
-    +L              read ACC[acc_base + j] (when accumulating)
-    +1+L            the old ACC word → register (0 when not accumulating)
+    +1+L            read ACC[acc_base + j] (when accumulating), to meet the psum
     +2+L            psum + old ACC word → write register
     +3+L            write ACC[acc_base + j]; ``done`` with the last write
+
+(A deep pipeline, :attr:`codesign.isa.HwConfig.deep_pipeline`, reads the ACC row a cycle
+earlier and registers it: the block RAM's output then meets a register, not the adder.)
 
 so a MATMUL of ``M = out_h·out_w`` positions takes ``R + M + L + 3`` cycles, one position per
 cycle in steady state. Window addresses and bounds come from adders only: ``ih``/``iw`` and the
@@ -114,14 +116,19 @@ class MatMulEngine(HwComponent):
         wcount = Signal(range(c.rows + 2))
         wgt_addr = Signal(c.addr_bits(c.wgt_depth))
         m.d.comb += self.ready.eq(~ld_valid)
-        # While no instruction waits in the load stage, its registers follow the instruction bus
-        # (valid in the start cycle, garbage until then): the start pulse, late in its cycle
-        # (the controller's dispatch decision), then only sets ld_valid.
-        with m.If(~ld_valid):
-            m.d.sync += [ld.eq(self.insn), ld_reading.eq(0), ld_loaded.eq(0), wcount.eq(0),
-                         wgt_addr.eq(self.insn.wgt_base)]
-        with m.If(accepted):
-            m.d.sync += ld_valid.eq(1)
+        load = [ld.eq(self.insn), ld_reading.eq(0), ld_loaded.eq(0), wcount.eq(0),
+                wgt_addr.eq(self.insn.wgt_base)]
+        if c.deep_pipeline:
+            # While the load stage is empty its registers follow the instruction bus (valid in
+            # the start cycle): the start pulse, late in its cycle (the controller's dispatch
+            # decision), then only sets ld_valid.
+            with m.If(~ld_valid):
+                m.d.sync += load
+            with m.If(accepted):
+                m.d.sync += ld_valid.eq(1)
+        else:
+            with m.If(accepted):
+                m.d.sync += [load[0], ld_valid.eq(1), *load[1:]]
         ld_dw = ld.depthwise if c.dw_width else 0
         ld_gemv = ld.gemv if c.gemv else Const(0)
         n_words = Mux(ld_dw, c.dw_weight_words, c.rows) if c.dw_width else c.rows
@@ -156,6 +163,8 @@ class MatMulEngine(HwComponent):
         for col in range(c.cols):
             m.d.comb += array.w[col].eq((wgt_word[col] - w_zp)[:W_SHAPE.width])
         m.d.comb += array.w_load.eq(w_arrive)
+        if c.dw_width and not c.deep_pipeline:
+            m.d.comb += array.w_lane.eq(ld.depthwise)
 
         # ---- stage 0: window position → ACT read -----------------------------------------------
         st = Signal(isa.MatMul)
@@ -248,9 +257,9 @@ class MatMulEngine(HwComponent):
             gv_start = []
         # The zero point of the words read this cycle, for their arrival next cycle.
         m.d.sync += w_zp.eq(Mux(gv_reading, st.w_zp, ld.w_zp))
-        if c.dw_width:
-            # Whether they go through the tap lane, likewise (ld follows the instruction bus
-            # once its instruction is taken).
+        if c.dw_width and c.deep_pipeline:
+            # Whether they go through the tap lane, likewise: ld follows the instruction bus
+            # once its instruction is taken.
             w_lane = Signal()
             m.d.sync += w_lane.eq(Mux(gv_reading, st.depthwise, ld.depthwise))
             m.d.comb += array.w_lane.eq(w_lane)
@@ -261,14 +270,16 @@ class MatMulEngine(HwComponent):
         produces = Mux(gemv, tag_a | tag_b, ~dw | ((oh >= 2) & (ow >= 2)))
 
         # The loaded instruction starts streaming when the stream is (about to be) free. One that
-        # accumulates waits three more cycles: its first ACC read must come after the previous
-        # instruction's last ACC write (reads are two cycles before, writes one after, the psum).
-        quiet = Signal(range(4), init=3)    # cycles since the last stream position, up to 3
+        # accumulates waits two more cycles (three in a deep pipeline): its first ACC read must
+        # come after the previous instruction's last ACC write (reads are one cycle (two)
+        # before, writes one after, the psum).
+        gap = 2 + c.deep_pipeline
+        quiet = Signal(range(gap + 1), init=gap)    # cycles since the last stream position
         with m.If(last):
             m.d.sync += quiet.eq(1)
-        with m.Elif(~streaming & (quiet != 3)):
+        with m.Elif(~streaming & (quiet != gap)):
             m.d.sync += quiet.eq(quiet + 1)
-        stream_free = Mux(ld.accumulate, ~streaming & (quiet == 3), ~streaming | last)
+        stream_free = Mux(ld.accumulate, ~streaming & (quiet == gap), ~streaming | last)
         # A GEMV instruction needs no load; it follows another one directly, anything else
         # once the array is empty.
         take = ld_valid & stream_free & Mux(ld_gemv, gemv | alone, ld_loaded | last_read)
@@ -397,21 +408,22 @@ class MatMulEngine(HwComponent):
                 return tag(plain[lat + offset])
             return tag(Mux(dw, depthwise[dw_lat + offset], plain[lat + offset]))
 
-        # An accumulating position's ACC row is read two cycles before its psum and registered
-        # as it arrives (0 when not accumulating), so that the block RAM's output (slow on ECP5)
-        # meets only a register, and the adder below two registers.
-        ahead = at_psum(-2)
-        with m.If(ahead.valid & ahead.accumulate):
-            m.d.comb += [self.acc_ren.eq(1), self.acc_raddr.eq(ahead.addr)]
-        old = Signal(data.ArrayLayout(signed(32), c.cols))
-        m.d.sync += old.eq(Mux(at_psum(-1).accumulate, self.acc_rdata, 0))
+        before = at_psum(-1 - c.deep_pipeline)
+        with m.If(before.valid & before.accumulate):
+            m.d.comb += [self.acc_ren.eq(1), self.acc_raddr.eq(before.addr)]
 
         # ---- psum (+ old ACC) → write register → ACC write ------------------------------------
+        acc_word = data.ArrayLayout(signed(32), c.cols)(self.acc_rdata)
         wsum = Signal(data.ArrayLayout(signed(32), c.cols))
         wtag = Signal(tag)
-        m.d.sync += wtag.eq(at_psum())
+        now = at_psum()
+        m.d.sync += wtag.eq(now)
+        if c.deep_pipeline:     # the old word registered as it arrives, 0 when not accumulating
+            old_word = Signal(data.ArrayLayout(signed(32), c.cols))
+            m.d.sync += old_word.eq(Mux(at_psum(-1).accumulate, self.acc_rdata, 0))
         for col in range(c.cols):
-            m.d.sync += wsum[col].eq((array.psum[col] + old[col])[:32])
+            old = old_word[col] if c.deep_pipeline else Mux(now.accumulate, acc_word[col], 0)
+            m.d.sync += wsum[col].eq((array.psum[col] + old)[:32])
         with m.If(wtag.valid):
             m.d.comb += [self.acc_wen.eq(1), self.acc_waddr.eq(wtag.addr),
                          self.acc_wdata.eq(wsum), wrote_last.eq(wtag.last)]

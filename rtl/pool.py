@@ -11,14 +11,16 @@ window positions ``kh < k_h, kw < k_w`` of
   ignored (the engine runs the ``w`` loop once).
 
 The engine walks ``(oh, ow, w, kh, kw)`` (``kw`` innermost) with incremental counters and address
-registers -- no multipliers. It is a five-stage pipeline: stage 1 registers one ACT read per
-cycle (only for in-bounds positions; out-of-bounds positions still take their cycle), stage 2
-issues it, stage 3 registers the returned word (block RAM read data feeds nothing but a register:
-its clock-to-out is half of a 100 MHz cycle on ECP5), stage 4 folds it into a running maximum or
-sum and, at the last window position, registers the result, which stage 5 writes. The shared
-read and write ports, fanned out to every block RAM of their scratchpad, are thus driven from
-flip-flops. An instruction is busy for ``out_h*out_w*words*k_h*k_w + 4`` cycles in MAX mode and
-``out_h*out_w*k_h*k_w + 4`` in SUM mode (1 cycle if that product is 0).
+registers -- no multipliers. It is a three-stage pipeline: stage 1 issues one ACT read per cycle
+(only for in-bounds positions; out-of-bounds positions still take their cycle), stage 2 registers
+the returned word (block RAM read data feeds nothing but a register: its clock-to-out is half of
+a 100 MHz cycle on ECP5), stage 3 folds it into a running maximum or sum and, at the last window
+position, writes the result. An instruction is busy for ``out_h*out_w*words*k_h*k_w + 2`` cycles
+in MAX mode and ``out_h*out_w*k_h*k_w + 2`` in SUM mode (1 cycle if that product is 0).
+
+A deep pipeline (:attr:`codesign.isa.HwConfig.deep_pipeline`) drives the shared ports, fanned out
+to every block RAM of their scratchpad, from flip-flops: stage 1 registers its read, which is
+issued a cycle later, and stage 3 registers its write; two cycles more per instruction.
 
 The output region must not overlap the words the same instruction still has to read (results
 are written while later windows are being read); the compiler never pools in place.
@@ -130,10 +132,7 @@ class PoolEngine(HwComponent):
         iw0_ok = Signal()
         out_addr = Signal(ow_bits)  # out_base + (oh*out_w + ow)*words + w (ACT or ACC word)
 
-        # Stage 2: the read, issued from registers (0 when there is none: the ports are the
-        # registers), and what stage 4 needs of the position.
-        rd_port = Signal.like(self.act_raddr)
-        ren_port = Signal()
+        # Stage 2 (read data arriving).
         s2_valid = Signal()
         s2_in = Signal()         # the position was in bounds (its read was issued)
         s2_last_pos = Signal()   # last window position of this output word
@@ -141,30 +140,32 @@ class PoolEngine(HwComponent):
         s2_out = Signal(ow_bits)
         empty = Signal()
 
-        # Stage 3 (read data arriving): the same, one cycle later.
+        # Stage 3: the same, one cycle later, with the read word registered; the running
+        # maximum / sums.
         s3_valid, s3_in, s3_last_pos, s3_final = Signal(), Signal(), Signal(), Signal()
         s3_out = Signal(ow_bits)
-
-        # Stage 4: the same, one cycle later, with the read word registered; the running
-        # maximum / sums.
-        s4_valid, s4_in, s4_last_pos, s4_final = Signal(), Signal(), Signal(), Signal()
-        s4_out = Signal(ow_bits)
         word = Signal(8 * c.act_bytes, reset_less=True)
         best = Signal(8 * c.act_bytes)
         have = Signal()          # best holds at least one in-bounds value
         sums = Signal(data.ArrayLayout(_SUM, c.cols))
 
-        # Stage 5: the write of a result, registered (0 when there is none: the ports are the
-        # registers).
-        s5_final = Signal()
-        s5_act_waddr = Signal.like(self.act_waddr)
-        s5_acc_waddr = Signal.like(self.acc_waddr)
-        s5_act_wen = Signal(c.act_bytes)
-        s5_act_wdata = Signal(8 * c.act_bytes)
-        s5_acc_wen = Signal()
-        s5_acc_wdata = Signal(data.ArrayLayout(signed(32), c.cols))
-
-        m.d.comb += self.done.eq(s5_final | empty)
+        # A deep pipeline's read and write port registers (0 when unused: they are the ports).
+        deep = c.deep_pipeline
+        if deep:
+            rd_port, ren_port = Signal.like(self.act_raddr), Signal()
+            writes = {name: Signal.like(getattr(self, name), name=f"{name}_reg")
+                      for name in ("act_waddr", "act_wen", "act_wdata", "acc_waddr", "acc_wen",
+                                   "acc_wdata")}
+            final_written = Signal()
+            m.d.sync += [rd_port.eq(0), ren_port.eq(0), final_written.eq(0),
+                         *(reg.eq(0) for reg in writes.values())]
+            m.d.comb += [self.act_raddr.eq(rd_port), self.act_ren.eq(ren_port),
+                         *(getattr(self, name).eq(reg) for name, reg in writes.items())]
+            m.d.comb += self.done.eq(final_written | empty)
+        else:
+            writes = {name: getattr(self, name) for name in ("act_waddr", "act_wen", "act_wdata",
+                                                             "acc_waddr", "acc_wen", "acc_wdata")}
+            m.d.comb += self.done.eq((s3_valid & s3_final) | empty)
         m.d.sync += empty.eq(0)
         with m.If(self.done):
             m.d.sync += self.busy.eq(0)
@@ -236,12 +237,16 @@ class PoolEngine(HwComponent):
         def wrap(name):
             counter, b, flag = bound[name]
             return [counter.eq(0), flag.eq(b == 0)]
-        m.d.sync += [s2_valid.eq(running), rd_port.eq(0), ren_port.eq(0)]
-        m.d.comb += [self.act_ren.eq(ren_port), self.act_raddr.eq(rd_port)]
+        m.d.sync += s2_valid.eq(running)
         with m.If(running):
+            if deep:
+                m.d.sync += [ren_port.eq(in_bounds), rd_port.eq(Mux(in_bounds, rd_addr, 0))]
+            else:
+                m.d.comb += [
+                    self.act_ren.eq(in_bounds),
+                    self.act_raddr.eq(Mux(in_bounds, rd_addr, 0)),
+                ]
             m.d.sync += [
-                ren_port.eq(in_bounds),
-                rd_port.eq(Mux(in_bounds, rd_addr, 0)),
                 s2_in.eq(in_bounds),
                 s2_last_pos.eq(last_kw & last_kh),
                 s2_final.eq(last_kw & last_kh & last_w & last_ow & last_oh),
@@ -308,18 +313,19 @@ class PoolEngine(HwComponent):
                             with m.Else():
                                 m.d.sync += running.eq(0)
 
-        # -- stage 2: the read is on the port; stage 3: register the read word (block RAM read
-        # data goes to a register only) -------------------------------------------------------
+        # -- stage 2: register the read word (block RAM read data goes to a register only) ------
+        stage2 = [s2_valid, s2_in, s2_last_pos, s2_final, s2_out]
+        if deep:    # the read is issued a cycle later, from the port registers
+            delayed = [Signal.like(sig, name=f"{sig.name}_d") for sig in stage2]
+            m.d.sync += [d.eq(sig) for d, sig in zip(delayed, stage2, strict=True)]
+            stage2 = delayed
+        s2_valid, s2_in, s2_last_pos, s2_final, s2_out = stage2
         m.d.sync += [
             s3_valid.eq(s2_valid), s3_in.eq(s2_in), s3_last_pos.eq(s2_last_pos),
-            s3_final.eq(s2_final), s3_out.eq(s2_out),
-        ]
-        m.d.sync += [
-            s4_valid.eq(s3_valid), s4_in.eq(s3_in), s4_last_pos.eq(s3_last_pos),
-            s4_final.eq(s3_final), s4_out.eq(s3_out), word.eq(self.act_rdata),
+            s3_final.eq(s2_final), s3_out.eq(s2_out), word.eq(self.act_rdata),
         ]
 
-        # -- stage 4: fold the word into the running maximum / sums, write at the end ---------
+        # -- stage 3: fold the word into the running maximum / sums, write at the end ---------
         lanes = []
         for lane in range(c.act_bytes):
             a = best[8 * lane:8 * lane + 8]
@@ -331,7 +337,7 @@ class PoolEngine(HwComponent):
             m.d.comb += lane_max.eq(Mux(take_b, b, a))
             lanes.append(lane_max)
         folded = Signal(8 * c.act_bytes)
-        m.d.comb += folded.eq(Mux(s4_in, Cat(*lanes), best))
+        m.d.comb += folded.eq(Mux(s3_in, Cat(*lanes), best))
 
         groups = c.act_bytes // c.cols
         act_word = data.ArrayLayout(data.ArrayLayout(unsigned(8), c.cols), groups)(word)
@@ -340,35 +346,31 @@ class PoolEngine(HwComponent):
         for lane in range(c.cols):
             byte = group[lane]
             value = Mux(x_signed, byte.as_signed(), byte)
-            m.d.comb += summed[lane].eq(sums[lane] + Mux(s4_in, value, 0))
+            m.d.comb += summed[lane].eq(sums[lane] + Mux(s3_in, value, 0))
 
-        m.d.sync += [s5_final.eq(0), s5_act_waddr.eq(0), s5_act_wen.eq(0), s5_act_wdata.eq(0),
-                     s5_acc_waddr.eq(0), s5_acc_wen.eq(0), s5_acc_wdata.eq(0)]
-        with m.If(s4_valid):
-            with m.If(s4_last_pos):
-                m.d.sync += s5_final.eq(s4_final)
+        # The write: on the ports, or into their registers in a deep pipeline.
+        write = m.d.sync if deep else m.d.comb
+        with m.If(s3_valid):
+            with m.If(s3_last_pos):
                 with m.If(summing):
-                    m.d.sync += [s5_acc_waddr.eq(s4_out), s5_acc_wen.eq(1)]
+                    acc_word = data.ArrayLayout(signed(32), c.cols)(writes["acc_wdata"])
+                    write += [writes["acc_waddr"].eq(s3_out), writes["acc_wen"].eq(1)]
                     # .eq sign-extends each 25-bit sum to its int32 lane.
-                    m.d.sync += [s5_acc_wdata[lane].eq(summed[lane]) for lane in range(c.cols)]
+                    write += [acc_word[lane].eq(summed[lane]) for lane in range(c.cols)]
                 with m.Else():
-                    m.d.sync += [
-                        s5_act_waddr.eq(s4_out),
-                        s5_act_wen.eq((1 << c.act_bytes) - 1),
-                        s5_act_wdata.eq(folded),
+                    write += [
+                        writes["act_waddr"].eq(s3_out),
+                        writes["act_wen"].eq((1 << c.act_bytes) - 1),
+                        writes["act_wdata"].eq(folded),
                     ]
+                if deep:
+                    m.d.sync += final_written.eq(s3_final)
                 m.d.sync += [have.eq(0), sums.eq(0)]
             with m.Else():
                 m.d.sync += [
                     best.eq(folded),
-                    have.eq(have | s4_in),
+                    have.eq(have | s3_in),
                     sums.eq(summed),
                 ]
 
-        m.d.comb += [
-            self.act_waddr.eq(s5_act_waddr), self.act_wen.eq(s5_act_wen),
-            self.act_wdata.eq(s5_act_wdata),
-            self.acc_waddr.eq(s5_acc_waddr), self.acc_wen.eq(s5_acc_wen),
-            self.acc_wdata.eq(s5_acc_wdata),
-        ]
         return m

@@ -7,16 +7,16 @@
  1    register ``acc`` (it comes straight from the ACC block RAM's read port)
  2    ``a = wrap_int32(acc + bias)``
  3    sign and magnitude ``|a|`` (< 2**31 + 1)
- 4    normalize, coarse: ``|a| << 16`` and ``<< 8`` where the top bits are zero
- 5    normalize, fine: ``<< 4``, ``<< 2``, ``<< 1``; the leading-zero count ``lz``
- 6    round the normalized magnitude to 24 significant bits (RNE) → ``a24 · 2**ea``
- 7    the partial products of ``a24 · mult`` (16-bit chunks), registered
- 8    their sum, the exact 24×24 product ``p``
- 9    round ``p`` to 24 bits (RNE) → ``p24``, and the net exponent ``right``
-10    shift ``p24`` by ``right`` (keeping 25 fraction bits) or left by ``-right``
-11    ``r = RNE(…)``, saturated to :data:`_SAT`
-12    ``v = ±r + y_zp``
-13    ``clamp(v, qmin, qmax)``, low 8 bits
+ 4    normalize: leading-zero count ``lz`` and ``|a| << lz`` by a 16/8/4/2/1 shifter cascade
+      (with ``deep``, stage 4a before it registers the 16 and 8 steps)
+ 5    round the normalized magnitude to 24 significant bits (RNE) → ``a24 · 2**ea``
+ 6    the partial products of ``a24 · mult`` (16-bit chunks), registered
+ 7    their sum, the exact 24×24 product ``p``
+ 8    round ``p`` to 24 bits (RNE) → ``p24``, and the net exponent ``right``
+ 9    shift ``p24`` by ``right`` (keeping 25 fraction bits) or left by ``-right``
+10    ``r = RNE(…)``, saturated to :data:`_SAT`
+11    ``v = ±r + y_zp``
+12    ``clamp(v, qmin, qmax)``, low 8 bits
 ====  ============================================================================================
 
 The per-channel parameters and the per-instruction scalars are not carried down the pipeline:
@@ -26,18 +26,19 @@ its channel. With fewer lanes than columns (:attr:`codesign.isa.HwConfig.requant
 the ``groups`` lane groups of an ACC word take turns; only the turn number travels with the
 data.
 
-With ``steps > 1`` (:attr:`codesign.isa.HwConfig.requant_steps`), stage 7 takes ``steps`` cycles
+With ``steps > 1`` (:attr:`codesign.isa.HwConfig.requant_steps`), stage 6 takes ``steps`` cycles
 and one multiplier a quarter (``steps = 4``: 16×16) or half (``steps = 2``: 24×16) the size: the
-product is accumulated in stage 8 from the registered partial products of 16-bit chunks of
+product is accumulated in stage 7 from the registered partial products of 16-bit chunks of
 ``a24`` and ``mult``, so that a small FPGA spends one or two DSP blocks per lane instead of four.
-Stage 6 then holds its registers until the next input, which may come only ``steps`` cycles
+Stage 5 then holds its registers until the next input, which may come only ``steps`` cycles
 after the previous one.
 
 Stages are split wherever one cycle held a path that limited the NPU's fmax on ECP5 (block RAM
 read data straight into an adder or a multiplier, a multiplier straight into the adders of its
-partial products, the five steps of the normalize, the variable shift with the sticky OR and
-the rounding, sign + zero point + clamp: four carry chains). Stage 11 saturates the magnitude
-at ``2**10`` rather than at ``2**31`` as :func:`isa.requantize` does: ``y_zp``, ``qmin`` and
+partial products, the variable shift with the sticky OR and the rounding, sign + zero point +
+clamp: four carry chains; with ``deep``, :attr:`codesign.isa.HwConfig.deep_pipeline`, also the
+five steps of the normalize, over stages 4a and 4). Stage 10 saturates the magnitude at
+``2**10`` rather than at ``2**31`` as :func:`isa.requantize` does: ``y_zp``, ``qmin`` and
 ``qmax`` are 9-bit, so any ``|r| >= 512`` already lands on the same clamp bound, and the narrow
 value keeps the last stages small.
 """
@@ -62,17 +63,6 @@ _M = isa.MULT_BITS
 _SAT = 1 << 10
 
 
-
-def _normalize(value, steps):
-    """``value`` (32 bits) shifted left by each ``k`` of ``steps`` in turn where its top ``k``
-    bits are zero, and the bits saying which shifts were taken (the first step's at the top)."""
-    taken = []
-    for k in steps:
-        top_zero = value[32 - k:] == 0
-        taken.append(top_zero)
-        value = Mux(top_zero, (value << k)[:32], value)
-    return value, Cat(*reversed(taken))
-
 class Requantizer(wiring.Component):
     """``lanes`` parallel requantizers, pipelined (one vector every ``steps`` cycles).
 
@@ -85,6 +75,8 @@ class Requantizer(wiring.Component):
     steps
         Cycles per multiply: 1, 2 or 4 (see the module docstring). ``valid`` may be high at
         most once in any ``steps`` consecutive cycles.
+    deep
+        Normalize over two stages (4a and 4) instead of one: one cycle more.
 
     Attributes
     ----------
@@ -104,11 +96,11 @@ class Requantizer(wiring.Component):
         cycles earlier.
     q_valid : Out(1)
     latency : int
-        Cycles from input to output: ``12 + steps``.
+        Cycles from input to output: ``11 + steps`` (``12 + steps`` with ``deep``).
     """
 
     def __init__(self, *, lanes: int, groups: int = 1, steps: int = 1,
-                 mult_cell: str = "inferred"):
+                 mult_cell: str = "inferred", deep: bool = False):
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
             raise ValueError(f"lanes must be an int in 1..64, not {lanes!r}")
         if not isinstance(groups, int) or not 1 <= groups <= 64 // lanes:
@@ -118,8 +110,11 @@ class Requantizer(wiring.Component):
         self.lanes = lanes
         self.groups = groups
         self.steps = steps
+        if not isinstance(deep, bool):
+            raise ValueError(f"deep must be a bool, not {deep!r}")
         self.mult_cell = check_mult_cell(mult_cell)
-        self.latency = 12 + steps
+        self.deep = deep
+        self.latency = 11 + steps + deep
         super().__init__({
             "acc": In(data.ArrayLayout(signed(32), lanes)),
             **({"turn": In(range(groups))} if groups > 1 else {}),
@@ -157,31 +152,32 @@ class Requantizer(wiring.Component):
             up = Mux(carry, 1 << (_M - 1), (keep + 1)[:_M])
             return Mux(inc, up, keep), inc & carry
 
-        # Valid bits: valid_s<s> is high when the stage-s registers hold an input; stage 6
+        # Valid bits: valid_s<s> is high when the stage-s registers hold an input; stage 5
         # holds its registers for the `steps` cycles of the multiply, mult_phase<k> being high
-        # in its k-th (its 0th is valid_s5).
+        # in its k-th (its 0th is valid_s5); with deep, valid_s4a follows valid_s3.
         S = self.steps
+        names = [f"mult_phase{t - 5}" if 5 < t < 5 + S else f"valid_s{t if t <= 5 else t - S + 1}"
+                 for t in range(1, self.latency - self.deep + 1)]
+        if self.deep:
+            names.insert(names.index("valid_s3") + 1, "valid_s4a")
         chain, valid = {}, self.valid
-        for t in range(1, self.latency + 1):
-            if 6 < t < 6 + S:
-                name = f"mult_phase{t - 6}"
-            else:
-                name = f"valid_s{t if t <= 6 else t - S + 1}"
+        for name in names:
             chain[name] = Signal(name=name)
             m.d.sync += chain[name].eq(valid)
             valid = chain[name]
         m.d.comb += self.q_valid.eq(valid)
-        phase = [chain["valid_s6"]] + [chain[f"mult_phase{k}"] for k in range(1, S)]
-        # Stage 6 holds its input while stage 7 multiplies it over several cycles.
-        hold6 = chain["valid_s5"] if S > 1 else None
+        phase = [chain["valid_s5"]] + [chain[f"mult_phase{k}"] for k in range(1, S)]
+        # Stage 5 holds its input while stage 6 multiplies it over several cycles.
+        hold5 = chain["valid_s4"] if S > 1 else None
 
-        # The turn travels to stage 6, where the last parameter (mult) is picked.
+        # The turn travels to stage 5, where the last parameter (mult) is picked.
         turns = data.ArrayLayout(data.ArrayLayout(isa.PRM_LANE, self.lanes),
                                  self.groups)(self.prm)
         if self.groups > 1:
             turn = [self.turn]
-            for s in range(1, 7):
-                turn.append(reg(turn[-1], f"turn_s{s}", en=hold6 if s == 6 else None))
+            for s in range(1, 6):
+                prev = reg(turn[-1], "turn_s4a") if s == 4 and self.deep else turn[-1]
+                turn.append(reg(prev, f"turn_s{s}", en=hold5 if s == 5 else None))
 
         def param(i, s):
             """The parameters of lane ``i``'s channel for the input in stage ``s``."""
@@ -205,110 +201,114 @@ class Requantizer(wiring.Component):
             neg3 = lreg(a[31], "s3_neg")
             mag3 = lreg(Mux(a[31], -a, a)[:32], "s3_mag", unsigned(32))
 
-            # Stages 4 and 5: normalize so that bit 31 is set (unless |a| = 0), counting the
-            # shift: each step shifts by k where the top k bits are zero. All five dependent
-            # steps (a zero test, then a 32-bit mux) in one cycle limited the fmax on ECP5.
-            norm, lz_hi = _normalize(mag3, (16, 8))
+            # Stage 4: normalize so that bit 31 is set (unless |a| = 0), counting the shift.
+            # With deep, stage 4a registers the first two steps: five dependent steps (a zero
+            # test, then a 32-bit mux) in one cycle limited the NPU's fmax on the ECP5.
+            norm, lz_bits = mag3, []
+            for k in (16, 8, 4, 2, 1):
+                if k == 4 and self.deep:
+                    neg3 = lreg(neg3, "s4a_neg")
+                    norm = lreg(norm, "s4a_norm", unsigned(32))
+                    lz_bits = [lreg(b, f"s4a_lz{j}") for j, b in enumerate(lz_bits)]
+                top_zero = norm[32 - k:] == 0
+                lz_bits.append(top_zero)
+                norm = Mux(top_zero, (norm << k)[:32], norm)
             neg4 = lreg(neg3, "s4_neg")
             norm4 = lreg(norm, "s4_norm", unsigned(32))
-            lz_hi4 = lreg(lz_hi, "s4_lz_hi", unsigned(2))
-            norm, lz_lo = _normalize(norm4, (4, 2, 1))
-            neg5 = lreg(neg4, "s5_neg")
-            norm5 = lreg(norm, "s5_norm", unsigned(32))
-            lz5 = lreg(Cat(lz_lo, lz_hi4), "s5_lz", unsigned(5))  # 0..31; |a| = 0 → 31
+            lz4 = lreg(Cat(*reversed(lz_bits)), "s4_lz", unsigned(5))  # 0..31; |a| = 0 → 31
 
-            # Stage 6: round to 24 significant bits: a24 · 2**ea with ea = (32 - lz) - 24 + ovf.
+            # Stage 5: round to 24 significant bits: a24 · 2**ea with ea = (32 - lz) - 24 + ovf.
             # For |a| < 2**24 the 8 dropped bits are zero and a24 = |a| << (24 - n) exactly.
-            a24, ovf_a = rne24(norm5[8:], norm5[7], norm5[:7] != 0)
-            neg6 = lreg(neg5, "s6_neg", en=hold6)
-            # The multiply's operands (multiplier cells register stage 5's themselves).
+            a24, ovf_a = rne24(norm4[8:], norm4[7], norm4[:7] != 0)
+            neg5 = lreg(neg4, "s5_neg", en=hold5)
+            # The multiply's operands (multiplier cells register stage 4's themselves).
             cells = S == 1 and self.mult_cell != "inferred"
             if not cells:
-                a24_6 = lreg(a24, "s6_a24", unsigned(_M), hold6)
-                mult6 = param(i, 6).mult
-            # e1 = shift - ea; the final right shift is e1 - ep (ep from stage 9). Both values
+                a24_5 = lreg(a24, "s5_a24", unsigned(_M), hold5)
+                mult5 = param(i, 5).mult
+            # e1 = shift - ea; the final right shift is e1 - ep (ep from stage 8). Both values
             # of the rounding carry ovf_a are computed alongside the rounding.
-            e1 = Signal(signed(10), name=f"lane{i}_s6_e1_next")
-            m.d.comb += e1.eq(param(i, 5).shift - 8 + lz5)
-            e1_6 = lreg(Mux(ovf_a, e1 - 1, e1), "s6_e1", signed(10), hold6)
+            e1 = Signal(signed(10), name=f"lane{i}_s5_e1_next")
+            m.d.comb += e1.eq(param(i, 4).shift - 8 + lz4)
+            e1_5 = lreg(Mux(ovf_a, e1 - 1, e1), "s5_e1", signed(10), hold5)
 
-            # Stages 7 and 8: the exact 48-bit product; its partial products are registered
-            # (stage 7) before they are summed or accumulated (stage 8).
-            neg7, e1_7 = lreg(neg6, "s7_neg"), lreg(e1_6, "s7_e1")
-            neg8 = lreg(neg7, "s8_neg")
+            # Stages 6 and 7: the exact 48-bit product; its partial products are registered
+            # (stage 6) before they are summed or accumulated (stage 7).
+            neg6, e1_6 = lreg(neg5, "s6_neg"), lreg(e1_5, "s6_e1")
+            neg7 = lreg(neg6, "s7_neg")
             if cells:
-                p8 = self._cell_product(m, lreg, a24, param(i, 5).mult, f"lane{i}")
+                p7 = self._cell_product(m, lreg, a24, param(i, 4).mult, f"lane{i}")
             elif S == 1:
-                p8 = self._product(m, lreg, a24_6, mult6)
+                p7 = self._product(m, lreg, a24_5, mult5)
             else:
-                p8 = self._multiply(m, a24_6, mult6, phase, chain["valid_s7"],
-                                    f"lane{i}_s8_p")
+                p7 = self._multiply(m, a24_5, mult5, phase, chain["valid_s6"],
+                                    f"lane{i}_s7_p")
             # The net right shift is right = shift - ea - ep = e1 - 23 - d, where the product's
-            # exponent ep = 23 + d and d = top + ovf_p in {0, 1, 2} is only known in stage 9,
-            # after the product's rounding. What stage 10 needs of right is computed in stage 8
-            # for each d, so that stage 9 only picks one (no subtractor or comparator after the
+            # exponent ep = 23 + d and d = top + ovf_p in {0, 1, 2} is only known in stage 8,
+            # after the product's rounding. What stage 9 needs of right is computed in stage 7
+            # for each d, so that stage 8 only picks one (no subtractor or comparator after the
             # rounding's carry chain); the comparisons are of e1 with constants, beside the
             # narrow subtractions, not after them:
             #   going_right = right > 0; rs = min(right, 25) (any right >= 25 rounds every
             #   p24 < 2**24 to 0); left = -right, 0..34 (any nonzero p24 shifted left by >= 10
             #   saturates: left_big). With mult in its documented range p24 >= 2**23 and every
             #   left shift saturates, but the datapath agrees with isa.requantize for any mult.
-            shifts8 = []
+            shifts7 = []
             for d in range(3):
-                bias = _M - 1 + d           # right = e1_7 - bias
-                shifts8.append(Cat(
-                    lreg(e1_7 > bias, f"s8_right{d}"),
-                    lreg(Mux(e1_7 > bias + 25, 25, (e1_7[:5] - bias)[:5]), f"s8_rs{d}",
+                bias = _M - 1 + d           # right = e1_6 - bias
+                shifts7.append(Cat(
+                    lreg(e1_6 > bias, f"s7_right{d}"),
+                    lreg(Mux(e1_6 > bias + 25, 25, (e1_6[:5] - bias)[:5]), f"s7_rs{d}",
                          unsigned(5)),
-                    lreg((bias - e1_7[:4])[:4], f"s8_left{d}", unsigned(4)),
-                    lreg(e1_7 <= bias - 10, f"s8_left_big{d}")))
+                    lreg((bias - e1_6[:4])[:4], f"s7_left{d}", unsigned(4)),
+                    lreg(e1_6 <= bias - 10, f"s7_left_big{d}")))
 
-            # Stage 9: round the product to 24 bits, dropping 24 bits if bit 47 is set, else 23.
-            top = p8[2 * _M - 1]
-            keep = Mux(top, p8[_M:2 * _M], p8[_M - 1:2 * _M - 1])
-            round_bit = Mux(top, p8[_M - 1], p8[_M - 2])
-            sticky = Mux(top, p8[:_M - 1] != 0, p8[:_M - 2] != 0)
+            # Stage 8: round the product to 24 bits, dropping 24 bits if bit 47 is set, else 23.
+            top = p7[2 * _M - 1]
+            keep = Mux(top, p7[_M:2 * _M], p7[_M - 1:2 * _M - 1])
+            round_bit = Mux(top, p7[_M - 1], p7[_M - 2])
+            sticky = Mux(top, p7[:_M - 1] != 0, p7[:_M - 2] != 0)
             p24, ovf_p = rne24(keep, round_bit, sticky)
-            neg9 = lreg(neg8, "s9_neg")
-            p24_9 = lreg(p24, "s9_p24", unsigned(_M))
-            shift9 = Mux(ovf_p, Mux(top, shifts8[2], shifts8[1]),
-                         Mux(top, shifts8[1], shifts8[0]))
-            going_right9 = lreg(shift9[0], "s9_right")
-            rs9 = lreg(shift9[1:6], "s9_rs", unsigned(5))
-            left9 = lreg(shift9[6:10], "s9_left", unsigned(4))
-            left_big9 = lreg(shift9[10], "s9_left_big")
+            neg8 = lreg(neg7, "s8_neg")
+            p24_8 = lreg(p24, "s8_p24", unsigned(_M))
+            shift8 = Mux(ovf_p, Mux(top, shifts7[2], shifts7[1]),
+                         Mux(top, shifts7[1], shifts7[0]))
+            going_right8 = lreg(shift8[0], "s8_right")
+            rs8 = lreg(shift8[1:6], "s8_rs", unsigned(5))
+            left8 = lreg(shift8[6:10], "s8_left", unsigned(4))
+            left_big8 = lreg(shift8[10], "s8_left_big")
 
-            # Stage 10: the shift, right (keeping 25 fraction bits for the round/sticky bits)
+            # Stage 9: the shift, right (keeping 25 fraction bits for the round/sticky bits)
             # or left.
-            frac10 = lreg((Cat(Const(0, 25), p24_9) >> rs9)[:25 + _M], "s10_frac",
+            frac9 = lreg((Cat(Const(0, 25), p24_8) >> rs8)[:25 + _M], "s9_frac",
                          unsigned(25 + _M))
-            r_left = (p24_9 << left9)[:_M + 16]
-            left_sat10 = lreg((p24_9 != 0) & (left_big9 | (r_left >= _SAT)), "s10_left_sat")
-            r_left10 = lreg(Mux(r_left >= _SAT, _SAT, r_left), "s10_r_left", range(_SAT + 1))
-            going_right10 = lreg(going_right9, "s10_right")
-            neg10 = lreg(neg9, "s10_neg")
+            r_left = (p24_8 << left8)[:_M + 16]
+            left_sat9 = lreg((p24_8 != 0) & (left_big8 | (r_left >= _SAT)), "s9_left_sat")
+            r_left9 = lreg(Mux(r_left >= _SAT, _SAT, r_left), "s9_r_left", range(_SAT + 1))
+            going_right9 = lreg(going_right8, "s9_right")
+            neg9 = lreg(neg8, "s9_neg")
 
-            # Stage 11: round the right-shifted value (RNE) and saturate to _SAT = 2**10: only
+            # Stage 10: round the right-shifted value (RNE) and saturate to _SAT = 2**10: only
             # the low 10 integer bits take the rounding increment; any higher bit saturates.
-            low = frac10[25:35]
-            r_low = low + (frac10[24] & ((frac10[:24] != 0) | low[0]))    # 11 bits
-            sat = (frac10[35:] != 0) | r_low[10]
-            r = Signal(range(_SAT + 1), name=f"lane{i}_s11_r_next")
-            with m.If(going_right10):
+            low = frac9[25:35]
+            r_low = low + (frac9[24] & ((frac9[:24] != 0) | low[0]))    # 11 bits
+            sat = (frac9[35:] != 0) | r_low[10]
+            r = Signal(range(_SAT + 1), name=f"lane{i}_s10_r_next")
+            with m.If(going_right9):
                 m.d.comb += r.eq(Mux(sat, _SAT, r_low))
             with m.Else():
-                m.d.comb += r.eq(Mux(left_sat10, _SAT, r_left10))
-            neg11 = lreg(neg10, "s11_neg")
-            r11 = lreg(r, "s11_r")
+                m.d.comb += r.eq(Mux(left_sat9, _SAT, r_left9))
+            neg10 = lreg(neg9, "s10_neg")
+            r10 = lreg(r, "s10_r")
 
-            # Stage 12: apply the sign and the zero point (two adders side by side, one picked).
-            v12 = lreg(Mux(neg11, self.y_zp - r11, self.y_zp + r11), "s12_v", signed(12))
+            # Stage 11: apply the sign and the zero point (two adders side by side, one picked).
+            v11 = lreg(Mux(neg10, self.y_zp - r10, self.y_zp + r10), "s11_v", signed(12))
 
-            # Stage 13: clamp, min(max(v, qmin), qmax), with both comparisons side by side:
+            # Stage 12: clamp, min(max(v, qmin), qmax), with both comparisons side by side:
             # the result is qmax when v > qmax or qmin > qmax (then max(v, qmin) > qmax too).
-            to_max = (v12 > self.qmax) | bounds_crossed
-            to_min = v12 < self.qmin
-            m.d.sync += self.q[i].eq(Mux(to_max, self.qmax, Mux(to_min, self.qmin, v12))[:8])
+            to_max = (v11 > self.qmax) | bounds_crossed
+            to_min = v11 < self.qmin
+            m.d.sync += self.q[i].eq(Mux(to_max, self.qmax, Mux(to_min, self.qmin, v11))[:8])
 
         return m
 
@@ -318,10 +318,10 @@ class Requantizer(wiring.Component):
         bits, high 8) registered, then summed (:meth:`_sum`)."""
         a_lo, a_hi, m_lo, m_hi = a24[:16], a24[16:], mult[:16], mult[16:]
         return Requantizer._sum(lreg, {
-            "ll": lreg(a_lo * m_lo, "s7_ll", unsigned(32)),
-            "lh": lreg(a_lo * m_hi, "s7_lh", unsigned(_M)),
-            "hl": lreg(a_hi * m_lo, "s7_hl", unsigned(_M)),
-            "hh": lreg(a_hi * m_hi, "s7_hh", unsigned(16))})
+            "ll": lreg(a_lo * m_lo, "s6_ll", unsigned(32)),
+            "lh": lreg(a_lo * m_hi, "s6_lh", unsigned(_M)),
+            "hl": lreg(a_hi * m_lo, "s6_hl", unsigned(_M)),
+            "hh": lreg(a_hi * m_hi, "s6_hh", unsigned(16))})
 
     @staticmethod
     def _sum(lreg, parts):
@@ -329,12 +329,12 @@ class Requantizer(wiring.Component):
         of a's low and mult's high one, ...). The low and high products do not overlap, so the
         sum is one concatenation and two additions."""
         return lreg(Cat(parts["ll"], parts["hh"]) + ((parts["lh"] + parts["hl"]) << 16),
-                    "s8_p", unsigned(2 * _M))
+                    "s7_p", unsigned(2 * _M))
 
     def _cell_product(self, m, lreg, a24, mult, name):
         """:meth:`_product` on multiplier cells (:func:`~codesign.rtl.dsp.registered_product`)
-        from the operands one stage earlier: the cells' operand registers stand for stage 6's
-        ``a24`` and ``mult``, their product registers for stage 7's partial products."""
+        from the operands one stage earlier: the cells' operand registers stand for stage 5's
+        ``a24`` and ``mult``, their product registers for stage 6's partial products."""
         chunks = {"lo": (0, 16), "hi": (16, _M)}
         parts = {}
         for (ka, (a0, a1)), (kb, (b0, b1)) in itertools.product(chunks.items(), repeat=2):
@@ -343,7 +343,7 @@ class Requantizer(wiring.Component):
             product = registered_product(
                 m, Cat(a24[a0:a1], Const(0, 1)).as_signed(),
                 Cat(mult[b0:b1], Const(0, 1)).as_signed(), width=width + 1,
-                cell=self.mult_cell, name=f"{name}_s7_{ka[0]}{kb[0]}")
+                cell=self.mult_cell, name=f"{name}_s6_{ka[0]}{kb[0]}")
             parts[ka[0] + kb[0]] = product[:width]
         return self._sum(lreg, parts)
 
@@ -392,7 +392,8 @@ class RequantEngine(HwComponent):
     lane group ``lane_group`` of ``ACT[out_base + i*out_stride]`` (the other bytes of the word
     are left unchanged). Turn ``k`` reads ACC in cycle ``2 + k·S`` and is written
     ``1 + Requantizer.latency`` cycles later, so ``done`` comes ``count·G·S + 3 +
-    Requantizer.latency - S`` ``= count·G·S + 15`` cycles after ``start`` (1 if count = 0;
+    Requantizer.latency - S`` ``= count·G·S + 14`` cycles after ``start`` (``+ 15`` with
+    ``config.deep_pipeline``; 1 if count = 0;
     :func:`codesign.timing.engine_cycles`).
     """
 
@@ -409,7 +410,7 @@ class RequantEngine(HwComponent):
         c = self.config
         lanes, groups, steps = c.requant_lanes, c.requant_groups, c.requant_steps
         m.submodules.requantizer = rq = Requantizer(lanes=lanes, groups=groups, steps=steps,
-                                                    mult_cell=c.mult_cell)
+                                                    mult_cell=c.mult_cell, deep=c.deep_pipeline)
 
         insn = Signal(isa.Requant)
         busy = Signal()

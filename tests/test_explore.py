@@ -62,8 +62,9 @@ def test_generate_with_target_records_the_choice(capsys, tmp_path):
     assert section["name"] == "ecp5-85k" and section["objective"] == "energy"
     chosen = section["chosen"]
     assert chosen["config"] == report["config"] and chosen["feasible"]
-    # Built for the ECP5: its multiplier cells hold the operand and product registers.
-    assert report["config"]["mult_cell"] == "MULT18X18D"
+    # Built for the ECP5: its multiplier cells hold the operand and product registers, and the
+    # extra pipeline registers shorten its long routes.
+    assert report["config"]["mult_cell"] == "MULT18X18D" and report["config"]["deep_pipeline"]
     assert "MULT18X18D " in (outdir / "npu.v").read_text()
     assert all(chosen["energy_uj"] <= p["energy_uj"] for p in section["runners_up"])
     # The recorded cycles are those of the generated program (and so of the RTL).
@@ -93,6 +94,7 @@ def test_up5k_gets_a_reduced_npu_for_dscnn(capsys, tmp_path):
     config = cli.HwConfig(**report["config"])
     assert config.requant_lanes < config.cols or not config.eltwise
     assert config.mult_cell == "inferred"     # synth_ice40 -dsp packs the registers itself
+    assert not config.deep_pipeline           # no logic cells to spare
     target = load_target("ice40-up5k")
     chosen = report["target"]["chosen"]
     assert chosen["resources"] == estimate(config, target) and "lc" in chosen["resources"]

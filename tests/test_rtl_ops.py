@@ -29,10 +29,12 @@ CONFIGS = {
                     prm_depth=2),
     "8x2": HwConfig(rows=8, cols=2, bus_bytes=1, act_depth=512, wgt_depth=128, acc_depth=256,
                     prm_depth=16),
-    # The ECP5 form of the multipliers (codesign.rtl.dsp): the array, its tap lane and ELTWISE
-    # on MULT18X18D cells, simulated with the cell's model (sim/MULT18X18D.v).
-    "8x4_m18": HwConfig(rows=8, cols=4, bus_bytes=4, act_depth=512, wgt_depth=128,
-                        acc_depth=256, prm_depth=16, mult_cell="MULT18X18D"),
+    # An NPU built for the ECP5: the multipliers (codesign.rtl.dsp) of the array, its tap lane
+    # and ELTWISE on MULT18X18D cells, simulated with the cell's model (sim/MULT18X18D.v), and
+    # the extra pipeline registers (HwConfig.deep_pipeline).
+    "8x4_ecp5": HwConfig(rows=8, cols=4, bus_bytes=4, act_depth=512, wgt_depth=128,
+                         acc_depth=256, prm_depth=16, mult_cell="MULT18X18D",
+                         deep_pipeline=True),
 }
 
 
@@ -73,8 +75,8 @@ def test_mult18_cells_on_rtl_in_every_multiplier_role():
     """The MULT18X18D form in each role its cells take: the PEs, in the array's depthwise mode
     the tap lane (8 rows), ELTWISE (a residual add) and the requantizer (four partial products
     per lane)."""
-    config = CONFIGS["8x4_m18"]
-    cells = verilog("8x4_m18").count("MULT18X18D ")
+    config = CONFIGS["8x4_ecp5"]
+    cells = verilog("8x4_ecp5").count("MULT18X18D ")
     # PEs, tap lane, ELTWISE lanes, requantizer lanes.
     assert cells == config.rows * config.cols + 2 * config.cols + 4 * config.requant_lanes
     spec = BlockSpec(h=6, w=5, c=4, groups_depthwise=True, branch=4, stride=1, join="add",
@@ -84,4 +86,4 @@ def test_mult18_cells_on_rtl_in_every_multiplier_role():
     decoded = [decode(insn) for insn in program.insns]
     assert any(op == Opcode.ELTWISE for op, _ in decoded)
     assert any(op == Opcode.MATMUL and f.depthwise for op, f in decoded)
-    check_on_rtl("8x4_m18", graph, [spec.seed, spec.seed + 1])
+    check_on_rtl("8x4_ecp5", graph, [spec.seed, spec.seed + 1])

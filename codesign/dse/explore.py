@@ -100,10 +100,11 @@ def candidates(shapes=SHAPES, memories=MEMORIES, target: Target | None = None
 
 
 def evaluate(graph, config: HwConfig, target: Target, *, cost_all: bool = False) -> Point:
-    """Cost ``config``, built for ``target`` (with the target's multiplier cells), running
-    ``graph`` on it; a configuration over the target's budget is not compiled (its latency and
-    energy stay 0) unless ``cost_all``."""
-    config = dataclasses.replace(config, mult_cell=target.mult_cell)
+    """Cost ``config``, built for ``target`` (with the target's multiplier cells and pipeline
+    depth), running ``graph`` on it; a configuration over the target's budget is not compiled
+    (its latency and energy stay 0) unless ``cost_all``."""
+    config = dataclasses.replace(config, mult_cell=target.mult_cell,
+                                 deep_pipeline=target.deep_pipeline)
     resources = estimate(config, target)
     over = over_budget(resources, target)
     if over and not cost_all:

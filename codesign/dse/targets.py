@@ -151,6 +151,14 @@ class Target:
         return "MULT18X18D" if self.family == "ecp5" else "inferred"
 
     @property
+    def deep_pipeline(self) -> bool:
+        """Whether an NPU built for this target has the extra pipeline registers of
+        :attr:`codesign.isa.HwConfig.deep_pipeline`: on the ECP5 they shorten the paths that
+        limit its fmax (long routes to block RAMs spread over the die); a small iCE40 has no
+        logic cells to spare for them, and an ASIC's area model does not need them."""
+        return self.family == "ecp5"
+
+    @property
     def bram_total_bits(self) -> int:
         return self.bram_blocks * self.bram_bits
 

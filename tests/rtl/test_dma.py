@@ -18,6 +18,9 @@ CONFIGS = [
     HwConfig(rows=4, cols=2, bus_bytes=2, act_depth=8, wgt_depth=4, acc_depth=4, prm_depth=2),
     HwConfig(rows=2, cols=4, bus_bytes=4, act_depth=16, wgt_depth=4, acc_depth=4, prm_depth=3),
     HwConfig(rows=4, cols=4, bus_bytes=2, act_depth=12, wgt_depth=5, acc_depth=4, prm_depth=2),
+    # The same with the extra pipeline registers of an ECP5 NPU.
+    HwConfig(rows=2, cols=4, bus_bytes=1, act_depth=8, wgt_depth=4, acc_depth=4, prm_depth=2,
+             deep_pipeline=True),
 ]
 
 

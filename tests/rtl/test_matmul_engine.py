@@ -26,6 +26,9 @@ CONFIGS = [
     HwConfig(rows=1, cols=1, bus_bytes=1, act_depth=32, wgt_depth=3, acc_depth=16, prm_depth=1),
     HwConfig(rows=2, cols=8, bus_bytes=8, act_depth=32, wgt_depth=4, acc_depth=16, prm_depth=1),
     HwConfig(rows=8, cols=8, bus_bytes=4, act_depth=32, wgt_depth=10, acc_depth=16, prm_depth=1),
+    # The same with the extra pipeline registers of an ECP5 NPU.
+    HwConfig(rows=2, cols=4, bus_bytes=2, act_depth=48, wgt_depth=6, acc_depth=24, prm_depth=1,
+             deep_pipeline=True),
 ]
 
 
@@ -127,6 +130,9 @@ DW_CONFIGS = [
              dw_width=1),
     HwConfig(rows=16, cols=4, bus_bytes=4, act_depth=64, wgt_depth=20, acc_depth=32,
              prm_depth=1, dw_width=3),
+    # The tap lane with the extra pipeline registers of an ECP5 NPU.
+    HwConfig(rows=8, cols=2, bus_bytes=2, act_depth=64, wgt_depth=12, acc_depth=32, prm_depth=1,
+             dw_width=4, deep_pipeline=True),
 ]
 
 

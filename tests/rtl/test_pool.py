@@ -19,6 +19,9 @@ CONFIGS = [
     HwConfig(rows=4, cols=2, bus_bytes=2, act_depth=128, wgt_depth=4, acc_depth=16, prm_depth=1),
     HwConfig(rows=1, cols=1, bus_bytes=1, act_depth=50, wgt_depth=1, acc_depth=12, prm_depth=1),
     HwConfig(rows=8, cols=2, bus_bytes=2, act_depth=125, wgt_depth=8, acc_depth=9, prm_depth=1),
+    # The same with the extra pipeline registers of an ECP5 NPU.
+    HwConfig(rows=2, cols=4, bus_bytes=1, act_depth=64, wgt_depth=2, acc_depth=16, prm_depth=1,
+             deep_pipeline=True),
 ]
 
 
@@ -134,11 +137,12 @@ def test_pool_random(config):
                    in_w=1)
     work.append((empty, 0))
     cycles = bench.run([insn for insn, _ in work])
-    # One window position per cycle, then the read's register, the read word's register, the
-    # fold and the write register: busy for positions + 4 cycles (the timing model's figure), 1
-    # when there is nothing to do.
+    # One window position per cycle, then the read register and the fold: busy for
+    # positions + 2 cycles (the timing model's figure; a deep pipeline's read and write
+    # registers add two), 1 when there is nothing to do.
     assert cycles == [engine_cycles(c, Opcode.POOL, decode(insn)[1]) for insn, _ in work]
-    assert cycles == [positions + 4 if positions else 1 for _, positions in work]
+    extra = 2 + 2 * c.deep_pipeline
+    assert cycles == [positions + extra if positions else 1 for _, positions in work]
 
 
 @pytest.mark.parametrize("config", [CONFIGS[1], CONFIGS[3]], ids=lambda c: c.name)
@@ -155,4 +159,5 @@ def test_pool_global_sum(config):
             insns.append(_global_sum(in_h, in_w, group, k % 2, group % c.acc_depth))
     cycles = bench.run(insns)
     assert cycles == [engine_cycles(c, Opcode.POOL, decode(insn)[1]) for insn in insns]
-    assert cycles == [int(decode(insn)[1].k_h) * int(decode(insn)[1].k_w) + 4 for insn in insns]
+    assert cycles == [int(decode(insn)[1].k_h) * int(decode(insn)[1].k_w) + 2 + 2 * c.deep_pipeline
+                      for insn in insns]

@@ -155,7 +155,8 @@ def _product_tie_lane(rng) -> tuple[int, int, int, int] | None:
     return acc, 0, mult, shift
 
 
-def _check_requantizer(batches, rng, *, lanes: int, groups: int = 1, steps: int = 1) -> int:
+def _check_requantizer(batches, rng, *, lanes: int, groups: int = 1, steps: int = 1,
+                       deep: bool = False) -> int:
     """Stream ``batches`` through a Requantizer; returns the lanes checked.
 
     A batch is ``(prm, scalars, inputs)``: ``lanes · groups`` channels' ``(bias, mult, shift)``,
@@ -163,10 +164,11 @@ def _check_requantizer(batches, rng, *, lanes: int, groups: int = 1, steps: int 
     batches, once every result of the previous batch is out; the inputs come with random gaps
     (at least ``steps`` cycles apart), with garbage on ``acc`` and ``turn`` in between.
     """
-    dut = Requantizer(lanes=lanes, groups=groups, steps=steps)
+    dut = Requantizer(lanes=lanes, groups=groups, steps=steps, deep=deep)
     # The timing model's latency is the RTL's (checked cycle by cycle below).
     assert dut.latency == requant_latency(HwConfig(rows=4, cols=4 * lanes * groups,
-                                                   requant_groups=groups, requant_steps=steps))
+                                                   requant_groups=groups, requant_steps=steps,
+                                                   deep_pipeline=deep))
     checked = 0
 
     async def testbench(ctx):
@@ -240,12 +242,15 @@ def test_requantizer_single_lane():
     assert _check_requantizer(batches, rng, lanes=1) == _inputs(batches, 1) > 600
 
 
-@pytest.mark.parametrize(("lanes", "groups", "steps"), [(1, 2, 4), (2, 4, 2), (2, 1, 4)])
-def test_requantizer_shared(lanes, groups, steps):
+@pytest.mark.parametrize(("lanes", "groups", "steps", "deep"),
+                         [(1, 2, 4, False), (2, 4, 2, False), (2, 1, 4, False), (2, 2, 1, True),
+                          (1, 2, 4, True)])
+def test_requantizer_shared(lanes, groups, steps, deep):
     """Lane groups taking turns on the per-channel parameters, multi-cycle multiplies."""
     rng = np.random.default_rng(10 * lanes + 3 * groups + steps)
     batches = _random_batches(rng, lanes, groups, 250)
-    checked = _check_requantizer(batches, rng, lanes=lanes, groups=groups, steps=steps)
+    checked = _check_requantizer(batches, rng, lanes=lanes, groups=groups, steps=steps,
+                                 deep=deep)
     assert checked == _inputs(batches, lanes) >= 250 * lanes * groups
 
 
@@ -327,6 +332,9 @@ CONFIGS = [
              requant_groups=2, requant_steps=2),
     HwConfig(rows=4, cols=4, bus_bytes=4, act_depth=16, wgt_depth=4, acc_depth=9, prm_depth=2,
              requant_steps=4),
+    # The same with the extra pipeline registers of an ECP5 NPU.
+    HwConfig(rows=2, cols=4, bus_bytes=1, act_depth=24, wgt_depth=4, acc_depth=12, prm_depth=3,
+             deep_pipeline=True),
 ]
 
 
@@ -383,6 +391,8 @@ def test_requant_rejects_bad_args():
         Requantizer(lanes=1, steps=3)
     with pytest.raises(ValueError, match="mult_cell"):
         Requantizer(lanes=1, mult_cell="DSP48")
+    with pytest.raises(ValueError, match="deep"):
+        Requantizer(lanes=1, deep=1)
     with pytest.raises(TypeError):
         RequantEngine(None)
     with pytest.raises(ValueError, match="requant_groups"):
