@@ -194,15 +194,17 @@ def test_bram_blocks_follow_the_block_geometry():
     assert set(memories(c)) == {"act", "wgt", "prm", "acc"}
 
 
-@pytest.mark.parametrize("mult_cell", ["inferred", "MULT18X18D"])
-def test_resource_model_against_a_real_synthesis(tmp_path, mult_cell):
+@pytest.mark.parametrize(("mult_cell", "deep"), [("inferred", False), ("MULT18X18D", False),
+                                              ("MULT18X18D", True)])
+def test_resource_model_against_a_real_synthesis(tmp_path, mult_cell, deep):
     """A configuration the model was not fitted on (bench/calibrate_resources.py), synthesized
-    with yosys for ECP5, with either form of the multipliers: every modelled resource within
-    15 %."""
+    with yosys for ECP5, with either form of the multipliers, and as built for the ECP5 (cells
+    and deep pipeline, whose flip-flops the model counts from the RTL widths): every modelled
+    resource within 15 %."""
     from codesign.verilog import npu_verilog
 
     config = HwConfig(rows=4, cols=2, bus_bytes=2, act_depth=2048, wgt_depth=256,
-                      acc_depth=512, prm_depth=64, mult_cell=mult_cell)
+                      acc_depth=512, prm_depth=64, mult_cell=mult_cell, deep_pipeline=deep)
     target = load_target("ecp5-85k")
     measured = synth.synthesize(npu_verilog(config), target, tmp_path, netlist=False).resources
     model = estimate(config, target)

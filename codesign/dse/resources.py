@@ -176,6 +176,32 @@ def _ffs_in_mult_cells(config: HwConfig, f: dict[str, float]) -> int:
                  + (MULT_SHAPE.width if config.eltwise else 0) + f["rq_lanes"] * requant)
 
 
+def _ffs_of_deep_pipeline(config: HwConfig) -> int:
+    """Flip-flops the deep pipeline adds (:attr:`HwConfig.deep_pipeline`; the coefficients are
+    fitted without it), from the RTL widths: the DMA engine's current addresses, POOL's read
+    and write port registers and its delayed stage-2 flags, ELTWISE's write registers, MATMUL's
+    old ACC word (and tap-lane select), and per requantizer lane the normalize's middle stage.
+    A sign-extended lane of a write register counts its distinct bits only (yosys merges the
+    copies of its sign bit), POOL's ACT byte enables (all or none) as one."""
+    if not config.deep_pipeline:
+        return 0
+    from ..isa import Mem
+    from ..rtl.eltwise import PRODUCT_SHAPE
+    from ..rtl.pool import _SUM
+
+    c = config
+    act, acc = c.addr_bits(c.act_depth), c.addr_bits(c.acc_depth)
+    sp_width = max(c.addr_bits(c.depth(mem)) + (c.slices(mem).bit_length() - 1)
+                   for mem in (Mem.ACT, Mem.WGT, Mem.PRM))
+    dma = sp_width + c.ext_addr_bits
+    pool = ((act + 1) + (4 + max(act, acc))                     # read port; delayed flags
+            + (act + 1 + 8 * c.act_bytes) + (acc + 1 + _SUM.width * c.cols) + 1)   # writes
+    eltwise = (2 + acc + (PRODUCT_SHAPE.width + 1) * c.cols) if c.eltwise else 0
+    matmul = 32 * c.cols + (1 if c.dw_width else 0)
+    requant = c.requant_lanes * (1 + 32 + 2) + 1 + (
+        (c.requant_groups - 1).bit_length() if c.requant_groups > 1 else 0)
+    return dma + pool + eltwise + matmul + requant
+
 def estimate(config: HwConfig, target: Target, coefficients: dict | None = None) -> dict:
     """Estimated resources of ``config`` on ``target``.
 
@@ -199,7 +225,7 @@ def estimate(config: HwConfig, target: Target, coefficients: dict | None = None)
         return {"ge": round(ge), "ff": round(_linear(coefs["ff"], feats)), "memory_bits": bits,
                 "logic_mm2": logic, "sram_mm2": sram, "area_mm2": logic + sram}
     out = {key: round(_linear(coefs[key], feats)) for key in ("lut", "ff")}
-    out["ff"] -= _ffs_in_mult_cells(config, feats)
+    out["ff"] += _ffs_of_deep_pipeline(config) - _ffs_in_mult_cells(config, feats)
     if "lc" in coefs:
         # iCE40 logic cells (nextpnr's packing): a LUT and a flip-flop share one only when the
         # LUT feeds the flip-flop, which differs between the parts of the NPU, so the cells
