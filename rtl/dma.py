@@ -21,12 +21,20 @@ from codesign.isa import HwConfig, LoadStore, Mem, Opcode
 
 from .ports import HwComponent, engine_control, ext_port, scratchpad_read, scratchpad_write
 
-__all__ = ["DmaEngine"]
+__all__ = ["DmaEngine", "slice_addr_bits"]
 
 
 def _log2(value: int) -> int:
     assert value > 0 and value & (value - 1) == 0, value
     return value.bit_length() - 1
+
+
+def slice_addr_bits(config: HwConfig) -> int:
+    """Width of the DMA engine's scratchpad slice addresses: just wide enough for the largest
+    scratchpad (wrap-around arithmetic below that width is exact for every in-range address)."""
+    c = config
+    return max(c.addr_bits(c.depth(mem)) + _log2(c.slices(mem))
+               for mem in (Mem.ACT, Mem.WGT, Mem.PRM))
 
 
 class DmaEngine(HwComponent):
@@ -78,10 +86,7 @@ class DmaEngine(HwComponent):
         m = Module()
         bus = 8 * c.bus_bytes
 
-        # Slice addresses are kept just wide enough for the largest scratchpad (wrap-around
-        # arithmetic below that width is exact for every in-range address).
-        sp_width = max(c.addr_bits(c.depth(mem)) + _log2(c.slices(mem))
-                       for mem in (Mem.ACT, Mem.WGT, Mem.PRM))
+        sp_width = slice_addr_bits(c)
         ext_width = c.ext_addr_bits
 
         # Latched instruction fields.

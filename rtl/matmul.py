@@ -128,6 +128,8 @@ class MatMulEngine(HwComponent):
                 m.d.sync += ld_valid.eq(1)
         else:
             with m.If(accepted):
+                # (In this order, that of the statements before the deep pipeline: the Verilog
+                # of NPUs without it stays byte-identical.)
                 m.d.sync += [load[0], ld_valid.eq(1), *load[1:]]
         ld_dw = ld.depthwise if c.dw_width else 0
         ld_gemv = ld.gemv if c.gemv else Const(0)

@@ -35,12 +35,12 @@ from codesign.isa import HwConfig, Pool, PoolMode
 
 from .ports import HwComponent, engine_control, scratchpad_read, scratchpad_write
 
-__all__ = ["PoolEngine"]
+__all__ = ["PoolEngine", "SUM_SHAPE"]
 
 # Input coordinates: ih0 (13-bit signed) + oh*stride_h (< 2**16) + kh (< 2**8) fits easily.
 _COORD = signed(20)
 # SUM lanes: at most 255*255 window positions of |x| <= 255 each, |sum| < 2**24.
-_SUM = signed(25)
+SUM_SHAPE = signed(25)
 
 
 class PoolEngine(HwComponent):
@@ -147,7 +147,7 @@ class PoolEngine(HwComponent):
         word = Signal(8 * c.act_bytes, reset_less=True)
         best = Signal(8 * c.act_bytes)
         have = Signal()          # best holds at least one in-bounds value
-        sums = Signal(data.ArrayLayout(_SUM, c.cols))
+        sums = Signal(data.ArrayLayout(SUM_SHAPE, c.cols))
 
         # A deep pipeline's read and write port registers (0 when unused: they are the ports).
         deep = c.deep_pipeline
@@ -342,7 +342,7 @@ class PoolEngine(HwComponent):
         groups = c.act_bytes // c.cols
         act_word = data.ArrayLayout(data.ArrayLayout(unsigned(8), c.cols), groups)(word)
         group = act_word[lane_group] if groups > 1 else act_word[0]
-        summed = Signal(data.ArrayLayout(_SUM, c.cols))
+        summed = Signal(data.ArrayLayout(SUM_SHAPE, c.cols))
         for lane in range(c.cols):
             byte = group[lane]
             value = Mux(x_signed, byte.as_signed(), byte)

@@ -185,22 +185,21 @@ def _ffs_of_deep_pipeline(config: HwConfig) -> int:
     copies of its sign bit), POOL's ACT byte enables (all or none) as one."""
     if not config.deep_pipeline:
         return 0
-    from ..isa import Mem
+    from ..rtl.dma import slice_addr_bits
     from ..rtl.eltwise import PRODUCT_SHAPE
-    from ..rtl.pool import _SUM
+    from ..rtl.pool import SUM_SHAPE
 
     c = config
     act, acc = c.addr_bits(c.act_depth), c.addr_bits(c.acc_depth)
-    sp_width = max(c.addr_bits(c.depth(mem)) + (c.slices(mem).bit_length() - 1)
-                   for mem in (Mem.ACT, Mem.WGT, Mem.PRM))
-    dma = sp_width + c.ext_addr_bits
+    dma = slice_addr_bits(c) + c.ext_addr_bits
     pool = ((act + 1) + (4 + max(act, acc))                     # read port; delayed flags
-            + (act + 1 + 8 * c.act_bytes) + (acc + 1 + _SUM.width * c.cols) + 1)   # writes
+            + (act + 1 + 8 * c.act_bytes) + (acc + 1 + SUM_SHAPE.width * c.cols) + 1)   # writes
     eltwise = (2 + acc + (PRODUCT_SHAPE.width + 1) * c.cols) if c.eltwise else 0
     matmul = 32 * c.cols + (1 if c.dw_width else 0)
-    requant = c.requant_lanes * (1 + 32 + 2) + 1 + (
-        (c.requant_groups - 1).bit_length() if c.requant_groups > 1 else 0)
+    # Per lane the sign, the magnitude and two leading-zero bits; the valid bit; the turn.
+    requant = c.requant_lanes * (1 + 32 + 2) + 1 + (c.requant_groups - 1).bit_length()
     return dma + pool + eltwise + matmul + requant
+
 
 def estimate(config: HwConfig, target: Target, coefficients: dict | None = None) -> dict:
     """Estimated resources of ``config`` on ``target``.
