@@ -34,6 +34,12 @@ def _array_latency(config: HwConfig) -> int:
     return config.rows + config.cols + 1
 
 
+def _read_registers(config: HwConfig) -> int:
+    """Cycles a deep pipeline adds between MATMUL's ACT and WGT reads and the array: their
+    words are registered before any logic (rtl/matmul.py)."""
+    return int(config.deep_pipeline)
+
+
 def gemv_stream(config: HwConfig, tiles: int) -> tuple[int, int]:
     """A GEMV MATMUL of ``tiles`` weight tiles (rtl/matmul.py): its stream positions, and the
     stream position whose tag meets the last tile's psum.
@@ -61,11 +67,12 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
         if f.gemv:
             # Taken the cycle after start, streams from the next; the last tile's write comes
             # the array latency + 3 after its stream position.
-            return 2 + gemv_stream(c, out_w)[1] + _array_latency(c) + 3
+            return 2 + gemv_stream(c, out_w)[1] + _array_latency(c) + 3 + _read_registers(c)
         if f.depthwise:
-            return c.dw_weight_words + (out_h + 2) * (out_w + 2) + _dw_write_delay(c) + 3
+            return (c.dw_weight_words + (out_h + 2) * (out_w + 2) + _dw_write_delay(c) + 3
+                    + _read_registers(c))
         # Weight load (rows) + positions + array latency + 3 (rtl/matmul.py).
-        return c.rows + out_h * out_w + _array_latency(c) + 3
+        return c.rows + out_h * out_w + _array_latency(c) + 3 + _read_registers(c)
     if opcode == Opcode.REQUANT:
         # A turn of the requantizer lanes every S = requant_steps cycles: turn k reads ACC in
         # cycle 2 + k·S and is written 1 + latency cycles later (rtl/requant.py).
@@ -81,8 +88,8 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
         return reads + 2 + 2 * c.deep_pipeline if reads else 1
     if opcode == Opcode.ELTWISE:
         # Two reads per element, then the read register, zero point, multiply, sum and write
-        # (and the write register of a deep pipeline).
-        return 2 * int(f.count) + 4 + c.deep_pipeline if int(f.count) else 1
+        # (and the read and write port registers of a deep pipeline).
+        return 2 * int(f.count) + 4 + 2 * c.deep_pipeline if int(f.count) else 1
     return 0
 
 
@@ -127,8 +134,8 @@ class _MatMulPipe(_Engine):
         super().__init__()
         c = config
         self.c = c
-        self.lat = _array_latency(c)
-        self.dw_lat = _dw_write_delay(c)
+        self.lat = _array_latency(c) + _read_registers(c)
+        self.dw_lat = _dw_write_delay(c) + _read_registers(c)
         self.ready_at = 0           # first cycle the load stage is free
         self.stream_last = -10      # cycle of the last stream position issued so far
         self.shadow_free = 0        # first cycle a new weight load may begin

@@ -154,6 +154,21 @@ class DmaEngine(HwComponent):
                 m.d.sync += empty.eq(1)
             with m.Else():
                 m.d.sync += running.eq(1)
+        if deep:
+            # A STORE's ACT reads come from port registers set a cycle ahead (cycle-neutral):
+            # the enable and address logic, then the merge of all engines' ports, then the
+            # fanout to every block RAM of ACT were too long a route for one cycle.
+            act_ren = Signal(name="act_ren_port")
+            act_raddr = Signal.like(self.act_raddr, name="act_raddr_port")
+            m.d.comb += [self.act_ren.eq(act_ren), self.act_raddr.eq(act_raddr)]
+            m.d.sync += [act_ren.eq(0), act_raddr.eq(0)]
+
+            def read_next(slice_addr):
+                m.d.sync += [act_ren.eq(1), act_raddr.eq(self._split(Mem.ACT, slice_addr)[0])]
+
+            with m.If(self.start & (insn.opcode == Opcode.STORE) & (insn.rows != 0)
+                      & (insn.length != 0)):
+                read_next(insn.sp_addr)
 
         # -- stage 1: issue the source read and advance (i, j) ---------------------------------
         last_j = Signal()
@@ -170,11 +185,15 @@ class DmaEngine(HwComponent):
                 s2_last.eq(last_i & last_j),
             ]
             with m.If(is_store):
-                word, _ = self._split(Mem.ACT, sp_cur)
-                m.d.comb += [
-                    self.act_ren.eq(1),
-                    self.act_raddr.eq(word),
-                ]
+                if deep:
+                    with m.If(~(last_i & last_j)):
+                        read_next(Mux(last_j, sp_row + sp_stride, sp_cur + 1))
+                else:
+                    word, _ = self._split(Mem.ACT, sp_cur)
+                    m.d.comb += [
+                        self.act_ren.eq(1),
+                        self.act_raddr.eq(word),
+                    ]
             with m.Else():
                 m.d.comb += [
                     self.mem_re.eq(1),

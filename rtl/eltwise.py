@@ -16,8 +16,9 @@ serves both operands. Schedule (cycle 0 is the ``start`` cycle)::
     +4                  write ACC[acc_base + i] = p_a + p_b; ``done`` with the last write
 
 so an ELTWISE of ``n = count`` elements takes ``2n + 4`` cycles (1 if ``count = 0``). A deep
-pipeline (:attr:`codesign.isa.HwConfig.deep_pipeline`) registers the write (the shared write
-port fans out to every block RAM of ACC) and takes ``2n + 5``. Nothing is
+pipeline (:attr:`codesign.isa.HwConfig.deep_pipeline`) drives the shared ports from registers
+(the read a cycle later; the write port fans out to every block RAM of ACC) and takes
+``2n + 6``. Nothing is
 wide enough to wrap: ``|x - zp| <= 511`` and ``|mult| <= 2**15``, so each product fits 25 bits
 and the sum 26 — the int32 result is exact.
 
@@ -111,8 +112,18 @@ class EltwiseEngine(HwComponent):
 
         last = Signal()
         m.d.comb += last.eq(read_b & (left == 1))
+        # The read of this cycle: on the port, or a cycle later from its registers.
+        issued = [reading, reading & read_b, reading & last]
+        if c.deep_pipeline:
+            ren, raddr = Signal(name="ren_port"), Signal(aw, name="raddr_port")
+            m.d.sync += [ren.eq(reading), raddr.eq(Mux(reading, Mux(read_b, b_addr, a_addr), 0))]
+            m.d.comb += [self.act_ren.eq(ren), self.act_raddr.eq(raddr)]
+            late = [Signal(name=f"{name}_port") for name in ("v", "b", "last")]
+            m.d.sync += [reg.eq(now) for reg, now in zip(late, issued, strict=True)]
+            issued = late
         with m.If(reading):
-            m.d.comb += [self.act_ren.eq(1), self.act_raddr.eq(Mux(read_b, b_addr, a_addr))]
+            if not c.deep_pipeline:
+                m.d.comb += [self.act_ren.eq(1), self.act_raddr.eq(Mux(read_b, b_addr, a_addr))]
             m.d.sync += read_b.eq(~read_b)
             with m.If(read_b):
                 m.d.sync += [b_addr.eq(b_addr + 1), left.eq(left - 1)]
@@ -123,7 +134,7 @@ class EltwiseEngine(HwComponent):
 
         # ---- stage 0: register the read word (block RAM read data feeds only a register) ------
         v0, b0, last0 = Signal(), Signal(), Signal()
-        m.d.sync += [v0.eq(reading), b0.eq(reading & read_b), last0.eq(reading & last)]
+        m.d.sync += [v0.eq(issued[0]), b0.eq(issued[1]), last0.eq(issued[2])]
         word = Signal.like(self.act_rdata, name="word", reset_less=True)
         m.d.sync += word.eq(self.act_rdata)
 

@@ -10,8 +10,10 @@ Schedule (cycle 0 is the ``start`` cycle, ``R = rows``, ``L = SystolicArray.late
     +2+L            psum + old ACC word → write register
     +3+L            write ACC[acc_base + j]; ``done`` with the last write
 
-(A deep pipeline, :attr:`codesign.isa.HwConfig.deep_pipeline`, reads the ACC row a cycle
-earlier and registers it: the block RAM's output then meets a register, not the adder.)
+(A deep pipeline, :attr:`codesign.isa.HwConfig.deep_pipeline`, registers the block RAMs'
+outputs before any logic: the ACT word a cycle before its x stage and each weight word after its
+zero point, which puts both one cycle later, and the ACC row, read a cycle earlier. So its
+MATMUL takes one cycle more.)
 
 so a MATMUL of ``M = out_h·out_w`` positions takes ``R + M + L + 3`` cycles, one position per
 cycle in steady state. Window addresses and bounds come from adders only: ``ih``/``iw`` and the
@@ -50,9 +52,19 @@ from codesign import isa
 from .array import W_SHAPE, X_SHAPE, SystolicArray
 from .ports import HwComponent, engine_control, scratchpad_read, scratchpad_write
 
-__all__ = ["MatMulEngine"]
+__all__ = ["MatMulEngine", "position_layouts"]
 
 _COORD = signed(18)     # ih/iw: |ih0| < 2**12, oh·stride_h < 2**16
+
+
+def position_layouts(config: isa.HwConfig) -> tuple[data.StructLayout, data.StructLayout]:
+    """What a stream position carries past its ACT read: its *tag* (whether and where its psum
+    is written) and stage 1's fields, the tag included."""
+    tag = data.StructLayout({"valid": 1, "last": 1, "accumulate": 1,
+                             "addr": config.addr_bits(config.acc_depth)})
+    stage1 = data.StructLayout({"stream": 1, "switch": 1, "inb": 1, "x_signed": 1,
+                                "x_zp": signed(9), "lane_group": 6, "tag": tag})
+    return tag, stage1
 
 
 class MatMulEngine(HwComponent):
@@ -80,7 +92,8 @@ class MatMulEngine(HwComponent):
             **scratchpad_write(c, "acc"),
         })
         c = self.config
-        self.latency = c.rows + (c.rows + c.cols + 1) + 3     # R + SystolicArray.latency + 3
+        # R + SystolicArray.latency + 3 (+ 1: the read registers of a deep pipeline)
+        self.latency = c.rows + (c.rows + c.cols + 1) + 3 + c.deep_pipeline
 
     def elaborate(self, platform):
         m = Module()
@@ -162,9 +175,19 @@ class MatMulEngine(HwComponent):
         w_zp = Signal(signed(9))
         m.d.sync += w_arrive.eq(reading | gv_reading)
         wgt_word = data.ArrayLayout(signed(8), c.cols)(self.wgt_rdata)
-        for col in range(c.cols):
-            m.d.comb += array.w[col].eq((wgt_word[col] - w_zp)[:W_SHAPE.width])
-        m.d.comb += array.w_load.eq(w_arrive)
+        w_values = [(wgt_word[col] - w_zp)[:W_SHAPE.width] for col in range(c.cols)]
+        if c.deep_pipeline:
+            # Registered once more: the block RAM's output met the array's bottom shadow row
+            # through the subtractor. The x stage follows a cycle later as well (stage 1x).
+            w_reg = Signal(data.ArrayLayout(W_SHAPE, c.cols))
+            w_load = Signal()
+            m.d.sync += [w_load.eq(w_arrive), *(w_reg[col].eq(w_values[col])
+                                                 for col in range(c.cols))]
+            m.d.comb += [array.w.eq(w_reg), array.w_load.eq(w_load)]
+        else:
+            for col in range(c.cols):
+                m.d.comb += array.w[col].eq(w_values[col])
+            m.d.comb += array.w_load.eq(w_arrive)
         if c.dw_width and not c.deep_pipeline:
             m.d.comb += array.w_lane.eq(ld.depthwise)
 
@@ -260,11 +283,13 @@ class MatMulEngine(HwComponent):
         # The zero point of the words read this cycle, for their arrival next cycle.
         m.d.sync += w_zp.eq(Mux(gv_reading, st.w_zp, ld.w_zp))
         if c.dw_width and c.deep_pipeline:
-            # Whether they go through the tap lane, likewise: ld follows the instruction bus
-            # once its instruction is taken.
+            # Whether they go through the tap lane, likewise, for the weight register after
+            # their arrival: ld follows the instruction bus once its instruction is taken.
             w_lane = Signal()
-            m.d.sync += w_lane.eq(Mux(gv_reading, st.depthwise, ld.depthwise))
-            m.d.comb += array.w_lane.eq(w_lane)
+            w_lane_reg = Signal()
+            m.d.sync += [w_lane.eq(Mux(gv_reading, st.depthwise, ld.depthwise)),
+                         w_lane_reg.eq(w_lane)]
+            m.d.comb += array.w_lane.eq(w_lane_reg)
 
         last = streaming & Mux(gemv, gv_last, row_end & last_row)
         # A depthwise stream position completes an output once two rows and two columns of the
@@ -290,10 +315,16 @@ class MatMulEngine(HwComponent):
         if c.dw_width:
             m.d.comb += array.dw.eq(dw)
         # A depthwise tile switches all at once (nothing in flight), one cycle into its stream:
-        # its last weight word is shifted in at the end of the first stream cycle.
+        # its last weight word is shifted in at the end of the first stream cycle (two cycles
+        # and the second in a deep pipeline, whose x stage is a cycle later too).
         switch_all = Signal()
         m.d.sync += switch_all.eq(streaming & first & dw)
-        m.d.comb += array.w_switch.eq(switch_all)
+        if c.deep_pipeline:
+            switch_late = Signal()
+            m.d.sync += switch_late.eq(switch_all)
+            m.d.comb += array.w_switch.eq(switch_late)
+        else:
+            m.d.comb += array.w_switch.eq(switch_all)
 
         with m.If(streaming):
             # A GEMV instruction reads its pixel once: the port's output holds it (no other
@@ -327,31 +358,40 @@ class MatMulEngine(HwComponent):
         # After the advance above, so that a take in the last position's cycle wins.
         with m.If(last & ~take):
             m.d.sync += streaming.eq(0)
-        with m.If(take):
-            extra = Mux(ld_dw, 2, 0)
-            end_ow, end_oh = ld.out_w - 1 + extra, ld.out_h - 1 + extra
-            m.d.sync += [
-                st.eq(ld), ld_valid.eq(0), ld_loaded.eq(0), streaming.eq(1), first.eq(1),
-                dw.eq(ld_dw),
-                oh.eq(0), ow.eq(0),
-                last_oh.eq(end_oh), last_ow.eq(end_ow),
-                row_end.eq(end_ow == 0), last_row.eq(end_oh == 0),
-                ih.eq(ld.ih0), iw.eq(ld.iw0),
-                ih_ok.eq(inside(ld.ih0, ld.in_h)), iw_ok.eq(inside(ld.iw0, ld.in_w)),
-                iw0_ok.eq(inside(ld.iw0, ld.in_w)),
-                row_addr.eq(ld.act_base), addr.eq(ld.act_base), acc_addr.eq(ld.acc_base),
-                # Regular tiles switch PE by PE; the next load waits for the marker to pass.
-                sw_wait.eq(Mux(ld_dw | ld_gemv, 0, c.rows + c.cols)),
-            ] + gv_start
-            if c.gemv:
-                m.d.sync += gemv.eq(ld_gemv)
+        extra = Mux(ld_dw, 2, 0)
+        end_ow, end_oh = ld.out_w - 1 + extra, ld.out_h - 1 + extra
+        taken = [ld_valid.eq(0), ld_loaded.eq(0), streaming.eq(1), first.eq(1), dw.eq(ld_dw)]
+        stream_regs = [
+            oh.eq(0), ow.eq(0),
+            last_oh.eq(end_oh), last_ow.eq(end_ow),
+            row_end.eq(end_ow == 0), last_row.eq(end_oh == 0),
+            ih.eq(ld.ih0), iw.eq(ld.iw0),
+            ih_ok.eq(inside(ld.ih0, ld.in_h)), iw_ok.eq(inside(ld.iw0, ld.in_w)),
+            iw0_ok.eq(inside(ld.iw0, ld.in_w)),
+            row_addr.eq(ld.act_base), addr.eq(ld.act_base), acc_addr.eq(ld.acc_base),
+        ]
+        # Regular tiles switch PE by PE; the next load waits for the marker to pass.
+        switch_wait = sw_wait.eq(Mux(ld_dw | ld_gemv, 0, c.rows + c.cols))
+        gemv_mode = [gemv.eq(ld_gemv)] if c.gemv else []
+        if c.deep_pipeline:
+            # The stream's registers (and st) follow the load stage whenever the stream is
+            # free, used or not: only a few state bits wait for the take decision, which
+            # otherwise fanned out to all of them.
+            with m.If(~streaming | last):
+                m.d.sync += [st.eq(ld), *stream_regs, *gv_start]
+            with m.If(take):
+                m.d.sync += [*taken, switch_wait, *gemv_mode]
+        else:
+            with m.If(take):
+                # (In the order of the statements before the deep pipeline, see the load.)
+                m.d.sync += [st.eq(ld), *taken, *stream_regs, switch_wait, *gv_start]
+                m.d.sync += gemv_mode
 
         # ---- stage 1: ACT word → x register ----------------------------------------------------
         # Everything stages 1.. need travels with the position: the next instruction may be
         # streaming by the time it gets there.
-        tag = data.StructLayout({"valid": 1, "last": 1, "accumulate": 1, "addr": acc_bits})
-        s1 = Signal(data.StructLayout({"stream": 1, "switch": 1, "inb": 1, "x_signed": 1,
-                                       "x_zp": signed(9), "lane_group": 6, "tag": tag}))
+        tag, stage1 = position_layouts(c)
+        s1 = Signal(stage1)
         m.d.sync += [
             s1.stream.eq(streaming), s1.switch.eq(streaming & first & ~dw & ~gemv),
             s1.inb.eq(streaming & in_bounds), s1.x_signed.eq(st.x_signed), s1.x_zp.eq(st.x_zp),
@@ -360,6 +400,14 @@ class MatMulEngine(HwComponent):
             s1.tag.last.eq(Mux(gemv, streaming & gv_tag_last, last)),
             s1.tag.accumulate.eq(st.accumulate), s1.tag.addr.eq(acc_addr),
         ]
+        act_rdata = self.act_rdata
+        if c.deep_pipeline:
+            # ---- stage 1x: the ACT word registered as it arrives, stage 1 a cycle later ---
+            # (the block RAM's clock-to-output met the lane select and the zero point.)
+            s1x = Signal.like(s1, name="s1x")
+            act_rdata = Signal.like(self.act_rdata, name="act_word")
+            m.d.sync += [s1x.eq(s1), act_rdata.eq(self.act_rdata)]
+            s1 = s1x
         str2 = Signal()
         sw2 = Signal()
         tag2 = Signal(tag)
@@ -375,14 +423,15 @@ class MatMulEngine(HwComponent):
 
         def lane_groups(width: int):
             groups = c.act_bytes // width
-            word = data.ArrayLayout(data.ArrayLayout(unsigned(8), width), groups)(self.act_rdata)
+            word = data.ArrayLayout(data.ArrayLayout(unsigned(8), width), groups)(act_rdata)
             return word[s1.lane_group] if groups > 1 else word[0]
 
         m.d.comb += [array.x.eq(operands(lane_groups(c.rows), c.rows)), array.x_valid.eq(str2),
                      array.x_switch.eq(sw2)]
         if c.dw_width:
             # The line buffers restart the cycle after the take, from st (the line buffers sit
-            # by the array, far from the take logic); their stream comes two cycles later.
+            # by the array, far from the take logic); their stream comes two cycles later
+            # (three in a deep pipeline).
             restart = Signal()
             m.d.sync += restart.eq(take & ld_dw)
             self._line_buffers(m, array, operands(lane_groups(c.cols), c.cols), str2,

@@ -179,14 +179,18 @@ def _ffs_in_mult_cells(config: HwConfig, f: dict[str, float]) -> int:
 def _ffs_of_deep_pipeline(config: HwConfig) -> int:
     """Flip-flops the deep pipeline adds (:attr:`HwConfig.deep_pipeline`; the coefficients are
     fitted without it), from the RTL widths: the DMA engine's current addresses, POOL's read
-    and write port registers and its delayed stage-2 flags, ELTWISE's write registers, MATMUL's
-    old ACC word (and tap-lane select), and per requantizer lane the normalize's middle stage.
+    and write port registers and its delayed stage-2 flags, ELTWISE's read and write port
+    registers, MATMUL's old ACC word, read ACT word with its stage-1 fields, weight register
+    and its load, switch and tap-lane flags, and per requantizer lane the normalize's middle
+    stage.
     A sign-extended lane of a write register counts its distinct bits only (yosys merges the
     copies of its sign bit), POOL's ACT byte enables (all or none) as one."""
     if not config.deep_pipeline:
         return 0
+    from ..rtl.array import W_SHAPE
     from ..rtl.dma import slice_addr_bits
     from ..rtl.eltwise import PRODUCT_SHAPE
+    from ..rtl.matmul import position_layouts
     from ..rtl.pool import SUM_SHAPE
 
     c = config
@@ -194,8 +198,9 @@ def _ffs_of_deep_pipeline(config: HwConfig) -> int:
     dma = slice_addr_bits(c) + c.ext_addr_bits
     pool = ((act + 1) + (4 + max(act, acc))                     # read port; delayed flags
             + (act + 1 + 8 * c.act_bytes) + (acc + 1 + SUM_SHAPE.width * c.cols) + 1)   # writes
-    eltwise = (2 + acc + (PRODUCT_SHAPE.width + 1) * c.cols) if c.eltwise else 0
-    matmul = 32 * c.cols + (1 if c.dw_width else 0)
+    eltwise = ((act + 4) + (2 + acc + (PRODUCT_SHAPE.width + 1) * c.cols)) if c.eltwise else 0
+    matmul = (32 * c.cols + 8 * c.act_bytes + position_layouts(c)[1].size
+              + W_SHAPE.width * c.cols + 2 + (2 if c.dw_width else 0))
     # Per lane the sign, the magnitude and two leading-zero bits; the valid bit; the turn.
     requant = c.requant_lanes * (1 + 32 + 2) + 1 + (c.requant_groups - 1).bit_length()
     return dma + pool + eltwise + matmul + requant

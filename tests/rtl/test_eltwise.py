@@ -74,7 +74,7 @@ def test_eltwise_random(config):
     cycles = h.run(sim, insns)
     counts = [int(decode(insn)[1].count) for insn in insns]
     assert any(counts) and not all(counts)
-    # Two ACT reads per element, then four pipeline stages (five in a deep pipeline): the timing
+    # Two ACT reads per element, then four pipeline stages (six in a deep pipeline): the timing
     # model's figure.
     assert cycles == [engine_cycles(c, Opcode.ELTWISE, decode(insn)[1]) for insn in insns]
-    assert cycles == [2 * n + 4 + c.deep_pipeline if n else 1 for n in counts]
+    assert cycles == [2 * n + 4 + 2 * c.deep_pipeline if n else 1 for n in counts]

@@ -179,13 +179,19 @@ def test_matmul_engine_depthwise(config):
             assert cycles == engine_cycles(c, Opcode.MATMUL, f)
         elif f.depthwise:
             stream = (int(f.out_h) + 2) * (int(f.out_w) + 2)
-            assert cycles == c.dw_weight_words + stream + dw_latency - 8 + 1 + 3
+            # (+ 1: the read registers of a deep pipeline)
+            assert cycles == (c.dw_weight_words + stream + dw_latency - 8 + 1 + 3
+                              + c.deep_pipeline)
         elif int(f.out_h) * int(f.out_w):
             assert cycles == h.dut.latency + int(f.out_h) * int(f.out_w)
 
 
-@pytest.mark.parametrize("config", [CONFIGS[2], CONFIGS[4], DW_CONFIGS[0], DW_CONFIGS[2]],
-                         ids=lambda c: f"{c.rows}x{c.cols}")
+@pytest.mark.parametrize("config", [
+    CONFIGS[2], CONFIGS[4], DW_CONFIGS[0], DW_CONFIGS[2],
+    # A deep pipeline's read registers move the x stage and the weights' arrival.
+    dataclasses.replace(CONFIGS[4], deep_pipeline=True),
+    dataclasses.replace(DW_CONFIGS[0], deep_pipeline=True),
+], ids=lambda c: f"{c.rows}x{c.cols}" + "_dp" * c.deep_pipeline)
 def test_matmul_engine_back_to_back(config):
     """Instructions issued whenever the engine is ready (it takes the next one while the
     previous streams): the final memories equal IsaSim running them one by one, and ready,

@@ -21,6 +21,9 @@ CONFIGS = [
     HwConfig(rows=4, cols=4, bus_bytes=4, act_depth=64, wgt_depth=16, acc_depth=8, prm_depth=2),
     HwConfig(rows=2, cols=4, bus_bytes=4, act_depth=64, wgt_depth=8, acc_depth=8, prm_depth=1),
     HwConfig(rows=4, cols=2, bus_bytes=2, act_depth=64, wgt_depth=16, acc_depth=4, prm_depth=2),
+    # The extra pipeline registers of an ECP5 NPU: later ports and results, the same programs.
+    HwConfig(rows=4, cols=4, bus_bytes=2, act_depth=64, wgt_depth=16, acc_depth=8, prm_depth=2,
+             deep_pipeline=True),
 ]
 #: Reduced NPUs: shared requantizers (lane groups taking turns, multi-cycle multiplies), and one
 #: without the ELTWISE engine (only programs without ELTWISE run on it).
