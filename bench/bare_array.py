@@ -9,6 +9,7 @@ is the NPU of the same shape (codesign's default memory depths, ``bus_bytes = mi
 
     .venv/bin/python bench/bare_array.py                 # UP5K 2x4, ECP5-25 4x4, ECP5-45 8x8
     .venv/bin/python bench/bare_array.py --only ecp5-25k:4x4
+    .venv/bin/python bench/bare_array.py --seeds 4     # the fastest of placer seeds 1..4, each
 
 Prints, per device and shape, fmax bare vs NPU and the NPU's share (goal: >= 90 %), and for the
 NPU the start and end of its post-route critical path. A design that does not fit the device is
@@ -35,7 +36,7 @@ from codesign.cli import DEFAULT_CONFIG  # noqa: E402
 from codesign.dse import load_target  # noqa: E402
 from codesign.dse.resources import over_budget  # noqa: E402
 from codesign.isa import HwConfig  # noqa: E402
-from codesign.synth import place_and_route, synthesize  # noqa: E402
+from codesign.synth import place_and_route_seeds, synthesize  # noqa: E402
 from codesign.verilog import npu_verilog  # noqa: E402
 
 #: The comparisons issue 4 asks for: (target, rows, cols).
@@ -95,8 +96,9 @@ def npu_config(rows: int, cols: int, target_name: str) -> HwConfig:
                     mult_cell=target.mult_cell, deep_pipeline=target.deep_pipeline)
 
 
-def measure(text: str, target_name: str, work: Path) -> dict:
-    """Synthesize, check the fit, place and route; fmax and critical path (or why not)."""
+def measure(text: str, target_name: str, work: Path, seeds: int = 1) -> dict:
+    """Synthesize, check the fit, place and route (placer seeds 1..``seeds``, the fastest kept);
+    fmax and critical path (or why not)."""
     target = load_target(target_name)
     start = time.perf_counter()
     syn = synthesize(text, target, work)
@@ -104,8 +106,9 @@ def measure(text: str, target_name: str, work: Path) -> dict:
     over = over_budget(res, target)
     out = {"resources": res, "over": over, "fmax": None, "path": [], "met": None}
     if not over:
-        pnr = place_and_route(syn, target, work)
-        out.update(fmax=pnr.fmax_mhz, path=pnr.critical_path, met=pnr.timing_met)
+        pnr = place_and_route_seeds(syn, target, work, seeds)
+        out.update(fmax=pnr.fmax_mhz, path=pnr.critical_path, met=pnr.timing_met,
+                   by_seed=pnr.fmax_by_seed)
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -135,6 +138,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", action="append", metavar="TARGET:RxC",
                    help="run only this case (repeatable), e.g. ecp5-25k:4x4")
     p.add_argument("--keep", type=Path, help="keep the tool work directories here")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="place and route each design with nextpnr seeds 1..N, keep the fastest")
     args = p.parse_args(argv)
     cases = CASES
     if args.only:
@@ -148,8 +153,9 @@ def main(argv=None) -> int:
     for target, r, c in cases:
         while target:
             tag = f"{target}_{r}x{c}"
-            npu = measure(npu_verilog(npu_config(r, c, target)), target, root / f"{tag}_npu")
-            bare = measure(bare_verilog(r, c), target, root / f"{tag}_bare")
+            npu = measure(npu_verilog(npu_config(r, c, target)), target, root / f"{tag}_npu",
+                          args.seeds)
+            bare = measure(bare_verilog(r, c), target, root / f"{tag}_bare", args.seeds)
             rows.append((target, r, c, bare, npu))
             _print_row(target, r, c, bare, npu)
             target = LARGER.get(target) if npu["over"] else None
@@ -176,6 +182,9 @@ def _print_row(target, r, c, bare, npu):
           f"NPU {_mhz(npu)} MHz ({npu['seconds']:.0f} s)"
           + (f", NPU does not fit: {', '.join(npu['over'])}" if npu["over"] else ""), flush=True)
     for name, m in (("bare", bare), ("NPU", npu)):
+        if len(m.get("by_seed", {})) > 1:
+            print(f"  {name} fmax by placer seed: " + ", ".join(
+                f"{seed}: {'-' if f is None else f'{f:.1f}'}" for seed, f in m["by_seed"].items()))
         if m["path"]:
             print(f"  {name} critical path: {_endpoints(m['path'])}\n"
                   f"    through {_modules(m['path'])}; {m['path'][-1]}")

@@ -61,13 +61,15 @@ def config_for(shape: str, scratchpads: str = "scalesim"):
                                acc_depth=SRAM_KB["ofmap"] * 1024 // (4 * cols))
 
 
-def synth_results(config, target) -> dict:
-    """Post-route fmax and resources of ``config`` on ``target``, cached per Verilog text."""
+def synth_results(config, target, seeds: int = 1) -> dict:
+    """Post-route fmax (the fastest of placer seeds 1..``seeds``) and resources of ``config`` on
+    ``target``, cached per Verilog text."""
     from codesign.dse.resources import over_budget
-    from codesign.synth import place_and_route, synthesize
+    from codesign.synth import place_and_route_seeds, synthesize
 
     verilog = npu_verilog(config)
-    key = hashlib.sha256(verilog.encode() + json.dumps(target.to_dict()).encode()).hexdigest()
+    key = hashlib.sha256(verilog.encode() + json.dumps(target.to_dict()).encode()
+                         + (f"seeds={seeds}".encode() if seeds > 1 else b"")).hexdigest()
     path = cache_dir() / "bench-synth" / f"{key[:24]}.json"
     if path.is_file():
         return json.loads(path.read_text())
@@ -77,7 +79,7 @@ def synth_results(config, target) -> dict:
         out = {"fmax_mhz": None, "timing_met": None, "resources": result.resources,
                "over": over_budget(result.resources, target)}
         if not out["over"]:     # as codesign synth: a design that does not fit is not placed
-            pnr = place_and_route(result, target, Path(work))
+            pnr = place_and_route_seeds(result, target, Path(work), seeds)
             out.update(fmax_mhz=pnr.fmax_mhz, timing_met=pnr.timing_met)
         out["seconds"] = time.perf_counter() - start
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +87,7 @@ def synth_results(config, target) -> dict:
     return out
 
 
-def measure(name: str, shape: str, scratchpads: str, target, synth: bool) -> dict:
+def measure(name: str, shape: str, scratchpads: str, target, synth: bool, seeds: int = 1) -> dict:
     # Built for the target, as `codesign generate --target` builds it (its multiplier cells).
     config = dataclasses.replace(config_for(shape, scratchpads), mult_cell=target.mult_cell,
                                  deep_pipeline=target.deep_pipeline)
@@ -104,7 +106,7 @@ def measure(name: str, shape: str, scratchpads: str, target, synth: bool) -> dic
         "energy_uj": energy_per_inference(program).total_uj,
     }
     if synth:
-        s = synth_results(config, target)
+        s = synth_results(config, target, seeds)
         row.update(fmax=s["fmax_mhz"], resources=s["resources"], over=s.get("over"),
                    latency_ms=rtl / (s["fmax_mhz"] * 1e3) if s["fmax_mhz"] else None)
     return row
@@ -171,9 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scratchpads", choices=["scalesim", "default"], default="scalesim",
                         help="SCALE-Sim's SRAM sizes (64 kB each) or codesign's defaults")
     parser.add_argument("--no-synth", action="store_true", help="skip yosys + nextpnr")
+    parser.add_argument("--seeds", type=int, default=1, metavar="N",
+                        help="place and route with nextpnr seeds 1..N, keep the fastest")
     args = parser.parse_args(argv)
     target = load_target(args.target)
-    rows = [measure(m, s, args.scratchpads, target, not args.no_synth)
+    rows = [measure(m, s, args.scratchpads, target, not args.no_synth, args.seeds)
             for m in args.models for s in args.shapes]
     print(table(rows, target.name), end="")
     print()

@@ -3,7 +3,7 @@
     codesign generate MODEL.onnx [-o OUTDIR] [--array RxC] [...]
     codesign simulate OUTDIR --input X.npy [--output Y.npy]
     codesign verify MODEL.onnx [--input X.npy | --count N --seed S] [--array RxC] [...]
-    codesign synth OUTDIR [--target NAME|FILE]
+    codesign synth OUTDIR [--target NAME|FILE] [--seeds N]
     codesign explore MODEL.onnx --target NAME|FILE [-o OUTDIR] [--objective latency|...]
 
 Bad input is reported as one line on stderr with exit code 2 and no traceback (``--debug`` shows
@@ -472,6 +472,9 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("outdir", type=Path)
     y.add_argument("--target", help="built-in target name or a .toml/.json target file "
                                     "(default: the design's, else ecp5-45k)")
+    y.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="place and route with nextpnr seeds 1..N, two at a time, and keep the "
+                        "fastest (default 1)")
     return p
 
 

@@ -17,6 +17,10 @@ Resources are yosys' cell counts for ``npu_top`` (what :mod:`codesign.dse.resour
 together with nextpnr's device utilisation of the placed design; fmax is nextpnr's *post-route*
 "Max frequency for clock" (nextpnr prints a pre-route estimate first and the post-route figure
 last), with ``--timing-allow-fail`` so that a miss is reported as such rather than as an error.
+nextpnr's placement, and so the fmax, depends on its random seed (on the ECP5-45k DS-CNN NPU by
+up to 16 MHz between seeds): ``--seeds N`` places and routes the netlist with seeds 1..N, two at
+a time, and keeps the fastest, as one would keep that bitstream; report.json records every
+seed's fmax.
 
 ASIC targets run yosys generic synthesis only (``synth``, flip-flops unmapped to plain D
 flip-flops, ``abc -g cmos``), with the scratchpads kept as memories: area = gates × the target's
@@ -29,6 +33,8 @@ Python environment is needed. Their first run compiles the WebAssembly (a minute
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import json
 import os
 import re
@@ -44,7 +50,8 @@ from .dse.resources import budget, over_budget
 from .dse.targets import Target, load_target
 from .errors import InputError
 
-__all__ = ["synth", "synthesize", "packed_cells", "place_and_route", "SynthResult", "PnrResult",
+__all__ = ["synth", "synthesize", "packed_cells", "place_and_route", "place_and_route_seeds",
+           "SynthResult", "PnrResult",
            "harness_verilog", "verilog_ports", "fpga_resources", "parse_nextpnr_log",
            "yosys_script", "vivado_tcl", "quartus_qsf", "quartus_sdc", "DEFAULT_TARGET"]
 
@@ -309,7 +316,8 @@ def synthesize(verilog: str, target: Target, workdir: Path, *, top: str = TOP,
 
 @dataclass
 class PnrResult:
-    """nextpnr's view: utilisation of the placed design, fmax, critical path."""
+    """nextpnr's view: utilisation of the placed design, fmax, critical path; the placer seed,
+    and with several (:func:`place_and_route_seeds`) the post-route fmax of each."""
     utilisation: dict[str, dict[str, int]]
     fmax_mhz: float | None
     fmax_pre_route_mhz: float | None
@@ -317,6 +325,8 @@ class PnrResult:
     critical_path: list[str]
     log: Path
     seconds: float
+    seed: int = 1
+    fmax_by_seed: dict[int, float | None] = field(default_factory=dict)
 
 
 _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s*([\d.]+)\s*MHz\s*\((PASS|FAIL)")
@@ -383,15 +393,19 @@ def packed_cells(result: SynthResult, target: Target, workdir: Path) -> dict[str
 
 
 def place_and_route(result: SynthResult, target: Target, workdir: Path, *,
-                    clock_mhz: float | None = None, timeout: float | None = None) -> PnrResult:
+                    clock_mhz: float | None = None, timeout: float | None = None,
+                    seed: int = 1) -> PnrResult:
     """nextpnr on ``result.netlist`` for ``target`` with ``--freq`` and ``--timing-allow-fail``,
-    the clock constrained to ``target.clock_pin`` (when the target names one)."""
+    the clock constrained to ``target.clock_pin`` (when the target names one); ``seed``: the
+    placer's. The netlist may live in another directory than ``workdir``."""
     if result.netlist is None:
         raise ValueError("synthesize with netlist=True first")
     freq = clock_mhz or target.clock_mhz
     log, report = workdir / "nextpnr.log", workdir / "nextpnr-report.json"
-    args = ["--json", result.netlist.name, f"--{target.device}", "--package", target.package,
-            "--freq", f"{freq:g}", "--timing-allow-fail", "--seed", "1",
+    # (Relative: the WebAssembly nextpnr sees the working directory and its parents.)
+    args = ["--json", os.path.relpath(result.netlist, workdir), f"--{target.device}",
+            "--package", target.package,
+            "--freq", f"{freq:g}", "--timing-allow-fail", "--seed", str(seed),
             # router2: several times faster than the default router1 on the NPU's ~70k arcs.
             "--router", "router2",
             "--report", report.name, "--log", log.name, "-q"]
@@ -414,7 +428,27 @@ def place_and_route(result: SynthResult, target: Target, workdir: Path, *,
             if int(v["used"]):
                 util[cell] = {"used": int(v["used"]), "available": int(v["available"])}
     return PnrResult(util, fmax["fmax_mhz"], fmax["fmax_pre_route_mhz"], fmax["timing_met"],
-                     _critical_path(text), log, seconds)
+                     _critical_path(text), log, seconds, seed, {seed: fmax["fmax_mhz"]})
+
+
+def place_and_route_seeds(result: SynthResult, target: Target, workdir: Path, seeds: int, *,
+                          jobs: int = 2, **kwargs) -> PnrResult:
+    """:func:`place_and_route` with placer seeds ``1..seeds``, ``jobs`` at a time, each in a
+    directory ``workdir/seed<N>``; returns the fastest placement (the lowest seed of equals),
+    with every seed's fmax and the seeds' total tool time."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, not {seeds}")
+
+    def one(seed: int) -> PnrResult:
+        work = workdir / f"seed{seed}"
+        work.mkdir(parents=True, exist_ok=True)
+        return place_and_route(result, target, work, seed=seed, **kwargs)
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, min(jobs, seeds))) as pool:
+        runs = list(pool.map(one, range(1, seeds + 1)))
+    best = max(runs, key=lambda r: (r.fmax_mhz is not None, r.fmax_mhz or 0.0, -r.seed))
+    return dataclasses.replace(best, seconds=sum(r.seconds for r in runs),
+                               fmax_by_seed={r.seed: r.fmax_mhz for r in runs})
 
 
 # -- vendor project scripts -----------------------------------------------------------------------
@@ -501,6 +535,11 @@ def _summary(s: dict) -> str:
             lines.append(f"fmax {s['fmax_mhz']:.2f} MHz post-route (pre-route estimate "
                          f"{s['fmax_pre_route_mhz']:.2f} MHz); timing {verdict} at "
                          f"{s['clock_goal_mhz']:g} MHz")
+            by_seed = s.get("fmax_by_seed", {})
+            if len(by_seed) > 1:
+                runs = ", ".join(f"{seed}: {'-' if f is None else f'{f:.2f}'}"
+                                 for seed, f in by_seed.items())
+                lines.append(f"placer seed {s['placer_seed']}, the fastest of {runs} MHz")
             if "latency_ms" in s:
                 lines.append(f"latency {s['latency_ms']:.3f} ms per inference at that fmax")
     lines.append(f"tools: yosys {s['seconds']['yosys']:.0f} s"
@@ -509,10 +548,13 @@ def _summary(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = True) -> dict:
-    """Synthesize (and for FPGAs place and route) the design in ``outdir``; add a ``synth``
-    section to report.json and a summary to report.txt; write vendor scripts. Returns the
-    section."""
+def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = True,
+          seeds: int = 1) -> dict:
+    """Synthesize (and for FPGAs place and route, with placer seeds ``1..seeds``, keeping the
+    fastest) the design in ``outdir``; add a ``synth`` section to report.json and a summary to
+    report.txt; write vendor scripts. Returns the section."""
+    if seeds < 1:
+        raise InputError(f"--seeds must be at least 1, not {seeds}")
     outdir = Path(outdir)
     if not outdir.is_dir():
         raise InputError(f"{outdir}: no such design directory; run `codesign generate` first")
@@ -537,11 +579,11 @@ def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = Tru
 
     work = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.synth.", dir=outdir.parent))
     try:
-        return _synth_in(work, outdir, report, target, verilog, keep_logs)
+        return _synth_in(work, outdir, report, target, verilog, keep_logs, seeds)
     except ToolError as err:
         # The work directory goes away; keep the tool logs where the message says they are.
         kept = Path(tempfile.mkdtemp(prefix="codesign-synth-failed-"))
-        for path in work.iterdir():
+        for path in work.rglob("*"):
             if path.suffix in (".log", ".out", ".ys", ".v"):
                 shutil.copyfile(path, kept / path.name)
         message = str(err)
@@ -553,7 +595,7 @@ def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = Tru
 
 
 def _synth_in(work: Path, outdir: Path, report: dict, target: Target, verilog: str,
-              keep_logs: bool) -> dict:
+              keep_logs: bool, seeds: int) -> dict:
     result = synthesize(verilog, target, work, netlist=target.is_fpga)
     section: dict = {
         "target": target.to_dict(),
@@ -569,11 +611,12 @@ def _synth_in(work: Path, outdir: Path, report: dict, target: Target, verilog: s
         if over:
             section["over"] = over
         else:
-            pnr = place_and_route(result, target, work)
+            pnr = place_and_route_seeds(result, target, work, seeds)
             section.update({
                 "fmax_mhz": pnr.fmax_mhz, "fmax_pre_route_mhz": pnr.fmax_pre_route_mhz,
                 "timing_met": pnr.timing_met, "critical_path": pnr.critical_path,
-                "placed_utilisation": pnr.utilisation})
+                "placed_utilisation": pnr.utilisation, "placer_seed": pnr.seed,
+                "fmax_by_seed": {str(k): v for k, v in pnr.fmax_by_seed.items()}})
             section["seconds"]["nextpnr"] = round(pnr.seconds, 1)
             if pnr.fmax_mhz is None:
                 raise ToolError(f"nextpnr reported no post-route fmax (log: {pnr.log})", pnr.log)
@@ -598,11 +641,13 @@ def _synth_in(work: Path, outdir: Path, report: dict, target: Target, verilog: s
                         _SDC: quartus_sdc(target.clock_mhz)})
     logs = work / "logs"
     logs.mkdir()
-    if keep_logs:
+    if keep_logs:     # nextpnr's files: those of the placement kept
+        placed = work / f"seed{section.get('placer_seed')}"
         for name in ("yosys.log", "yosys.ys", "harness.v", "pins.lpf", "pins.pcf",
                      "nextpnr.log", "nextpnr-report.json"):
-            if (work / name).is_file():
-                shutil.copyfile(work / name, logs / name)
+            for path in (work / name, placed / name):
+                if path.is_file():
+                    shutil.copyfile(path, logs / name)
     staged = {}
     for name, text in outputs.items():
         tmp = work / f"out.{name}"
@@ -620,7 +665,7 @@ def _synth_in(work: Path, outdir: Path, report: dict, target: Target, verilog: s
 def main(args) -> int:
     """``codesign synth OUTDIR [--target T]`` (called from :mod:`codesign.cli`)."""
     start = time.perf_counter()
-    section = synth(args.outdir, args.target)
+    section = synth(args.outdir, args.target, seeds=args.seeds)
     print(_summary(section), end="")
     report = json.loads((Path(args.outdir) / _REPORT_JSON).read_text())
     vendor = (f", {_VIVADO}, {_QSF}" if _portable(report) else

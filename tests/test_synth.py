@@ -106,9 +106,19 @@ def test_synth_flow_on_a_tiny_design(capsys, tmp_path):
     assert isinstance(s["timing_met"], bool) and s["critical_path"]
     placed = s["placed_utilisation"]["ICESTORM_LC"]
     assert placed["available"] == load_target("ice40-up5k").luts and placed["used"] >= res["ff"]
-    # A rerun replaces the section and the summary instead of appending another one.
-    assert cli.main(["synth", str(d), "--target", "ice40-up5k"]) == 0
-    _check_outputs(d, before)
+    assert s["placer_seed"] == 1 and s["fmax_by_seed"] == {"1": s["fmax_mhz"]}
+    # A rerun replaces the section and the summary instead of appending another one; with
+    # three placer seeds it keeps the fastest placement, and that placement's log.
+    assert cli.main(["synth", str(d), "--target", "ice40-up5k", "--seeds", "3"]) == 0
+    s = _check_outputs(d, before)
+    by_seed = s["fmax_by_seed"]
+    assert sorted(by_seed) == ["1", "2", "3"] and s["fmax_mhz"] == max(by_seed.values())
+    assert by_seed[str(s["placer_seed"])] == s["fmax_mhz"]
+    assert f"placer seed {s['placer_seed']}, the fastest of" in capsys.readouterr().out
+    log = (d / "synth" / "nextpnr.log").read_text()
+    assert synth.parse_nextpnr_log(log)["fmax_mhz"] == s["fmax_mhz"]
+    assert cli.main(["synth", str(d), "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
 
 
 def test_clock_on_the_dedicated_clock_pin(capsys, tmp_path):
