@@ -59,6 +59,7 @@ def test_layer_cycles_match_rtl(name, shape):
                                   zip(program.layers, modelled, measured, strict=True) if m != r]
 
 
+@pytest.mark.slow       # about a minute; the default suite runs DS-CNN's layers on the RTL
 def test_resnet8_with_64k_scratchpads_on_rtl():
     """ResNet-8 on an 8×8 with 64 kB scratchpads (SCALE-Sim's SRAM sizes, the benchmark's
     comparison point): every tensor read by a convolution or add stays on chip, weights
