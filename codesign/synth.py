@@ -581,15 +581,17 @@ def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = Tru
     try:
         return _synth_in(work, outdir, report, target, verilog, keep_logs, seeds)
     except ToolError as err:
-        # The work directory goes away; keep the tool logs where the message says they are.
+        if err.log is None or not err.log.is_relative_to(work):
+            raise
+        # The work directory goes away; keep the tool logs where the message says they are
+        # (each placer seed's in a directory of its own, as in the work directory).
         kept = Path(tempfile.mkdtemp(prefix="codesign-synth-failed-"))
         for path in work.rglob("*"):
             if path.suffix in (".log", ".out", ".ys", ".v"):
-                shutil.copyfile(path, kept / path.name)
-        message = str(err)
-        if err.log is not None:
-            message = message.replace(str(err.log), str(kept / err.log.name))
-        raise ToolError(message, kept / err.log.name if err.log else None) from None
+                (kept / path.relative_to(work)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, kept / path.relative_to(work))
+        log = kept / err.log.relative_to(work)
+        raise ToolError(str(err).replace(str(err.log), str(log)), log) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
