@@ -34,7 +34,6 @@ Python environment is needed. Their first run compiles the WebAssembly (a minute
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import json
 import os
 import re
@@ -43,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .dse.resources import budget, over_budget
@@ -447,8 +446,8 @@ def place_and_route_seeds(result: SynthResult, target: Target, workdir: Path, se
     with concurrent.futures.ThreadPoolExecutor(max(1, min(jobs, seeds))) as pool:
         runs = list(pool.map(one, range(1, seeds + 1)))
     best = max(runs, key=lambda r: (r.fmax_mhz is not None, r.fmax_mhz or 0.0, -r.seed))
-    return dataclasses.replace(best, seconds=sum(r.seconds for r in runs),
-                               fmax_by_seed={r.seed: r.fmax_mhz for r in runs})
+    return replace(best, seconds=sum(r.seconds for r in runs),
+                   fmax_by_seed={r.seed: r.fmax_mhz for r in runs})
 
 
 # -- vendor project scripts -----------------------------------------------------------------------
