@@ -17,15 +17,16 @@ import dataclasses
 import json
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .design import CONFIG, MODEL, REPORT_JSON, REPORT_TXT, VERILOG, Design, read_batch
 from .errors import InputError, SimulationFailed
 from .isa import HwConfig
+from .outdir import write_design
 
 __all__ = ["main"]
 
@@ -33,9 +34,6 @@ __all__ = ["main"]
 DEFAULT_CONFIG = HwConfig(rows=8, cols=8, bus_bytes=8, act_depth=4096, wgt_depth=2048,
                           acc_depth=1024, prm_depth=64)
 
-#: Files of a generated design directory.
-VERILOG, CONFIG, REPORT_JSON, REPORT_TXT, MODEL = (
-    "npu.v", "config.json", "report.json", "report.txt", "model.onnx")
 
 
 # -- generate -------------------------------------------------------------------------------------
@@ -157,6 +155,17 @@ def _select(model: Path, target_name: str, objective: str, config: HwConfig | No
     return chosen.config, section
 
 
+def _write_files(staging: Path, model: Path, config: HwConfig, program, report: dict) -> None:
+    from .verilog import npu_verilog
+
+    (staging / VERILOG).write_text(npu_verilog(config))
+    program.write(staging)
+    (staging / CONFIG).write_text(config.to_json())
+    (staging / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
+    (staging / REPORT_TXT).write_text(_report_text(report))
+    shutil.copyfile(model, staging / MODEL)
+
+
 def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = False,
              selection: dict | None = None) -> dict:
     """Compile ``model`` for ``config`` and write the design directory atomically.
@@ -164,82 +173,17 @@ def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = Fals
     ``store_all`` writes every tensor to external memory (for ``verify --per-layer``), not only
     those that do not stay on chip from one layer to the next."""
     from .compiler import compile_graph
-    from .verilog import npu_verilog
 
     graph = _load(model)
     program = compile_graph(graph, config, store_all=store_all)
     report = _report(graph, config, program)
     if selection is not None:
         report["target"] = selection
-    outdir = outdir.resolve()
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
-    try:
-        (staging / VERILOG).write_text(npu_verilog(config))
-        program.write(staging)
-        (staging / CONFIG).write_text(config.to_json())
-        (staging / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
-        (staging / REPORT_TXT).write_text(_report_text(report))
-        shutil.copyfile(model, staging / MODEL)
-        if outdir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old.", dir=outdir.parent))
-            outdir.rename(old / "d")
-            staging.rename(outdir)
-            shutil.rmtree(old)
-        else:
-            staging.rename(outdir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    write_design(outdir, lambda staging: _write_files(staging, model, config, program, report))
     return report
 
 
 # -- simulate -------------------------------------------------------------------------------------
-
-class Design:
-    """A generated design directory, loaded."""
-
-    def __init__(self, outdir: Path):
-        from .compiler import Program
-        missing = [f for f in (VERILOG, CONFIG, MODEL, "symbols.json", "program.bin",
-                               "memory.bin") if not (outdir / f).is_file()]
-        if missing:
-            raise InputError(f"{outdir} is not a codesign design directory (missing "
-                             f"{', '.join(missing)}); run `codesign generate` first")
-        self.dir = outdir
-        self.config = HwConfig.from_json((outdir / CONFIG).read_text())
-        self.program = Program.read(outdir, self.config)
-        self.verilog = (outdir / VERILOG).read_text()
-        self.graph = _load(outdir / MODEL)
-
-
-def _read_batch(graph, path: Path) -> tuple[list[list[np.ndarray]], bool, list[np.ndarray]]:
-    """Input file → (quantized HWC inputs per inference, had a batch axis, raw per inference)."""
-    if len(graph.inputs) != 1:
-        raise InputError("models with several inputs are not supported by --input yet")
-    binding = graph.inputs[0]
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read a .npy array ({err})") from None
-    shape = tuple(binding.onnx_shape)
-    if x.shape == shape:
-        batched, items = False, [x]
-    elif x.shape[1:] == shape:                       # N × model shape
-        batched, items = True, list(x)
-    elif shape and shape[0] == 1 and x.shape[1:] == shape[1:]:   # the batch axis itself is N
-        batched, items = True, [xi[None] for xi in x]
-    else:
-        raise InputError(f"{path}: input shape {x.shape} does not match the model's {shape} "
-                         f"(or N×{shape} for a batch)")
-    want = np.float32 if binding.is_float else binding.tensor.numpy_dtype
-    if binding.is_float and not np.issubdtype(x.dtype, np.floating):
-        raise InputError(f"{path}: the model takes float input, got {x.dtype}")
-    if not binding.is_float and x.dtype != want:
-        raise InputError(f"{path}: the model takes {np.dtype(want)} input, got {x.dtype}")
-    items = [np.asarray(i, want).reshape(shape) for i in items]
-    return [[binding.quantize(i)] for i in items], batched, items
-
 
 def _golden(graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
     from .reference import run
@@ -272,7 +216,7 @@ def _print_cycles(design: Design, result) -> None:
 
 def simulate(outdir: Path, input_path: Path, output_path: Path | None) -> int:
     design = Design(outdir)
-    batch, batched, _ = _read_batch(design.graph, input_path)
+    batch, batched, _ = read_batch(design.graph, input_path)
     result, golden = _simulate(design, batch)
     _print_cycles(design, result)
     bad = sum(_mismatches(o, g) for outs, gold in zip(result.outputs, golden, strict=True)
@@ -344,7 +288,7 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
     design = Design(outdir)
     graph = design.graph
     if input_path is not None:
-        batch, _, raw = _read_batch(graph, input_path)
+        batch, _, raw = read_batch(graph, input_path)
     else:
         raw = _random_inputs(graph, count, seed)
         batch = [[graph.inputs[0].quantize(x)] for x in raw]
