@@ -10,6 +10,7 @@ import onnx
 
 from codesign import ir
 from codesign.errors import InputError
+from codesign.frontend import limits, ranges
 from codesign.frontend.values import (
     Accumulator,
     Constant,
@@ -37,6 +38,15 @@ def quantize_scalar(real: float, tensor: ir.Tensor) -> int:
     """``QuantizeLinear`` of one real value to ``tensor``'s quantization (float32 divide, RNE)."""
     q = float(np.rint(np.float32(real) / np.float32(tensor.scale))) + tensor.zero_point
     return int(min(max(q, tensor.qmin), tensor.qmax))
+
+
+def is_normal_scale(scale: np.ndarray | np.float32) -> bool:
+    """Whether every element of ``scale`` is a positive, finite, normal float32.
+
+    Subnormal scales lose bits, and runtimes that flush subnormals to zero disagree on them.
+    """
+    s = np.asarray(scale, np.float32)
+    return bool(np.all(np.isfinite(s) & (s >= np.finfo(np.float32).smallest_normal)))
 
 
 @dataclasses.dataclass
@@ -109,8 +119,9 @@ class Context:
             raise self.error(node, f"{what} zero point must be one uint8 or int8 value, not "
                                    f"{zero_point.dtype} of shape {list(zero_point.shape)}")
         scale32 = np.float32(scale.reshape(()))
-        if not (np.isfinite(scale32) and scale32 > 0):
-            raise self.error(node, f"{what} scale must be positive, not {scale32}")
+        if not is_normal_scale(scale32):
+            raise self.error(node, f"{what} scale must be a positive, finite, normal float32 "
+                                   f"(>= {np.finfo(np.float32).smallest_normal}), not {scale32}")
         return scale32, int(zero_point.reshape(())), zero_point.dtype == np.int8
 
     def check_shape(self, node: onnx.NodeProto, name: str, shape: tuple[int, ...]) -> None:
@@ -124,6 +135,9 @@ class Context:
                signed: bool, scale: np.float32, zero_point: int) -> ir.Tensor:
         """A new IR tensor for the 8-bit ONNX tensor ``name``."""
         self.check_shape(node, name, onnx_shape)
+        problem = limits.check_activation(onnx_shape, f"tensor {name!r}")
+        if problem is not None:
+            raise self.error(node, problem)
         return ir.Tensor(name, hwc_shape(onnx_shape, f"tensor {name!r}"), signed,
                          np.float32(scale), zero_point)
 
@@ -149,6 +163,9 @@ class Context:
         op: ir.Op
         if isinstance(value, Accumulator):
             x_scale = np.float32(value.x.scale)
+            problem = ranges.scale_product_problem(x_scale, value.w_scale)
+            if problem is not None:
+                raise self.error(node, problem)
             multiplier = ((x_scale * value.w_scale).astype(np.float32) / y_scale).astype(
                 np.float32)
             op = ir.Conv(x=value.x, y=y, weight=value.weight, w_zero_point=value.w_zero_point,
@@ -172,6 +189,9 @@ class Context:
                                        "the inputs")
             op = ir.Concat(value.inputs, y,
                            tuple(np.float32(t.scale / y_scale) for t in value.inputs), value.name)
+        problem = ranges.op_problem(op)
+        if problem is not None:
+            raise self.error(node, problem)
         self.ops.append(op)
         return Quantized(y, value.onnx_shape)
 

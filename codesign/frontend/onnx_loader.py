@@ -7,11 +7,13 @@ import os
 import pathlib
 
 import onnx
+import onnx.external_data_helper
 import onnx.numpy_helper
 import onnx.shape_inference
 
 from codesign import ir
 from codesign.errors import InputError
+from codesign.frontend import limits
 from codesign.frontend.context import Context
 from codesign.frontend.ops import OPS, op_key
 from codesign.frontend.values import Constant, Dequantized, FloatInput, Quantized
@@ -61,9 +63,10 @@ def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError as e:
         raise InputError(f"{name}: ONNX shape inference failed: {_one_line(e)}") from None
+    limits.check_inferred(proto.graph, name)
     # A file's stem names the graph as users know it; bytes only have the exporter's name.
-    graph_name = (proto.graph.name or "model") if isinstance(model, bytes) else pathlib.Path(
-        model).stem
+    graph_name = (proto.graph.name or "model") if isinstance(model, bytes) else limits.printable(
+        pathlib.Path(model).stem)
     return _convert(proto, name, graph_name)
 
 
@@ -72,22 +75,36 @@ def _one_line(error: Exception) -> str:
 
 
 def _read(model: str | os.PathLike[str] | bytes) -> tuple[onnx.ModelProto, str]:
-    """The parsed and checked model, and how to name it in messages."""
-    name = "the model" if isinstance(model, bytes) else str(model)
-    if not isinstance(model, bytes) and not pathlib.Path(model).is_file():
-        raise InputError(f"{name}: no such file")
+    """The parsed and checked model, and how to name it in messages.
+
+    The limits come first: the file's size before it is read, then every declared size and
+    data length of the protobuf before its external data is read or any tensor is built.
+    """
+    name = "the model" if isinstance(model, bytes) else limits.printable(str(model))
+    if isinstance(model, bytes):
+        size, base_dir = len(model), None
+    else:
+        path = pathlib.Path(model)
+        if not path.is_file():
+            raise InputError(f"{name}: no such file")
+        size, base_dir = path.stat().st_size, path.parent
+    limits.check_model_bytes(size, name)
     try:
         proto = (onnx.load_model_from_string(model) if isinstance(model, bytes)
-                 else onnx.load(model))
+                 else onnx.load(model, load_external_data=False))
     # protobuf and onnx raise assorted types for corrupt or truncated files; all mean the same.
     except Exception as e:
         raise InputError(f"{name} is not a valid ONNX file: {_one_line(e)}") from None
+    limits.check_proto(proto, name, base_dir, size)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
         raise InputError(f"{name} is not a valid ONNX file: {_one_line(e)}") from None
     if not proto.graph.node:
         raise InputError(f"{name} is not a valid ONNX file: the graph has no nodes")
+    if base_dir is not None:
+        # check_proto proved every external tensor's file, offset and length.
+        onnx.external_data_helper.load_external_data_for_model(proto, str(base_dir))
     return proto, name
 
 

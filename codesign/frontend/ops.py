@@ -19,7 +19,8 @@ import onnx.helper
 import onnx.numpy_helper
 
 from codesign import ir
-from codesign.frontend.context import Context, hwc_shape, quantize_scalar
+from codesign.frontend import limits
+from codesign.frontend.context import Context, hwc_shape, is_normal_scale, quantize_scalar
 from codesign.frontend.values import (
     Accumulator,
     Constant,
@@ -73,6 +74,17 @@ def _pads(ctx: Context, node: onnx.NodeProto, attrs: dict[str, Any], size: tuple
     return begin[0], begin[1], end[0], end[1]
 
 
+def _check_padded(ctx: Context, node: onnx.NodeProto, channels: int, size: tuple[int, int],
+                  pads: tuple[int, int, int, int]) -> None:
+    """Refuse padding that makes the padded input (which the golden model builds) larger than
+    an activation may be."""
+    top, left, bottom, right = pads
+    padded = (1, channels, size[0] + top + bottom, size[1] + left + right)
+    problem = limits.check_activation(padded, "the padded input")
+    if problem is not None:
+        raise ctx.error(node, problem)
+
+
 def _spatial(ctx: Context, node: onnx.NodeProto, attrs: dict[str, Any],
              kernel: tuple[int, int]) -> tuple[int, int]:
     """The strides, after refusing dilations, which the IR has no room for."""
@@ -107,8 +119,8 @@ def _weight_qparams(ctx: Context, node: onnx.NodeProto, q: np.ndarray, scale: np
         w_scale = scale.astype(np.float32)
     else:
         raise ctx.error(node, "weight scales must be per tensor or per output channel")
-    if not (np.all(np.isfinite(w_scale)) and np.all(w_scale > 0)):
-        raise ctx.error(node, "weight scales must be positive")
+    if not is_normal_scale(w_scale):
+        raise ctx.error(node, "weight scales must be positive, finite, normal float32 values")
     zps = np.zeros(1, q.dtype) if zero_point is None else zero_point.reshape(-1)
     if zps.size not in (1, cout) or zps.dtype != q.dtype:
         raise ctx.error(node, "weight zero points must be per tensor or per output channel, of "
@@ -123,18 +135,28 @@ def _weight_qparams(ctx: Context, node: onnx.NodeProto, q: np.ndarray, scale: np
 
 
 _INT32 = np.iinfo(np.int32)
+#: A bias scale may differ from f32(x_scale · w_scale[c]) by this many float32 units in the last
+#: place: exporters that multiply in float64 and round once land within one.
+_BIAS_SCALE_ULPS = 4
+
+Bias = np.ndarray | DequantizedConstant | None
 
 
-def _bias(ctx: Context, node: onnx.NodeProto, bias: np.ndarray | None, cout: int,
-          x_scale: np.float32, w_scale: np.ndarray) -> np.ndarray:
+def _bias(ctx: Context, node: onnx.NodeProto, bias: Bias, cout: int, x_scale: np.float32,
+          w_scale: np.ndarray) -> np.ndarray:
     """The int32 bias; a float32 bias (PT2E exports) is quantized as onnxruntime does.
 
     ORT's ``WeightBiasQuantization`` rewrites a float bias of a QDQ Conv/Gemm into
     ``Cast<int32>(Round(bias / Mul(x_scale, w_scale)))``, all float32 and Round half to even,
     before fusing the node into its integer kernel; the same formula keeps the two bit-exact.
+    An int32 bias behind DequantizeLinear must have the scale ``x_scale · w_scale``
+    (:func:`_check_bias_scale`).
     """
     if bias is None:
         return np.zeros(cout, np.int32)
+    if isinstance(bias, DequantizedConstant):
+        _check_bias_scale(ctx, node, bias, cout, x_scale, w_scale)
+        bias = bias.q
     if bias.shape != (cout,) or bias.dtype not in (np.int32, np.float32):
         raise ctx.error(node, f"bias must be int32 or float32 [{cout}], not {bias.dtype} "
                               f"{list(bias.shape)}")
@@ -146,7 +168,35 @@ def _bias(ctx: Context, node: onnx.NodeProto, bias: np.ndarray | None, cout: int
     return q.astype(np.int32)
 
 
-def _qdq_bias(ctx: Context, node: onnx.NodeProto, index: int) -> np.ndarray | None:
+def _check_bias_scale(ctx: Context, node: onnx.NodeProto, bias: DequantizedConstant, cout: int,
+                      x_scale: np.float32, w_scale: np.ndarray) -> None:
+    """Refuse an int32 bias whose DequantizeLinear scale is not ``f32(x_scale · w_scale[c])``.
+
+    onnxruntime's QDQ Conv/Gemm selectors (``qdq_selectors.cc``) only check that the bias is
+    int32, and the fusion (``ConvMoves`` in ``qdq_actions.cc``) moves the int32 into the
+    integer kernel and drops the bias scale, which is what the NPU computes too. Unfused (other
+    optimization levels, other execution providers, the ONNX definition itself) the bias is
+    ``q · bias_scale`` in float, which differs whenever the scale is not ``x_scale · w_scale``;
+    such a model means two things, so it is refused.
+    """
+    scale = np.asarray(bias.scale)
+    want = (np.float32(x_scale) * w_scale).astype(np.float32)
+    per_channel = scale.shape == (cout,) and bias.axis == 0
+    if scale.dtype != np.float32 or not (scale.size == 1 or per_channel):
+        raise ctx.error(node, f"bias {node.input[2]!r} needs a float32 scale per tensor or per "
+                              f"output channel [{cout}], not {scale.dtype} {list(scale.shape)}")
+    have = np.broadcast_to(scale.reshape(-1), want.shape)
+    # float64 holds both float32 values and their difference exactly.
+    off = np.abs(have.astype(np.float64) - want) > _BIAS_SCALE_ULPS * np.spacing(want)
+    bad = np.flatnonzero(off | ~np.isfinite(have))
+    if bad.size:
+        c = int(bad[0])
+        raise ctx.error(node, f"bias {node.input[2]!r} has scale {have[c]} (output channel {c}) "
+                              f"but x_scale · w_scale is {want[c]}; the int32 bias must be "
+                              "quantized with that scale (re-export the model)")
+
+
+def _qdq_bias(ctx: Context, node: onnx.NodeProto, index: int) -> Bias:
     """A QDQ model's bias: the int32 behind a ``DequantizeLinear``, a float32 initializer (PT2E),
     or none."""
     value = ctx.value(node, index)
@@ -154,16 +204,16 @@ def _qdq_bias(ctx: Context, node: onnx.NodeProto, index: int) -> np.ndarray | No
         return None
     if isinstance(value, Constant) and value.value.dtype == np.float32:
         return value.value
-    if not isinstance(value, DequantizedConstant) or value.q.dtype != np.int32 or np.any(
-            value.zero_point != 0):
+    if not isinstance(value, DequantizedConstant) or value.q.dtype != np.int32 or (
+            value.zero_point.dtype != np.int32 or np.any(value.zero_point != 0)):
         raise ctx.error(node, "bias must be a float32 initializer or an int32 one behind "
-                              "DequantizeLinear with zero point 0")
-    return value.q
+                              "DequantizeLinear with an int32 zero point 0")
+    return value
 
 
 def _conv(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int, ...],
           w: np.ndarray, w_scale: np.ndarray, w_zp: np.ndarray | None, w_axis: int | None,
-          bias: np.ndarray | None) -> Accumulator:
+          bias: Bias) -> Accumulator:
     """The accumulator of a Conv / QLinearConv; ``w`` is ONNX ``[Cout, Cin / group, KH, KW]``."""
     attrs = _attrs(node)
     if len(x_shape) != 4 or w.ndim != 4:
@@ -182,6 +232,8 @@ def _conv(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int, 
     ow = (width + pads[1] + pads[3] - kw) // stride[1] + 1
     if oh < 1 or ow < 1:
         raise ctx.error(node, "the kernel is larger than the padded input")
+    _check_padded(ctx, node, x_shape[1], (h, width), pads)
+    _check_work(ctx, node, (kh, kw, cin * groups, cout), oh * ow * kh * kw * cin * cout)
     q, w_zero_point, scales = _weight_qparams(ctx, node, w, w_scale, w_zp, w_axis, 0)
     return Accumulator(
         x=x, weight=np.ascontiguousarray(q.transpose(2, 3, 1, 0)), w_zero_point=w_zero_point,
@@ -189,13 +241,25 @@ def _conv(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int, 
         pads=pads, onnx_shape=(1, cout, oh, ow), name=node.name, groups=groups)
 
 
+def _check_work(ctx: Context, node: onnx.NodeProto, dense: tuple[int, ...], macs: int) -> None:
+    """Refuse a layer whose dense weights (a grouped convolution is lowered as a dense one) or
+    multiply-accumulates exceed codesign's limits."""
+    if math.prod(dense) > limits.MAX_CONSTANT_ELEMENTS:
+        raise ctx.error(node, f"its weights as a dense convolution {list(dense)} have more than "
+                              f"{limits.MAX_CONSTANT_ELEMENTS} elements (codesign's limit)")
+    if macs > limits.MAX_LAYER_MACS:
+        raise ctx.error(node, f"{macs} multiply-accumulates, more than codesign's limit of "
+                              f"{limits.MAX_LAYER_MACS} per layer")
+
+
 def _matmul(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int, ...],
             w: np.ndarray, w_scale: np.ndarray, w_zp: np.ndarray | None, w_axis: int | None,
-            bias: np.ndarray | None) -> Accumulator:
+            bias: Bias) -> Accumulator:
     """The accumulator of ``x @ w`` (``w`` is ``[K, N]``) as a 1×1 convolution."""
     if w.ndim != 2 or len(x_shape) not in (2, 3) or x_shape[-1] != w.shape[0]:
         raise ctx.error(node, f"only [1, K] or [1, M, K] @ constant [K, N] is supported, not "
                               f"{list(x_shape)} @ {list(w.shape)}")
+    _check_work(ctx, node, (1, 1, *w.shape), math.prod(x_shape) * w.shape[1])
     q, w_zero_point, scales = _weight_qparams(ctx, node, w, w_scale, w_zp, w_axis, 1)
     n = w.shape[1]
     return Accumulator(
@@ -242,8 +306,13 @@ def _quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
     if attrs.get("block_size", 0):
         raise ctx.error(node, "blocked quantization is not supported")
     scale, zero_point, signed = ctx.scalar_qparams(node, 1, "output")
-    if len(node.input) < 3 and attrs.get("output_dtype") == onnx.TensorProto.INT8:
-        signed = True
+    output_dtype = attrs.get("output_dtype", 0)
+    has_zero_point = len(node.input) > 2 and bool(node.input[2])
+    if output_dtype not in (0, onnx.TensorProto.UINT8, onnx.TensorProto.INT8) or (
+            has_zero_point and output_dtype and signed != (output_dtype == onnx.TensorProto.INT8)):
+        raise ctx.error(node, f"output_dtype {output_dtype} does not give an 8-bit output of the "
+                              "zero point's type")
+    signed = signed or output_dtype == onnx.TensorProto.INT8
     out = node.output[0]
     match value:
         case FloatInput():
@@ -451,6 +520,7 @@ def _max_pool(ctx: Context, node: onnx.NodeProto) -> None:
     # ceil_mode's extra window is extra end padding, which never wins the max.
     bottom = max(bottom, (out[0] - 1) * stride[0] + kernel[0] - h - top)
     right = max(right, (out[1] - 1) * stride[1] + kernel[1] - w - left)
+    _check_padded(ctx, node, c, (h, w), (top, left, bottom, right))
     x = value.tensor
     shape = (1, c, out[0], out[1])
     y = ctx.tensor(node, node.output[0], shape, x.signed, x.scale, x.zero_point)
@@ -629,6 +699,10 @@ def _layout(ctx: Context, node: onnx.NodeProto, move: Callable[[np.ndarray], np.
     if not isinstance(value, Quantized | Dequantized | Accumulator | Elementwise):
         raise ctx.error(node, "input must be an 8-bit activation (or its DequantizeLinear)")
     src = hwc_shape(value.onnx_shape, f"input {node.input[0]!r}")
+    # A convolution's shape is not yet an IR tensor's, whose limits would bound it.
+    problem = limits.check_activation(value.onnx_shape, f"input {node.input[0]!r}")
+    if problem is not None:
+        raise ctx.error(node, problem)
     order = np.arange(math.prod(src)).reshape(src)
     onnx_order = (order.transpose(2, 0, 1).reshape(value.onnx_shape) if len(value.onnx_shape) == 4
                   else order.reshape(value.onnx_shape))
