@@ -247,17 +247,14 @@ def _random_inputs(graph, count: int, seed: int) -> list[np.ndarray]:
             for qi, ni in zip(q, noise, strict=True)]
 
 
-def _per_layer(model: Path, design: Design, batch, raw, result) -> bool:
+def _per_layer_table(graph, golden_runs, result, ort_ops) -> None:
     """Print the layer-by-layer comparison of the first inference that diverges anywhere (or
-    of the first inference); returns whether any layer diverges."""
-    from .perlayer import compare_layers, format_layers, onnxruntime_tensors
-    from .reference import run
+    of the first inference)."""
+    from .perlayer import compare_layers, format_layers
 
-    graph = design.graph
-    ort_values = onnxruntime_tensors(model, [{graph.inputs[0].onnx_name: x} for x in raw], graph)
     chosen = None
-    for i, (inputs, ort) in enumerate(zip(batch, ort_values, strict=True)):
-        rows = compare_layers(graph, result.tensors[i], run(graph, inputs), ort)
+    for i, golden in enumerate(golden_runs):
+        rows = compare_layers(graph, result.tensors[i], golden, ort_ops[i])
         if chosen is None or any(row.first for row in rows):
             chosen = (i, rows)
         if any(row.first for row in rows):
@@ -265,22 +262,68 @@ def _per_layer(model: Path, design: Design, batch, raw, result) -> bool:
     assert chosen is not None
     print(f"per layer, inference {chosen[0]}:")
     print(format_layers(chosen[1]))
-    # The RTL must equal the golden model everywhere; on onnxruntime's own inputs, ops with
-    # exact integer kernels must equal onnxruntime, float-formulated ones be within 1 LSB.
-    return any(row.rtl_vs_golden
-               or (row.kind in _EXACT_IN_ORT and row.golden_vs_ort)
-               or (row.max_lsb_vs_ort or 0) > 1 for row in chosen[1])
 
 
-#: IR op kinds whose onnxruntime kernels are integer-exact; the others (Add, average pools,
-#: Concat) are computed in float there and may differ by 1 LSB (docs/arithmetic.md).
-_EXACT_IN_ORT = {"conv", "maxpool", "flatten"}
+def _output_table(graph, result, golden, ort_outputs) -> int:
+    """Print RTL vs golden model and vs onnxruntime per graph output; returns the number of
+    RTL elements that differ from the golden model."""
+    from .opwitness import ort_to_hwc
+
+    header = (f"{'output':<24} {'shape':<16} {'elements':>9} {'RTL≠golden':>11} "
+              f"{'RTL≠ORT':>8} {'max|Δ| LSB':>10}")
+    print(header)
+    print("-" * len(header))
+    total = 0
+    for k, binding in enumerate(graph.outputs):
+        n = rtl_vs_golden = rtl_vs_ort = max_lsb = 0
+        for i, outs in enumerate(result.outputs):
+            ours = outs[k]
+            rtl_vs_golden += _mismatches(ours, golden[i][k])
+            n += ours.size
+            if ort_outputs is not None:
+                ort_q = ort_to_hwc(binding.tensor, ort_outputs[i][k])
+                diff = np.abs(ours.astype(np.int64) - ort_q.astype(np.int64))
+                rtl_vs_ort += int(np.count_nonzero(diff))
+                max_lsb = max(max_lsb, int(diff.max(initial=0)))
+        ort_text = (f"{rtl_vs_ort:>8} {max_lsb:>10}" if ort_outputs is not None
+                    else f"{'n/a':>8} {'n/a':>10}")
+        print(f"{binding.onnx_name[:24]:<24} {str(tuple(binding.onnx_shape)):<16} {n:>9} "
+              f"{rtl_vs_golden:>11} {ort_text}")
+        total += rtl_vs_golden
+    return total
+
+
+def _verdict(n: int, rtl_vs_golden: int, witness, checks) -> bool:
+    """Print the verdict line; PASS only when the RTL equals the golden model and every golden
+    op is within its documented bound of onnxruntime's kernel for it on the same inputs."""
+    from .perlayer import format_checks
+
+    if not witness.exact:
+        print(f"op witness: {witness.note}")
+    off = format_checks(checks)
+    if off:
+        print(off)
+    if rtl_vs_golden:
+        print(f"FAIL: {rtl_vs_golden} output element(s) of the RTL differ from the golden model")
+    elif not any(c.compared for c in checks):
+        print(f"FAIL: no witness ({witness.note}); the RTL equals the golden model bit for bit "
+              f"on {n} inference(s), but the golden model is not checked against onnxruntime")
+    elif off:
+        print(f"FAIL: {off.count(chr(10)) + 1} op(s) of the golden model are not within their "
+              "documented bound of onnxruntime (docs/arithmetic.md)")
+    else:
+        print(f"PASS: {n} inference(s) bit-exact on the RTL; every op within its documented "
+              "bound of onnxruntime")
+        return True
+    return False
 
 
 def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
            count: int, seed: int, per_layer: bool = False) -> int:
-    from .ortwitness import create_session
-    from .perlayer import ort_to_hwc
+    from .opwitness import op_witness
+    from .ortwitness import open_witness
+    from .perlayer import check_ops
+    from .reference import run
 
     start = time.perf_counter()
     generate(model, outdir, config, store_all=per_layer)
@@ -294,35 +337,19 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
         batch = [[graph.inputs[0].quantize(x)] for x in raw]
     result, golden = _simulate(design, batch, all_tensors=per_layer)
     _print_cycles(design, result)
-    layers_failed = per_layer and _per_layer(model, design, batch, raw, result)
-    exact_in_ort = all(op.kind.value in _EXACT_IN_ORT for op in graph.ops)
-    header = (f"{'output':<24} {'shape':<16} {'elements':>9} {'RTL≠golden':>11} "
-              f"{'RTL≠ORT':>8} {'max|Δ| LSB':>10}")
-    print(header)
-    print("-" * len(header))
-    session = create_session(model)
-    ort_outputs = [session.run(None, {graph.inputs[0].onnx_name: x}) for x in raw]
-    failed = False
-    for k, binding in enumerate(graph.outputs):
-        n = rtl_vs_golden = rtl_vs_ort = max_lsb = 0
-        for i in range(len(raw)):
-            ours = result.outputs[i][k]
-            rtl_vs_golden += _mismatches(ours, golden[i][k])
-            ort_q = ort_to_hwc(binding.tensor, ort_outputs[i][k])
-            diff = np.abs(ours.astype(np.int64) - ort_q.astype(np.int64))
-            rtl_vs_ort += int(np.count_nonzero(diff))
-            max_lsb = max(max_lsb, int(diff.max(initial=0)))
-            n += ours.size
-        failed |= bool(rtl_vs_golden or (rtl_vs_ort and exact_in_ort))
-        print(f"{binding.onnx_name[:24]:<24} {str(tuple(binding.onnx_shape)):<16} {n:>9} "
-              f"{rtl_vs_golden:>11} {rtl_vs_ort:>8} {max_lsb:>10}")
-    if not exact_in_ort:
-        print("note: onnxruntime computes Add / average pooling / Concat in float, so its "
-              "outputs may differ by a few LSB downstream of them; the RTL must equal the golden "
-              "model exactly. --per-layer checks every op against onnxruntime on its own inputs.")
-    failed |= bool(layers_failed)
-    print("FAIL" if failed else f"PASS: {len(raw)} inference(s) bit-exact on the RTL")
-    return 1 if failed else 0
+    # Every op of the golden model against onnxruntime's kernel for it, on the same inputs.
+    golden_runs = [run(graph, inputs) for inputs in batch]
+    ops = op_witness(model, graph, golden_runs)
+    checks = check_ops(graph, golden_runs, ops.outputs)
+    if per_layer:
+        _per_layer_table(graph, golden_runs, result, ops.outputs)
+    # The end-to-end difference, from a session on the whole model.
+    whole = open_witness(model)
+    print(f"witness: {whole.note}")
+    ort_outputs = ([whole.session.run(None, {graph.inputs[0].onnx_name: x}) for x in raw]
+                   if whole.session is not None else None)
+    rtl_vs_golden = _output_table(graph, result, golden, ort_outputs)
+    return 0 if _verdict(len(raw), rtl_vs_golden, ops.witness, checks) else 1
 
 
 # -- entry point ----------------------------------------------------------------------------------

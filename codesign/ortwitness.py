@@ -12,6 +12,7 @@ falls back to the default (exact) S8S8 kernels.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -20,7 +21,7 @@ import onnx.helper
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import NotImplemented as OrtNotImplemented
 
-__all__ = ["create_session", "quantize_linear", "run_onnxruntime"]
+__all__ = ["Witness", "create_session", "open_witness", "quantize_linear", "run_onnxruntime"]
 
 _PRECISION_KEY = "session.x64quantprecision"
 
@@ -43,6 +44,42 @@ def create_session(model: str | os.PathLike[str] | bytes) -> ort.InferenceSessio
         # S8S8 QOperator model: the option removes the int8 kernels it needs; the default
         # S8S8 kernels are exact.
         return ort.InferenceSession(source, _options(False), providers=["CPUExecutionProvider"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Witness:
+    """The onnxruntime session that witnesses a model, or why there is none.
+
+    ``exact`` tells whether its integer Conv/Gemm/MatMul kernels are the exact ones (the
+    verdict's 0-LSB bound for those ops is only meaningful then); ``note`` says which session it
+    is, or why none could be built (``session`` is then ``None``).
+    """
+    session: ort.InferenceSession | None
+    exact: bool
+    note: str
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]
+
+
+def open_witness(model: str | os.PathLike[str] | bytes) -> Witness:
+    """A session on ``model`` as :func:`create_session` makes it; when onnxruntime refuses the
+    exact kernels for any other reason, its default session (exact for S8S8, possibly off by a
+    few LSB on U8S8 without VNNI); when it refuses the model altogether, none. Never raises for
+    a model onnxruntime cannot run."""
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    try:
+        return Witness(create_session(source), True, "onnxruntime, exact integer kernels")
+    except Exception as exact_error:  # ORT raises its own pybind types (Fail, InvalidGraph, ...)
+        reason = _one_line(exact_error)
+    try:
+        session = ort.InferenceSession(source, _options(False),
+                                       providers=["CPUExecutionProvider"])
+    except Exception as error:
+        return Witness(None, False, f"onnxruntime cannot run the model: {_one_line(error)}")
+    return Witness(session, False, "onnxruntime default kernels (the exact-kernel session "
+                                   f"failed: {reason}); U8S8 results may be off by a few LSB")
 
 
 def run_onnxruntime(model_path: str | os.PathLike[str] | bytes,

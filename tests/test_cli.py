@@ -202,19 +202,21 @@ def test_per_layer_names_the_first_diverging_layer_and_element():
     in a later layer that merely inherits it)."""
     from codesign import reference
     from codesign.frontend import load_model
-    from codesign.perlayer import compare_layers, format_layers, onnxruntime_tensors
+    from codesign.opwitness import op_witness
+    from codesign.perlayer import compare_layers, format_layers
 
     model = build(SMALL)
     graph = load_model(model)
     x = random_inputs(SMALL, 1, seed=3)[0]
     golden = reference.run(graph, [graph.inputs[0].quantize(x)])
-    (ort,) = onnxruntime_tensors(model, [{graph.inputs[0].onnx_name: x}], graph)
+    (ort,) = op_witness(model, graph, [golden]).outputs
     rtl = {name: value.copy() for name, value in golden.items()}
     second = graph.ops[1].y.name
     rtl[second][0, 1, 2] ^= 1
     rtl[graph.ops[-1].y.name][0, 0, 0] ^= 1
     rows = compare_layers(graph, rtl, golden, ort)
     assert [row.rtl_vs_golden for row in rows][:2] == [0, 1]
+    assert [row.golden_vs_ort for row in rows] == [0] * len(graph.ops)
     text = format_layers(rows)
     assert f"first divergence: layer {graph.ops[1].name} ({second}) at (h, w, c) = (0, 1, 2)" \
         in text
