@@ -79,6 +79,11 @@ class Context:
         """An :class:`InputError` about ``node`` (returned, for the caller to raise)."""
         return InputError(f"{self.model_name}: {node.op_type} node {node.name!r}: {message}")
 
+    def layer_error(self, layer: str, output: str, message: str) -> InputError:
+        """An :class:`InputError` about the IR op ``layer`` (a node name, maybe empty) that
+        writes the tensor ``output``."""
+        return InputError(f"{self.model_name}: layer {layer!r} (output {output!r}): {message}")
+
     def value(self, node: onnx.NodeProto, index: int) -> Value | None:
         """The value of ``node``'s input ``index``; ``None`` for an absent optional input."""
         if index >= len(node.input) or not node.input[index]:
@@ -165,7 +170,7 @@ class Context:
             x_scale = np.float32(value.x.scale)
             problem = ranges.scale_product_problem(x_scale, value.w_scale)
             if problem is not None:
-                raise self.error(node, problem)
+                raise self.layer_error(value.name, name, problem)
             multiplier = ((x_scale * value.w_scale).astype(np.float32) / y_scale).astype(
                 np.float32)
             op = ir.Conv(x=value.x, y=y, weight=value.weight, w_zero_point=value.w_zero_point,
@@ -191,7 +196,7 @@ class Context:
                            tuple(np.float32(t.scale / y_scale) for t in value.inputs), value.name)
         problem = ranges.op_problem(op)
         if problem is not None:
-            raise self.error(node, problem)
+            raise self.layer_error(op.name, name, problem)
         self.ops.append(op)
         return Quantized(y, value.onnx_shape)
 

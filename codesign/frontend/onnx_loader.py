@@ -96,15 +96,15 @@ def _read(model: str | os.PathLike[str] | bytes) -> tuple[onnx.ModelProto, str]:
     except Exception as e:
         raise InputError(f"{name} is not a valid ONNX file: {_one_line(e)}") from None
     limits.check_proto(proto, name, base_dir, size)
+    if base_dir is not None:
+        # check_proto proved every external tensor's file, offset and length.
+        onnx.external_data_helper.load_external_data_for_model(proto, str(base_dir))
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
         raise InputError(f"{name} is not a valid ONNX file: {_one_line(e)}") from None
     if not proto.graph.node:
         raise InputError(f"{name} is not a valid ONNX file: the graph has no nodes")
-    if base_dir is not None:
-        # check_proto proved every external tensor's file, offset and length.
-        onnx.external_data_helper.load_external_data_for_model(proto, str(base_dir))
     return proto, name
 
 

@@ -62,9 +62,9 @@ def _multipliers_problem(multipliers: np.ndarray) -> str | None:
         try:
             isa.float_to_mult_shift(m)
         except ValueError as e:
-            where = f" of output channel {c}" if multipliers.size > 1 else ""
-            return (f"requant multiplier{where}: {e} (the NPU encodes normal float32 "
-                    "multipliers in [2**-126, 2**24)); check the scales")
+            where = f"output channel {c}: " if multipliers.size > 1 else ""
+            return (f"{where}{e} (the NPU encodes normal float32 multipliers in "
+                    "[2**-126, 2**24)); check the scales")
     return None
 
 
