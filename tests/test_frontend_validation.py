@@ -287,6 +287,27 @@ def test_names_with_control_characters_are_refused(where: str) -> None:
     _refused(model, "control or line-break")
 
 
+@pytest.mark.parametrize("elem_type", [0, 99])
+def test_undefined_element_type_is_refused(elem_type: int) -> None:
+    """onnx's shape inference raises ValueError on these; refused before it."""
+    model = _qdq()
+    model.graph.input[0].type.tensor_type.elem_type = elem_type
+    _refused(model, "'x'", "element type")
+
+
+def test_invalid_utf8_string_attribute_is_refused() -> None:
+    model = _qdq()
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    conv.attribute.append(onnx.helper.make_attribute("auto_pad", b"\xffSAME"))
+    _refused(model, "auto_pad")
+
+
+def test_opset_newer_than_onnx_is_refused() -> None:
+    model = _qdq()
+    model.opset_import[0].version = 99
+    _refused(model, "opset 99")
+
+
 def test_odd_file_name_is_escaped(tmp_path: pathlib.Path) -> None:
     """A file name's control characters never reach the graph name (report, listing) or a
     message as themselves."""

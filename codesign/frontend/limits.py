@@ -27,6 +27,7 @@ import unicodedata
 from collections.abc import Iterator
 
 import onnx
+import onnx.defs
 from google.protobuf.message import Message
 
 from codesign.errors import InputError
@@ -99,6 +100,7 @@ def check_proto(proto: onnx.ModelProto, name: str, base_dir: pathlib.Path | None
         On the first violated limit or inconsistency, naming the tensor or node.
     """
     _check_strings(proto, name, "model")
+    _check_opsets(proto, name)
     graph = proto.graph
     for what, count in (("nodes", len(graph.node)), ("initializers", len(graph.initializer))):
         if count > MAX_NODES:
@@ -185,6 +187,16 @@ def _check_string(text: str | bytes, free_text: bool, name: str, where: str) -> 
 # ------------------------------------------------------------------------------------------------
 # Graph structure and declared shapes
 
+def _check_opsets(proto: onnx.ModelProto, name: str) -> None:
+    """Refuse an ONNX opset newer than the installed onnx defines: its ops' meaning is unknown
+    (onnx.checker lets it through)."""
+    known = onnx.defs.onnx_opset_version()
+    for opset in proto.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version > known:
+            raise InputError(f"{name} uses ONNX opset {opset.version}; the installed onnx knows "
+                             f"opsets up to {known}: export with an older opset")
+
+
 def _check_outputs(graph: onnx.GraphProto, name: str) -> None:
     """Outputs exist and are distinct (onnx.checker checks that nodes produce them, SSA form and
     topological order, but not these)."""
@@ -208,6 +220,10 @@ def _check_declared(value: onnx.ValueInfoProto, name: str, limit: int) -> None:
         raise InputError(f"{name}: {value.name!r} is not a tensor ({value.type.WhichOneof('value')}"
                          "); only tensors are supported")
     t = value.type.tensor_type
+    if t.elem_type == onnx.TensorProto.UNDEFINED or t.elem_type not in (
+            onnx.TensorProto.DataType.values()):
+        raise InputError(f"{name}: tensor {value.name!r} has element type {t.elem_type}, which "
+                         "ONNX does not define")
     if not t.HasField("shape"):
         return
     concrete = tuple(d.dim_value if d.HasField("dim_value") else 1 for d in t.shape.dim)

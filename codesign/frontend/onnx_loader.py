@@ -61,7 +61,8 @@ def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
     _fix_batch(proto, name)
     try:
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
-    except onnx.shape_inference.InferenceError as e:
+    # onnx raises ValueError for fields its C++ cannot read (e.g. unknown tensor types).
+    except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"{name}: ONNX shape inference failed: {_one_line(e)}") from None
     limits.check_inferred(proto.graph, name)
     # A file's stem names the graph as users know it; bytes only have the exporter's name.

@@ -46,7 +46,8 @@ def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
 
 
 def _str(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # String attributes are bytes; an invalid one shows escaped in the refusal that follows.
+    return value.decode(errors="backslashreplace") if isinstance(value, bytes) else str(value)
 
 
 # ------------------------------------------------------------------------------------------------
