@@ -164,6 +164,14 @@ def test_conv_multiplier_outside_the_requantizer_is_refused(y_scale: float, word
     _refused(model, "layer 'conv'", "requant multiplier", words)
 
 
+@pytest.mark.parametrize("x_scale, y_scale", [(3e38, 1e-30), (1e-30, 3e38)])
+def test_multipliers_overflowing_float32_are_refused(x_scale: float, y_scale: float) -> None:
+    """Huge scale ratios overflow to inf or underflow to 0 in float32, quietly (no warning
+    turned error), and are refused."""
+    _refused(_avgpool_model(x_scale, y_scale), "layer 'pool'", "requant multiplier")
+    _refused(_two_input_model("Add", x_scale, x_scale, y_scale), "layer 'eltwise'")
+
+
 def test_subnormal_scale_product_is_refused() -> None:
     model = _conv_model(np.ones((2, 3, 3, 3)), np.zeros(2), (5, 5), x_scale=1e-20,
                         w_scale=1e-20, y_scale=1e-30)
@@ -201,6 +209,18 @@ def test_quantize_output_dtype_must_be_8_bit(output_dtype: int) -> None:
     node.attribute.append(onnx.helper.make_attribute("output_dtype", output_dtype))
     del model.graph.node[-1].input[2:]
     _refused(model, "output_dtype")
+
+
+@pytest.mark.parametrize("bound", [[np.nan], [0.0, 6.0]])
+def test_clip_bound_must_be_one_number(bound: list[float]) -> None:
+    model = _conv_model(np.ones((2, 3, 3, 3)), np.zeros(2), (5, 5))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(
+        np.asarray(bound, np.float32).reshape(() if len(bound) == 1 else -1), "lo"))
+    conv = next(i for i, n in enumerate(model.graph.node) if n.op_type == "Conv")
+    model.graph.node[conv].output[0] = "c0"
+    model.graph.node.insert(conv + 1, onnx.helper.make_node("Clip", ["c0", "lo"], ["c"],
+                                                            name="clip"))
+    _refused(model, "node 'clip'")
 
 
 # ------------------------------------------------------------------------------------------------

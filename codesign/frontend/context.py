@@ -186,7 +186,7 @@ class Context:
             try:
                 a_mult, b_mult, shift = ir.add_multipliers(a.scale, b.scale, y_scale)
             except ValueError as e:
-                raise self.error(node, str(e)) from None
+                raise self.layer_error(value.name, name, str(e)) from None
             op = ir.Add(a, b, y, a_mult, b_mult, shift, clamp, value.name)
         else:
             if clamp is not None:

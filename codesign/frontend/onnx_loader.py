@@ -6,6 +6,7 @@ import collections
 import os
 import pathlib
 
+import numpy as np
 import onnx
 import onnx.external_data_helper
 import onnx.numpy_helper
@@ -68,7 +69,10 @@ def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
     # A file's stem names the graph as users know it; bytes only have the exporter's name.
     graph_name = (proto.graph.name or "model") if isinstance(model, bytes) else limits.printable(
         pathlib.Path(model).stem)
-    return _convert(proto, name, graph_name)
+    # Scales are data: float32 overflow to inf and underflow to 0 are the IEEE results that the
+    # handlers' checks then refuse, not errors (nor warnings) of their own.
+    with np.errstate(all="ignore"):
+        return _convert(proto, name, graph_name)
 
 
 def _one_line(error: Exception) -> str:

@@ -470,9 +470,13 @@ def _clip(ctx: Context, node: onnx.NodeProto) -> None:
     for index, name in ((1, "min"), (2, "max")):
         bound = ctx.constant(node, index, name)
         if bound is not None:
+            if bound.size != 1:
+                raise ctx.error(node, f"{name} must be one value, not {list(bound.shape)}")
             bounds.append(float(bound.reshape(())))
         else:
             bounds.append(attrs.get(name))  # opset < 11: attributes
+    if any(b is not None and math.isnan(b) for b in bounds):
+        raise ctx.error(node, f"bounds {bounds} include NaN")
     _activation(ctx, node, bounds[0], bounds[1])
 
 
