@@ -108,6 +108,7 @@ import dataclasses
 import enum as py_enum
 import json
 import math
+import reprlib
 
 import numpy as np
 from amaranth.hdl import signed, unsigned
@@ -609,7 +610,36 @@ class HwConfig:
 
     @classmethod
     def from_json(cls, text: str) -> HwConfig:
-        return cls(**json.loads(text))
+        """The configuration that :meth:`to_json` wrote.
+
+        Raises
+        ------
+        ValueError
+            If ``text`` is not a JSON object with exactly the fields of :class:`HwConfig`, each of
+            the type :meth:`to_json` writes, with values the constructor accepts. A missing field
+            is refused rather than defaulted: it would silently describe another NPU.
+        """
+        try:
+            fields = json.loads(text)
+        except (ValueError, RecursionError) as err:     # RecursionError: absurdly deep nesting
+            raise ValueError(f"not valid JSON ({err})") from None
+        if not isinstance(fields, dict):
+            raise ValueError(f"expected a JSON object, not a {type(fields).__name__}")
+        # A default instance gives each field's JSON type (dw_width resolved from None to int).
+        reference = dataclasses.asdict(cls())
+        if missing := sorted(reference.keys() - fields):
+            raise ValueError(f"missing {', '.join(missing)}")
+        if unknown := sorted(fields.keys() - reference):
+            # Shortened and quoted: a tampered key may be long or hold a newline.
+            raise ValueError(f"unknown {', '.join(map(reprlib.repr, unknown))}")
+        for name, value in fields.items():
+            # Exact types: JSON true is not the integer 1, nor 8.0 the integer 8.
+            if type(value) is not type(reference[name]):
+                raise ValueError(f"{name} must be of type {type(reference[name]).__name__}, "
+                                 f"not {type(value).__name__}")
+            if isinstance(value, int) and value.bit_length() > 32:
+                raise ValueError(f"{name} is out of range")
+        return cls(**fields)
 
     @property
     def name(self) -> str:

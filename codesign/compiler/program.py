@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import reprlib
+import stat
 from pathlib import Path
 
 import numpy as np
 
-from ..isa import HwConfig, Opcode, decode
+from ..errors import InputError
+from ..isa import OPCODE_BITS, HwConfig, Opcode, decode
 
-__all__ = ["Region", "LayerInfo", "Program", "insn_bytes"]
+__all__ = ["Region", "LayerInfo", "Program", "insn_bytes", "DesignFileError", "read_design_file",
+           "read_design_json"]
 
 
 def insn_bytes(insns: list[int], config: HwConfig) -> bytes:
@@ -153,6 +158,7 @@ class Program:
 
     def symbols(self) -> dict:
         return {
+            "config": self.config.name,
             "prog_base": self.prog_base,
             "n_insns": len(self.insns),
             "image_words": len(self.image) // self.config.bus_bytes,
@@ -171,21 +177,240 @@ class Program:
         (outdir / "symbols.json").write_text(json.dumps(self.symbols(), indent=2) + "\n")
 
     @classmethod
-    def read(cls, outdir: Path, config: HwConfig) -> Program:
-        """Load a program written by :meth:`write` (comments are not preserved)."""
-        sym = json.loads((outdir / "symbols.json").read_text())
-        raw = (outdir / "program.bin").read_bytes()
-        n = config.insn_words * config.bus_bytes
-        insns = [int.from_bytes(raw[i:i + n], "little") for i in range(0, len(raw), n)]
-        region = lambda d: Region(**{**d, "shape": tuple(d["shape"])})  # noqa: E731
-        return cls(config=config, insns=insns,
-                   image=np.frombuffer((outdir / "memory.bin").read_bytes(), np.uint8).copy(),
-                   prog_base=sym["prog_base"],
-                   inputs=[region(d) for d in sym["inputs"]],
-                   outputs=[region(d) for d in sym["outputs"]],
-                   layers=[LayerInfo(**d) for d in sym["layers"]],
-                   comments={}, ext_words=sym["ext_words"],
-                   tensors=[region(d) for d in sym["tensors"]])
+    def read(cls, outdir: Path, config: HwConfig, *, memory_bytes: int | None = None) -> Program:
+        """Load a program written by :meth:`write` (comments are not preserved).
+
+        Everything read is checked first: the files may have been truncated or edited since.
+
+        Parameters
+        ----------
+        outdir
+            The directory :meth:`write` wrote into.
+        config
+            The configuration the program was compiled for.
+        memory_bytes
+            Size of the external memory the program is to run in (default: the NPU's whole
+            external address space).
+
+        Raises
+        ------
+        DesignFileError
+            Naming the file that is damaged or does not agree with the others or with ``config``.
+        """
+        if memory_bytes is None:
+            memory_bytes = config.bus_bytes << config.ext_addr_bits
+        path = outdir / "symbols.json"
+        try:
+            sym = _checked_symbols(read_design_json(path, SYMBOLS_LIMIT), config, memory_bytes)
+        except ValueError as err:
+            raise DesignFileError(path, str(err)) from None
+        insns = _read_insns(outdir / "program.bin", config, sym["n_insns"], memory_bytes)
+        image = _read_image(outdir / "memory.bin", config, sym["image_words"], memory_bytes)
+        _check_program_in_image(outdir, config, insns, image, sym["prog_base"])
+        return cls(config=config, insns=insns, image=image, prog_base=sym["prog_base"],
+                   inputs=sym["inputs"], outputs=sym["outputs"], layers=sym["layers"],
+                   comments={}, ext_words=sym["ext_words"], tensors=sym["tensors"])
+
+
+# -- reading back: every value of a written design is checked before it is used ---------------
+
+#: Largest symbols.json read (a few kB per layer; far above any model the NPU runs).
+SYMBOLS_LIMIT = 64 << 20
+
+
+class DesignFileError(InputError):
+    """A file of a generated design directory is damaged, or does not agree with the others."""
+
+    def __init__(self, path: Path, what: str):
+        super().__init__(f"{path}: {what}; regenerate with `codesign generate`")
+
+
+def read_design_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, refused before reading unless a regular file of <= ``limit`` bytes.
+
+    Raises
+    ------
+    DesignFileError
+        If the file cannot be read, is not a regular file or is larger than ``limit``.
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO put in place of the file must not wait for a writer.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise DesignFileError(path, "is not a regular file")
+            if info.st_size > limit:
+                raise DesignFileError(path, f"has {info.st_size} bytes, more than the {limit} "
+                                            "it can have")
+            data = f.read(info.st_size + 1)
+    except OSError as err:
+        raise DesignFileError(path, f"cannot be read ({err.strerror})") from None
+    if len(data) != info.st_size:
+        raise DesignFileError(path, "changed while it was read")
+    return data
+
+
+def read_design_json(path: Path, limit: int) -> dict:
+    """The JSON object in ``path`` (see :func:`read_design_file`)."""
+    try:
+        value = json.loads(read_design_file(path, limit))
+    except (ValueError, RecursionError) as err:    # RecursionError: absurdly deep nesting
+        raise DesignFileError(path, f"is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise DesignFileError(path, f"holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _fields(value, names: tuple[str, ...], what: str) -> dict:
+    """``value`` if it is a JSON object with exactly the keys ``names``."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    if missing := [name for name in names if name not in value]:
+        raise ValueError(f"{what} lacks {', '.join(missing)}")
+    if unknown := sorted(value.keys() - set(names)):
+        # Shortened and quoted: a tampered key may be long or hold a newline.
+        raise ValueError(f"{what} has unknown {', '.join(map(reprlib.repr, unknown))}")
+    return value
+
+
+def _int(value, what: str, lo: int = 0, hi: int = 1 << 62) -> int:
+    """``value`` if it is a JSON integer (not a boolean) in ``lo..hi``."""
+    if type(value) is not int or not lo <= value <= hi:
+        raise ValueError(f"{what} must be an integer in {lo}..{hi}, not {reprlib.repr(value)}")
+    return value
+
+
+def _typed(value, kind: type, what: str):
+    """``value`` if it is exactly of type ``kind`` (bool or str)."""
+    if type(value) is not kind:
+        raise ValueError(f"{what} must be a {kind.__name__}, not {reprlib.repr(value)}")
+    return value
+
+
+#: The keys of :meth:`Program.symbols`.
+_SYMBOLS = ("config", "prog_base", "n_insns", "image_words", "ext_words", "inputs", "outputs",
+            "tensors", "layers")
+
+
+def _checked_symbols(sym: dict, config: HwConfig, memory_bytes: int) -> dict:
+    """symbols.json with its regions and layers as objects, checked against ``config``."""
+    sym = dict(_fields(sym, _SYMBOLS, "the symbol table"))
+    if sym["config"] != config.name:
+        raise ValueError(f"the program was compiled for the NPU {reprlib.repr(sym['config'])}, "
+                         f"config.json describes {config.name}")
+    ext = _int(sym["ext_words"], "ext_words", 1)
+    if ext * config.bus_bytes > memory_bytes:
+        raise ValueError(f"the program needs {ext * config.bus_bytes} bytes of external memory, "
+                         f"more than the {memory_bytes} there are")
+    image = _int(sym["image_words"], "image_words", 1, ext)
+    n_insns = _int(sym["n_insns"], "n_insns", 1, image // config.insn_words)
+    _int(sym["prog_base"], "prog_base", 0, image - n_insns * config.insn_words)
+    for key in ("inputs", "outputs", "tensors", "layers"):
+        if not isinstance(sym[key], list):
+            raise ValueError(f"{key} must be a list")
+    if not sym["inputs"] or not sym["outputs"]:
+        raise ValueError("the program has no inputs or no outputs")
+    # Activation buffers follow the image (program and constants) in external memory.
+    for key in ("inputs", "outputs", "tensors"):
+        sym[key] = [_region(d, f"{key}[{i}]", config, image, ext, key != "inputs")
+                    for i, d in enumerate(sym[key])]
+    sym["layers"] = [_layer(d, f"layers[{i}]", n_insns) for i, d in enumerate(sym["layers"])]
+    return sym
+
+
+def _region(d, what: str, config: HwConfig, lo: int, hi: int, read_back: bool) -> Region:
+    """A :class:`Region` lying in external words ``lo..hi``; one the host writes
+    (``read_back`` false) is not a flattened view, one it reads is not stored unfolded."""
+    d = _fields(d, tuple(f.name for f in dataclasses.fields(Region)), what)
+    shape = d["shape"]
+    if not isinstance(shape, list) or len(shape) != 3:
+        raise ValueError(f"{what}: shape must be a list of three dimensions")
+    region = Region(name=_typed(d["name"], str, f"{what}: name"),
+                    addr=_int(d["addr"], f"{what}: addr"),
+                    shape=tuple(_int(n, f"{what}: shape", 1, 1 << 32) for n in shape),
+                    cw=_int(d["cw"], f"{what}: cw", 1, 1 << 32),
+                    signed=_typed(d["signed"], bool, f"{what}: signed"),
+                    flatten_chw=_typed(d["flatten_chw"], bool, f"{what}: flatten_chw"),
+                    unfold=_unfold(d["unfold"], d["signed"], what))
+    if (region.unfold if read_back else region.flatten_chw):
+        raise ValueError(f"{what} cannot be " + ("read back" if read_back else "written"))
+    height, width, channels = region.stored_shape
+    if height < 1 or width < 1:
+        raise ValueError(f"{what}: the unfold window is larger than the padded input")
+    if region.cw * config.act_bytes < channels:
+        raise ValueError(f"{what}: {region.cw} words of {config.act_bytes} bytes per pixel do "
+                         f"not hold its {channels} channels")
+    end = region.addr + region.nbytes(config) // config.bus_bytes
+    if region.addr < lo or end > hi:
+        raise ValueError(f"{what} at external words {region.addr}..{end} lies outside the "
+                         f"activation buffers ({lo}..{hi}, after the image)")
+    return region
+
+
+def _unfold(value, signed: bool, what: str) -> tuple[int, ...] | None:
+    """A region's ``unfold`` parameters, checked (see :class:`Region`)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 9:
+        raise ValueError(f"{what}: unfold must be null or a list of nine integers")
+    sizes = [_int(v, f"{what}: unfold", 1, 1 << 16) for v in value[:4]]    # kernel, stride
+    pads = [_int(v, f"{what}: unfold", 0, 1 << 16) for v in value[4:8]]
+    zero_point = _int(value[8], f"{what}: unfold zero point", -128 if signed else 0,
+                      127 if signed else 255)
+    return (*sizes, *pads, zero_point)
+
+
+def _layer(d, what: str, n_insns: int) -> LayerInfo:
+    """A :class:`LayerInfo` whose instructions lie within the program's ``n_insns``."""
+    d = _fields(d, tuple(f.name for f in dataclasses.fields(LayerInfo)), what)
+    first = _int(d["first_insn"], f"{what}: first_insn", 0, n_insns)
+    return LayerInfo(name=_typed(d["name"], str, f"{what}: name"),
+                     kind=_typed(d["kind"], str, f"{what}: kind"),
+                     first_insn=first,
+                     n_insns=_int(d["n_insns"], f"{what}: n_insns", 0, n_insns - first),
+                     macs=_int(d["macs"], f"{what}: macs"),
+                     output=_typed(d["output"], str, f"{what}: output"))
+
+
+def _read_insns(path: Path, config: HwConfig, n_insns: int, memory_bytes: int) -> list[int]:
+    """The instructions in program.bin: whole ones, as many as symbols.json says."""
+    raw = read_design_file(path, memory_bytes)
+    n = config.insn_words * config.bus_bytes
+    if len(raw) % n:
+        raise DesignFileError(path, f"{len(raw)} bytes are not a whole number of {n}-byte "
+                                    "instructions")
+    if len(raw) // n != n_insns:
+        raise DesignFileError(path, f"holds {len(raw) // n} instructions, symbols.json says "
+                                    f"{n_insns}")
+    insns = [int.from_bytes(raw[i:i + n], "little") for i in range(0, len(raw), n)]
+    opcodes = [word & ((1 << OPCODE_BITS) - 1) for word in insns]
+    if bad := sorted(set(opcodes) - {op.value for op in Opcode}):
+        raise DesignFileError(path, f"instruction {opcodes.index(bad[0])} has no valid opcode")
+    if opcodes[-1] != Opcode.END.value:
+        raise DesignFileError(path, "the program does not end with END")
+    return insns
+
+
+def _read_image(path: Path, config: HwConfig, image_words: int, memory_bytes: int) -> np.ndarray:
+    """The memory image in memory.bin: whole bus words, as many as symbols.json says."""
+    raw = read_design_file(path, memory_bytes)
+    b = config.bus_bytes
+    if len(raw) % b:
+        raise DesignFileError(path, f"{len(raw)} bytes are not a whole number of {b}-byte bus "
+                                    "words")
+    if len(raw) // b != image_words:
+        raise DesignFileError(path, f"holds {len(raw) // b} words, symbols.json says "
+                                    f"{image_words}")
+    return np.frombuffer(raw, np.uint8).copy()
+
+
+def _check_program_in_image(outdir: Path, config: HwConfig, insns: list[int],
+                            image: np.ndarray, prog_base: int) -> None:
+    """The image holds program.bin's instructions at ``prog_base`` (the NPU runs those)."""
+    start = prog_base * config.bus_bytes
+    code = insn_bytes(insns, config)
+    if image[start:start + len(code)].tobytes() != code:
+        raise DesignFileError(outdir / "program.bin", "differs from the program in memory.bin")
 
 
 def _field_text(value) -> str:
