@@ -27,6 +27,7 @@ from .design import CONFIG, MODEL, REPORT_JSON, REPORT_TXT, VERILOG, Design, rea
 from .errors import InputError, SimulationFailed
 from .isa import HwConfig
 from .outdir import write_design
+from .process import Terminated, exit_status, handling_signals
 
 __all__ = ["main"]
 
@@ -46,12 +47,17 @@ def _config_from_args(args) -> HwConfig:
         except ValueError:
             raise InputError(
                 f"--array must look like 8x8 (rows x cols), not {args.array!r}") from None
-    fields = dict(rows=rows, cols=cols, bus_bytes=args.bus_bytes or min(cols, 8),
-                  act_depth=args.act_depth or DEFAULT_CONFIG.act_depth,
-                  wgt_depth=args.wgt_depth or DEFAULT_CONFIG.wgt_depth,
-                  acc_depth=args.acc_depth or DEFAULT_CONFIG.acc_depth,
-                  prm_depth=args.prm_depth or DEFAULT_CONFIG.prm_depth,
-                  requant_steps=args.requant_steps or DEFAULT_CONFIG.requant_steps,
+
+    def given(value, default):
+        # 0 is a value the user gave (and HwConfig refuses), not "use the default".
+        return default if value is None else value
+
+    fields = dict(rows=rows, cols=cols, bus_bytes=given(args.bus_bytes, min(cols, 8)),
+                  act_depth=given(args.act_depth, DEFAULT_CONFIG.act_depth),
+                  wgt_depth=given(args.wgt_depth, DEFAULT_CONFIG.wgt_depth),
+                  acc_depth=given(args.acc_depth, DEFAULT_CONFIG.acc_depth),
+                  prm_depth=given(args.prm_depth, DEFAULT_CONFIG.prm_depth),
+                  requant_steps=given(args.requant_steps, DEFAULT_CONFIG.requant_steps),
                   eltwise=not args.no_eltwise, gemv=not args.no_gemv)
     lanes = args.requant_lanes
     if lanes is not None:
@@ -215,16 +221,19 @@ def _print_cycles(design: Design, result) -> None:
 
 
 def simulate(outdir: Path, input_path: Path, output_path: Path | None) -> int:
+    """``codesign simulate``; every argument is checked before the simulation starts."""
+    from .design import OutputFile
+    output = OutputFile(output_path) if output_path is not None else None
     design = Design(outdir)
     batch, batched, _ = read_batch(design.graph, input_path)
     result, golden = _simulate(design, batch)
     _print_cycles(design, result)
     bad = sum(_mismatches(o, g) for outs, gold in zip(result.outputs, golden, strict=True)
               for o, g in zip(outs, gold, strict=True))
-    if output_path is not None:
+    if output is not None:
         binding = design.graph.outputs[0]
         ys = [binding.dequantize(outs[0]) for outs in result.outputs]
-        np.save(output_path, np.stack(ys) if batched else ys[0])
+        output.write(np.stack(ys) if batched else ys[0])
     if bad:
         print(f"MISMATCH: {bad} output element(s) differ from the golden model", file=sys.stderr)
         return 1
@@ -233,6 +242,10 @@ def simulate(outdir: Path, input_path: Path, output_path: Path | None) -> int:
 
 
 # -- verify ---------------------------------------------------------------------------------------
+
+#: Most random inputs ``verify --count`` runs (one simulation holds them all).
+MAX_RANDOM_INPUTS = 1000
+
 
 def _random_inputs(graph, count: int, seed: int) -> list[np.ndarray]:
     """Seeded random model inputs spanning the input quantization range."""
@@ -325,6 +338,10 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
     from .perlayer import check_ops
     from .reference import run
 
+    if input_path is None and not 1 <= count <= MAX_RANDOM_INPUTS:
+        raise InputError(f"--count must be in 1..{MAX_RANDOM_INPUTS}, not {count}")
+    if seed < 0:
+        raise InputError(f"--seed must be a non-negative integer, not {seed}")
     start = time.perf_counter()
     generate(model, outdir, config, store_all=per_layer)
     print(f"generate: {time.perf_counter() - start:.2f} s -> {outdir}")
@@ -425,8 +442,13 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="run a generated design under Verilator")
     s.add_argument("outdir", type=Path)
-    s.add_argument("--input", type=Path, required=True, help=".npy with one input or a batch")
-    s.add_argument("--output", type=Path, help="write the model output(s) here (.npy)")
+    s.add_argument("--input", type=Path, required=True,
+                   help=".npy: one input of the model's shape, or N of them on a leading axis "
+                        "(1 <= N <= 1024); float input is quantized as QuantizeLinear does "
+                        "(±inf saturates, NaN is refused)")
+    s.add_argument("--output", type=Path,
+                   help="write the model output(s) to exactly this file (.npy format), replaced "
+                        "atomically")
 
     v = sub.add_parser("verify", help="generate + simulate + compare with golden model and ORT")
     v.add_argument("model", type=Path)
@@ -454,6 +476,18 @@ def _default_outdir(model: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM and Ctrl-C raise inside, so that whatever a command was writing is removed; they
+    # end it in one line (an interrupt is no bug: no traceback, even with --debug).
+    with handling_signals():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as err:
+            print(f"codesign: {'terminated' if isinstance(err, Terminated) else 'interrupted'}",
+                  file=sys.stderr)
+            return exit_status(err)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "generate":
@@ -492,6 +526,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"codesign: simulation failed: {str(err).splitlines()[0]}", file=sys.stderr)
         return 1
+    except OSError as err:          # a full disk, a read-only or forbidden directory, ...
+        if args.debug:
+            raise
+        where = f"{err.filename}: " if err.filename is not None else ""
+        print(f"codesign: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     return 2  # pragma: no cover - argparse enforces a command
 
 

@@ -13,7 +13,7 @@ from codesign.frontend import load_model
 from codesign.ortwitness import Witness
 
 from .modelgen import ELEMENTWISE_ZOO, PT2E_ZOO, ZOO, build
-from .test_cli import SMALL, run
+from .test_cli import SMALL, assert_refused, run
 
 pytestmark = pytest.mark.verilator
 
@@ -115,3 +115,19 @@ def test_a_clip_folded_into_the_op_before_it_is_witnessed_after_the_clip(tmp_pat
     golden = [reference.run(graph, [graph.inputs[0].quantize(x)]) for x in raw]
     checks = perlayer.check_ops(graph, golden, opwitness.op_witness(model, graph, golden).outputs)
     assert all(c.within_bound and c.compared == 2 for c in checks), checks
+
+
+@pytest.mark.parametrize("argv, match", [
+    (("verify", "--count", "0"), r"--count must be (at least 1|in 1\.\.1000)"),
+    (("verify", "--count", "100000"), r"--count must be in 1\.\.1000"),
+    (("verify", "--seed", "-1"), "--seed must be a non-negative integer"),
+    (("generate", "--bus-bytes", "0"), "bus_bytes must be a power of two"),
+    (("generate", "--act-depth", "0"), "act_depth must be an int in"),
+    (("generate", "--prm-depth", "0"), "prm_depth must be an int in"),
+])
+def test_bad_options_are_one_line(capsys, tmp_path, argv, match):
+    """0 is a value the user gave, never a silent "use the default"; out-of-range counts and
+    seeds are refused before anything is generated."""
+    command, *options = argv
+    assert_refused(capsys, tmp_path / "o", command, build(SMALL), "-o", tmp_path / "o", *options,
+                   match=match)
