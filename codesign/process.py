@@ -161,9 +161,12 @@ def handling_signals() -> Iterator[None]:
     try:
         yield
     finally:
+        # A signal arriving meanwhile goes to the restored handlers, not to ours half-removed.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         for sig, handler in previous.items():
             # None: the handler was not installed from Python; the default is the best guess.
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def exit_status(interrupt: KeyboardInterrupt) -> int:
