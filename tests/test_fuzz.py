@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import collections
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 
 from tests.fuzz import campaign, mutate
@@ -19,13 +21,64 @@ from tests.fuzz import campaign, mutate
 #: The default run's seed (any fixed value: the run is reproducible).
 SEED = 14
 
-#: One case per distinct bug the fuzzer found, (seed, index) of ``bench/fuzz.py`` with the
-#: default models, so that each stays fixed.
-REGRESSIONS = {
-    (1, 66): "symbolic link as external data: onnx's ValidationError escaped generate",
-    (1, 81): "external data accepted, but OUTDIR's model.onnx lost it (simulate cannot read it)",
-    (1, 172): "value_info type that shape inference contradicts: InferenceError in op_witness",
-}
+_QDQ, _QOP, _MLP = mutate.DEFAULT_MODELS
+
+
+def _external(proto: onnx.ModelProto, name: str, location: str, file: str) -> dict[str, bytes]:
+    """Move initializer ``name``'s bytes to ``file``, referenced as ``location``."""
+    t = next(t for t in proto.graph.initializer if t.name == name)
+    data = t.raw_data
+    t.ClearField("raw_data")
+    t.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(len(data)))):
+        entry = t.external_data.add()
+        entry.key, entry.value = key, value
+    return {file: data}
+
+
+def _case(index: int, base: str, what: str, edit) -> mutate.Mutant:
+    """A hand-written mutant: ``edit(proto)`` changes the model and returns (files, links)."""
+    proto = onnx.load(mutate.REPO / base)
+    files, links = edit(proto)
+    return mutate.Mutant(0, index, base, (("regression", what),), proto.SerializeToString(),
+                         files, links)
+
+
+def _value_info_type(proto: onnx.ModelProto) -> tuple[dict, dict]:
+    next(v for v in proto.graph.value_info if v.name == "val_4").type.tensor_type.elem_type = (
+        onnx.TensorProto.INT16)
+    return {}, {}
+
+
+def _per_tensor_weight_scale(proto: onnx.ModelProto) -> tuple[dict, dict]:
+    """Layer 2's per-channel weight scale made per-tensor (bias scales kept consistent); its
+    zero point stays per-channel, which onnxruntime refuses to run."""
+    inits = {t.name: t for t in proto.graph.initializer}
+    w_scale = onnx.numpy_helper.to_array(inits["2.weight_scale"]).reshape(-1)[0]
+    x_scale = onnx.numpy_helper.to_array(inits["relu_scale"])
+    bias = onnx.numpy_helper.to_array(inits["2.bias_quantized_scale"])
+    for name, value in (("2.weight_scale", w_scale),
+                        ("2.bias_quantized_scale", np.full_like(bias, x_scale * w_scale))):
+        inits[name].CopyFrom(onnx.numpy_helper.from_array(np.asarray(value, np.float32), name))
+    return {}, {}
+
+
+#: One hand-written mutant per distinct bug the fuzzer found (first seen as seed:index of
+#: ``bench/fuzz.py``), so that each stays fixed.
+REGRESSIONS = [
+    # 1:66 - onnx's ValidationError escaped generate.
+    _case(0, _QDQ, "weights behind a symbolic link inside the model's directory",
+          lambda p: (_external(p, "0.weight_quantized", "w.lnk", "w.bin"), {"w.lnk": "w.bin"})),
+    # 1:81 - accepted, but OUTDIR's model.onnx lacks its external data: simulate cannot read it.
+    _case(1, _QDQ, "weights in a valid external-data file",
+          lambda p: (_external(p, "0.weight_quantized", "w.bin", "w.bin"), {})),
+    # 1:172 - accepted (the loader drops value_info), then InferenceError in op_witness.
+    _case(2, _QOP, "value_info type that shape inference contradicts", _value_info_type),
+    # 14:320 - accepted, then onnxruntime fails in op_witness (per-channel zero point with a
+    # per-tensor scale).
+    _case(3, _MLP, "per-tensor weight scale, per-channel weight zero point",
+          _per_tensor_weight_scale),
+]
 
 
 def _assert_clean(report: campaign.Report) -> None:
@@ -59,12 +112,11 @@ def test_fuzz_default(tmp_path):
 
 
 def test_fuzz_regressions(tmp_path):
-    """Every bug the fuzzer has found stays fixed."""
-    seeds = sorted({seed for seed, _ in REGRESSIONS})
-    for seed in seeds:
-        indices = [i for s, i in REGRESSIONS if s == seed]
-        report = campaign.run(seed, 0, tmp_path / str(seed), indices=indices, rtl=len(indices))
-        _assert_clean(report)
+    """Every bug the fuzzer has found stays fixed (accepted ones also run on the RTL)."""
+    report = campaign.run_mutants(REGRESSIONS, tmp_path, models=mutate.DEFAULT_MODELS,
+                                  rtl=len(REGRESSIONS))
+    assert len(report.cases) == len(REGRESSIONS)
+    _assert_clean(report)
 
 
 @pytest.mark.slow

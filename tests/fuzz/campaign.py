@@ -15,14 +15,14 @@ import dataclasses
 import re
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from . import mutate
 from .oracle import CATEGORIES, FAILING, Limits, Outcome
 from .worker import MEM_LIMIT, Pool, Request
 
-__all__ = ["Case", "Report", "run", "replay_command"]
+__all__ = ["Case", "Report", "run", "run_mutants", "replay_command"]
 
 #: Seconds allowed for a case that runs ``verify`` on the RTL (the first one may build the
 #: Verilator model: a minute or two).
@@ -96,8 +96,11 @@ class Report:
             lines += ["", f"{len(causes)} distinct root cause(s) of failing cases:"]
         for (category, cause), cases in sorted(causes.items(), key=lambda kv: -len(kv[1])):
             first = cases[0]
+            # Hand-written cases (tests/test_fuzz.py) are not made from a seed.
+            replay = ("" if "regression" in first.kinds
+                      else f" ({replay_command(self.seed, first.index, self.models)})")
             lines += [f"- {category} x{len(cases)}: {cause}",
-                      f"    e.g. {replay_command(self.seed, first.index, self.models)}",
+                      f"    e.g. case {first.index}{replay}",
                       f"    {first.description[:200]}", f"    -> {first.outcome.detail[:200]}"]
             if first.kept is not None:
                 lines.append(f"    kept in {first.kept}")
@@ -106,7 +109,8 @@ class Report:
 
 def replay_command(seed: int, index: int, models: tuple[str, ...]) -> str:
     """The command that reruns one case."""
-    extra = "" if models == mutate.DEFAULT_MODELS else f" --models {','.join(models)}"
+    named = {mutate.DEFAULT_MODELS: "", mutate.SLOW_MODELS: " --models slow"}
+    extra = named.get(models, f" --models {','.join(models)}")
     return f"python bench/fuzz.py --replay {seed}:{index}{extra}"
 
 
@@ -144,22 +148,19 @@ def _baselines(pool: Pool, models: tuple[str, ...], root: Path,
     return budgets
 
 
-def _requests(seed: int, count: int, models: tuple[str, ...], kinds: tuple[str, ...],
-              root: Path, budgets: dict[str, _Budget], inputs: int, deadline: float,
-              made: dict[int, mutate.Mutant],
-              indices: Sequence[int] | None) -> Iterator[tuple[int, Request]]:
-    """Mutants ``0 .. count-1`` (or ``indices``) as requests, until ``deadline`` (``made``
-    collects them)."""
-    for index in range(count) if indices is None else indices:
+def _requests(mutants: Iterable[mutate.Mutant], root: Path, budgets: dict[str, _Budget],
+              inputs: int, deadline: float,
+              made: dict[int, mutate.Mutant]) -> Iterator[tuple[int, Request]]:
+    """``mutants`` as requests until ``deadline`` (``made`` collects them by index)."""
+    for m in mutants:
         if time.monotonic() > deadline:
             return
-        m = mutate.mutant(seed, index, models, kinds)
-        made[index] = m
-        workdir = root / "cases" / f"{index:05d}"
+        made[m.index] = m
+        workdir = root / "cases" / f"{m.index:05d}"
         path = m.write(workdir)
         budget = budgets[m.base]
-        yield index, Request(str(path), str(workdir), inputs, seed * 100_003 + index,
-                             budget.limits, False, budget.timeout)
+        yield m.index, Request(str(path), str(workdir), inputs, m.seed * 100_003 + m.index,
+                               budget.limits, False, budget.timeout)
 
 
 def _rtl_sample(pool: Pool, cases: list[Case], made: dict[int, mutate.Mutant], root: Path,
@@ -184,10 +185,9 @@ def _rtl_sample(pool: Pool, cases: list[Case], made: dict[int, mutate.Mutant], r
 
 
 def run(seed: int, count: int, root: Path, *, models: tuple[str, ...] = mutate.DEFAULT_MODELS,
-        kinds: tuple[str, ...] = mutate.KINDS, jobs: int = 2, budget: float = 600.0,
-        timeout: float = 60.0, rtl: int = 3, inputs: int = 3, mem_limit: int = MEM_LIMIT,
-        indices: Sequence[int] | None = None) -> Report:
-    """Fuzz ``count`` mutants of ``models`` (fewer if ``budget`` seconds run out).
+        kinds: tuple[str, ...] = mutate.KINDS, indices: Sequence[int] | None = None,
+        **options) -> Report:
+    """Fuzz ``count`` mutants of ``models`` (fewer if the time budget runs out).
 
     Parameters
     ----------
@@ -199,6 +199,34 @@ def run(seed: int, count: int, root: Path, *, models: tuple[str, ...] = mutate.D
         An empty directory for case directories and worker logs.
     models, kinds
         Base models and mutation kinds.
+    indices
+        Run these mutants instead of ``0 .. count-1`` (to replay them).
+    **options
+        As :func:`run_mutants`.
+
+    Returns
+    -------
+    Report
+    """
+    mutants = (mutate.mutant(seed, i, models, kinds)
+               for i in (range(count) if indices is None else indices))
+    return run_mutants(mutants, root, seed=seed, models=models, **options)
+
+
+def run_mutants(mutants: Iterable[mutate.Mutant], root: Path, *, seed: int = 0,
+                models: tuple[str, ...] = mutate.DEFAULT_MODELS, jobs: int = 2,
+                budget: float = 600.0, timeout: float = 60.0, rtl: int = 3, inputs: int = 3,
+                mem_limit: int = MEM_LIMIT) -> Report:
+    """Run ``mutants`` (made lazily, distinct indices) and classify each.
+
+    Parameters
+    ----------
+    mutants
+        The cases; their base models must be among ``models``.
+    root
+        An empty directory for case directories and worker logs.
+    seed, models
+        The run's seed (for the report) and the base models (run unmutated first).
     jobs
         Worker processes.
     budget
@@ -211,8 +239,6 @@ def run(seed: int, count: int, root: Path, *, models: tuple[str, ...] = mutate.D
         Random inputs each accepted mutant is checked on.
     mem_limit
         Each worker's address-space limit in bytes.
-    indices
-        Run these mutants instead of ``0 .. count-1`` (to replay them).
 
     Returns
     -------
@@ -225,9 +251,8 @@ def run(seed: int, count: int, root: Path, *, models: tuple[str, ...] = mutate.D
     cases = []
     try:
         budgets = _baselines(pool, models, root, timeout)
-        requests = _requests(seed, count, models, kinds, root, budgets, inputs, start + budget,
-                             made, indices)
-        for index, outcome in pool.map(requests):
+        for index, outcome in pool.map(_requests(mutants, root, budgets, inputs,
+                                                 start + budget, made)):
             m = made[index]
             workdir = root / "cases" / f"{index:05d}"
             kept = workdir if outcome.category in FAILING else None

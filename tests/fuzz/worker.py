@@ -126,6 +126,9 @@ class _Worker:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
     def death(self) -> Outcome:
         """The outcome of the case it was running when it died."""
