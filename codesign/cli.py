@@ -161,6 +161,23 @@ def _select(model: Path, target_name: str, objective: str, config: HwConfig | No
     return chosen.config, section
 
 
+def _copy_model(model: Path, target: Path) -> None:
+    """The model, self-contained: its external data (already proved to fit the frontend's
+    size limit) goes inline, so that OUTDIR holds everything ``simulate`` needs."""
+    import onnx
+    import onnx.external_data_helper
+
+    proto = onnx.load(model, load_external_data=False)
+    # The frontend refuses subgraphs: initializers and Constant nodes hold every tensor.
+    tensors = [*proto.graph.initializer,
+               *(a.t for node in proto.graph.node for a in node.attribute if a.HasField("t"))]
+    if not any(onnx.external_data_helper.uses_external_data(t) for t in tensors):
+        shutil.copyfile(model, target)      # byte for byte what the user gave
+        return
+    onnx.external_data_helper.load_external_data_for_model(proto, str(model.parent))
+    target.write_bytes(proto.SerializeToString())
+
+
 def _write_files(staging: Path, model: Path, config: HwConfig, program, report: dict) -> None:
     from .verilog import npu_verilog
 
@@ -169,7 +186,7 @@ def _write_files(staging: Path, model: Path, config: HwConfig, program, report: 
     (staging / CONFIG).write_text(config.to_json())
     (staging / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
     (staging / REPORT_TXT).write_text(_report_text(report))
-    shutil.copyfile(model, staging / MODEL)
+    _copy_model(model, staging / MODEL)
 
 
 def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = False,

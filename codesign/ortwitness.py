@@ -21,7 +21,8 @@ import onnx.helper
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import NotImplemented as OrtNotImplemented
 
-__all__ = ["Witness", "create_session", "open_witness", "quantize_linear", "run_onnxruntime"]
+__all__ = ["Witness", "create_session", "one_line", "open_witness", "quantize_linear",
+           "run_onnxruntime"]
 
 _PRECISION_KEY = "session.x64quantprecision"
 
@@ -59,7 +60,8 @@ class Witness:
     note: str
 
 
-def _one_line(error: Exception) -> str:
+def one_line(error: Exception) -> str:
+    """An onnxruntime error message on one line (its messages span several)."""
     return " ".join(str(error).split())[:300]
 
 
@@ -72,12 +74,12 @@ def open_witness(model: str | os.PathLike[str] | bytes) -> Witness:
     try:
         return Witness(create_session(source), True, "onnxruntime, exact integer kernels")
     except Exception as exact_error:  # ORT raises its own pybind types (Fail, InvalidGraph, ...)
-        reason = _one_line(exact_error)
+        reason = one_line(exact_error)
     try:
         session = ort.InferenceSession(source, _options(False),
                                        providers=["CPUExecutionProvider"])
     except Exception as error:
-        return Witness(None, False, f"onnxruntime cannot run the model: {_one_line(error)}")
+        return Witness(None, False, f"onnxruntime cannot run the model: {one_line(error)}")
     return Witness(session, False, "onnxruntime default kernels (the exact-kernel session "
                                    f"failed: {reason}); U8S8 results may be off by a few LSB")
 

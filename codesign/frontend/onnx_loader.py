@@ -59,12 +59,14 @@ def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
     """
     proto, name = _read(model)
     _check_quantized(proto, name)
+    declared = _declared_types(proto)
     _fix_batch(proto, name)
     try:
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     # onnx raises ValueError for fields its C++ cannot read (e.g. unknown tensor types).
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"{name}: ONNX shape inference failed: {_one_line(e)}") from None
+    _check_declared_types(declared, proto, name)
     limits.check_inferred(proto.graph, name)
     # A file's stem names the graph as users know it; bytes only have the exporter's name.
     graph_name = (proto.graph.name or "model") if isinstance(model, bytes) else limits.printable(
@@ -73,6 +75,26 @@ def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
     # handlers' checks then refuse, not errors (nor warnings) of their own.
     with np.errstate(all="ignore"):
         return _convert(proto, name, graph_name)
+
+
+def _declared_types(proto: onnx.ModelProto) -> dict[str, int]:
+    """The element types the model's ``value_info`` declares (which :func:`_fix_batch` drops
+    so that inference redoes their shapes)."""
+    return {v.name: v.type.tensor_type.elem_type for v in proto.graph.value_info
+            if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
+
+
+def _check_declared_types(declared: dict[str, int], proto: onnx.ModelProto, name: str) -> None:
+    """Refuse a ``value_info`` type that the graph contradicts: onnxruntime refuses such a
+    model, so nothing could witness what the NPU computes for it."""
+    for value in proto.graph.value_info:
+        want = declared.get(value.name)
+        got = value.type.tensor_type.elem_type
+        if want is not None and got and want != got:
+            raise InputError(
+                f"{name}: value_info declares {limits.printable(value.name)!r} as "
+                f"{onnx.TensorProto.DataType.Name(want)}, but the graph computes it as "
+                f"{onnx.TensorProto.DataType.Name(got)}")
 
 
 def _one_line(error: Exception) -> str:
@@ -102,8 +124,13 @@ def _read(model: str | os.PathLike[str] | bytes) -> tuple[onnx.ModelProto, str]:
         raise InputError(f"{name} is not a valid ONNX file: {_one_line(e)}") from None
     limits.check_proto(proto, name, base_dir, size)
     if base_dir is not None:
-        # check_proto proved every external tensor's file, offset and length.
-        onnx.external_data_helper.load_external_data_for_model(proto, str(base_dir))
+        # check_proto proved every external tensor's file, offset and length; onnx refuses
+        # what else it does not read (a symbolic link, even to a file beside the model).
+        try:
+            onnx.external_data_helper.load_external_data_for_model(proto, str(base_dir))
+        except (onnx.checker.ValidationError, OSError) as e:
+            raise InputError(f"{name}: its external data cannot be read: {_one_line(e)}; keep "
+                             "the data as a regular file beside the model") from None
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:

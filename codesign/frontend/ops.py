@@ -122,6 +122,10 @@ def _weight_qparams(ctx: Context, node: onnx.NodeProto, q: np.ndarray, scale: np
         raise ctx.error(node, "weight scales must be per tensor or per output channel")
     if not is_normal_scale(w_scale):
         raise ctx.error(node, "weight scales must be positive, finite, normal float32 values")
+    if zero_point is not None and zero_point.shape != scale.shape:
+        # ONNX gives scale and zero point one shape; onnxruntime refuses such a model.
+        raise ctx.error(node, f"weight zero point of shape {list(zero_point.shape)} does not "
+                              f"match its scale of shape {list(scale.shape)}")
     zps = np.zeros(1, q.dtype) if zero_point is None else zero_point.reshape(-1)
     if zps.size not in (1, cout) or zps.dtype != q.dtype:
         raise ctx.error(node, "weight zero points must be per tensor or per output channel, of "
