@@ -372,16 +372,22 @@ def _layer(d, what: str, n_insns: int) -> LayerInfo:
                      output=_typed(d["output"], str, f"{what}: output"))
 
 
+def _read_units(path: Path, unit: int, what: str, count: int, memory_bytes: int) -> bytes:
+    """A file of ``count`` whole ``unit``-byte ``what``, as symbols.json says it holds."""
+    raw = read_design_file(path, memory_bytes)
+    if len(raw) % unit:
+        raise DesignFileError(path, f"{len(raw)} bytes are not a whole number of {unit}-byte "
+                                    f"{what}")
+    if len(raw) // unit != count:
+        raise DesignFileError(path, f"holds {len(raw) // unit} {what}, symbols.json says "
+                                    f"{count}")
+    return raw
+
+
 def _read_insns(path: Path, config: HwConfig, n_insns: int, memory_bytes: int) -> list[int]:
     """The instructions in program.bin: whole ones, as many as symbols.json says."""
-    raw = read_design_file(path, memory_bytes)
     n = config.insn_words * config.bus_bytes
-    if len(raw) % n:
-        raise DesignFileError(path, f"{len(raw)} bytes are not a whole number of {n}-byte "
-                                    "instructions")
-    if len(raw) // n != n_insns:
-        raise DesignFileError(path, f"holds {len(raw) // n} instructions, symbols.json says "
-                                    f"{n_insns}")
+    raw = _read_units(path, n, "instructions", n_insns, memory_bytes)
     insns = [int.from_bytes(raw[i:i + n], "little") for i in range(0, len(raw), n)]
     opcodes = [word & ((1 << OPCODE_BITS) - 1) for word in insns]
     if bad := sorted(set(opcodes) - {op.value for op in Opcode}):
@@ -393,14 +399,7 @@ def _read_insns(path: Path, config: HwConfig, n_insns: int, memory_bytes: int) -
 
 def _read_image(path: Path, config: HwConfig, image_words: int, memory_bytes: int) -> np.ndarray:
     """The memory image in memory.bin: whole bus words, as many as symbols.json says."""
-    raw = read_design_file(path, memory_bytes)
-    b = config.bus_bytes
-    if len(raw) % b:
-        raise DesignFileError(path, f"{len(raw)} bytes are not a whole number of {b}-byte bus "
-                                    "words")
-    if len(raw) // b != image_words:
-        raise DesignFileError(path, f"holds {len(raw) // b} words, symbols.json says "
-                                    f"{image_words}")
+    raw = _read_units(path, config.bus_bytes, "bus words", image_words, memory_bytes)
     return np.frombuffer(raw, np.uint8).copy()
 
 
