@@ -305,9 +305,10 @@ class _Compiler:
     def _unfolding(self, t: ir.Tensor) -> tuple[int, ...] | None:
         """How the host should write model input ``t`` unfolded (Region.unfold), or None: when
         its only reader is a dense convolution whose taps would each fill few array rows, and
-        its unfolded windows fill fewer weight tiles."""
+        its unfolded windows fill fewer weight tiles, and it is not also a model output (which
+        is read back as a plain HWC tensor)."""
         readers = self.readers.get(t.name, [])
-        if len(readers) != 1:
+        if len(readers) != 1 or any(b.tensor.name == t.name for b in self.graph.outputs):
             return None
         op = self.graph.ops[readers[0]]
         if not isinstance(op, ir.Conv) or op.groups != 1 or op.x.name != t.name:
