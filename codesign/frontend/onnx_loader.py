@@ -97,6 +97,18 @@ def _check_declared_types(declared: dict[str, int], proto: onnx.ModelProto, name
                 f"{onnx.TensorProto.DataType.Name(got)}")
 
 
+def _check_output_type(value: onnx.ValueInfoProto, binding: ir.IOBinding, name: str) -> None:
+    """Refuse a graph output declared with another element type than the graph computes for it
+    (shape inference cannot tell past a com.microsoft op; onnxruntime refuses such a model)."""
+    declared = value.type.tensor_type.elem_type
+    computed = (onnx.TensorProto.FLOAT if binding.is_float else
+                onnx.TensorProto.INT8 if binding.tensor.signed else onnx.TensorProto.UINT8)
+    if declared and declared != computed:
+        raise InputError(f"{name}: output {limits.printable(value.name)!r} is declared "
+                         f"{onnx.TensorProto.DataType.Name(declared)}, but the graph computes "
+                         f"{onnx.TensorProto.DataType.Name(computed)}")
+
+
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
@@ -261,6 +273,7 @@ def _convert(proto: onnx.ModelProto, name: str, graph_name: str) -> ir.Graph:
         else:
             raise InputError(f"{name}: output {value.name!r} is neither an 8-bit tensor nor the "
                              "DequantizeLinear of one")
+        _check_output_type(value, outputs[-1], name)
     for op in ctx.ops:
         if (isinstance(op, ir.Conv | ir.AvgPool | ir.Add) and op.clamp is not None
                 and op.clamp[0] > op.clamp[1]):

@@ -57,6 +57,9 @@ def _pads(ctx: Context, node: onnx.NodeProto, attrs: dict[str, Any], size: tuple
           kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int, int, int]:
     """``(top, left, bottom, right)`` from ``pads`` or ``auto_pad`` (ONNX Conv/MaxPool rules)."""
     auto_pad = _str(attrs.get("auto_pad", "NOTSET"))
+    if auto_pad != "NOTSET" and "pads" in attrs:
+        # ONNX: explicit pads cannot be used with auto_pad (onnxruntime refuses the node).
+        raise ctx.error(node, f"has both auto_pad {auto_pad!r} and explicit pads; keep one")
     if auto_pad == "NOTSET":
         pads = list(attrs.get("pads", [0, 0, 0, 0]))
         if len(pads) != 4 or min(pads) < 0:
