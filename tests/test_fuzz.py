@@ -82,6 +82,20 @@ def _auto_pad_beside_pads(proto: onnx.ModelProto) -> tuple[dict, dict]:
     return {}, {}
 
 
+def _trans_b_float(proto: onnx.ModelProto) -> tuple[dict, dict]:
+    gemm = next(n for n in proto.graph.node if n.op_type == "QGemm")
+    kept = [a for a in gemm.attribute if a.name != "transB"]
+    del gemm.attribute[:]
+    gemm.attribute.extend([*kept, onnx.helper.make_attribute("transB", 1.0)])
+    return {}, {}
+
+
+def _storage_order_7(proto: onnx.ModelProto) -> tuple[dict, dict]:
+    pool = next(n for n in proto.graph.node if n.op_type == "MaxPool")
+    pool.attribute.append(onnx.helper.make_attribute("storage_order", 7))
+    return {}, {}
+
+
 #: One hand-written mutant per distinct bug the fuzzer found (first seen as seed:index of
 #: ``bench/fuzz.py``), so that each stays fixed.
 REGRESSIONS = [
@@ -105,6 +119,10 @@ REGRESSIONS = [
     # both auto_pad and explicit pads.
     _case(5, _QOP, "output declared double", _output_declared_double),
     _case(6, _QDQ, "auto_pad beside explicit pads", _auto_pad_beside_pads),
+    # 202:862, 202:1434 - likewise: a com.microsoft op's flag of the wrong type (onnx has no
+    # schema to check it against), a flag other than 0 or 1.
+    _case(7, _QOP, "QGemm transB as a float", _trans_b_float),
+    _case(8, _QDQ, "MaxPool storage_order 7", _storage_order_7),
 ]
 
 

@@ -59,6 +59,7 @@ def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
     """
     proto, name = _read(model)
     _check_quantized(proto, name)
+    _check_attributes(proto, name)
     declared = _declared_types(proto)
     _fix_batch(proto, name)
     try:
@@ -75,6 +76,36 @@ def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
     # handlers' checks then refuse, not errors (nor warnings) of their own.
     with np.errstate(all="ignore"):
         return _convert(proto, name, graph_name)
+
+
+_A = onnx.AttributeProto
+#: The type of every attribute the op handlers read. onnx.checker checks the default domain's
+#: against their schemas; the com.microsoft ops have none in onnx, and onnxruntime refuses a
+#: mistyped one where the handlers would read e.g. a float 1.0 as true.
+_ATTRIBUTE_TYPES = {
+    "transA": _A.INT, "transB": _A.INT, "alpha": _A.FLOAT, "beta": _A.FLOAT,
+    "group": _A.INT, "channels_last": _A.INT, "ceil_mode": _A.INT, "count_include_pad": _A.INT,
+    "storage_order": _A.INT, "keepdims": _A.INT, "allowzero": _A.INT, "axis": _A.INT,
+    "auto_pad": _A.STRING, "kernel_shape": _A.INTS, "strides": _A.INTS, "pads": _A.INTS,
+    "dilations": _A.INTS, "perm": _A.INTS, "axes": _A.INTS,
+}
+#: Attributes that are flags: 0 or 1 (onnxruntime refuses other values of these).
+_FLAGS = {"transA", "transB", "channels_last", "ceil_mode", "count_include_pad",
+          "storage_order", "keepdims", "allowzero"}
+
+
+def _check_attributes(proto: onnx.ModelProto, name: str) -> None:
+    """Refuse an attribute of the wrong type, or a flag other than 0 or 1."""
+    for node in proto.graph.node:
+        for attribute in node.attribute:
+            want = _ATTRIBUTE_TYPES.get(attribute.name)
+            where = (f"{name}: {limits.printable(node.op_type)} node "
+                     f"{limits.printable(node.name)!r}: attribute {attribute.name}")
+            if want is not None and attribute.type != want:
+                raise InputError(f"{where} must be {_A.AttributeType.Name(want)}, not "
+                                 f"{_A.AttributeType.Name(attribute.type)}")
+            if attribute.name in _FLAGS and attribute.i not in (0, 1):
+                raise InputError(f"{where} must be 0 or 1, not {attribute.i}")
 
 
 def _declared_types(proto: onnx.ModelProto) -> dict[str, int]:
