@@ -73,8 +73,6 @@ def _config_from_args(args) -> HwConfig:
 
 def _load(model: Path):
     from .frontend import load_model
-    if not model.is_file():
-        raise InputError(f"{model}: no such file")
     return load_model(model)
 
 

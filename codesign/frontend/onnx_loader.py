@@ -156,7 +156,8 @@ def _read(model: str | os.PathLike[str] | bytes) -> tuple[onnx.ModelProto, str]:
     else:
         path = pathlib.Path(model)
         if not path.is_file():
-            raise InputError(f"{name}: no such file")
+            raise InputError(f"{name}: " + ("is a directory; give the model's .onnx file"
+                                            if path.is_dir() else "no such file"))
         size, base_dir = path.stat().st_size, path.parent
     limits.check_model_bytes(size, name)
     try:
