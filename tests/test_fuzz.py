@@ -96,6 +96,17 @@ def _storage_order_7(proto: onnx.ModelProto) -> tuple[dict, dict]:
     return {}, {}
 
 
+def _bias_zero_point_extra_axis(proto: onnx.ModelProto) -> tuple[dict, dict]:
+    """Layer 0's bias zero point [1, n] beside its [n] scale, and its output made int8 (so that
+    onnxruntime cannot fuse the layer and runs that DequantizeLinear, which it then refuses)."""
+    inits = {t.name: t for t in proto.graph.initializer}
+    for name, edit in (("0.bias_quantized_zero_point", lambda a: a[None]),
+                       ("relu_zero_point", lambda a: a.astype(np.int8))):
+        value = edit(onnx.numpy_helper.to_array(inits[name]))
+        inits[name].CopyFrom(onnx.numpy_helper.from_array(value, name))
+    return {}, {}
+
+
 #: One hand-written mutant per distinct bug the fuzzer found (first seen as seed:index of
 #: ``bench/fuzz.py``), so that each stays fixed.
 REGRESSIONS = [
@@ -123,6 +134,8 @@ REGRESSIONS = [
     # schema to check it against), a flag other than 0 or 1.
     _case(7, _QOP, "QGemm transB as a float", _trans_b_float),
     _case(8, _QDQ, "MaxPool storage_order 7", _storage_order_7),
+    # 505:2310 - likewise: a bias zero point whose shape differs from its scale's.
+    _case(9, _QDQ, "bias zero point with an extra axis", _bias_zero_point_extra_axis),
 ]
 
 
