@@ -351,10 +351,13 @@ def _dequantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
         zero_point = ctx.constant(node, 2, "zero point")
         if q.dtype not in (np.int8, np.uint8, np.int32) or scale is None:
             raise ctx.error(node, f"cannot dequantize a {q.dtype} constant")
-        if zero_point is not None and zero_point.shape != scale.shape:
-            # ONNX gives scale and zero point one shape; onnxruntime refuses the node otherwise.
-            raise ctx.error(node, f"zero point of shape {list(zero_point.shape)} does not match "
-                                  f"its scale of shape {list(scale.shape)}")
+        if zero_point is not None and (zero_point.size != scale.size or (
+                scale.size > 1 and zero_point.shape != scale.shape)):
+            # ONNX gives scale and zero point one shape (per tensor: [] and [1] alike);
+            # onnxruntime refuses the node otherwise when it runs it.
+            raise ctx.error(node, f"{out!r} has a zero point of shape "
+                                  f"{list(zero_point.shape)} and a scale of shape "
+                                  f"{list(scale.shape)}; they must match")
         axis = int(_attrs(node).get("axis", 1))
         axis = axis + q.ndim if axis < 0 else axis
         ctx.values[out] = DequantizedConstant(
