@@ -107,6 +107,14 @@ def _bias_zero_point_extra_axis(proto: onnx.ModelProto) -> tuple[dict, dict]:
     return {}, {}
 
 
+def _qgemm_float_bias(proto: onnx.ModelProto) -> tuple[dict, dict]:
+    gemm = next(n for n in proto.graph.node if n.op_type == "QGemm")
+    bias = next(t for t in proto.graph.initializer if t.name == gemm.input[6])
+    bias.CopyFrom(onnx.numpy_helper.from_array(
+        onnx.numpy_helper.to_array(bias).astype(np.float32), bias.name))
+    return {}, {}
+
+
 #: One hand-written mutant per distinct bug the fuzzer found (first seen as seed:index of
 #: ``bench/fuzz.py``), so that each stays fixed.
 REGRESSIONS = [
@@ -136,6 +144,8 @@ REGRESSIONS = [
     _case(8, _QDQ, "MaxPool storage_order 7", _storage_order_7),
     # 505:2310 - likewise: a bias zero point whose shape differs from its scale's.
     _case(9, _QDQ, "bias zero point with an extra axis", _bias_zero_point_extra_axis),
+    # 606:1117 - likewise: a float bias on a QOperator QGemm (its schema says int32).
+    _case(10, _QOP, "QGemm with a float bias", _qgemm_float_bias),
 ]
 
 

@@ -410,11 +410,19 @@ def _qop_weight(ctx: Context, node: onnx.NodeProto, index: int
     return w, scale, ctx.constant(node, index + 2, "weight zero point")
 
 
+def _qop_bias(ctx: Context, node: onnx.NodeProto, index: int) -> np.ndarray | None:
+    """A QOperator node's bias: int32 by its schema (onnxruntime refuses another type)."""
+    bias = ctx.constant(node, index, "bias")
+    if bias is not None and bias.dtype != np.int32:
+        raise ctx.error(node, f"bias must be int32, not {bias.dtype}")
+    return bias
+
+
 def _qlinear_conv(ctx: Context, node: onnx.NodeProto) -> None:
     x = ctx.quantized_input(node, 0, 1)
     w, w_scale, w_zp = _qop_weight(ctx, node, 3)
     acc = _conv(ctx, node, x.tensor, x.onnx_shape, w, w_scale, w_zp, 0,
-                ctx.constant(node, 8, "bias"))
+                _qop_bias(ctx, node, 8))
     scale, zero_point, signed = ctx.scalar_qparams(node, 6, "output")
     ctx.values[node.output[0]] = ctx.requantize(node, acc, node.output[0], scale, zero_point,
                                                 signed)
@@ -438,7 +446,7 @@ def _qgemm(ctx: Context, node: onnx.NodeProto) -> None:
     trans_b = bool(_attrs(node).get("transB", 0))
     q, axis = _gemm_weight(ctx, node, w, 0 if trans_b else 1)
     acc = _matmul(ctx, node, x.tensor, x.onnx_shape, q, w_scale, w_zp, axis,
-                  ctx.constant(node, 6, "bias"))
+                  _qop_bias(ctx, node, 6))
     scale, zero_point, signed = ctx.scalar_qparams(node, 7, "output")
     ctx.values[node.output[0]] = ctx.requantize(node, acc, node.output[0], scale, zero_point,
                                                 signed)
