@@ -35,8 +35,6 @@ __all__ = ["main"]
 DEFAULT_CONFIG = HwConfig(rows=8, cols=8, bus_bytes=8, act_depth=4096, wgt_depth=2048,
                           acc_depth=1024, prm_depth=64)
 
-
-
 # -- generate -------------------------------------------------------------------------------------
 
 def _config_from_args(args) -> HwConfig:
@@ -165,11 +163,11 @@ def _copy_model(model: Path, target: Path) -> None:
     import onnx
     import onnx.external_data_helper
 
+    from .frontend.limits import tensors
+
     proto = onnx.load(model, load_external_data=False)
-    # The frontend refuses subgraphs: initializers and Constant nodes hold every tensor.
-    tensors = [*proto.graph.initializer,
-               *(a.t for node in proto.graph.node for a in node.attribute if a.HasField("t"))]
-    if not any(onnx.external_data_helper.uses_external_data(t) for t in tensors):
+    if not any(onnx.external_data_helper.uses_external_data(t)
+               for t, _ in tensors(proto.graph)):
         shutil.copyfile(model, target)      # byte for byte what the user gave
         return
     onnx.external_data_helper.load_external_data_for_model(proto, str(model.parent))
@@ -206,18 +204,18 @@ def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = Fals
 
 # -- simulate -------------------------------------------------------------------------------------
 
-def _golden(graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    from .reference import run
-    values = run(graph, inputs)
-    return [values[b.tensor.name] for b in graph.outputs]
-
-
 def _simulate(design: Design, batch, all_tensors: bool = False):
-    """Run ``batch`` on the RTL; returns (RunResult, golden outputs per inference)."""
+    """Run ``batch`` on the RTL; returns (RunResult, the golden model's tensors by name per
+    inference)."""
     from .driver import run_rtl
+    from .reference import run
     result = run_rtl(design.program, design.verilog, batch, all_tensors=all_tensors)
-    golden = [_golden(design.graph, inputs) for inputs in batch]
-    return result, golden
+    return result, [run(design.graph, inputs) for inputs in batch]
+
+
+def _outputs(graph, golden_runs: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
+    """The graph outputs of each golden run, in graph order."""
+    return [[values[b.tensor.name] for b in graph.outputs] for values in golden_runs]
 
 
 def _mismatches(a: np.ndarray, b: np.ndarray) -> int:
@@ -241,7 +239,8 @@ def simulate(outdir: Path, input_path: Path, output_path: Path | None) -> int:
     output = OutputFile(output_path) if output_path is not None else None
     design = Design(outdir)
     batch, batched, _ = read_batch(design.graph, input_path)
-    result, golden = _simulate(design, batch)
+    result, golden_runs = _simulate(design, batch)
+    golden = _outputs(design.graph, golden_runs)
     _print_cycles(design, result)
     bad = sum(_mismatches(o, g) for outs, gold in zip(result.outputs, golden, strict=True)
               for o, g in zip(outs, gold, strict=True))
@@ -351,9 +350,8 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
     from .opwitness import op_witness
     from .ortwitness import open_witness
     from .perlayer import check_ops
-    from .reference import run
 
-    if input_path is None and not 1 <= count <= MAX_RANDOM_INPUTS:
+    if not 1 <= count <= MAX_RANDOM_INPUTS:
         raise InputError(f"--count must be in 1..{MAX_RANDOM_INPUTS}, not {count}")
     if seed < 0:
         raise InputError(f"--seed must be a non-negative integer, not {seed}")
@@ -367,10 +365,9 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
     else:
         raw = _random_inputs(graph, count, seed)
         batch = [[graph.inputs[0].quantize(x)] for x in raw]
-    result, golden = _simulate(design, batch, all_tensors=per_layer)
+    result, golden_runs = _simulate(design, batch, all_tensors=per_layer)
     _print_cycles(design, result)
     # Every op of the golden model against onnxruntime's kernel for it, on the same inputs.
-    golden_runs = [run(graph, inputs) for inputs in batch]
     ops = op_witness(model, graph, golden_runs)
     checks = check_ops(graph, golden_runs, ops.outputs)
     if per_layer:
@@ -380,7 +377,7 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
     print(f"witness: {whole.note}")
     ort_outputs = ([whole.session.run(None, {graph.inputs[0].onnx_name: x}) for x in raw]
                    if whole.session is not None else None)
-    rtl_vs_golden = _output_table(graph, result, golden, ort_outputs)
+    rtl_vs_golden = _output_table(graph, result, _outputs(graph, golden_runs), ort_outputs)
     return 0 if _verdict(len(raw), rtl_vs_golden, ops.witness, checks) else 1
 
 
@@ -520,8 +517,6 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "simulate":
             return simulate(args.outdir, args.input, args.output)
         if args.command == "verify":
-            if args.count < 1:
-                raise InputError("--count must be at least 1")
             return verify(args.model, args.outdir or _default_outdir(args.model),
                           _config_from_args(args), args.input, args.count, args.seed,
                           args.per_layer)

@@ -27,7 +27,8 @@ import onnx.numpy_helper
 import onnx.shape_inference
 
 from . import ir
-from .ortwitness import Witness, one_line, open_witness
+from .errors import one_line
+from .ortwitness import REASON_CHARS, Witness, open_witness
 
 __all__ = ["OpWitness", "op_witness", "ort_to_hwc", "to_onnx_layout"]
 
@@ -88,20 +89,18 @@ def _elem_types(proto: onnx.ModelProto) -> dict[str, int]:
             for v in [*inferred.graph.value_info, *proto.graph.output]}
 
 
-def _layouts(proto: onnx.ModelProto, graph: ir.Graph,
-             types: dict[str, int]) -> tuple[dict[str, _Layout], Witness]:
+def _layouts(proto: onnx.ModelProto, index: _Index,
+             graph: ir.Graph) -> tuple[dict[str, _Layout], Witness]:
     """The ONNX layout of every IR tensor (graph inputs and op outputs), and the session that
     told. Shapes come from onnxruntime, which knows the com.microsoft ops that ONNX shape
     inference does not; when it cannot run the model, only the graph inputs' are known."""
-    types = dict(types)
+    types = dict(index.types)
     exposed = onnx.ModelProto()
     exposed.CopyFrom(proto)
-    outputs = {o.name for o in exposed.graph.output}
-    produced = {name for node in exposed.graph.node for name in node.output}
-    wanted = [op.y for op in graph.ops if op.y.name in produced]
+    wanted = [op.y for op in graph.ops if op.y.name in index.producers]
     for t in wanted:
         types.setdefault(t.name, _elem_type(t))
-        if t.name not in outputs:
+        if t.name not in index.outputs:
             exposed.graph.output.append(
                 onnx.helper.make_tensor_value_info(t.name, types[t.name], None))
     layouts = {b.tensor.name: _Layout(tuple(b.onnx_shape), _elem_type(b.tensor))
@@ -116,14 +115,30 @@ def _layouts(proto: onnx.ModelProto, graph: ir.Graph,
         values = witness.session.run(names, feeds)
     except Exception as error:  # ORT raises its own pybind types
         return layouts, Witness(None, False, f"onnxruntime cannot run the model: "
-                                             f"{one_line(error)}")
+                                             f"{one_line(error, REASON_CHARS)}")
     for name, value in zip(names, values, strict=True):
         layouts[name] = _Layout(tuple(np.shape(value)), types[name])
     return layouts, witness
 
 
-def _producers(proto: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
-    return {name: node for node in proto.graph.node for name in node.output if name}
+@dataclasses.dataclass(frozen=True)
+class _Index:
+    """Who makes and who reads each tensor of the model, built once for all its ops."""
+    producers: dict[str, onnx.NodeProto]
+    consumers: dict[str, list[onnx.NodeProto]]
+    initializers: dict[str, onnx.TensorProto]
+    outputs: set[str]
+    types: dict[str, int]
+
+    @classmethod
+    def of(cls, proto: onnx.ModelProto) -> _Index:
+        consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in proto.graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node)
+        return cls({name: node for node in proto.graph.node for name in node.output if name},
+                   consumers, {i.name: i for i in proto.graph.initializer},
+                   {o.name for o in proto.graph.output}, _elem_types(proto))
 
 
 def _boundary(t: ir.Tensor) -> tuple[list[onnx.TensorProto], str, str]:
@@ -143,33 +158,26 @@ def _float_name(name: str) -> str:
 _FOLDED_AFTER = {"Relu", "Clip", "DequantizeLinear", "QuantizeLinear", "Identity"}
 
 
-def _folded_output(proto: onnx.ModelProto, name: str, types: dict[str, int]) -> str:
+def _folded_output(index: _Index, name: str) -> str:
     """The last 8-bit tensor of the chain of single-consumer :data:`_FOLDED_AFTER` nodes that
     starts at ``name``: the ONNX tensor whose values the IR op's output stands for once the
     frontend has folded a following ReLU/Clip into the op's clamp."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in proto.graph.node:
-        for i in node.input:
-            consumers.setdefault(i, []).append(node)
-    outputs = {o.name for o in proto.graph.output}
     last = current = name
-    while current not in outputs and len(consumers.get(current, [])) == 1:
-        (node,) = consumers[current]
+    while current not in index.outputs and len(index.consumers.get(current, [])) == 1:
+        (node,) = index.consumers[current]
         if node.op_type not in _FOLDED_AFTER or node.domain not in ("", "ai.onnx"):
             break
         current = node.output[0]
-        if types.get(current) in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
+        if index.types.get(current) in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
             last = current
     return last
 
 
-def _cut_nodes(proto: onnx.ModelProto, op: ir.Op,
+def _cut_nodes(proto: onnx.ModelProto, index: _Index, op: ir.Op,
                output: str) -> tuple[list[onnx.NodeProto], list[str]]:
     """The nodes computing ``output`` from the op's input tensors, in graph order, and the
     initializers they read (no nodes when they reach a tensor that is not one of those)."""
     inputs = {t.name for t in ir.op_inputs(op)}
-    producers = _producers(proto)
-    initializers = {i.name for i in proto.graph.initializer}
     nodes: dict[int, onnx.NodeProto] = {}
     used: set[str] = set()
     pending = [output]
@@ -177,10 +185,10 @@ def _cut_nodes(proto: onnx.ModelProto, op: ir.Op,
         name = pending.pop()
         if not name or name in inputs:
             continue
-        if name in initializers:
+        if name in index.initializers:
             used.add(name)
             continue
-        node = producers.get(name)
+        node = index.producers.get(name)
         if node is None:
             return [], []                   # reaches a graph input that is not the op's input
         if id(node) not in nodes:
@@ -194,8 +202,8 @@ def _unique_inputs(op: ir.Op) -> list[ir.Tensor]:
     return list({t.name: t for t in ir.op_inputs(op)}.values())
 
 
-def _cut(proto: onnx.ModelProto, op: ir.Op, layouts: dict[str, _Layout],
-         types: dict[str, int]) -> onnx.ModelProto | None:
+def _cut(proto: onnx.ModelProto, index: _Index, op: ir.Op,
+         layouts: dict[str, _Layout]) -> onnx.ModelProto | None:
     """The nodes computing ``op.y`` from the op's input tensors as a model of their own, with
     float inputs and output (``None`` when the op's tensors are not all in the ONNX graph).
 
@@ -206,11 +214,10 @@ def _cut(proto: onnx.ModelProto, op: ir.Op, layouts: dict[str, _Layout],
     tensors = [*ir.op_inputs(op), op.y]
     if not all(t.name in layouts for t in tensors):
         return None
-    last = _folded_output(proto, op.y.name, types)
-    nodes, used = _cut_nodes(proto, op, last)
+    last = _folded_output(index, op.y.name)
+    nodes, used = _cut_nodes(proto, index, op, last)
     if not nodes:
         return None
-    initializers = {i.name: i for i in proto.graph.initializer}
     extra_nodes, extra_inits, inputs = [], [], []
     for t in _unique_inputs(op):
         layout = layouts[t.name]
@@ -232,7 +239,7 @@ def _cut(proto: onnx.ModelProto, op: ir.Op, layouts: dict[str, _Layout],
     graph = onnx.helper.make_graph(
         [*extra_nodes, *nodes], f"op_{op.name}", inputs,
         [onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)],
-        [*(initializers[name] for name in used), *extra_inits])
+        [*(index.initializers[name] for name in used), *extra_inits])
     model = onnx.helper.make_model(graph, opset_imports=proto.opset_import)
     model.ir_version = proto.ir_version
     return model
@@ -253,14 +260,14 @@ def op_witness(model: str | os.PathLike[str], graph: ir.Graph,
     golden model's tensors of one inference, by name)."""
     proto = onnx.load(Path(model))
     golden = list(golden)
-    types = _elem_types(proto)
-    layouts, witness = _layouts(proto, graph, types)
+    index = _Index.of(proto)
+    layouts, witness = _layouts(proto, index, graph)
     outputs: list[dict[str, np.ndarray]] = [{} for _ in golden]
     if witness.session is not None:
         witness = Witness(None, False, "no op of the model could be cut out for onnxruntime")
     exact = True
     for op in graph.ops:
-        cut = _cut(proto, op, layouts, types)
+        cut = _cut(proto, index, op, layouts)
         if cut is None:
             continue
         w = open_witness(cut.SerializeToString())

@@ -21,7 +21,9 @@ import onnx.helper
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import NotImplemented as OrtNotImplemented
 
-__all__ = ["Witness", "create_session", "one_line", "open_witness", "quantize_linear",
+from .errors import one_line
+
+__all__ = ["REASON_CHARS", "Witness", "create_session", "open_witness", "quantize_linear",
            "run_onnxruntime"]
 
 _PRECISION_KEY = "session.x64quantprecision"
@@ -60,9 +62,8 @@ class Witness:
     note: str
 
 
-def one_line(error: Exception) -> str:
-    """An onnxruntime error message on one line (its messages span several)."""
-    return " ".join(str(error).split())[:300]
+#: Characters of an onnxruntime error kept in a witness note (its messages run to kilobytes).
+REASON_CHARS = 300
 
 
 def open_witness(model: str | os.PathLike[str] | bytes) -> Witness:
@@ -74,12 +75,13 @@ def open_witness(model: str | os.PathLike[str] | bytes) -> Witness:
     try:
         return Witness(create_session(source), True, "onnxruntime, exact integer kernels")
     except Exception as exact_error:  # ORT raises its own pybind types (Fail, InvalidGraph, ...)
-        reason = one_line(exact_error)
+        reason = one_line(exact_error, REASON_CHARS)
     try:
         session = ort.InferenceSession(source, _options(False),
                                        providers=["CPUExecutionProvider"])
     except Exception as error:
-        return Witness(None, False, f"onnxruntime cannot run the model: {one_line(error)}")
+        return Witness(None, False, f"onnxruntime cannot run the model: "
+                                    f"{one_line(error, REASON_CHARS)}")
     return Witness(session, False, "onnxruntime default kernels (the exact-kernel session "
                                    f"failed: {reason}); U8S8 results may be off by a few LSB")
 

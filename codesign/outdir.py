@@ -21,12 +21,12 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import InputError
+from .process import signals_held
 
 __all__ = ["write_design", "LOCK_WAIT"]
 
@@ -66,18 +66,8 @@ def write_design(outdir: Path, write: Callable[[Path], None]) -> None:
         finally:
             # After a swap this is the old design; after a failure, the partial new one. A
             # SIGTERM or SIGINT now is taken when it is gone.
-            with _signals_held():
+            with signals_held():
                 _remove(staging)
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Defer SIGINT and SIGTERM to the end of the block (SIGKILL cannot be deferred)."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 # -- the lock -------------------------------------------------------------------------------------
@@ -203,7 +193,7 @@ def _publish(staging: Path, outdir: Path) -> None:
         os.rename(staging, outdir)
         return
     old = outdir.with_name(staging.name.replace(".stage-", ".old-", 1))
-    with _signals_held():
+    with signals_held():
         os.rename(outdir, old)
         try:
             os.rename(staging, outdir)

@@ -25,8 +25,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["Terminated", "handling_signals", "exit_status", "run", "kill_children",
-           "group_running"]
+__all__ = ["Terminated", "handling_signals", "signals_held", "exit_status", "run",
+           "kill_children", "group_running"]
 
 #: The signals that end a command cleanly.
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -150,6 +150,16 @@ def _on_signal(signum: int, frame) -> None:
 
 
 @contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Defer SIGINT and SIGTERM to the end of the block (SIGKILL cannot be deferred)."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+@contextlib.contextmanager
 def handling_signals() -> Iterator[None]:
     """SIGTERM raises :class:`Terminated` and SIGINT :class:`KeyboardInterrupt` inside the
     block; the previous handlers are restored after it. A no-op outside the main thread, where
@@ -162,11 +172,10 @@ def handling_signals() -> Iterator[None]:
         yield
     finally:
         # A signal arriving meanwhile goes to the restored handlers, not to ours half-removed.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        for sig, handler in previous.items():
-            # None: the handler was not installed from Python; the default is the best guess.
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        with signals_held():
+            for sig, handler in previous.items():
+                # None: the handler was not installed from Python; the default is the best guess.
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def exit_status(interrupt: KeyboardInterrupt) -> int:

@@ -32,7 +32,7 @@ from google.protobuf.message import Message
 
 from codesign.errors import InputError
 
-__all__ = ["MAX_MODEL_BYTES", "MAX_NODES", "MAX_RANK", "MAX_ACTIVATION_ELEMENTS",
+__all__ = ["tensors", "MAX_MODEL_BYTES", "MAX_NODES", "MAX_RANK", "MAX_ACTIVATION_ELEMENTS",
            "MAX_CONSTANT_ELEMENTS", "MAX_LAYER_MACS", "check_model_bytes", "check_proto",
            "check_inferred", "check_activation", "printable"]
 
@@ -117,7 +117,7 @@ def check_proto(proto: onnx.ModelProto, name: str, base_dir: pathlib.Path | None
     for value in graph.value_info:
         _check_declared(value, name, MAX_CONSTANT_ELEMENTS)
     _check_outputs(graph, name)
-    external = sum(_check_tensor(t, what, name, base_dir) for t, what in _tensors(graph))
+    external = sum(_check_tensor(t, what, name, base_dir) for t, what in tensors(graph))
     if file_bytes + external > MAX_MODEL_BYTES:
         raise InputError(f"{name} with its external data is {file_bytes + external} bytes, "
                          f"more than codesign's limit of {MAX_MODEL_BYTES} bytes")
@@ -235,7 +235,7 @@ def _check_declared(value: onnx.ValueInfoProto, name: str, limit: int) -> None:
 # ------------------------------------------------------------------------------------------------
 # Constants
 
-def _tensors(graph: onnx.GraphProto) -> Iterator[tuple[onnx.TensorProto, str]]:
+def tensors(graph: onnx.GraphProto) -> Iterator[tuple[onnx.TensorProto, str]]:
     """Every TensorProto of ``graph`` and its subgraphs, with how to name it."""
     for t in graph.initializer:
         yield t, f"initializer {t.name!r}"
@@ -246,7 +246,7 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[tuple[onnx.TensorProto, str]]:
             for t in a.tensors:
                 yield t, f"attribute {a.name!r} of node {node.name!r}"
             for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                yield from _tensors(g)
+                yield from tensors(g)
 
 
 def _check_tensor(t: onnx.TensorProto, what: str, name: str,

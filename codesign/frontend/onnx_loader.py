@@ -13,7 +13,7 @@ import onnx.numpy_helper
 import onnx.shape_inference
 
 from codesign import ir
-from codesign.errors import InputError
+from codesign.errors import InputError, one_line
 from codesign.frontend import limits
 from codesign.frontend.context import Context
 from codesign.frontend.ops import OPS, op_key
@@ -66,7 +66,7 @@ def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     # onnx raises ValueError for fields its C++ cannot read (e.g. unknown tensor types).
     except (onnx.shape_inference.InferenceError, ValueError) as e:
-        raise InputError(f"{name}: ONNX shape inference failed: {_one_line(e)}") from None
+        raise InputError(f"{name}: ONNX shape inference failed: {one_line(e)}") from None
     _check_declared_types(declared, proto, name)
     limits.check_inferred(proto.graph, name)
     # A file's stem names the graph as users know it; bytes only have the exporter's name.
@@ -140,10 +140,6 @@ def _check_output_type(value: onnx.ValueInfoProto, binding: ir.IOBinding, name: 
                          f"{onnx.TensorProto.DataType.Name(computed)}")
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
-
-
 def _read(model: str | os.PathLike[str] | bytes) -> tuple[onnx.ModelProto, str]:
     """The parsed and checked model, and how to name it in messages.
 
@@ -165,7 +161,7 @@ def _read(model: str | os.PathLike[str] | bytes) -> tuple[onnx.ModelProto, str]:
                  else onnx.load(model, load_external_data=False))
     # protobuf and onnx raise assorted types for corrupt or truncated files; all mean the same.
     except Exception as e:
-        raise InputError(f"{name} is not a valid ONNX file: {_one_line(e)}") from None
+        raise InputError(f"{name} is not a valid ONNX file: {one_line(e)}") from None
     limits.check_proto(proto, name, base_dir, size)
     if base_dir is not None:
         # check_proto proved every external tensor's file, offset and length; onnx refuses
@@ -173,12 +169,12 @@ def _read(model: str | os.PathLike[str] | bytes) -> tuple[onnx.ModelProto, str]:
         try:
             onnx.external_data_helper.load_external_data_for_model(proto, str(base_dir))
         except (onnx.checker.ValidationError, OSError) as e:
-            raise InputError(f"{name}: its external data cannot be read: {_one_line(e)}; keep "
+            raise InputError(f"{name}: its external data cannot be read: {one_line(e)}; keep "
                              "the data as a regular file beside the model") from None
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
-        raise InputError(f"{name} is not a valid ONNX file: {_one_line(e)}") from None
+        raise InputError(f"{name} is not a valid ONNX file: {one_line(e)}") from None
     if not proto.graph.node:
         raise InputError(f"{name} is not a valid ONNX file: the graph has no nodes")
     return proto, name
