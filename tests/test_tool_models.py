@@ -1,0 +1,65 @@
+"""Whole models as their tools write them, end to end through ``codesign verify`` on Verilator:
+RTL = golden model bit for bit and RTL within 1 LSB of the tool's reference runtime.
+
+Each model is built here from PyTorch with the tool itself (seeded), exactly as a user would
+export it; the numbers the closing notes quote come from ``bench/tool_models.py``, which runs the
+same builders.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from codesign import cli
+
+from .archs import mobilenet_v2
+from .modelgen import pt2e_export, pt2e_quantize
+
+pytestmark = pytest.mark.verilator
+
+#: One row of verify's output table: name, shape, elements, RTL≠golden, RTL≠ref, max |Δ|.
+_ROW = re.compile(r"^(\S+)\s+(\(.*?\))\s+(\d+)\s+(\d+)\s+(\d+|n/a)\s+(\d+|n/a)\s*$")
+
+
+def verify(capsys, model, outdir, *extra) -> tuple[int, str, list[tuple[str, int, int, int]]]:
+    """Run ``codesign verify`` and return its exit code, output and table rows
+    ``(output, RTL≠golden, RTL≠reference, max |Δ| LSB)``."""
+    code = cli.main(["verify", str(model), "-o", str(outdir), *map(str, extra)])
+    out, _ = capsys.readouterr()
+    rows = [(m[1], int(m[4]), int(m[5]), int(m[6])) for m in map(_ROW.match, out.splitlines())
+            if m]
+    return code, out, rows
+
+
+def pt2e_mobilenet_v2(directory) -> tuple:
+    """A PT2E (XNNPACK, int8, per-channel) MobileNetV2 exported with its weights beside it."""
+    model = mobilenet_v2(seed=3)
+    rng = np.random.default_rng(3)
+    calibration = [rng.standard_normal((1, 3, 32, 32)).astype(np.float32) for _ in range(16)]
+    example = torch.zeros((1, 3, 32, 32))
+    path = directory / "mobilenet_v2.onnx"
+    pt2e_export(pt2e_quantize(model, example, calibration), example, path)
+    return path
+
+
+def test_pt2e_mobilenet_v2_with_external_data(capsys, tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    model = pt2e_mobilenet_v2(source)
+    assert (source / "mobilenet_v2.onnx.data").is_file(), "the export kept the weights inline"
+    code, out, rows = verify(capsys, model, tmp_path / "out", "--count", "3")
+    assert code == 0, out
+    assert "witness: onnxruntime, exact integer kernels" in out
+    ((name, rtl_vs_golden, _, max_lsb),) = rows
+    assert (name, rtl_vs_golden) == ("y", 0) and max_lsb <= 1, out
+    # OUTDIR is self-contained: simulate works with the exported files gone.
+    shutil.rmtree(source)
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32))
+    assert cli.main(["simulate", str(tmp_path / "out"), "--input", str(x)]) == 0, \
+        capsys.readouterr()
