@@ -8,10 +8,17 @@ their own S8S8 kernels, which are exact, and the option breaks them: with it, OR
 for ``com.microsoft.QGemm`` on int8 activations and session creation fails. So
 :func:`create_session` asks for exact kernels first and, only when ORT reports a missing kernel,
 falls back to the default (exact) S8S8 kernels.
+
+With exact kernels, onnxruntime 1.31's QDQ transformers fail on models whose Q/DQ nodes share
+one scale or zero-point initializer (PT2E exports deduplicate constants): "Attempt to replace the
+existing tensor". A copy of the model in which every reader of an initializer has its own copy
+means exactly the same and builds, so :func:`create_session` retries with it.
 """
 
 from __future__ import annotations
 
+import collections
+import copy
 import dataclasses
 import os
 
@@ -31,22 +38,54 @@ _PRECISION_KEY = "session.x64quantprecision"
 
 def _options(exact_u8s8: bool) -> ort.SessionOptions:
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: ORT's optimizer warnings are not ours
+    # Fatal only: a failed session raises an exception that callers report in their own words;
+    # ORT's optimizer warnings and its log of that same failure are not ours.
+    options.log_severity_level = 4
     options.intra_op_num_threads = 1  # results must not depend on the machine's thread count
     if exact_u8s8:
         options.add_session_config_entry(_PRECISION_KEY, "1")
     return options
 
 
+def _session(source: str | bytes, exact_u8s8: bool) -> ort.InferenceSession:
+    return ort.InferenceSession(source, _options(exact_u8s8), providers=["CPUExecutionProvider"])
+
+
+def _unshared(source: str | bytes) -> bytes:
+    """The model with a private copy of each initializer for every node input that reads it."""
+    model = onnx.load_from_string(source) if isinstance(source, bytes) else onnx.load(source)
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    readers: collections.Counter[str] = collections.Counter()
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name not in initializers:
+                continue
+            readers[name] += 1
+            if readers[name] > 1:
+                twin = copy.deepcopy(initializers[name])
+                twin.name = f"{name}__reader{readers[name]}"
+                while twin.name in initializers:
+                    twin.name += "_"
+                initializers[twin.name] = twin
+                graph.initializer.append(twin)
+                node.input[i] = twin.name
+    return model.SerializeToString()
+
+
 def create_session(model: str | os.PathLike[str] | bytes) -> ort.InferenceSession:
     """A CPU session whose integer Conv/Gemm/MatMul kernels are exact (see the module notes)."""
     source = model if isinstance(model, bytes) else os.fspath(model)
     try:
-        return ort.InferenceSession(source, _options(True), providers=["CPUExecutionProvider"])
+        return _session(source, True)
     except OrtNotImplemented:
         # S8S8 QOperator model: the option removes the int8 kernels it needs; the default
         # S8S8 kernels are exact.
-        return ort.InferenceSession(source, _options(False), providers=["CPUExecutionProvider"])
+        return _session(source, False)
+    except Exception as error:  # ORT raises its own pybind types (Fail, InvalidGraph, ...)
+        if "Attempt to replace the existing tensor" not in str(error):
+            raise
+    return _session(_unshared(source), True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +116,7 @@ def open_witness(model: str | os.PathLike[str] | bytes) -> Witness:
     except Exception as exact_error:  # ORT raises its own pybind types (Fail, InvalidGraph, ...)
         reason = one_line(exact_error, REASON_CHARS)
     try:
-        session = ort.InferenceSession(source, _options(False),
-                                       providers=["CPUExecutionProvider"])
+        session = _session(source, False)
     except Exception as error:
         return Witness(None, False, f"onnxruntime cannot run the model: "
                                     f"{one_line(error, REASON_CHARS)}")
@@ -109,6 +147,4 @@ def quantize_linear(x: np.ndarray, scale: np.float32, zero_point: int,
          onnx.helper.make_tensor("zero_point", dtype, [], [int(zero_point)])])
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
     model.ir_version = 8
-    session = ort.InferenceSession(model.SerializeToString(), _options(False),
-                                   providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x})[0]
+    return _session(model.SerializeToString(), False).run(None, {"x": x})[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["mobilenet_v2"]
+__all__ = ["mobilenet_v2", "mobilenet_v3_small"]
 
 
 def _seed_batchnorm(module: nn.Module, generator: torch.Generator) -> None:
@@ -75,5 +75,57 @@ def mobilenet_v2(seed: int = 0, classes: int = 10) -> nn.Module:
     torch.manual_seed(seed)
     model = _MobileNetV2([(1, 8, 1, 1), (6, 8, 2, 2), (6, 8, 2, 2), (6, 16, 2, 2), (6, 24, 1, 1)],
                          stem=8, head=64, classes=classes)
+    _seed_batchnorm(model, generator)
+    return model.eval()
+
+
+class _SqueezeExcite(nn.Module):
+    """Channel attention: global average, 1×1 reduce + ReLU, 1×1 expand + HardSigmoid, and the
+    broadcast multiply of the block's input by the ``[1, C, 1, 1]`` gate."""
+
+    def __init__(self, channels: int, squeeze: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, squeeze, 1)
+        self.expand = nn.Conv2d(squeeze, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.relu(self.reduce(x.mean((2, 3), keepdim=True)))
+        return x * nn.functional.hardsigmoid(self.expand(gate))
+
+
+class _Bneck(nn.Module):
+    """MobileNetV3's block: expansion, k×k depthwise, optional squeeze-excite, projection."""
+
+    def __init__(self, cin: int, k: int, hidden: int, cout: int, se: bool,
+                 act: type[nn.Module], stride: int):
+        super().__init__()
+        layers: list[nn.Module] = [] if hidden == cin else [_conv_bn(cin, hidden, 1, act=act)]
+        layers.append(_conv_bn(hidden, hidden, k, stride, groups=hidden, act=act))
+        if se:
+            layers.append(_SqueezeExcite(hidden, max(8, hidden // 4)))
+        layers.append(_conv_bn(hidden, cout, 1, act=None))
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+def mobilenet_v3_small(seed: int = 0, classes: int = 10) -> nn.Module:
+    """A MobileNetV3-small-like net: HardSwish stem, bneck blocks (3×3 and 5×5 depthwise, ReLU
+    and HardSwish, squeeze-excite with HardSigmoid gates, a residual), a 1×1 HardSwish head,
+    global average and a two-layer classifier with HardSwish."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    hs = nn.Hardswish
+    model = nn.Sequential(
+        _conv_bn(3, 16, 3, 2, act=hs),
+        _Bneck(16, 3, 16, 16, True, nn.ReLU, 2),
+        _Bneck(16, 3, 32, 24, False, nn.ReLU, 2),
+        _Bneck(24, 3, 48, 24, False, nn.ReLU, 1),
+        _Bneck(24, 5, 64, 32, True, hs, 2),
+        _conv_bn(32, 96, 1, act=hs),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(96, 64), hs(), nn.Linear(64, classes))
     _seed_batchnorm(model, generator)
     return model.eval()

@@ -54,7 +54,11 @@ __all__ = [
     "Residual",
     "Spec",
     "build",
+    "export_float",
     "float_model",
+    "ort_quantize",
+    "pt2e_export",
+    "pt2e_quantize",
     "random_inputs",
 ]
 
@@ -386,7 +390,15 @@ def random_inputs(spec: Spec, n: int, seed: int) -> list[np.ndarray]:
     return [rng.standard_normal((1, *spec.input_shape)).astype(np.float32) for _ in range(n)]
 
 
-def _quantize(spec: Spec, src: pathlib.Path, dst: pathlib.Path) -> None:
+def ort_quantize(src: pathlib.Path, dst: pathlib.Path, calibration: list[np.ndarray],
+                 fmt: str = "qdq", signed: bool = False, per_channel: bool = True,
+                 input_name: str = "x", extra_op_types: tuple[str, ...] = ()) -> None:
+    """onnxruntime's ``quantize_static`` of the float model ``src`` into ``dst``, calibrated on
+    ``calibration`` (int8 weights; QDQ or QOperator; int8 or uint8 activations).
+
+    ``extra_op_types`` are quantized besides onnxruntime's default op types (its registries),
+    as a user asks for with ``op_types_to_quantize``.
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -396,15 +408,32 @@ def _quantize(spec: Spec, src: pathlib.Path, dst: pathlib.Path) -> None:
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.data = iter({"x": x} for x in random_inputs(spec, 16, spec.seed + 1000))
+            self.data = iter({input_name: x} for x in calibration)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.data, None)
 
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
     formats = {"qdq": QuantFormat.QDQ, "qop": QuantFormat.QOperator}
-    quantize_static(str(src), str(dst), Reader(), quant_format=formats[spec.fmt],
-                    activation_type=QuantType.QInt8 if spec.signed else QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, per_channel=spec.per_channel)
+    op_types = (sorted({*QLinearOpsRegistry, *QDQRegistry, *extra_op_types}) if extra_op_types
+                else None)
+    quantize_static(str(src), str(dst), Reader(), quant_format=formats[fmt],
+                    activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, per_channel=per_channel,
+                    op_types_to_quantize=op_types)
+
+
+def export_float(module: torch.nn.Module, example: torch.Tensor, path: pathlib.Path) -> None:
+    """The float ONNX model of ``module`` (dynamo exporter, weights inline, input ``x``)."""
+    with _quiet_export(), torch.no_grad():
+        torch.onnx.export(module, (example,), dynamo=True, input_names=["x"],
+                          output_names=["y"], verbose=False).save(str(path))
+
+
+def _quantize(spec: Spec, src: pathlib.Path, dst: pathlib.Path) -> None:
+    ort_quantize(src, dst, random_inputs(spec, 16, spec.seed + 1000), spec.fmt, spec.signed,
+                 spec.per_channel)
 
 
 _directory: pathlib.Path | None = None
@@ -431,8 +460,11 @@ def _float_model(spec: Spec) -> pathlib.Path:
     return path
 
 
-def _pt2e(spec: Spec, path: pathlib.Path) -> None:
-    """Quantize with PT2E (torchao) and export the quantized program to ONNX."""
+def pt2e_quantize(module: torch.nn.Module, example: torch.Tensor,
+                  calibration: list[np.ndarray], signed: bool = True,
+                  per_channel: bool = True) -> torch.nn.Module:
+    """``module`` quantized with PT2E (torchao): the XNNPACK quantizer (int8 activations) when
+    ``signed``, else the X86 Inductor one (uint8), calibrated on ``calibration``."""
     # torchao logs about its optional CUDA kernels and torch's pytree on import, and its X86
     # quantizer imports torch._inductor, which warns about torch.jit: none of it is our models'.
     quiet = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
@@ -458,24 +490,36 @@ def _pt2e(spec: Spec, path: pathlib.Path) -> None:
     finally:
         for logger, level in zip(quiet, levels, strict=True):
             logger.setLevel(level)
-    x = torch.zeros((1, *spec.input_shape))
     with _quiet_export(), warnings.catch_warnings():
         # The copy warns that it is deprecated in favour of executorch's, which is not installed.
         warnings.filterwarnings("ignore", "XNNPACKQuantizer is deprecated", UserWarning)
+        quantizer = (XNNPACKQuantizer().set_global(get_symmetric_quantization_config(
+            is_per_channel=per_channel)) if signed else
+            X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config()))
+        program = torch.export.export(module, (example,)).module()
+        prepared = prepare_pt2e(program, quantizer)
+        for sample in calibration:
+            prepared(torch.from_numpy(sample))
+        return move_exported_model_to_eval(convert_pt2e(prepared))
+
+
+def pt2e_export(quantized: torch.nn.Module, example: torch.Tensor, path: pathlib.Path) -> None:
+    """Export a PT2E-quantized module the way torch 2.13 users do: ``torch.onnx.export(m, x,
+    path)``, which writes the weights to ``path.data`` beside the model."""
+    with _quiet_export(), warnings.catch_warnings():
         # move_exported_model_to_eval switches the ops to eval but not the module's flag.
         warnings.filterwarnings("ignore", "Exporting a model while it is in training mode",
                                 UserWarning)
-        quantizer = (XNNPACKQuantizer().set_global(get_symmetric_quantization_config(
-            is_per_channel=spec.per_channel)) if spec.signed else
-            X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config()))
-        program = torch.export.export(_module(spec), (x,)).module()
-        prepared = prepare_pt2e(program, quantizer)
-        for sample in random_inputs(spec, 16, spec.seed + 1000):
-            prepared(torch.from_numpy(sample))
-        converted = move_exported_model_to_eval(convert_pt2e(prepared))
-        onnx_program = torch.onnx.export(converted, (x,), dynamo=True, input_names=["x"],
-                                         output_names=["y"], verbose=False)
-        onnx_program.save(str(path))
+        torch.onnx.export(quantized, (example,), str(path), dynamo=True, input_names=["x"],
+                          output_names=["y"], verbose=False)
+
+
+def _pt2e(spec: Spec, path: pathlib.Path) -> None:
+    """Quantize with PT2E (torchao) and export the quantized program to ONNX."""
+    x = torch.zeros((1, *spec.input_shape))
+    quantized = pt2e_quantize(_module(spec), x, random_inputs(spec, 16, spec.seed + 1000),
+                              spec.signed, spec.per_channel)
+    pt2e_export(quantized, x, path)
 
 
 @functools.cache

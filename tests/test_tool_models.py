@@ -13,12 +13,10 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from codesign import cli
 
-from .archs import mobilenet_v2
-from .modelgen import pt2e_export, pt2e_quantize
+from .toolmodels import pt2e_mobilenet_v2
 
 pytestmark = pytest.mark.verilator
 
@@ -34,17 +32,6 @@ def verify(capsys, model, outdir, *extra) -> tuple[int, str, list[tuple[str, int
     rows = [(m[1], int(m[4]), int(m[5]), int(m[6])) for m in map(_ROW.match, out.splitlines())
             if m]
     return code, out, rows
-
-
-def pt2e_mobilenet_v2(directory) -> tuple:
-    """A PT2E (XNNPACK, int8, per-channel) MobileNetV2 exported with its weights beside it."""
-    model = mobilenet_v2(seed=3)
-    rng = np.random.default_rng(3)
-    calibration = [rng.standard_normal((1, 3, 32, 32)).astype(np.float32) for _ in range(16)]
-    example = torch.zeros((1, 3, 32, 32))
-    path = directory / "mobilenet_v2.onnx"
-    pt2e_export(pt2e_quantize(model, example, calibration), example, path)
-    return path
 
 
 def test_pt2e_mobilenet_v2_with_external_data(capsys, tmp_path):
