@@ -16,9 +16,14 @@ import onnx.numpy_helper
 import pytest
 
 from codesign import ir, ortwitness, reference
-from codesign.errors import InputError
+from codesign.compiler import compile_graph
+from codesign.driver import run_isasim
+from codesign.errors import InputError, TilingError
 from codesign.frontend import load_model
+from codesign.isa import HwConfig
 from codesign.resample import conv_transpose_phases, nearest_indices
+
+from .resamplegen import resample_graph, resample_specs
 
 _SETTINGS = dict(deadline=None, derandomize=True, database=None,
                  suppress_health_check=[hypothesis.HealthCheck.too_slow])
@@ -397,3 +402,41 @@ def test_refusals_are_one_line():
         q + dq + [oh.make_node("ConvTranspose", ["xf", "wf"], ["c"], strides=[2, 2], group=2),
                   oh.make_node("QuantizeLinear", ["c", "x_s", "x_z"], ["y"])], weights,
         (1, 2, 3, 3), (1, 2, 6, 6))
+
+
+# ------------------------------------------------------------------------------------------------
+# The compiled programs on the ISA model (fast; the RTL runs them in test_resample_rtl.py)
+
+_ISA_CONFIGS = {
+    "4x4": HwConfig(rows=4, cols=4, bus_bytes=4),
+    "2x4-tiny": HwConfig(rows=2, cols=4, bus_bytes=2, act_depth=400, wgt_depth=8, acc_depth=24,
+                         prm_depth=2),
+    "8x2": HwConfig(rows=8, cols=2, bus_bytes=1, act_depth=512),
+    "1x1": HwConfig(rows=1, cols=1, bus_bytes=1),
+}
+
+
+# The tiny scratchpads make long programs (weights streamed tile by tile), whose prefetch pass
+# takes seconds each: slow suite only.
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.slow] * (name == "2x4-tiny")) for name in _ISA_CONFIGS])
+@hypothesis.settings(max_examples=6, **_SETTINGS)
+@hypothesis.given(spec=resample_specs())
+def test_compiled_resample_graphs_match_golden_on_isasim(name, spec):
+    """Pad → Resize → ConvTranspose (→ Conv) compiled for several array shapes, the tiny
+    scratchpads included (which may refuse a layer, with TilingError only), on the ISA model:
+    every output equals the golden model's."""
+    graph = resample_graph(spec)
+    hypothesis.assume(graph is not None)
+    try:
+        program = compile_graph(graph, _ISA_CONFIGS[name])
+    except TilingError:
+        assert name == "2x4-tiny"
+        return
+    rng = np.random.default_rng(spec.seed)
+    t = graph.inputs[0].tensor
+    inputs = [rng.integers(t.qmin, t.qmax + 1, t.shape).astype(t.numpy_dtype)]
+    got = run_isasim(program, [inputs]).outputs[0]
+    values = reference.run(graph, inputs)
+    for g, b in zip(got, graph.outputs, strict=True):
+        np.testing.assert_array_equal(g, values[b.tensor.name])
