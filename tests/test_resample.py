@@ -398,6 +398,11 @@ def test_refusals_are_one_line():
     dq = [oh.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xf"]),
           oh.make_node("DequantizeLinear", ["w", "x_s", "w_z"], ["wf"])]
     weights = [_init("w", np.ones((2, 1, 2, 2), np.int8)), _init("w_z", np.int8(0))]
+    float_weight = [_init("wfloat", np.ones((2, 2, 2, 2), np.float32))]
+    assert "QuantFormat.QDQ" in _refused(
+        q + dq[:1] + [oh.make_node("ConvTranspose", ["xf", "wfloat"], ["c"], strides=[2, 2]),
+                      oh.make_node("QuantizeLinear", ["c", "x_s", "x_z"], ["y"])],
+        float_weight, (1, 2, 3, 3), (1, 2, 6, 6))
     assert "group" in _refused(
         q + dq + [oh.make_node("ConvTranspose", ["xf", "wf"], ["c"], strides=[2, 2], group=2),
                   oh.make_node("QuantizeLinear", ["c", "x_s", "x_z"], ["y"])], weights,

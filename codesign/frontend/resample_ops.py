@@ -30,7 +30,7 @@ from codesign.frontend.ops import (
     _str,
     _weight_qparams,
 )
-from codesign.frontend.values import Accumulator, Dequantized, Quantized
+from codesign.frontend.values import Accumulator, Constant, Dequantized, Quantized
 from codesign.resample import nearest_indices
 
 __all__ = ["OPS", "fold_pads"]
@@ -223,6 +223,11 @@ def _resize(ctx: Context, node: onnx.NodeProto) -> None:
 def _conv_transpose(ctx: Context, node: onnx.NodeProto) -> None:
     """QDQ ConvTranspose: an :class:`Accumulator` marked ``transposed``, requantized to an
     :class:`ir.ConvTranspose` by its QuantizeLinear."""
+    weight = ctx.value(node, 1)
+    if isinstance(weight, Constant) and weight.value.dtype == np.float32:
+        # onnxruntime's QOperator quantizer leaves ConvTranspose in float, weights included.
+        raise ctx.error(node, "has a float weight (onnxruntime's QOperator quantizer leaves "
+                              "ConvTranspose in float); quantize with QuantFormat.QDQ")
     x, w = _qdq_operands(ctx, node)
     attrs = _attrs(node)
     if len(x.onnx_shape) != 4 or w.q.ndim != 4:
