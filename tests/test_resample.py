@@ -108,7 +108,8 @@ def test_pad_golden_equals_onnxruntime(case):
         inits += [pads, _init("cv", dtype(value))]
     model = _model(nodes, inits, x_shape, y_shape, _I8 if case["signed"] else _U8)
     graph, pairs = _run_both(model, x_shape, scale, case["seed"])
-    assert [op.kind for op in graph.ops] == [ir.OpKind.PAD]
+    # No padding at all is the input itself, no op.
+    assert [op.kind for op in graph.ops] == [ir.OpKind.PAD] * (max(case["pads"]) > 0)
     for got, want in pairs:
         np.testing.assert_array_equal(got, want)
 
@@ -216,7 +217,8 @@ def test_resize_accepts_exactly_the_replications(case):
         _RESIZE_SEEN["refused"] += 1
         return
     _RESIZE_SEEN["accepted"] += 1
-    assert [op.kind for op in graph.ops] == [ir.OpKind.RESIZE]
+    identity = case["fh"] == case["fw"] == 1
+    assert [op.kind for op in graph.ops] == [ir.OpKind.RESIZE] * (not identity)
     _, pairs = _run_both(model, x_shape, scale, case["seed"])
     for got, want in pairs:
         np.testing.assert_array_equal(got, want)

@@ -104,6 +104,10 @@ def _pad(ctx: Context, node: onnx.NodeProto) -> None:
         raise ctx.error(node, f"negative pads {pads} crop the tensor, which is not supported")
     _, c, h, w = value.onnx_shape
     x = value.tensor
+    if top == left == bottom == right == 0:
+        ctx.check_shape(node, node.output[0], value.onnx_shape)
+        ctx.values[node.output[0]] = value      # no padding: the same tensor
+        return
     y = _output(ctx, node, value, (1, c, h + top + bottom, w + left + right))
     ctx.ops.append(ir.Pad(x, y, (top, left, bottom, right), _pad_value(ctx, node, value),
                           node.name))
@@ -213,6 +217,10 @@ def _resize(ctx: Context, node: onnx.NodeProto) -> None:
                                   "repeat each input are supported (e.g. asymmetric/floor)")
         factors.append(f)
     x = value.tensor
+    if factors == [1, 1]:
+        ctx.check_shape(node, node.output[0], shape)
+        ctx.values[node.output[0]] = value      # factor 1: the same tensor
+        return
     y = _output(ctx, node, value, (1, shape[1], out[2], out[3]))
     ctx.ops.append(ir.Resize(x, y, (factors[0], factors[1]), node.name))
 
