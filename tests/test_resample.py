@@ -80,14 +80,16 @@ def _pad_cases(draw):
     return dict(c=draw(st.integers(1, 5)), h=draw(st.integers(1, 6)), w=draw(st.integers(1, 6)),
                 pads=[draw(st.integers(0, 3)) for _ in range(4)], signed=draw(st.booleans()),
                 value=draw(st.sampled_from([0.0, 0.3, -0.2, 5.0, -9.0])),
-                qdq=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 31)))
+                qdq=draw(st.booleans()), opset10=draw(st.booleans()),
+                seed=draw(st.integers(0, 2 ** 31)))
 
 
-@hypothesis.settings(max_examples=25, **_SETTINGS)
+@hypothesis.settings(max_examples=30, **_SETTINGS)
 @hypothesis.given(_pad_cases())
 def test_pad_golden_equals_onnxruntime(case):
     """Constant Pad on H and W, QDQ (float value, quantized by the Q after it) and on the 8-bit
-    tensor (the value an 8-bit constant), bit-exact with onnxruntime."""
+    tensor (the value an 8-bit constant), with pads/constant_value as inputs (opset 19) or, on
+    float tensors, as attributes (opset 10), bit-exact with onnxruntime."""
     rng = np.random.default_rng(case["seed"])
     inits, scale, zp = _qparams(rng, case["signed"])
     top, left, bottom, right = case["pads"]
@@ -95,18 +97,25 @@ def test_pad_golden_equals_onnxruntime(case):
     x_shape = (1, case["c"], case["h"], case["w"])
     y_shape = (1, case["c"], case["h"] + top + bottom, case["w"] + left + right)
     dtype = np.int8 if case["signed"] else np.uint8
+    info = np.iinfo(dtype)
+    value = (case["value"] if case["qdq"]
+             else int(np.clip(round(case["value"] / scale) + zp, info.min, info.max)))
+    opset10 = case["opset10"] and case["qdq"]   # Pad-2 is for float tensors only
+    x_name = "xf" if case["qdq"] else "xq"
+    out = "p" if case["qdq"] else "y"
+    if opset10:
+        pad = oh.make_node("Pad", [x_name], [out], mode="constant", value=float(value),
+                           pads=[int(v) for v in onnx.numpy_helper.to_array(pads)])
+    else:
+        pad = oh.make_node("Pad", [x_name, "pads", "cv"], [out], mode="constant")
+        inits += [pads, _init("cv", np.float32(value) if case["qdq"] else dtype(value))]
     if case["qdq"]:
         nodes = _q_dq(case["signed"]) + [
-            oh.make_node("Pad", ["xf", "pads", "cv"], ["p"], mode="constant"),
-            oh.make_node("QuantizeLinear", ["p", "x_s", "x_z"], ["y"])]
-        inits += [pads, _init("cv", np.float32(case["value"]))]
+            pad, oh.make_node("QuantizeLinear", ["p", "x_s", "x_z"], ["y"])]
     else:
-        info = np.iinfo(dtype)
-        value = int(np.clip(round(case["value"] / scale) + zp, info.min, info.max))
-        nodes = [oh.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"]),
-                 oh.make_node("Pad", ["xq", "pads", "cv"], ["y"])]
-        inits += [pads, _init("cv", dtype(value))]
-    model = _model(nodes, inits, x_shape, y_shape, _I8 if case["signed"] else _U8)
+        nodes = [oh.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"]), pad]
+    model = _model(nodes, inits, x_shape, y_shape, _I8 if case["signed"] else _U8,
+                   10 if opset10 else 19)
     graph, pairs = _run_both(model, x_shape, scale, case["seed"])
     # No padding at all is the input itself, no op.
     assert [op.kind for op in graph.ops] == [ir.OpKind.PAD] * (max(case["pads"]) > 0)
