@@ -60,7 +60,9 @@ def _unet_model(tmp_path, upsample: str):
     """1×16×16 → Conv+ReLU (skip) → MaxPool → Conv+ReLU → ×2 upsampling (Resize nearest or
     ConvTranspose 2×2/2) → Concat with the skip → Conv+ReLU → 1×1 head. ``"resize+pad"``: a
     1×15×15 input, whose 14×14 upsampled tensor is padded (F.pad, bottom and right) to the
-    skip's 15×15, as UNets do for odd sizes (a Pad the Concat reads: it runs on the NPU)."""
+    skip's 15×15, as UNets do for odd sizes (a Pad the Concat reads: it runs on the NPU).
+    ``"resize-qop"``: the Resize UNet in QOperator form (QLinearConv, QLinearConcat and a Resize
+    on the uint8 tensor)."""
     import torch
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -106,7 +108,8 @@ def _unet_model(tmp_path, upsample: str):
         def get_next(self):
             return next(self.data, None)
 
-    quantize_static(str(float_path), str(path), Reader(), quant_format=QuantFormat.QDQ,
+    fmt = QuantFormat.QOperator if upsample.endswith("-qop") else QuantFormat.QDQ
+    quantize_static(str(float_path), str(path), Reader(), quant_format=fmt,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     per_channel=True)
     return path
@@ -114,7 +117,8 @@ def _unet_model(tmp_path, upsample: str):
 
 @pytest.mark.parametrize(("upsample", "kinds"), [
     ("resize", ["resize"]), ("convtranspose", ["conv_transpose"]),
-    ("resize+pad", ["resize", "pad"])])
+    ("resize+pad", ["resize", "pad"]),
+    pytest.param("resize-qop", ["resize"], marks=pytest.mark.slow)])
 def test_unet_verifies_on_rtl(capsys, tmp_path, upsample, kinds):
     """RTL = golden bit for bit (per layer too), every op within its bound of onnxruntime."""
     path = _unet_model(tmp_path, upsample)
