@@ -22,7 +22,8 @@ import enum
 import numpy as np
 
 __all__ = ["Tensor", "Conv", "MaxPool", "AvgPool", "Add", "Concat", "Flatten", "Op", "OpKind",
-           "IOBinding", "Graph", "add_multipliers", "op_inputs", "ADD_MULT_BITS"]
+           "IOBinding", "Graph", "add_multipliers", "op_inputs", "ADD_MULT_BITS", "Pad",
+           "Resize", "ConvTranspose"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,14 @@ class OpKind(enum.Enum):
     ADD = "add"
     #: Channel concatenation, each input requantized: y = clamp(round(f32(x_i − z_i)·M_i) + y_zp).
     CONCAT = "concat"
+    #: Constant padding of H and W on the integers: border pixels hold ``value`` (input and
+    #: output share scale and zero point).
+    PAD = "pad"
+    #: Nearest-neighbour upsampling by integer factors: y[h, w] = x[h // fh, w // fw].
+    RESIZE = "resize"
+    #: Quantized transposed convolution (groups=1): acc[o] = Σ_{i·s − pad + k = o} (x − x_zp)
+    #: (w − w_zp) + bias, requantized as CONV.
+    CONV_TRANSPOSE = "conv_transpose"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +213,67 @@ class Flatten:
     kind = OpKind.FLATTEN
 
 
-Op = Conv | MaxPool | AvgPool | Add | Concat | Flatten
+@dataclasses.dataclass(frozen=True)
+class Pad:
+    """Constant padding: ``y`` is ``x`` with ``pads`` = (top, left, bottom, right) pixels of
+    the integer ``value`` (every channel) around it; quantization unchanged."""
+    x: Tensor
+    y: Tensor
+    pads: tuple[int, int, int, int]
+    value: int
+    name: str = ""
+    kind = OpKind.PAD
+
+
+@dataclasses.dataclass(frozen=True)
+class Resize:
+    """Nearest-neighbour upsampling by integer ``factors`` (fh, fw):
+    ``y[h, w] = x[h // fh, w // fw]``; quantization unchanged."""
+    x: Tensor
+    y: Tensor
+    factors: tuple[int, int]
+    name: str = ""
+    kind = OpKind.RESIZE
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvTranspose:
+    """Quantized transposed convolution, one group.
+
+    ``weight`` is int8 ``[KH, KW, Cin, Cout]`` (ONNX's ``[Cin, Cout, KH, KW]`` transposed);
+    input pixel ``(i, j)`` and tap ``(kh, kw)`` feed output ``(i·sh − top + kh, j·sw − left +
+    kw)`` when that lies in ``y``'s (H, W) (which is where ONNX's ``output_padding`` shows).
+    ``bias``, ``multiplier`` and ``clamp`` as for :class:`Conv`.
+    """
+    x: Tensor
+    y: Tensor
+    weight: np.ndarray
+    w_zero_point: int
+    bias: np.ndarray
+    multiplier: np.ndarray
+    stride: tuple[int, int]
+    pads: tuple[int, int]           # (top, left): the output's offset into the full result
+    clamp: tuple[int, int] | None = None
+    name: str = ""
+    kind = OpKind.CONV_TRANSPOSE
+
+    @property
+    def qrange(self) -> tuple[int, int]:
+        return self.clamp if self.clamp is not None else (self.y.qmin, self.y.qmax)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates that land in the output (taps cropped away are not counted)."""
+        kh, kw, cin, cout = self.weight.shape
+        per_axis = []
+        for n, k, s, pad, out in zip(self.x.shape[:2], (kh, kw), self.stride, self.pads,
+                                     self.y.shape[:2], strict=True):
+            o = np.arange(n)[:, None] * s - pad + np.arange(k)[None, :]
+            per_axis.append(int(((o >= 0) & (o < out)).sum()))
+        return per_axis[0] * per_axis[1] * cin * cout
+
+
+Op = Conv | MaxPool | AvgPool | Add | Concat | Flatten | Pad | Resize | ConvTranspose
 
 
 def op_inputs(op: Op) -> tuple[Tensor, ...]:
@@ -271,4 +340,4 @@ class Graph:
 
     @property
     def macs(self) -> int:
-        return sum(op.macs for op in self.ops if isinstance(op, Conv))
+        return sum(op.macs for op in self.ops if isinstance(op, Conv | ConvTranspose))

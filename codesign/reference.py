@@ -6,7 +6,9 @@ integer unit reproduces bit for bit::
     acc = Σ (x − x_zp)(w − w_zp) + bias                     exact (checked to fit int32)
     q   = clamp(round_half_even(f32(acc) · M_c) + y_zp, lo, hi)
 
-AvgPool uses the same formula on window sums of (x − x_zp); Concat on (x_i − z_i) with
+ConvTranspose has Conv's formula over the taps that land on each output. Pad and Resize
+move integers (Pad fills the border with its integer value). AvgPool uses the same formula on
+window sums of (x − x_zp); Concat on (x_i − z_i) with
 M_i = f32(s_i / s_y); Add uses integer ratios, acc = (a − a_zp)·a_mult + (b − b_zp)·b_mult and
 q = clamp(RNE(acc / 2**shift) + y_zp) (see docs/arithmetic.md).
 
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 
 from codesign import ir
 
-__all__ = ["conv_accumulator", "run"]
+__all__ = ["conv_accumulator", "conv_transpose_accumulator", "run"]
 
 _INT32 = (-(2 ** 31), 2 ** 31 - 1)
 
@@ -103,6 +105,48 @@ def _flatten(op: ir.Flatten, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1)).reshape(op.y.shape)
 
 
+def _pad(op: ir.Pad, x: np.ndarray) -> np.ndarray:
+    top, left, bottom, right = op.pads
+    return np.pad(x, ((top, bottom), (left, right), (0, 0)), constant_values=op.value)
+
+
+def _resize(op: ir.Resize, x: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(x, op.factors[0], axis=0), op.factors[1], axis=1)
+
+
+def conv_transpose_accumulator(op: ir.ConvTranspose, x: np.ndarray) -> torch.Tensor:
+    """The exact int64 accumulator ``[H, W, Cout]`` of ``op`` on the integer HWC input ``x``.
+
+    The full transposed convolution (``(H − 1)·s + K`` rows) is computed in float64 (exact:
+    every partial sum is an integer far below 2**53), then the output window starting at
+    ``pads`` is cut out of it; output rows past its end (``output_padding``) get no taps.
+
+    Raises
+    ------
+    OverflowError
+        If an accumulator leaves the int32 range.
+    """
+    kh, kw, cin, _ = op.weight.shape
+    assert kh * kw * cin * 255 * 255 + 2 ** 31 < 2 ** 53, "kernel too large for exact float64"
+    centered = _to_nchw(x) - op.x.zero_point
+    weight = torch.from_numpy(op.weight.astype(np.float64) - op.w_zero_point)
+    full = F.conv_transpose2d(centered, weight.permute(2, 3, 0, 1), stride=op.stride)[0]
+    oh, ow, cout = op.y.shape
+    top, left = op.pads
+    # Zero rows/columns after the full result cover output_padding beyond its end.
+    full = F.pad(full, (0, max(0, left + ow - full.shape[2]), 0, max(0, top + oh - full.shape[1])))
+    acc = full[:, top:top + oh, left:left + ow].permute(1, 2, 0).to(torch.int64)
+    acc = acc + torch.from_numpy(op.bias.astype(np.int64))
+    if acc.numel() and (int(acc.min()) < _INT32[0] or int(acc.max()) > _INT32[1]):
+        raise OverflowError(f"conv_transpose {op.name!r}: accumulator leaves the int32 range")
+    return acc
+
+
+def _conv_transpose(op: ir.ConvTranspose, x: np.ndarray) -> np.ndarray:
+    return _requant(conv_transpose_accumulator(op, x), op.multiplier, op.y.zero_point,
+                    op.qrange, op.y.numpy_dtype)
+
+
 def run(graph: ir.Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Run one inference of ``graph``.
 
@@ -143,6 +187,12 @@ def run(graph: ir.Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
                 y = _add(op, x, values[op.b.name])
             elif isinstance(op, ir.Concat):
                 y = _concat(op, [values[t.name] for t in op.inputs])
+            elif isinstance(op, ir.Pad):
+                y = _pad(op, x)
+            elif isinstance(op, ir.Resize):
+                y = _resize(op, x)
+            elif isinstance(op, ir.ConvTranspose):
+                y = _conv_transpose(op, x)
             else:
                 y = _flatten(op, x)
             assert y.shape == op.y.shape, (op.name, y.shape, op.y.shape)

@@ -55,6 +55,7 @@ from ..isa import (
     field_max,
     float_to_mult_shift,
 )
+from ..resample import conv_transpose_phases
 from .prefetch import Item, prefetch
 from .program import LayerInfo, Program, Region, insn_bytes
 
@@ -122,6 +123,17 @@ class _Buffer:
     w: int
     cw: int           # ACT words per (physical) pixel
     channels: int     # logical channels per physical pixel
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scatter:
+    """Where an array layer's output pixel ``(j, i)`` goes: pixel ``(ry + sy·j, rx + sx·i)`` of
+    the tensor ``dst`` (a stride phase of a transposed convolution)."""
+    dst: _Buffer
+    sy: int
+    sx: int
+    ry: int
+    rx: int
 
 
 class _Compiler:
@@ -368,18 +380,20 @@ class _Compiler:
                      dense: np.ndarray, connected: np.ndarray, w_zp: int, bias: np.ndarray,
                      multiplier: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
                      pads: tuple[int, int, int, int], qrange: tuple[int, int],
-                     depthwise: bool = False) -> None:
+                     depthwise: bool = False, scatter: _Scatter | None = None) -> None:
         """Lower ``y = requant(Σ_sources window · dense + bias)`` onto the systolic array.
 
         ``dense`` is ``[KH, KW, K, Cout]`` over the concatenated logical channels of all
         sources; ``connected[k, n]`` says whether channel k feeds output n at all (structurally),
         so weight tiles that feed nothing in a column tile are skipped. With ``depthwise`` (a
         3×3 stride-1 depthwise convolution, K = Cout), each column tile is one depthwise MATMUL
-        whose weight tile holds the 9 taps of its ``cols`` channels.
+        whose weight tile holds the 9 taps of its ``cols`` channels. With ``scatter``, the
+        output pixels go to the scatter's positions of its (already allocated) tensor instead of
+        to a tensor of ``y``'s shape (never kept in ACT).
         """
         c, e = self.c, self.e
         R, C, A = c.rows, c.cols, c.act_bytes
-        dst = self._allocate(y)
+        dst = self._allocate(y) if scatter is None else scatter.dst
         kh_n, kw_n, k_total, cout = dense.shape
         (sh, sw), (pt, pl, _, _) = stride, pads
         oh_n, ow_n = y.shape[0], y.shape[1]
@@ -593,7 +607,9 @@ class _Compiler:
                                acc_base=acc_base, out_w=ow_n)
                     self._requant(nt, prm_addr, y.zero_point, lo, hi, acc_base, count,
                                   out_base + nt * C // A, dst.cw, where)
-            if self._must_store(y, keep):
+            if scatter is not None:
+                self._store_scattered(scatter, out_base, oh0, oh1, ow_n, where)
+            elif self._must_store(y, keep):
                 self._contiguous(Opcode.STORE, where, "act", Mem.ACT, out_base * self.slices,
                                  dst.region.addr + oh0 * ow_n * dst.cw * self.slices,
                                  count * dst.cw * self.slices)
@@ -682,6 +698,77 @@ class _Compiler:
         self._dma(Opcode.STORE, where, "act", mem=Mem.ACT, sp_addr=act_base * s, sp_stride=s,
                   ext_addr=dst.region.addr + (first_pixel * dst.cw + word) * s,
                   ext_stride=dst.cw * s, rows=count, length=s)
+
+    # -- padding and upsampling ------------------------------------------------------------------
+    def _pad(self, op: ir.Pad) -> None:
+        """Constant padding as a 1×1 identity layer on the array over the padded extent: the
+        MATMUL's source zero point is the pad value, so the out-of-bounds (border) taps, which
+        contribute 0, stand for it, and bias = value − x_zp restores it: in-bounds
+        ``acc = (x − value) + (value − x_zp)``, border ``acc = value − x_zp``, and the REQUANT
+        (multiplier 1, zero point x_zp) gives back x and value exactly."""
+        n = op.x.shape[2]
+        source = dataclasses.replace(self._source(op.x, 0), zero_point=op.value)
+        self._array_layer(op.name, "pad", [source], op.y, np.eye(n, dtype=np.int16)[None, None],
+                          np.eye(n, dtype=bool), 0,
+                          np.full(n, op.value - op.x.zero_point, np.int64),
+                          np.ones(n, np.float32), (1, 1), (1, 1), op.pads,
+                          (op.y.qmin, op.y.qmax))
+
+    def _conv_transpose(self, op: ir.ConvTranspose) -> None:
+        """Each stride phase (:func:`~codesign.resample.conv_transpose_phases`) as a stride-1
+        convolution on the array, its output rows scattered to the phase's pixels by the
+        STOREs (:meth:`_store_scattered`)."""
+        dst = self._allocate(op.y)
+        for phase in conv_transpose_phases(op):
+            conv = phase.conv
+            kh, kw, cin, cout = conv.weight.shape
+            self._array_layer(conv.name, "conv_transpose phase", [self._source(op.x, 0)],
+                              conv.y, conv.weight.astype(np.int16),
+                              np.ones((cin, cout), bool), conv.w_zero_point, conv.bias,
+                              conv.multiplier, (kh, kw), (1, 1), conv.pads, conv.qrange,
+                              scatter=_Scatter(dst, *op.stride, phase.ry, phase.rx))
+
+    def _store_scattered(self, scatter: _Scatter, act_base: int, oh0: int, oh1: int,
+                         ow_n: int, where: str) -> None:
+        """STORE output rows oh0..oh1 (``ow_n`` pixels each, HWC from ACT ``act_base``) to their
+        scattered pixels: one STORE per row, one DMA row per pixel when ``sx > 1``."""
+        dst, s = scatter.dst, self.slices
+        pixel = dst.cw * s
+        for oh in range(oh0, oh1):
+            sp = (act_base + (oh - oh0) * ow_n * dst.cw) * s
+            ext = dst.region.addr + ((scatter.ry + oh * scatter.sy) * dst.w + scatter.rx) * pixel
+            if scatter.sx == 1:
+                self._contiguous(Opcode.STORE, where, "act", Mem.ACT, sp, ext, ow_n * pixel)
+            else:
+                self._dma(Opcode.STORE, where, "act", mem=Mem.ACT, sp_addr=sp, sp_stride=pixel,
+                          ext_addr=ext, ext_stride=scatter.sx * pixel, rows=ow_n, length=pixel)
+
+    def _resize(self, op: ir.Resize) -> None:
+        """Nearest upsampling by DMA alone (input and output share their quantization): the
+        LOADs place each input pixel at every fw-th pixel of ACT rows that are output rows
+        (fw LOADs per row tile, one per column phase), then each such row is STOREd to its fh
+        output rows at once (``sp_stride`` 0)."""
+        src = self._pool_source(op)
+        dst = self._allocate(op.y)
+        (fh, fw), s, cw = op.factors, self.slices, src.cw
+        row_words = src.w * fw * cw
+        if row_words > self.c.act_depth:
+            raise TilingError(f"{op.name}: one upsampled row ({row_words} words) does not fit "
+                              f"ACT={self.c.act_depth} words; use larger scratchpads")
+        per_tile = min(self.c.act_depth // row_words, field_max(LoadStore, "rows") // src.w)
+        where = f"layer {op.name}"
+        self.e.comment(f"{op.name}: resize x{fh}x{fw} {op.x.shape} -> {op.y.shape}")
+        for r0 in range(0, src.h, per_tile):
+            r1 = min(src.h, r0 + per_tile)
+            for b in range(fw):
+                self._dma(Opcode.LOAD, where, "act", mem=Mem.ACT, sp_addr=b * cw * s,
+                          sp_stride=fw * cw * s, ext_addr=src.region.addr + r0 * src.w * cw * s,
+                          ext_stride=cw * s, rows=(r1 - r0) * src.w, length=cw * s)
+            for r in range(r0, r1):
+                self._dma(Opcode.STORE, where, "act", mem=Mem.ACT,
+                          sp_addr=(r - r0) * row_words * s, sp_stride=0,
+                          ext_addr=dst.region.addr + r * fh * row_words * s,
+                          ext_stride=row_words * s, rows=fh, length=row_words * s)
 
     # -- pooling --------------------------------------------------------------------------------
     def _pool_tiles(self, op, src: _Buffer, out_words: int, uses_acc: bool):
@@ -847,7 +934,9 @@ class _Compiler:
         for binding in graph.inputs:
             self._allocate(binding.tensor, self._unfolding(binding.tensor))
         lowering = {ir.Conv: self._conv, ir.MaxPool: self._maxpool, ir.Flatten: self._flatten,
-                    ir.Concat: self._concat, ir.AvgPool: self._avgpool, ir.Add: self._add}
+                    ir.Concat: self._concat, ir.AvgPool: self._avgpool, ir.Add: self._add,
+                    ir.Pad: self._pad, ir.Resize: self._resize,
+                    ir.ConvTranspose: self._conv_transpose}
         layers = []
         for self.op_index, op in enumerate(graph.ops):
             first = len(e.insns)
@@ -855,7 +944,8 @@ class _Compiler:
             self.live = {n: v for n, v in self.live.items()
                          if self.last_reader.get(n, -1) > self.op_index}
             layers.append(LayerInfo(op.name, op.kind.value, first, len(e.insns) - first,
-                                    op.macs if isinstance(op, ir.Conv) else 0, op.y.name))
+                                    op.macs if isinstance(op, ir.Conv | ir.ConvTranspose)
+                                    else 0, op.y.name))
         layers = self._prefetch(layers)
         e.emit(Opcode.END, "end")
         return self._link(layers)

@@ -173,9 +173,16 @@ class Context:
                 raise self.layer_error(value.name, name, problem)
             multiplier = ((x_scale * value.w_scale).astype(np.float32) / y_scale).astype(
                 np.float32)
-            op = ir.Conv(x=value.x, y=y, weight=value.weight, w_zero_point=value.w_zero_point,
-                         bias=value.bias, multiplier=multiplier, stride=value.stride,
-                         pads=value.pads, clamp=clamp, name=value.name, groups=value.groups)
+            if value.transposed:
+                op = ir.ConvTranspose(
+                    x=value.x, y=y, weight=value.weight, w_zero_point=value.w_zero_point,
+                    bias=value.bias, multiplier=multiplier, stride=value.stride,
+                    pads=value.pads[:2], clamp=clamp, name=value.name)
+            else:
+                op = ir.Conv(x=value.x, y=y, weight=value.weight,
+                             w_zero_point=value.w_zero_point, bias=value.bias,
+                             multiplier=multiplier, stride=value.stride, pads=value.pads,
+                             clamp=clamp, name=value.name, groups=value.groups)
         elif value.kind is ir.OpKind.AVGPOOL:
             (x,) = value.inputs
             n = np.float32(value.kernel[0] * value.kernel[1])
@@ -209,12 +216,13 @@ class Context:
         """
         t = value.tensor
         index = next((i for i, op in enumerate(self.ops)
-                      if isinstance(op, ir.Conv | ir.AvgPool | ir.Add) and op.y is t), None)
+                      if isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.ConvTranspose)
+                      and op.y is t), None)
         if index is None:
             raise self.error(node, "can only follow a convolution, matrix product, average pool "
                                    "or Add")
         op = self.ops[index]
-        assert isinstance(op, ir.Conv | ir.AvgPool | ir.Add)
+        assert isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.ConvTranspose)
         readers = {node.input[0], t.name}
         if any(self.uses[name] != 1 for name in readers) or any(
                 r is t for o in self.ops for r in ir.op_inputs(o)):

@@ -17,6 +17,7 @@ from codesign.errors import InputError, one_line
 from codesign.frontend import limits
 from codesign.frontend.context import Context
 from codesign.frontend.ops import OPS, op_key
+from codesign.frontend.resample_ops import fold_pads
 from codesign.frontend.values import Constant, Dequantized, FloatInput, Quantized
 
 __all__ = ["load_model"]
@@ -302,8 +303,10 @@ def _convert(proto: onnx.ModelProto, name: str, graph_name: str) -> ir.Graph:
             raise InputError(f"{name}: output {value.name!r} is neither an 8-bit tensor nor the "
                              "DequantizeLinear of one")
         _check_output_type(value, outputs[-1], name)
+    ctx.ops[:] = fold_pads(ctx.ops, {b.tensor.name for b in outputs})
     for op in ctx.ops:
-        if (isinstance(op, ir.Conv | ir.AvgPool | ir.Add) and op.clamp is not None
+        if (isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.ConvTranspose)
+                and op.clamp is not None
                 and op.clamp[0] > op.clamp[1]):
             raise InputError(f"{name}: the ReLU/Clip after {op.name!r} leaves no output values")
     return ir.Graph(graph_name, tuple(inputs), tuple(outputs), tuple(ctx.ops))

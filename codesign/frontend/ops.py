@@ -839,3 +839,9 @@ OPS: dict[str, Handler] = {
     "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze,
 }
+
+# Padding and upsampling (Pad, Resize, ConvTranspose) live in their own module, which uses the
+# helpers above.
+from codesign.frontend.resample_ops import OPS as _RESAMPLE_OPS  # noqa: E402
+
+OPS.update(_RESAMPLE_OPS)

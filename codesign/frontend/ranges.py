@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from codesign import ir, isa
+from codesign.resample import conv_transpose_phases
 
 __all__ = ["op_problem", "accumulator_range", "scale_product_problem"]
 
@@ -37,6 +38,8 @@ def op_problem(op: ir.Op) -> str | None:
         return _multipliers_problem(np.asarray([op.multiplier]))
     if isinstance(op, ir.Concat):
         return _multipliers_problem(np.asarray(op.multipliers))
+    if isinstance(op, ir.ConvTranspose):
+        return _multipliers_problem(op.multiplier) or _conv_transpose_problem(op)
     if isinstance(op, ir.Add) and 0 in (op.a_mult, op.b_mult):
         return (f"the scale ratios of the operands ({op.a.scale} and {op.b.scale} to "
                 f"{op.y.scale}) differ by more than 2**{ir.ADD_MULT_BITS - 1}; the smaller "
@@ -126,3 +129,14 @@ def _acc_problem(op: ir.Conv) -> str | None:
             f"[{op.x.qmin}, {op.x.qmax}], outside int32 [{_INT32[0]}, {_INT32[1]}] (the NPU's "
             "and onnxruntime's accumulator); quantize with smaller weights or bias, or split "
             "the layer")
+
+
+def _conv_transpose_problem(op: ir.ConvTranspose) -> str | None:
+    """Refuse a transposed convolution whose accumulator can leave int32 for some input: each
+    stride phase (:func:`codesign.resample.conv_transpose_phases`) is an ordinary convolution
+    whose accumulators are exactly the phase's outputs', bounded as :func:`_acc_problem` does."""
+    for phase in conv_transpose_phases(op):
+        problem = _acc_problem(phase.conv)
+        if problem is not None:
+            return f"stride phase ({phase.ry}, {phase.rx}): {problem}"
+    return None

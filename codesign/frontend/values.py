@@ -74,6 +74,9 @@ class Accumulator:
     groups: int = 1
     low: float | None = None
     high: float | None = None
+    #: A ConvTranspose's: ``weight`` is ``[KH, KW, Cin, Cout]`` and ``pads[:2]`` the output's
+    #: offset into the full result (:class:`ir.ConvTranspose`).
+    transposed: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
