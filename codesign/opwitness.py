@@ -249,17 +249,13 @@ def _cut(proto: onnx.ModelProto, index: _Index, op: ir.Op,
 
 
 def _one_inference(proto: onnx.ModelProto, graph: ir.Graph) -> None:
-    """A model with a fixed batch run as N inferences, as the frontend reads it: its inputs'
-    batch set to 1 (the frontend has checked that nothing else in it depends on the batch)."""
-    batched = {b.onnx_name for b in graph.inputs if b.batch > 1}
-    if not batched:
-        return
-    for value in proto.graph.input:
-        if value.name in batched:
-            value.type.tensor_type.shape.dim[0].dim_value = 1
-    del proto.graph.value_info[:]
-    for value in proto.graph.output:
-        value.type.tensor_type.ClearField("shape")
+    """A model with a fixed batch run as N inferences, as the frontend reads it: the model of
+    one inference (the frontend has checked that nothing else in it depends on the batch)."""
+    from .frontend import one_inference
+
+    batch = max(b.batch for b in graph.inputs)
+    if batch > 1:
+        one_inference(proto, batch)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -80,6 +80,8 @@ class Context:
     inputs: dict[str, ir.IOBinding | None] = dataclasses.field(default_factory=dict)
     #: Names of the 3-D tensors that are 1-D activations [1, C, L] (see frontend.layout1d).
     channels_first: set[str] = dataclasses.field(default_factory=set)
+    #: The tensors whose layout no op decided, each with its group (frontend.layout1d).
+    undecided: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
     #: A fixed batch run as that many inferences (the bindings' ``batch``), else 1.
     batch: int = 1
 

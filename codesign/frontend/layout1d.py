@@ -11,17 +11,22 @@ Tensors that carry the same values in the same layout (a QDQ model's Q/DQ pairs,
 Identity, element-wise Add and Concat) form one group; the group is channels-first when any
 convolution or pooling reads or writes a member, and it is refused when a matrix product also
 does. Layout ops (Reshape, Flatten, Transpose, Squeeze, Unsqueeze) separate groups: their input
-and output are mapped independently. A 3-D group that nothing decides is rows, as before.
+and output are mapped independently. A 3-D group that nothing decides is rows, as before,
+unless a layout op that makes it would then move data where channels-first only reinterprets
+(e.g. ``[1, C, 1, 1]`` → Squeeze → ``[1, C, 1]``): the frontend then flips the group
+(:attr:`Layouts.undecided`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import onnx
 
 from codesign.errors import InputError
 from codesign.frontend.ops import op_key
 
-__all__ = ["channels_first_tensors"]
+__all__ = ["Layouts", "channels_first_tensors"]
 
 #: Ops whose input 0 and output 0 are 1-D activations when 3-D.
 _CHANNELS_FIRST = {"Conv", "QLinearConv", "MaxPool", "AveragePool", "GlobalAveragePool",
@@ -56,9 +61,34 @@ class _Groups:
             self.parent[ra] = rb
 
 
+def _ranks(graph: onnx.GraphProto, known: dict[str, int]) -> dict[str, int]:
+    """``known`` completed where ONNX shape inference stops (com.microsoft ops): pooling,
+    convolution and same-layout ops keep their input's rank."""
+    ranks = dict(known)
+    for node in graph.node:
+        key = op_key(node)
+        if (key in _CHANNELS_FIRST and key != "ReduceMean" or key in _SAME_LAYOUT
+                or key == "com.microsoft.QLinearConcat") and node.output and node.input:
+            source = node.input[2] if key == "com.microsoft.QLinearConcat" else node.input[0]
+            if node.output[0] not in ranks and source in ranks:
+                ranks[node.output[0]] = ranks[source]
+    return ranks
+
+
+@dataclasses.dataclass
+class Layouts:
+    """The layout decisions for one graph.
+
+    ``channels_first``: the names of the 3-D tensors that are 1-D activations ``[N, C, L]``;
+    ``undecided``: name → its group, for the tensors that no op decided.
+    """
+    channels_first: set[str]
+    undecided: dict[str, frozenset[str]]
+
+
 def channels_first_tensors(graph: onnx.GraphProto, ranks: dict[str, int],
-                           model_name: str) -> set[str]:
-    """The names of the tensors of ``graph`` that are 1-D activations ``[N, C, L]``.
+                           model_name: str) -> Layouts:
+    """Which tensors of ``graph`` are 1-D activations ``[N, C, L]`` (see :class:`Layouts`).
 
     ``ranks`` holds the rank of every tensor whose shape is known; only 3-D tensors are
     decided by the ops that touch them (a matrix product on a ``[1, C]`` ReduceMean output is
@@ -83,6 +113,7 @@ def channels_first_tensors(graph: onnx.GraphProto, ranks: dict[str, int],
             for n in node.input[2::3]:
                 if n:
                     groups.union(n, node.output[0])
+    ranks = _ranks(graph, ranks)
     # root → (kind, node that decided it)
     decided: dict[str, tuple[str, onnx.NodeProto]] = {}
     for node in graph.node:
@@ -105,4 +136,9 @@ def channels_first_tensors(graph: onnx.GraphProto, ranks: dict[str, int],
                     "Transpose or Reshape between them")
     names = {n for node in graph.node for n in (*node.input, *node.output) if n}
     names.update(v.name for v in graph.input)
-    return {n for n in names if decided.get(groups.find(n), ("",))[0] == "1-D"}
+    members: dict[str, set[str]] = {}
+    for n in names:
+        members.setdefault(groups.find(n), set()).add(n)
+    return Layouts({n for n in names if decided.get(groups.find(n), ("",))[0] == "1-D"},
+                   {n: frozenset(members[groups.find(n)]) for n in names
+                    if groups.find(n) not in decided})

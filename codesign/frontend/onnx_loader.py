@@ -21,7 +21,7 @@ from codesign.frontend.layout1d import channels_first_tensors
 from codesign.frontend.ops import OPS, op_key
 from codesign.frontend.values import Constant, Dequantized, FloatInput, Quantized
 
-__all__ = ["load_model"]
+__all__ = ["load_model", "one_inference"]
 
 #: Ops whose presence means the model is quantized at all (a float model has none of them).
 _QUANTIZATION_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
@@ -95,17 +95,51 @@ def _load(proto: onnx.ModelProto, name: str, graph_name: str, batch: int) -> ir.
     """Convert ``proto`` with its data inputs' fixed batch ``batch`` > 1 run as that many
     inferences (1: every fixed size as it is, a symbolic batch as 1)."""
     declared = _declared_types(proto)
-    original = _copy(proto) if batch > 1 else None
+    original = _infer(_fix_batch(_copy(proto), name, 1), name) if batch > 1 else None
+    if original is not None:
+        _rebatch_reshapes(proto, original, batch)
     _fix_batch(proto, name, batch)
     proto = _infer(proto, name)
     _check_declared_types(declared, proto, name)
     limits.check_inferred(proto.graph, name)
     if original is not None:
-        _check_batch_free(_infer(_fix_batch(original, name, 1), name), proto, batch, name)
+        _check_batch_free(original, proto, batch, name)
     # Scales are data: float32 overflow to inf and underflow to 0 are the IEEE results that the
     # handlers' checks then refuse, not errors (nor warnings) of their own.
     with np.errstate(all="ignore"):
         return _convert(proto, name, graph_name, batch)
+
+
+def one_inference(proto: onnx.ModelProto, batch: int) -> None:
+    """Make ``proto``, a model with a fixed batch ``batch`` > 1 that the frontend runs as that
+    many inferences, the model of one inference, in place (as the frontend reads it): its data
+    inputs' batch and its Reshapes' fixed batch become 1."""
+    name = "the model"
+    _rebatch_reshapes(proto, _infer(_fix_batch(_copy(proto), name, 1), name), batch)
+    _fix_batch(proto, name, batch)
+
+
+def _rebatch_reshapes(proto: onnx.ModelProto, original: onnx.ModelProto, batch: int) -> None:
+    """Give each Reshape of a batch-``batch`` tensor to a constant shape that starts with
+    ``batch`` (an exporter's fixed batch, e.g. dynamo's ``x.view(x.size(0), -1)``) the shape of
+    one inference (axis 0 = 1), in a new initializer."""
+    shapes = {v.name: _shape(v) for v in [*original.graph.value_info, *original.graph.input]}
+    initializers = {i.name: i for i in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type != "Reshape" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            continue
+        source, target = shapes.get(node.input[0]), initializers.get(node.input[1])
+        if source is None or target is None or source[:1] != (batch,):
+            continue
+        dims = onnx.numpy_helper.to_array(target).copy()
+        if dims.ndim != 1 or not dims.size or dims[0] != batch:
+            continue
+        dims[0] = 1
+        fixed = f"{node.input[1]}__one_inference"
+        if fixed not in initializers:
+            initializers[fixed] = onnx.numpy_helper.from_array(dims, fixed)
+            proto.graph.initializer.append(initializers[fixed])
+        node.input[1] = fixed
 
 
 def _check_batch_free(original: onnx.ModelProto, single: onnx.ModelProto, batch: int,
@@ -353,7 +387,8 @@ def _convert(proto: onnx.ModelProto, name: str, graph_name: str, batch: int) -> 
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in
              [*graph.value_info, *graph.output, *graph.input]
              if v.type.tensor_type.HasField("shape")}
-    ctx.channels_first = channels_first_tensors(graph, ranks, name)
+    layouts = channels_first_tensors(graph, ranks, name)
+    ctx.channels_first, ctx.undecided = layouts.channels_first, layouts.undecided
     for node in graph.node:
         ctx.uses.update(i for i in node.input if i)
     ctx.uses.update(o.name for o in graph.output)

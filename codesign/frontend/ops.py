@@ -99,12 +99,12 @@ def _as_2d(ctx: Context, node: onnx.NodeProto, attrs: dict[str, Any],
     return attrs, (shape[0], shape[1], 1, shape[2])
 
 
-def _one_d(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, shape: tuple[int, ...]) -> bool:
+def _one_d(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...]) -> bool:
     """Whether a convolution or pooling reads a 1-D activation ``[1, C, L]`` (refusing a 3-D
     input that the frontend holds as rows ``[1, M, K]``)."""
     if len(shape) != 3:
         return False
-    if not x.channels_first:
+    if node.input[0] not in ctx.channels_first:
         raise ctx.error(node, f"input {node.input[0]!r} {list(shape)} is held as rows of a "
                               "matrix product, not as a 1-D activation [1, C, L]")
     return True
@@ -256,7 +256,7 @@ def _conv(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int, 
           bias: Bias) -> Accumulator:
     """The accumulator of a Conv / QLinearConv; ``w`` is ONNX ``[Cout, Cin / group, KH, KW]``."""
     attrs = _attrs(node)
-    one_d = _one_d(ctx, node, x, x_shape) and w.ndim == 3
+    one_d = _one_d(ctx, node, x_shape) and w.ndim == 3
     if one_d:
         attrs, x_shape = _as_2d(ctx, node, attrs, x_shape)
         w = w[:, :, None, :]
@@ -306,7 +306,7 @@ def _matmul(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int
             len(x_shape) == 3 and x_shape[0] != 1):
         raise ctx.error(node, f"only [M, K] or [1, M, K] @ constant [K, N] is supported, not "
                               f"{list(x_shape)} @ {list(w.shape)}")
-    if x.channels_first:
+    if len(x_shape) == 3 and node.input[0] in ctx.channels_first:
         raise ctx.error(node, f"input {node.input[0]!r} {list(x_shape)} is a 1-D activation "
                               "[1, C, L], not rows [1, M, K]; transpose it first")
     _check_work(ctx, node, (1, 1, *w.shape), math.prod(x_shape) * w.shape[1])
@@ -369,8 +369,13 @@ def _quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
             if ctx.inputs.get(value.name) is not None:
                 raise ctx.error(node, f"graph input {value.name!r} is quantized more than once")
             t = ctx.tensor(node, out, value.onnx_shape, signed, scale, zero_point)
-            ctx.inputs[value.name] = ir.IOBinding(value.name, value.onnx_shape, True, t,
-                                                   ctx.batch)
+            shape = value.onnx_shape if value.input_shape is None else value.input_shape
+            if value.input_shape is not None and t.channels_first != (
+                    len(shape) == 3 and value.name in ctx.channels_first):
+                raise ctx.error(node, f"graph input {value.name!r} is reshaped between a 1-D "
+                                      "activation [1, C, L] and rows [1, M, K] before it is "
+                                      "quantized; quantize it first")
+            ctx.inputs[value.name] = ir.IOBinding(value.name, shape, True, t, ctx.batch)
             ctx.values[out] = Quantized(t, value.onnx_shape)
         case Accumulator() | Elementwise():
             ctx.values[out] = ctx.requantize(node, value, out, scale, zero_point, signed)
@@ -570,7 +575,7 @@ def _max_pool(ctx: Context, node: onnx.NodeProto) -> None:
     if len(node.output) > 1 and node.output[1]:
         raise ctx.error(node, "the Indices output is not supported")
     in_shape = value.onnx_shape
-    one_d = _one_d(ctx, node, value.tensor, in_shape)
+    one_d = _one_d(ctx, node, in_shape)
     if one_d:
         attrs, in_shape = _as_2d(ctx, node, attrs, in_shape)
     kernel = tuple(attrs.get("kernel_shape", ()))
@@ -603,14 +608,14 @@ def _max_pool(ctx: Context, node: onnx.NodeProto) -> None:
     ctx.values[node.output[0]] = type(value)(y, shape)
 
 
-def _window(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, shape: tuple[int, ...],
+def _window(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...],
             attrs: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, ...]]:
     """``(kernel, stride, output shape)`` of an AveragePool, which must have no padding.
 
     The IR's average divides by the whole window; a padded window's divisor depends on
     ``count_include_pad`` and on the position, which the NPU does not model.
     """
-    one_d = _one_d(ctx, node, x, shape)
+    one_d = _one_d(ctx, node, shape)
     if one_d:
         attrs, shape = _as_2d(ctx, node, attrs, shape)
     kernel = tuple(attrs.get("kernel_shape", ()))
@@ -631,10 +636,9 @@ def _window(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, shape: tuple[int, 
     return (kernel[0], kernel[1]), stride, (1, c, out[1]) if one_d else (1, c, out[0], out[1])
 
 
-def _plane(ctx: Context, node: onnx.NodeProto, x: ir.Tensor,
-           shape: tuple[int, ...]) -> tuple[int, int]:
+def _plane(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[int, int]:
     """The whole-plane window of a global average over [1, C, H, W] (or [1, C, L])."""
-    if _one_d(ctx, node, x, shape):
+    if _one_d(ctx, node, shape):
         return 1, shape[2]
     if len(shape) != 4:
         raise ctx.error(node, "only [1, C, H, W] and [1, C, L] inputs are supported")
@@ -648,14 +652,14 @@ def _pooled(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def _qdq_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
     x = _dequantized(ctx, node, 0)
-    kernel, stride, shape = _window(ctx, node, x.tensor, x.onnx_shape, _attrs(node))
+    kernel, stride, shape = _window(ctx, node, x.onnx_shape, _attrs(node))
     ctx.values[node.output[0]] = Elementwise(ir.OpKind.AVGPOOL, (x.tensor,), shape, node.name,
                                              kernel, stride)
 
 
 def _qdq_global_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
     x = _dequantized(ctx, node, 0)
-    kernel = _plane(ctx, node, x.tensor, x.onnx_shape)
+    kernel = _plane(ctx, node, x.onnx_shape)
     ctx.values[node.output[0]] = Elementwise(ir.OpKind.AVGPOOL, (x.tensor,),
                                              _pooled(x.onnx_shape), node.name, kernel)
 
@@ -666,12 +670,17 @@ def _qdq_reduce_mean(ctx: Context, node: onnx.NodeProto) -> None:
     attrs = _attrs(node)
     axes = ctx.constant(node, 1, "axes")
     listed = attrs.get("axes", []) if axes is None else axes.reshape(-1).tolist()
-    kernel = _plane(ctx, node, x.tensor, x.onnx_shape)
+    kernel = _plane(ctx, node, x.onnx_shape)
     rank = len(x.onnx_shape)
-    if sorted(a % rank for a in listed) != list(range(2, rank)):
+    reduced = {a % rank for a in listed}
+    # A mean over H and W, or over the one of them that is longer than 1 (dynamo exports an
+    # adaptive 1-D average as Unsqueeze → ReduceMean over the last axis → Squeeze).
+    if not listed or not reduced <= set(range(2, rank)) or any(
+            x.onnx_shape[a] > 1 for a in range(2, rank) if a not in reduced):
         raise ctx.error(node, f"only the mean over H and W (axes 2, 3) or over L (axis 2 of "
                               f"[1, C, L]) is supported, not axes {listed}")
-    shape = _pooled(x.onnx_shape) if attrs.get("keepdims", 1) else x.onnx_shape[:2]
+    shape = (_pooled(x.onnx_shape) if attrs.get("keepdims", 1) else
+             tuple(d for a, d in enumerate(x.onnx_shape) if a not in reduced))
     ctx.values[node.output[0]] = Elementwise(ir.OpKind.AVGPOOL, (x.tensor,), shape, node.name,
                                              kernel)
 
@@ -751,7 +760,7 @@ def _qlinear_add(ctx: Context, node: onnx.NodeProto) -> None:
 
 def _qlinear_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
     x = ctx.quantized_input(node, 0, 1)
-    kernel, stride, shape = _window(ctx, node, x.tensor, x.onnx_shape,
+    kernel, stride, shape = _window(ctx, node, x.onnx_shape,
                                     _channels_first(ctx, node))
     _qop_output(ctx, node, Elementwise(ir.OpKind.AVGPOOL, (x.tensor,), shape, node.name, kernel,
                                        stride), 3)
@@ -760,7 +769,7 @@ def _qlinear_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
 def _qlinear_global_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
     x = ctx.quantized_input(node, 0, 1)
     _channels_first(ctx, node)
-    kernel = _plane(ctx, node, x.tensor, x.onnx_shape)
+    kernel = _plane(ctx, node, x.onnx_shape)
     _qop_output(ctx, node, Elementwise(ir.OpKind.AVGPOOL, (x.tensor,), _pooled(x.onnx_shape),
                                        node.name, kernel), 3)
 
@@ -796,7 +805,7 @@ def _layout(ctx: Context, node: onnx.NodeProto, move: Callable[[np.ndarray], np.
     :class:`ir.Flatten`; anything else would move data and is refused.
     """
     value = ctx.value(node, 0)
-    if not isinstance(value, Quantized | Dequantized | Accumulator | Elementwise):
+    if not isinstance(value, Quantized | Dequantized | Accumulator | Elementwise | FloatInput):
         raise ctx.error(node, "input must be an 8-bit activation (or its DequantizeLinear)")
     src_first = node.input[0] in ctx.channels_first and len(value.onnx_shape) == 3
     src = hwc_shape(value.onnx_shape, f"input {node.input[0]!r}", src_first)
@@ -813,11 +822,26 @@ def _layout(ctx: Context, node: onnx.NodeProto, move: Callable[[np.ndarray], np.
         raise ctx.error(node, f"cannot apply to {list(value.onnx_shape)}: {e}") from None
     shape = tuple(moved.shape)
     ctx.check_shape(node, node.output[0], shape)
-    dst_first = node.output[0] in ctx.channels_first and len(shape) == 3
-    dst = hwc_shape(shape, f"output {node.output[0]!r}", dst_first)
-    hwc = _hwc_of_onnx(moved, dst_first)
     out = node.output[0]
+    dst_first = out in ctx.channels_first and len(shape) == 3
+    dst = hwc_shape(shape, f"output {out!r}", dst_first)
+    hwc = _hwc_of_onnx(moved, dst_first)
+    if not (dst == src and np.array_equal(hwc, order)) and len(shape) == 3 and _flip(ctx, out):
+        # Nothing decided the output's layout, and as a 1-D activation it is the same data.
+        dst_first = True
+        dst = hwc_shape(shape, f"output {out!r}", dst_first)
+        hwc = _hwc_of_onnx(moved, dst_first)
+        if dst == src and np.array_equal(hwc, order):
+            group = ctx.undecided[out]
+            ctx.channels_first.update(group)
+            for name in group:
+                del ctx.undecided[name]
     if dst == src and np.array_equal(hwc, order):
+        if isinstance(value, FloatInput):
+            ctx.values[out] = dataclasses.replace(value, onnx_shape=shape,
+                                                  input_shape=value.input_shape
+                                                  or value.onnx_shape)
+            return
         ctx.values[out] = dataclasses.replace(value, onnx_shape=shape)
     elif (isinstance(value, Quantized | Dequantized) and len(shape) == 2
           and np.array_equal(hwc.reshape(-1), order.transpose(2, 0, 1).reshape(-1))):
@@ -829,6 +853,13 @@ def _layout(ctx: Context, node: onnx.NodeProto, move: Callable[[np.ndarray], np.
         raise ctx.error(node, f"{list(value.onnx_shape)} → {list(shape)} moves data; only layout-"
                               "only changes (e.g. [1, C, 1, 1] → [1, C]) and flattening "
                               "[1, C, H, W] to [1, C·H·W] on 8-bit tensors are supported")
+
+
+def _flip(ctx: Context, name: str) -> bool:
+    """Whether the undecided tensor ``name`` may still become a 1-D activation: none of its
+    group has a value yet."""
+    group = ctx.undecided.get(name)
+    return group is not None and not any(n in ctx.values for n in group if n != name)
 
 
 def _axes(ctx: Context, node: onnx.NodeProto) -> list[int] | None:
