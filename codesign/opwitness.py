@@ -101,6 +101,9 @@ def _layouts(proto: onnx.ModelProto, index: _Index,
     exposed = onnx.ModelProto()
     exposed.CopyFrom(proto)
     wanted = [op.y for op in graph.ops if op.y.name in index.producers]
+    # A graph input's tensor is its QuantizeLinear's output, which a float Reshape before it
+    # (onnxruntime's Reshape → Gemm → Reshape) leaves in another shape than the input's.
+    wanted += [b.tensor for b in graph.inputs if b.tensor.name in index.producers]
     for t in wanted:
         types.setdefault(t.name, _elem_type(t))
         if t.name not in index.outputs:
