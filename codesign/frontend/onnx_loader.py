@@ -148,6 +148,16 @@ def _check_batch_free(original: onnx.ModelProto, single: onnx.ModelProto, batch:
     batch axis (e.g. a Reshape to a fixed batch, or an op across the batch): running it as
     ``batch`` inferences would compute another model."""
     shapes = {v.name: _shape(v) for v in [*original.graph.value_info, *original.graph.output]}
+    data = {v.name for v in _data_inputs(original)}
+    for node in original.graph.node:
+        if data.intersection(node.input):
+            data.update(o for o in node.output if o)
+    for tensor, shape in shapes.items():
+        if tensor in data and shape and shape[0] != batch:
+            raise InputError(
+                f"{name}: tensor {limits.printable(tensor)!r} is {list(shape)} in a model of "
+                f"batch {batch}; the graph mixes its batch (e.g. a Reshape across it): export "
+                "it with batch 1 or a symbolic batch")
     for value in [*single.graph.value_info, *single.graph.output]:
         one, full = _shape(value), shapes.get(value.name)
         if one is None or full is None or one == full:
