@@ -263,15 +263,31 @@ def test_conv1d_pool1d_golden_equals_ort(spec):
 
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 @pytest.mark.parametrize("fmt", ["qdq", "qop"])
-def test_kws1d_golden_equals_ort(tmp_path, exporter, fmt):
+def test_kws1d_golden_vs_ort(tmp_path, exporter, fmt):
+    """Every convolution, pooling and the Linear of the 1-D keyword spotter against
+    onnxruntime's own kernel for it: the integer ops bit-exact; the two average pools, which
+    onnxruntime computes in float, within their documented 1 LSB (docs/arithmetic.md). An
+    end-to-end difference only ever follows an average pool's."""
+    from codesign.opwitness import op_witness
+    from codesign.perlayer import check_ops
+
     path = sm.kws1d(tmp_path, exporter=exporter, fmt=fmt)
     graph = load_model(path)
     assert [op.kind.value for op in graph.ops] == [
         "conv", "maxpool", "conv", "conv", "avgpool", "avgpool", "conv"]
     assert graph.inputs[0].tensor.shape == (1, 49, 10)
     assert graph.outputs[0].model_shape == (1, 12)
-    compared, differ = _golden_vs_ort(path)
-    assert compared == 36 and differ == 0
+    (binding,) = graph.inputs
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal(binding.model_shape).astype(np.float32) for _ in range(4)]
+    golden = [reference.run(graph, [binding.quantize(x)]) for x in xs]
+    checks = check_ops(graph, golden, op_witness(path, graph, golden).outputs)
+    assert len(checks) == 7 and all(c.compared == 4 for c in checks)
+    for check in checks:
+        assert check.max_lsb <= check.bound == (1 if check.kind == "avgpool" else 0), check
+    compared, differ = _golden_vs_ort(path, runs=4)
+    assert compared == 48
+    assert differ == 0 or any(c.mismatches for c in checks if c.kind == "avgpool")
 
 
 class _KWS2d(torch.nn.Module):
@@ -356,14 +372,22 @@ def test_transpose_from_1d_activation_to_rows_is_a_reinterpretation():
 
 # -- whole models on Verilator ----------------------------------------------------------------
 
-def _verify(capsys, path: pathlib.Path, outdir: pathlib.Path, *args: str) -> str:
+def _verify(capsys, path: pathlib.Path, outdir: pathlib.Path, *args: str,
+            exact: bool = True) -> str:
+    """``codesign verify``: PASS (RTL = golden model bit for bit, every op within its documented
+    bound of onnxruntime); with ``exact``, also RTL = onnxruntime end to end (models whose ops
+    are all integer kernels in onnxruntime)."""
     code = cli.main(["verify", str(path), "-o", str(outdir), *args])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "PASS" in out
     lines = out.splitlines()
-    row = lines[lines.index(next(line for line in lines if set(line) == {"-"})) + 1]
-    assert row.split()[-3:] == ["0", "0", "0"], row          # RTL≠golden, RTL≠ORT, max |Δ|
+    row = lines[lines.index(next(line for line in lines if set(line) == {"-"})) + 1].split()
+    assert row[-3] == "0", row                                 # RTL≠golden
+    if exact:
+        assert row[-2:] == ["0", "0"], row                     # RTL≠ORT, max |Δ|
+    else:
+        assert int(row[-1]) <= 1, row
     return out
 
 
@@ -397,7 +421,9 @@ def test_fixed_batch_cnn_verifies(capsys, tmp_path):
 
 @pytest.mark.verilator
 def test_kws1d_verifies(capsys, tmp_path):
-    out = _verify(capsys, sm.kws1d(tmp_path), tmp_path / "d", "--count", "2")
+    """The 1-D keyword spotter: RTL = golden; RTL vs onnxruntime within the average pools'
+    1 LSB (onnxruntime computes them in float)."""
+    out = _verify(capsys, sm.kws1d(tmp_path), tmp_path / "d", "--count", "4", exact=False)
     assert "(1, 12)" in out
 
 
@@ -406,7 +432,7 @@ def test_kws1d_verifies(capsys, tmp_path):
 @pytest.mark.parametrize("fmt", ["qdq", "qop"])
 def test_kws1d_torchscript_verifies(capsys, tmp_path, fmt):
     _verify(capsys, sm.kws1d(tmp_path, exporter="torchscript", fmt=fmt), tmp_path / "d",
-            "--count", "2")
+            "--count", "4", exact=False)
 
 
 @pytest.mark.verilator

@@ -302,6 +302,9 @@ def _matmul(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int
             w: np.ndarray, w_scale: np.ndarray, w_zp: np.ndarray | None, w_axis: int | None,
             bias: Bias) -> Accumulator:
     """The accumulator of ``x @ w`` (``w`` is ``[K, N]``) as a 1×1 convolution."""
+    if w.ndim > 2:
+        raise ctx.error(node, f"the weight {list(w.shape)} is batched (a matrix per batch item); "
+                              "only a constant [K, N] weight is supported")
     if w.ndim != 2 or len(x_shape) not in (2, 3) or x_shape[-1] != w.shape[0] or (
             len(x_shape) == 3 and x_shape[0] != 1):
         raise ctx.error(node, f"only [M, K] or [1, M, K] @ constant [K, N] is supported, not "
