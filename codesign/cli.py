@@ -482,8 +482,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run a generated design under Verilator")
     s.add_argument("outdir", type=Path)
     s.add_argument("--input", type=Path, required=True,
-                   help=".npy: one input of the model's shape, or N of them on a leading axis "
-                        "(1 <= N <= 1024); float input is quantized as QuantizeLinear does "
+                   help=".npy: the model's input shape S, S with axis 0 times k, or [k, *S] "
+                        "(k runs; at most 1024 inferences); the output has the model's output "
+                        "shape likewise; float input is quantized as QuantizeLinear does "
                         "(±inf saturates, NaN is refused)")
     s.add_argument("--output", type=Path,
                    help="write the model output(s) to exactly this file (.npy format), replaced "
@@ -493,7 +494,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("model", type=Path)
     v.add_argument("-o", "--outdir", type=Path)
     v.add_argument("--input", type=Path, help=".npy input(s); default: seeded random inputs")
-    v.add_argument("--count", type=int, default=4, help="random inputs to run (default 4)")
+    v.add_argument("--count", type=int, default=4,
+                   help="random model runs (default 4; a run of a model with a fixed batch of N "
+                        "inferences is N inferences)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--per-layer", action="store_true",
                    help="compare every layer's output (RTL, golden, onnxruntime) and name the "
