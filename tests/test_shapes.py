@@ -460,3 +460,20 @@ def test_simulate_fixed_batch_writes_the_model_output_shape(capsys, tmp_path):
     y = np.load(tmp_path / "y.npy")
     assert y.shape == ort.shape == (4, 10) and y.dtype == ort.dtype
     assert np.array_equal(y, ort)
+
+
+@pytest.mark.verilator
+def test_simulate_symbolic_batch_writes_the_model_output_shape(capsys, tmp_path):
+    """``simulate`` on a symbolic-batch MLP given 4 inputs as onnxruntime takes them ([4, 20])
+    writes (4, 10), onnxruntime's shape and values (it used to write (4, 1, 10))."""
+    path = build(Spec((20,), (Linear(16), ReLU(), Linear(10)), dynamic_batch=True, seed=2))
+    assert cli.main(["generate", str(path), "-o", str(tmp_path / "d")]) == 0
+    x = np.random.default_rng(6).standard_normal((4, 20)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code = cli.main(["simulate", str(tmp_path / "d"), "--input", str(tmp_path / "x.npy"),
+                     "--output", str(tmp_path / "y.npy")])
+    out = capsys.readouterr().out
+    assert code == 0 and "bit-exactly (4 inference(s))" in out, out
+    (ort,) = create_session(path).run(None, {"x": x})
+    y = np.load(tmp_path / "y.npy")
+    assert y.shape == ort.shape == (4, 10) and np.array_equal(y, ort)
