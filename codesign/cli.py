@@ -23,7 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .design import CONFIG, MODEL, REPORT_JSON, REPORT_TXT, VERILOG, Design, read_batch
+from .design import (
+    CONFIG,
+    MAX_BATCH,
+    MODEL,
+    REPORT_JSON,
+    REPORT_TXT,
+    VERILOG,
+    Design,
+    join_outputs,
+    read_batch,
+)
 from .errors import InputError, SimulationFailed
 from .isa import HwConfig
 from .outdir import write_design
@@ -238,7 +248,7 @@ def simulate(outdir: Path, input_path: Path, output_path: Path | None) -> int:
     from .design import OutputFile
     output = OutputFile(output_path) if output_path is not None else None
     design = Design(outdir)
-    batch, batched, _ = read_batch(design.graph, input_path)
+    batch, stacked, _ = read_batch(design.graph, input_path)
     result, golden_runs = _simulate(design, batch)
     golden = _outputs(design.graph, golden_runs)
     _print_cycles(design, result)
@@ -247,7 +257,7 @@ def simulate(outdir: Path, input_path: Path, output_path: Path | None) -> int:
     if output is not None:
         binding = design.graph.outputs[0]
         ys = [binding.dequantize(outs[0]) for outs in result.outputs]
-        output.write(np.stack(ys) if batched else ys[0])
+        output.write(join_outputs(binding, ys, stacked))
     if bad:
         print(f"MISMATCH: {bad} output element(s) differ from the golden model", file=sys.stderr)
         return 1
@@ -262,11 +272,12 @@ MAX_RANDOM_INPUTS = 1000
 
 
 def _random_inputs(graph, count: int, seed: int) -> list[np.ndarray]:
-    """Seeded random model inputs spanning the input quantization range."""
+    """Seeded random inputs of ``count`` model runs (each ``batch`` inferences) spanning the
+    input quantization range, one per inference."""
     binding = graph.inputs[0]
     t = binding.tensor
     rng = np.random.default_rng(seed)
-    q = rng.integers(t.qmin, t.qmax + 1, (count,) + tuple(binding.onnx_shape))
+    q = rng.integers(t.qmin, t.qmax + 1, (count * binding.batch,) + tuple(binding.onnx_shape))
     if not binding.is_float:
         return [x.astype(t.numpy_dtype) for x in q]
     noise = rng.uniform(-0.45, 0.45, q.shape)
@@ -314,10 +325,23 @@ def _output_table(graph, result, golden, ort_outputs) -> int:
                 max_lsb = max(max_lsb, int(diff.max(initial=0)))
         ort_text = (f"{rtl_vs_ort:>8} {max_lsb:>10}" if ort_outputs is not None
                     else f"{'n/a':>8} {'n/a':>10}")
-        print(f"{binding.onnx_name[:24]:<24} {str(tuple(binding.onnx_shape)):<16} {n:>9} "
+        print(f"{binding.onnx_name[:24]:<24} {str(tuple(binding.model_shape)):<16} {n:>9} "
               f"{rtl_vs_golden:>11} {ort_text}")
         total += rtl_vs_golden
     return total
+
+
+def _ort_runs(session, graph, raw: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """onnxruntime's outputs per inference: one run per inference, or, for a model with a fixed
+    batch of N inferences, one run per N of them, its outputs split along axis 0."""
+    binding = graph.inputs[0]
+    n = binding.batch
+    per_inference = []
+    for start in range(0, len(raw), n):
+        outs = session.run(None, {binding.onnx_name: np.concatenate(raw[start:start + n])})
+        for i in range(n):
+            per_inference.append([np.split(np.asarray(o), n)[i] for o in outs])
+    return per_inference
 
 
 def _verdict(n: int, rtl_vs_golden: int, witness, checks) -> bool:
@@ -360,6 +384,9 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
     print(f"generate: {time.perf_counter() - start:.2f} s -> {outdir}")
     design = Design(outdir)
     graph = design.graph
+    if input_path is None and count * graph.inputs[0].batch > MAX_BATCH:
+        raise InputError(f"--count {count} runs of a batch of {graph.inputs[0].batch} are more "
+                         f"than {MAX_BATCH} inferences; lower --count")
     if input_path is not None:
         batch, _, raw = read_batch(graph, input_path)
     else:
@@ -375,8 +402,8 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
     # The end-to-end difference, from a session on the whole model.
     whole = open_witness(model)
     print(f"witness: {whole.note}")
-    ort_outputs = ([whole.session.run(None, {graph.inputs[0].onnx_name: x}) for x in raw]
-                   if whole.session is not None else None)
+    ort_outputs = (_ort_runs(whole.session, graph, raw) if whole.session is not None
+                   else None)
     rtl_vs_golden = _output_table(graph, result, _outputs(graph, golden_runs), ort_outputs)
     return 0 if _verdict(len(raw), rtl_vs_golden, ops.witness, checks) else 1
 
@@ -455,8 +482,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run a generated design under Verilator")
     s.add_argument("outdir", type=Path)
     s.add_argument("--input", type=Path, required=True,
-                   help=".npy: one input of the model's shape, or N of them on a leading axis "
-                        "(1 <= N <= 1024); float input is quantized as QuantizeLinear does "
+                   help=".npy: the model's input shape S, S with axis 0 times k, or [k, *S] "
+                        "(k runs; at most 1024 inferences); the output has the model's output "
+                        "shape likewise; float input is quantized as QuantizeLinear does "
                         "(±inf saturates, NaN is refused)")
     s.add_argument("--output", type=Path,
                    help="write the model output(s) to exactly this file (.npy format), replaced "
@@ -466,7 +494,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("model", type=Path)
     v.add_argument("-o", "--outdir", type=Path)
     v.add_argument("--input", type=Path, help=".npy input(s); default: seeded random inputs")
-    v.add_argument("--count", type=int, default=4, help="random inputs to run (default 4)")
+    v.add_argument("--count", type=int, default=4,
+                   help="random model runs (default 4; a run of a model with a fixed batch of N "
+                        "inferences is N inferences)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--per-layer", action="store_true",
                    help="compare every layer's output (RTL, golden, onnxruntime) and name the "

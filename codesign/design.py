@@ -22,7 +22,8 @@ from .errors import InputError
 from .frontend import load_model
 from .isa import HwConfig, Mem
 
-__all__ = ["Design", "read_batch", "OutputFile", "MAX_BATCH", "VERILOG", "CONFIG", "REPORT_JSON",
+__all__ = ["Design", "read_batch", "join_outputs", "OutputFile", "MAX_BATCH", "VERILOG", "CONFIG",
+           "REPORT_JSON",
            "REPORT_TXT", "MODEL"]
 
 #: Files of a generated design directory.
@@ -134,12 +135,21 @@ def _check_model_matches(path: Path, graph, program: Program) -> None:
 # -- --input ---------------------------------------------------------------------------------
 
 def read_batch(graph, path: Path) -> tuple[list[list[np.ndarray]], bool, list[np.ndarray]]:
-    """Read an ``--input`` .npy file: one input of the model's shape, or N of them.
+    """Read an ``--input`` .npy file: one input of the model's shape, or k of them.
 
     The header is checked (format, dtype, shape, batch size, file length) before the data is
-    read, so a small file declaring a huge array is refused without allocating it. A batch is
-    a leading axis of N in front of the model's shape, or N in place of the model's batch of 1;
-    1 <= N <= :data:`MAX_BATCH`.
+    read, so a small file declaring a huge array is refused without allocating it. With S the
+    model's input shape (its ONNX shape; a symbolic batch counts as 1), the file holds
+
+    * S: one run of the model;
+    * S with axis 0 multiplied by k (``[k·S[0], ...]``): k runs, as onnxruntime would take them
+      with a symbolic batch; the output's axis 0 is likewise k times the model's;
+    * ``[k, *S]``: k runs on a leading axis; the output gets that axis too.
+
+    One run is one inference of the NPU, except for a model with a fixed batch N that is not
+    row-wise, whose run is N inferences (one per item of its batch); a row-wise model's fixed
+    batch of N rows (``[N, K]`` inputs) is one inference. Anything else is refused; at most
+    :data:`MAX_BATCH` inferences.
 
     A float model takes any float dtype; the values are cast to float32 and quantized as
     onnxruntime's QuantizeLinear does (x / scale, round half to even, + zero point, saturate),
@@ -151,8 +161,9 @@ def read_batch(graph, path: Path) -> tuple[list[list[np.ndarray]], bool, list[np
     -------
     batch
         Per inference, the quantized HWC tensor of each model input.
-    batched
-        Whether the file had a batch axis (the output then gets one too).
+    stacked
+        Whether the file had a leading axis of k runs (the output then gets one too; see
+        :func:`join_outputs`).
     raw
         Per inference, the input as the ONNX model takes it (float32 or its integer type).
 
@@ -169,7 +180,7 @@ def read_batch(graph, path: Path) -> tuple[list[list[np.ndarray]], bool, list[np
     with _open_regular(path) as f:
         got, fortran, dtype = _npy_header(f, path)
         _check_dtype(path, dtype, binding.is_float, want)
-        n = _batch_size(path, got, shape)
+        n, stacked = _inferences(path, got, binding.model_shape, binding.batch)
         x = _npy_data(f, path, got, fortran, dtype)
     if binding.is_float and np.isnan(x).any():
         where = tuple(int(i) for i in np.argwhere(np.isnan(x))[0])
@@ -178,9 +189,18 @@ def read_batch(graph, path: Path) -> tuple[list[list[np.ndarray]], bool, list[np
     # Beyond float32's range is ±inf, and x / scale may overflow to it: both saturate.
     with np.errstate(over="ignore"):
         x = np.asarray(x, want)
-        items = [x.reshape(shape)] if n is None else list(x.reshape((n, *shape)))
+        items = list(x.reshape((n, *shape)))
         batch = [[binding.quantize(i)] for i in items]
-    return batch, n is not None, items
+    return batch, stacked, items
+
+
+def join_outputs(binding, ys: list[np.ndarray], stacked: bool) -> np.ndarray:
+    """One output of every inference (each in ``binding.onnx_shape``) as the model gives it
+    for the ``--input`` file (see :func:`read_batch`): concatenated along axis 0 (a fixed batch
+    of N inferences is one run of shape ``binding.model_shape``), with a leading axis of runs
+    when the input had one."""
+    y = np.concatenate([np.asarray(v) for v in ys], axis=0)
+    return y.reshape((-1, *binding.model_shape)) if stacked else y
 
 
 @contextlib.contextmanager
@@ -236,19 +256,25 @@ def _npy_header(f, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
     return shape, fortran, dtype
 
 
-def _batch_size(path: Path, got: tuple[int, ...], shape: tuple[int, ...]) -> int | None:
-    """N for a batch of the model's ``shape`` (see :func:`read_batch`), None for one input."""
-    if got == shape:
-        return None
-    if not got or got[1:] != shape and not (shape[:1] == (1,) and got[1:] == shape[1:]):
-        raise InputError(f"{path}: input shape {got} does not match the model's {shape} "
-                         f"(or N×{shape} for a batch)")
-    if got[0] == 0:
+def _inferences(path: Path, got: tuple[int, ...], shape: tuple[int, ...],
+                per_run: int) -> tuple[int, bool]:
+    """``(inferences, stacked)`` for a file of shape ``got`` and a model of input shape
+    ``shape`` whose run is ``per_run`` inferences (see :func:`read_batch`)."""
+    if len(got) == len(shape) and got[1:] == shape[1:] and got[0] % shape[0] == 0:
+        runs, stacked = got[0] // shape[0], False
+    elif len(got) == len(shape) + 1 and got[1:] == shape:
+        runs, stacked = got[0], True
+    else:
+        first = f"{shape[0]}·k" if shape[0] > 1 else "k"
+        raise InputError(f"{path}: input shape {got} does not match the model's {shape} (give "
+                         f"{shape}, [{first}, {', '.join(map(str, shape[1:]))}] or "
+                         f"[k, {', '.join(map(str, shape))}] for k runs)")
+    if runs == 0:
         raise InputError(f"{path}: the batch is empty (N = 0); there is nothing to simulate")
-    if got[0] > MAX_BATCH:
-        raise InputError(f"{path}: a batch of {got[0]} inputs; at most {MAX_BATCH} are "
+    if runs * per_run > MAX_BATCH:
+        raise InputError(f"{path}: {runs * per_run} inferences; at most {MAX_BATCH} are "
                          "simulated in one run, split the file")
-    return got[0]
+    return runs * per_run, stacked
 
 
 def _check_dtype(path: Path, dtype: np.dtype, is_float: bool, want: type) -> None:

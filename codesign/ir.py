@@ -8,8 +8,11 @@ that uses them. Nothing here knows about the hardware.
 Layout conventions
 ------------------
 * ONNX NCHW activations map to HWC (batch dropped; the batch must be 1 per inference).
-* A 2-D ``[1, K]`` tensor is ``(1, 1, K)``; a 3-D ``[1, M, K]`` is ``(1, M, K)``: rows of a
-  matrix product are pixels, its columns are channels.
+* A 2-D ``[M, K]`` tensor is ``(1, M, K)`` (``[1, K]`` is ``(1, 1, K)``); a 3-D ``[1, M, K]`` is
+  ``(1, M, K)``: rows of a matrix product are pixels, its columns are channels.
+* A 3-D ``[1, C, L]`` activation of a 1-D convolution or pooling is ``(1, L, C)``
+  (:attr:`Tensor.channels_first`): a 2-D plane of height 1. The frontend decides per tensor,
+  from the ops that make and read it, which of the two a 3-D tensor is.
 * :class:`Flatten` keeps ONNX's element order: its output channel ``i`` is element ``i`` of the
   input flattened in CHW order.
 """
@@ -37,6 +40,9 @@ class Tensor:
     signed: bool
     scale: np.float32
     zero_point: int
+    #: ONNX holds it as a 1-D activation ``[1, C, L]`` (IR ``(1, L, C)``), not as rows
+    #: ``[1, M, K]`` (IR ``(1, M, K)``).
+    channels_first: bool = False
 
     @property
     def qmin(self) -> int:
@@ -289,25 +295,37 @@ def op_inputs(op: Op) -> tuple[Tensor, ...]:
 class IOBinding:
     """How a graph input/output relates to the ONNX model's own tensor.
 
-    ``onnx_shape`` is the model's shape with the batch fixed to 1; ``is_float`` says whether the
+    ``onnx_shape`` is one inference's shape: the model's shape with a batch fixed to 1 (a
+    symbolic batch, or a fixed one run as ``batch`` inferences); ``is_float`` says whether the
     ONNX tensor is float32 (quantized/dequantized at the boundary with the tensor's scale and zero
     point, as QuantizeLinear/DequantizeLinear do) or the 8-bit integers themselves.
+
+    ``batch`` is the model's fixed batch N when one run of the ONNX model is N inferences of the
+    NPU (a fixed batch on a graph that is not row-wise; ``onnx_shape[0]`` is then 1). A fixed
+    batch of a row-wise graph (``[N, K]`` through matrix products) is N rows of one inference
+    instead, and ``batch`` is 1.
     """
     onnx_name: str
     onnx_shape: tuple[int, ...]
     is_float: bool
     tensor: Tensor
+    batch: int = 1
+
+    @property
+    def model_shape(self) -> tuple[int, ...]:
+        """The shape of the tensor in one run of the ONNX model (``batch`` inferences)."""
+        return (self.batch * self.onnx_shape[0], *self.onnx_shape[1:])
 
     def to_hwc(self, x: np.ndarray) -> np.ndarray:
         """One inference's ONNX-layout array → HWC array (same dtype)."""
         x = np.asarray(x).reshape(self.onnx_shape)
-        if len(self.onnx_shape) == 4:
-            return x[0].transpose(1, 2, 0)
+        if len(self.onnx_shape) == 4 or self.tensor.channels_first:
+            return x[0].transpose(1, 2, 0) if x.ndim == 4 else x[0].T.reshape(self.tensor.shape)
         return x.reshape(self.tensor.shape)
 
     def from_hwc(self, y: np.ndarray) -> np.ndarray:
         """HWC array → one inference in the ONNX shape (same dtype)."""
-        if len(self.onnx_shape) == 4:
+        if len(self.onnx_shape) == 4 or self.tensor.channels_first:
             return y.transpose(2, 0, 1).reshape(self.onnx_shape)
         return y.reshape(self.onnx_shape)
 

@@ -41,13 +41,16 @@ def ort_to_hwc(t: ir.Tensor, value: np.ndarray) -> np.ndarray:
     v = v.astype(np.int64)
     if v.ndim == 4:
         v = v[0].transpose(1, 2, 0)
+    elif v.ndim == 3 and t.channels_first:      # [1, C, L] → (1, L, C)
+        v = v[0].T
     return v.reshape(t.shape)
 
 
-def to_onnx_layout(hwc: np.ndarray, onnx_shape: tuple[int, ...]) -> np.ndarray:
+def to_onnx_layout(hwc: np.ndarray, onnx_shape: tuple[int, ...],
+                   channels_first: bool = False) -> np.ndarray:
     """The inverse of :func:`ort_to_hwc` for an 8-bit tensor of ONNX shape ``onnx_shape``."""
-    if len(onnx_shape) == 4:
-        return np.ascontiguousarray(hwc.transpose(2, 0, 1)[None])
+    if len(onnx_shape) == 4 or len(onnx_shape) == 3 and channels_first:
+        return np.ascontiguousarray(hwc.transpose(2, 0, 1).reshape(onnx_shape))
     return hwc.reshape(onnx_shape)
 
 
@@ -71,7 +74,7 @@ def _dequantized(t: ir.Tensor, layout: _Layout, hwc: np.ndarray) -> np.ndarray:
     """The golden HWC integers of ``t`` dequantized in ONNX layout: the float input of a cut
     (its QuantizeLinear gives the integers back exactly: the error of the float32 multiply and
     divide is far below half a step)."""
-    q = to_onnx_layout(np.asarray(hwc), layout.shape)
+    q = to_onnx_layout(np.asarray(hwc), layout.shape, t.channels_first)
     return ((q.astype(np.int32) - t.zero_point) * np.float32(t.scale)).astype(np.float32)
 
 
@@ -98,6 +101,9 @@ def _layouts(proto: onnx.ModelProto, index: _Index,
     exposed = onnx.ModelProto()
     exposed.CopyFrom(proto)
     wanted = [op.y for op in graph.ops if op.y.name in index.producers]
+    # A graph input's tensor is its QuantizeLinear's output, which a float Reshape before it
+    # (onnxruntime's Reshape → Gemm → Reshape) leaves in another shape than the input's.
+    wanted += [b.tensor for b in graph.inputs if b.tensor.name in index.producers]
     for t in wanted:
         types.setdefault(t.name, _elem_type(t))
         if t.name not in index.outputs:
@@ -245,6 +251,16 @@ def _cut(proto: onnx.ModelProto, index: _Index, op: ir.Op,
     return model
 
 
+def _one_inference(proto: onnx.ModelProto, graph: ir.Graph) -> None:
+    """A model with a fixed batch run as N inferences, as the frontend reads it: the model of
+    one inference (the frontend has checked that nothing else in it depends on the batch)."""
+    from .frontend import one_inference
+
+    batch = max(b.batch for b in graph.inputs)
+    if batch > 1:
+        one_inference(proto, batch)
+
+
 @dataclasses.dataclass(frozen=True)
 class OpWitness:
     """onnxruntime's output of each op alone on the golden model's inputs to it, per inference
@@ -259,6 +275,7 @@ def op_witness(model: str | os.PathLike[str], graph: ir.Graph,
     """Run every op of ``graph`` alone on onnxruntime, once per golden run in ``golden`` (the
     golden model's tensors of one inference, by name)."""
     proto = onnx.load(Path(model))
+    _one_inference(proto, graph)
     golden = list(golden)
     index = _Index.of(proto)
     layouts, witness = _layouts(proto, index, graph)

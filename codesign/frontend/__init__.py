@@ -3,6 +3,6 @@
 Use :func:`load_model`; :data:`~codesign.frontend.ops.OPS` lists the supported ops.
 """
 
-from codesign.frontend.onnx_loader import load_model
+from codesign.frontend.onnx_loader import load_model, one_inference
 
-__all__ = ["load_model"]
+__all__ = ["load_model", "one_inference"]

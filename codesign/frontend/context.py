@@ -21,17 +21,21 @@ from codesign.frontend.values import (
 )
 
 
-def hwc_shape(onnx_shape: tuple[int, ...], what: str) -> tuple[int, int, int]:
-    """The IR ``(H, W, C)`` of one inference's ONNX activation shape (see :mod:`codesign.ir`)."""
+def hwc_shape(onnx_shape: tuple[int, ...], what: str,
+              channels_first: bool = False) -> tuple[int, int, int]:
+    """The IR ``(H, W, C)`` of one inference's ONNX activation shape (see :mod:`codesign.ir`);
+    ``channels_first`` says that a 3-D shape is a 1-D activation ``[1, C, L]``."""
     match onnx_shape:
         case (1, c, h, w):
             return (h, w, c)
+        case (1, c, length) if channels_first:
+            return (1, length, c)
         case (1, m, k):
             return (1, m, k)
-        case (1, k):
-            return (1, 1, k)
-    raise InputError(f"{what} has shape {list(onnx_shape)}; only [1, C, H, W], [1, M, K] and "
-                     "[1, K] activations are supported")
+        case (m, k):
+            return (1, m, k)
+    raise InputError(f"{what} has shape {list(onnx_shape)}; only [1, C, H, W], [1, C, L], "
+                     "[1, M, K] and [M, K] activations are supported")
 
 
 def quantize_scalar(real: float, tensor: ir.Tensor) -> int:
@@ -74,6 +78,12 @@ class Context:
     uses: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     ops: list[ir.Op] = dataclasses.field(default_factory=list)
     inputs: dict[str, ir.IOBinding | None] = dataclasses.field(default_factory=dict)
+    #: Names of the 3-D tensors that are 1-D activations [1, C, L] (see frontend.layout1d).
+    channels_first: set[str] = dataclasses.field(default_factory=set)
+    #: The tensors whose layout no op decided, each with its group (frontend.layout1d).
+    undecided: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    #: A fixed batch run as that many inferences (the bindings' ``batch``), else 1.
+    batch: int = 1
 
     def error(self, node: onnx.NodeProto, message: str) -> InputError:
         """An :class:`InputError` about ``node`` (returned, for the caller to raise)."""
@@ -143,8 +153,9 @@ class Context:
         problem = limits.check_activation(onnx_shape, f"tensor {name!r}")
         if problem is not None:
             raise self.error(node, problem)
-        return ir.Tensor(name, hwc_shape(onnx_shape, f"tensor {name!r}"), signed,
-                         np.float32(scale), zero_point)
+        first = len(onnx_shape) == 3 and name in self.channels_first
+        return ir.Tensor(name, hwc_shape(onnx_shape, f"tensor {name!r}", first), signed,
+                         np.float32(scale), zero_point, first)
 
     def quantized_input(self, node: onnx.NodeProto, index: int, scale_index: int) -> Quantized:
         """Input ``index``, an 8-bit activation quantized as inputs ``scale_index``/+1 say."""

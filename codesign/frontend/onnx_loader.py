@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import pathlib
 
@@ -16,11 +17,12 @@ from codesign import ir
 from codesign.errors import InputError, one_line
 from codesign.frontend import limits
 from codesign.frontend.context import Context
+from codesign.frontend.layout1d import channels_first_tensors
 from codesign.frontend.ops import OPS, op_key
 from codesign.frontend.resample_ops import fold_pads
 from codesign.frontend.values import Constant, Dequantized, FloatInput, Quantized
 
-__all__ = ["load_model"]
+__all__ = ["load_model", "one_inference"]
 
 #: Ops whose presence means the model is quantized at all (a float model has none of them).
 _QUANTIZATION_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
@@ -50,7 +52,9 @@ def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
     Returns
     -------
     ir.Graph
-        Ops in execution order; the batch dimension fixed to 1.
+        Ops in execution order. A symbolic batch is fixed to 1. A fixed batch N > 1 of a
+        row-wise graph (``[N, K]`` inputs through matrix products) is N rows of one inference;
+        of any other graph, N inferences (the bindings' ``batch``).
 
     Raises
     ------
@@ -61,22 +65,110 @@ def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
     proto, name = _read(model)
     _check_quantized(proto, name)
     _check_attributes(proto, name)
-    declared = _declared_types(proto)
-    _fix_batch(proto, name)
-    try:
-        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
-    # onnx raises ValueError for fields its C++ cannot read (e.g. unknown tensor types).
-    except (onnx.shape_inference.InferenceError, ValueError) as e:
-        raise InputError(f"{name}: ONNX shape inference failed: {one_line(e)}") from None
-    _check_declared_types(declared, proto, name)
-    limits.check_inferred(proto.graph, name)
     # A file's stem names the graph as users know it; bytes only have the exporter's name.
     graph_name = (proto.graph.name or "model") if isinstance(model, bytes) else limits.printable(
         pathlib.Path(model).stem)
+    batch, rank = _data_batch(proto, name)
+    if batch > 1 and rank == 2:
+        # [N, K] inputs: try the graph as N rows of one inference (row-wise graphs only).
+        try:
+            return _load(_copy(proto), name, graph_name, 1)
+        except InputError:
+            pass
+    return _load(proto, name, graph_name, batch)
+
+
+def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    return copy
+
+
+def _infer(proto: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    # onnx raises ValueError for fields its C++ cannot read (e.g. unknown tensor types).
+    except (onnx.shape_inference.InferenceError, ValueError) as e:
+        raise InputError(f"{name}: ONNX shape inference failed: {one_line(e)}") from None
+
+
+def _load(proto: onnx.ModelProto, name: str, graph_name: str, batch: int) -> ir.Graph:
+    """Convert ``proto`` with its data inputs' fixed batch ``batch`` > 1 run as that many
+    inferences (1: every fixed size as it is, a symbolic batch as 1)."""
+    declared = _declared_types(proto)
+    original = _infer(_fix_batch(_copy(proto), name, 1), name) if batch > 1 else None
+    if original is not None:
+        _rebatch_reshapes(proto, original, batch)
+    _fix_batch(proto, name, batch)
+    proto = _infer(proto, name)
+    _check_declared_types(declared, proto, name)
+    limits.check_inferred(proto.graph, name)
+    if original is not None:
+        _check_batch_free(original, proto, batch, name)
     # Scales are data: float32 overflow to inf and underflow to 0 are the IEEE results that the
     # handlers' checks then refuse, not errors (nor warnings) of their own.
     with np.errstate(all="ignore"):
-        return _convert(proto, name, graph_name)
+        return _convert(proto, name, graph_name, batch)
+
+
+def one_inference(proto: onnx.ModelProto, batch: int) -> None:
+    """Make ``proto``, a model with a fixed batch ``batch`` > 1 that the frontend runs as that
+    many inferences, the model of one inference, in place (as the frontend reads it): its data
+    inputs' batch and its Reshapes' fixed batch become 1."""
+    name = "the model"
+    _rebatch_reshapes(proto, _infer(_fix_batch(_copy(proto), name, 1), name), batch)
+    _fix_batch(proto, name, batch)
+
+
+def _rebatch_reshapes(proto: onnx.ModelProto, original: onnx.ModelProto, batch: int) -> None:
+    """Give each Reshape of a batch-``batch`` tensor to a constant shape that starts with
+    ``batch`` (an exporter's fixed batch, e.g. dynamo's ``x.view(x.size(0), -1)``) the shape of
+    one inference (axis 0 = 1), in a new initializer."""
+    shapes = {v.name: _shape(v) for v in [*original.graph.value_info, *original.graph.input]}
+    initializers = {i.name: i for i in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type != "Reshape" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            continue
+        source, target = shapes.get(node.input[0]), initializers.get(node.input[1])
+        if source is None or target is None or source[:1] != (batch,):
+            continue
+        dims = onnx.numpy_helper.to_array(target).copy()
+        if dims.ndim != 1 or not dims.size or dims[0] != batch:
+            continue
+        dims[0] = 1
+        fixed = f"{node.input[1]}__one_inference"
+        if fixed not in initializers:
+            initializers[fixed] = onnx.numpy_helper.from_array(dims, fixed)
+            proto.graph.initializer.append(initializers[fixed])
+        node.input[1] = fixed
+
+
+def _check_batch_free(original: onnx.ModelProto, single: onnx.ModelProto, batch: int,
+                      name: str) -> None:
+    """Refuse a fixed-batch model whose tensors are not those of one inference with a leading
+    batch axis (e.g. a Reshape to a fixed batch, or an op across the batch): running it as
+    ``batch`` inferences would compute another model."""
+    shapes = {v.name: _shape(v) for v in [*original.graph.value_info, *original.graph.output]}
+    data = {v.name for v in _data_inputs(original)}
+    for node in original.graph.node:
+        if data.intersection(node.input):
+            data.update(o for o in node.output if o)
+    for tensor, shape in shapes.items():
+        if tensor in data and shape and shape[0] != batch:
+            raise InputError(
+                f"{name}: tensor {limits.printable(tensor)!r} is {list(shape)} in a model of "
+                f"batch {batch}; the graph mixes its batch (e.g. a Reshape across it): export "
+                "it with batch 1 or a symbolic batch")
+    for value in [*single.graph.value_info, *single.graph.output]:
+        one, full = _shape(value), shapes.get(value.name)
+        if one is None or full is None or one == full:
+            continue
+        if not (one[:1] == (1,) and full[:1] == (batch,) and one[1:] == full[1:]):
+            raise InputError(
+                f"{name}: tensor {limits.printable(value.name)!r} is {list(full)} at the "
+                f"model's batch of {batch} but {list(one)} for one inference; the graph mixes "
+                "its batch (e.g. a Reshape to a fixed batch): export it with batch 1 or a "
+                "symbolic batch")
 
 
 _A = onnx.AttributeProto
@@ -200,29 +292,72 @@ def _check_quantized(proto: onnx.ModelProto, name: str) -> None:
         raise InputError(message)
 
 
-def _fix_batch(proto: onnx.ModelProto, name: str) -> None:
-    """Fix a symbolic batch dimension to 1; refuse any other symbolic or non-1 batch."""
+#: Inputs of these ops (by index) that are parameters (scales, zero points, weights, biases,
+#: shapes, bounds), not data; ``None``: every input but input 0.
+_PARAMETER_INPUTS: dict[str, tuple[int, ...] | None] = {
+    "QuantizeLinear": None, "DequantizeLinear": None, "Conv": None, "Gemm": None,
+    "MatMul": None, "QLinearConv": None, "QLinearMatMul": None, "com.microsoft.QGemm": None,
+    "ConvInteger": None, "MatMulInteger": None, "Reshape": None, "Squeeze": None,
+    "Unsqueeze": None, "Clip": None, "ReduceMean": None,
+    "com.microsoft.QLinearAveragePool": None, "com.microsoft.QLinearGlobalAveragePool": None,
+    "com.microsoft.QLinearAdd": (1, 2, 4, 5, 6, 7),
+}
+
+
+def _data_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The graph inputs that some node reads as data (an activation), not as a parameter: the
+    batch rules apply to those only, never to a scale, zero point or weight given as an input
+    (which is refused later: it must be a constant)."""
+    data: set[str] = {o.name for o in proto.graph.output}
+    for node in proto.graph.node:
+        key = op_key(node)
+        params = _PARAMETER_INPUTS.get(key, ())
+        if key == "com.microsoft.QLinearConcat":
+            params = tuple(i for i in range(len(node.input)) if i < 2 or (i - 2) % 3)
+        for index, input_name in enumerate(node.input):
+            if not (index > 0 if params is None else index in params):
+                data.add(input_name)
     initializers = {i.name for i in proto.graph.initializer}
-    for value in proto.graph.input:
-        if value.name in initializers:
-            continue
+    return [v for v in proto.graph.input if v.name in data and v.name not in initializers]
+
+
+def _data_batch(proto: onnx.ModelProto, name: str) -> tuple[int, int]:
+    """``(N, rank)``: the fixed batch N > 1 of the data inputs (1 when none has one) and the
+    rank of those that do. Refuses a symbolic dimension other than the batch, and inputs
+    with different fixed batches."""
+    fixed: dict[int, list[int]] = {}
+    for value in _data_inputs(proto):
         dims = value.type.tensor_type.shape.dim
         for axis, dim in enumerate(dims):
-            if dim.HasField("dim_value"):
-                if axis == 0 and dim.dim_value != 1:
-                    raise InputError(f"{name}: input {value.name!r} has batch {dim.dim_value}; "
-                                     "export it with batch 1 or a symbolic batch")
-            elif axis == 0:
-                dim.dim_value = 1
-            else:
+            if not dim.HasField("dim_value") and axis > 0:
                 raise InputError(
                     f"{name}: input {value.name!r} has symbolic dimension "
                     f"{dim.dim_param or '?'!r} (axis {axis}); only the batch (axis 0) may be "
                     "symbolic: export with fixed sizes")
+        if len(dims) >= 2 and dims[0].HasField("dim_value") and dims[0].dim_value > 1:
+            fixed.setdefault(dims[0].dim_value, []).append(len(dims))
+    if len(fixed) > 1:
+        raise InputError(f"{name}: inputs have different batches {sorted(fixed)}; give them one "
+                         "batch")
+    if not fixed:
+        return 1, 0
+    ((batch, ranks),) = fixed.items()
+    return batch, max(ranks)
+
+
+def _fix_batch(proto: onnx.ModelProto, name: str, batch: int) -> onnx.ModelProto:
+    """Fix a symbolic batch of the data inputs (axis 0 of 2 dimensions or more) to 1, and a
+    fixed batch of ``batch`` > 1 to 1 too (run as that many inferences); returns ``proto``."""
+    for value in _data_inputs(proto):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) >= 2 and (not dims[0].HasField("dim_value")
+                               or batch > 1 and dims[0].dim_value == batch):
+            dims[0].dim_value = 1
     # Shapes recorded by the exporter still carry the symbolic batch; let inference redo them.
     del proto.graph.value_info[:]
     for value in proto.graph.output:
         value.type.tensor_type.ClearField("shape")
+    return proto
 
 
 def _shape(value: onnx.ValueInfoProto) -> tuple[int, ...] | None:
@@ -243,26 +378,39 @@ def _input_qparams(ctx: Context, graph: onnx.GraphProto, name: str) -> Quantized
                          "DequantizeLinear or a QLinear op, so its scale is unknown")
     value = next(v for v in graph.input if v.name == name)
     shape = _shape(value)
-    assert shape is not None  # _fix_batch made every input dimension concrete
+    if shape is None:
+        raise InputError(f"{ctx.model_name}: input {name!r} has no fixed shape; export it with "
+                         "fixed sizes")
     if signed != (value.type.tensor_type.elem_type == onnx.TensorProto.INT8):
         raise InputError(f"{ctx.model_name}: input {name!r} and its zero point differ in type")
     t = ctx.tensor(node, name, shape, signed, scale, zero_point)
-    ctx.inputs[name] = ir.IOBinding(name, shape, False, t)
+    ctx.inputs[name] = ir.IOBinding(name, shape, False, t, ctx.batch)
     return Quantized(t, shape)
 
 
-def _convert(proto: onnx.ModelProto, name: str, graph_name: str) -> ir.Graph:
+def _convert(proto: onnx.ModelProto, name: str, graph_name: str, batch: int) -> ir.Graph:
     graph = proto.graph
-    ctx = Context(model_name=name)
+    ctx = Context(model_name=name, batch=batch)
     for value in [*graph.value_info, *graph.output]:
         shape = _shape(value)
         if shape is not None:
             ctx.inferred[value.name] = shape
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in
+             [*graph.value_info, *graph.output, *graph.input]
+             if v.type.tensor_type.HasField("shape")}
+    layouts = channels_first_tensors(graph, ranks, name)
+    ctx.channels_first, ctx.undecided = layouts.channels_first, layouts.undecided
     for node in graph.node:
         ctx.uses.update(i for i in node.input if i)
     ctx.uses.update(o.name for o in graph.output)
     for init in graph.initializer:
         ctx.values[init.name] = Constant(onnx.numpy_helper.to_array(init))
+    # Inputs read only as parameters (scales, zero points, weights: onnx's backend tests give
+    # them as inputs) are no model inputs of the NPU; the handlers refuse them as non-constants.
+    data = {v.name for v in _data_inputs(proto)}
+    for value in graph.input:
+        if value.name not in ctx.values and value.name not in data:
+            ctx.values[value.name] = FloatInput(value.name, _shape(value) or ())
     # Float inputs first: an 8-bit input's scale may itself be a (float) graph input, and the
     # error should then say that it must be a constant.
     ctx.inputs.update((v.name, None) for v in graph.input if v.name not in ctx.values)
@@ -274,7 +422,9 @@ def _convert(proto: onnx.ModelProto, name: str, graph_name: str) -> ir.Graph:
         elem_type = value.type.tensor_type.elem_type
         if elem_type == onnx.TensorProto.FLOAT:
             shape = _shape(value)
-            assert shape is not None  # _fix_batch made every input dimension concrete
+            if shape is None:
+                raise InputError(f"{name}: input {value.name!r} has no fixed shape; export it "
+                                 "with fixed sizes")
             ctx.values[value.name] = FloatInput(value.name, shape)
         elif elem_type in (onnx.TensorProto.UINT8, onnx.TensorProto.INT8):
             ctx.values[value.name] = _input_qparams(ctx, graph, value.name)
@@ -295,10 +445,15 @@ def _convert(proto: onnx.ModelProto, name: str, graph_name: str) -> ir.Graph:
     outputs = []
     for value in graph.output:
         result = ctx.values.get(value.name)
-        if isinstance(result, Quantized):
-            outputs.append(ir.IOBinding(value.name, result.onnx_shape, False, result.tensor))
-        elif isinstance(result, Dequantized):
-            outputs.append(ir.IOBinding(value.name, result.onnx_shape, True, result.tensor))
+        if isinstance(result, Quantized | Dequantized):
+            tensor = result.tensor
+            # A reinterpreting layout op (e.g. [1, C, L] → Transpose → [1, L, C]) leaves the
+            # producer's tensor under another ONNX layout: the binding maps the output's.
+            first = len(result.onnx_shape) == 3 and value.name in ctx.channels_first
+            if tensor.channels_first != first:
+                tensor = dataclasses.replace(tensor, channels_first=first)
+            outputs.append(ir.IOBinding(value.name, result.onnx_shape,
+                                        isinstance(result, Dequantized), tensor, batch))
         else:
             raise InputError(f"{name}: output {value.name!r} is neither an 8-bit tensor nor the "
                              "DequantizeLinear of one")

@@ -78,6 +78,38 @@ def _pads(ctx: Context, node: onnx.NodeProto, attrs: dict[str, Any], size: tuple
     return begin[0], begin[1], end[0], end[1]
 
 
+def _as_2d(ctx: Context, node: onnx.NodeProto, attrs: dict[str, Any],
+           shape: tuple[int, ...]) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """A 1-D convolution's or pooling's attributes and ``[1, C, L]`` input shape as those of the
+    2-D op on ``[1, C, 1, L]`` (height 1: kernel, stride and dilation 1, no padding along it)."""
+    attrs = dict(attrs)
+    for key in ("kernel_shape", "strides", "dilations"):
+        if key in attrs:
+            values = list(attrs[key])
+            if len(values) != 1:
+                raise ctx.error(node, f"{key} must have one value for a 1-D input "
+                                      f"{list(shape)}, not {values}")
+            attrs[key] = [1, values[0]]
+    if "pads" in attrs:
+        pads = list(attrs["pads"])
+        if len(pads) != 2:
+            raise ctx.error(node, f"pads must have two values for a 1-D input {list(shape)}, "
+                                  f"not {pads}")
+        attrs["pads"] = [0, pads[0], 0, pads[1]]
+    return attrs, (shape[0], shape[1], 1, shape[2])
+
+
+def _one_d(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...]) -> bool:
+    """Whether a convolution or pooling reads a 1-D activation ``[1, C, L]`` (refusing a 3-D
+    input that the frontend holds as rows ``[1, M, K]``)."""
+    if len(shape) != 3:
+        return False
+    if node.input[0] not in ctx.channels_first:
+        raise ctx.error(node, f"input {node.input[0]!r} {list(shape)} is held as rows of a "
+                              "matrix product, not as a 1-D activation [1, C, L]")
+    return True
+
+
 def _check_padded(ctx: Context, node: onnx.NodeProto, channels: int, size: tuple[int, int],
                   pads: tuple[int, int, int, int]) -> None:
     """Refuse padding that makes the padded input (which the golden model builds) larger than
@@ -224,8 +256,13 @@ def _conv(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int, 
           bias: Bias) -> Accumulator:
     """The accumulator of a Conv / QLinearConv; ``w`` is ONNX ``[Cout, Cin / group, KH, KW]``."""
     attrs = _attrs(node)
+    one_d = _one_d(ctx, node, x_shape) and w.ndim == 3
+    if one_d:
+        attrs, x_shape = _as_2d(ctx, node, attrs, x_shape)
+        w = w[:, :, None, :]
     if len(x_shape) != 4 or w.ndim != 4:
-        raise ctx.error(node, "only 2-D convolutions on [1, C, H, W] inputs are supported")
+        raise ctx.error(node, "only 1-D and 2-D convolutions on [1, C, L] and [1, C, H, W] "
+                              "inputs are supported")
     cout, cin, kh, kw = w.shape
     if "kernel_shape" in attrs and list(attrs["kernel_shape"]) != [kh, kw]:
         raise ctx.error(node, "kernel_shape does not match the weight")
@@ -246,7 +283,8 @@ def _conv(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int, 
     return Accumulator(
         x=x, weight=np.ascontiguousarray(q.transpose(2, 3, 1, 0)), w_zero_point=w_zero_point,
         w_scale=scales, bias=_bias(ctx, node, bias, cout, x.scale, scales), stride=stride,
-        pads=pads, onnx_shape=(1, cout, oh, ow), name=node.name, groups=groups)
+        pads=pads, onnx_shape=(1, cout, ow) if one_d else (1, cout, oh, ow), name=node.name,
+        groups=groups)
 
 
 def _check_work(ctx: Context, node: onnx.NodeProto, dense: tuple[int, ...], macs: int) -> None:
@@ -264,9 +302,16 @@ def _matmul(ctx: Context, node: onnx.NodeProto, x: ir.Tensor, x_shape: tuple[int
             w: np.ndarray, w_scale: np.ndarray, w_zp: np.ndarray | None, w_axis: int | None,
             bias: Bias) -> Accumulator:
     """The accumulator of ``x @ w`` (``w`` is ``[K, N]``) as a 1×1 convolution."""
-    if w.ndim != 2 or len(x_shape) not in (2, 3) or x_shape[-1] != w.shape[0]:
-        raise ctx.error(node, f"only [1, K] or [1, M, K] @ constant [K, N] is supported, not "
+    if w.ndim > 2:
+        raise ctx.error(node, f"the weight {list(w.shape)} is batched (a matrix per batch item); "
+                              "only a constant [K, N] weight is supported")
+    if w.ndim != 2 or len(x_shape) not in (2, 3) or x_shape[-1] != w.shape[0] or (
+            len(x_shape) == 3 and x_shape[0] != 1):
+        raise ctx.error(node, f"only [M, K] or [1, M, K] @ constant [K, N] is supported, not "
                               f"{list(x_shape)} @ {list(w.shape)}")
+    if len(x_shape) == 3 and node.input[0] in ctx.channels_first:
+        raise ctx.error(node, f"input {node.input[0]!r} {list(x_shape)} is a 1-D activation "
+                              "[1, C, L], not rows [1, M, K]; transpose it first")
     _check_work(ctx, node, (1, 1, *w.shape), math.prod(x_shape) * w.shape[1])
     q, w_zero_point, scales = _weight_qparams(ctx, node, w, w_scale, w_zp, w_axis, 1)
     n = w.shape[1]
@@ -327,7 +372,13 @@ def _quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
             if ctx.inputs.get(value.name) is not None:
                 raise ctx.error(node, f"graph input {value.name!r} is quantized more than once")
             t = ctx.tensor(node, out, value.onnx_shape, signed, scale, zero_point)
-            ctx.inputs[value.name] = ir.IOBinding(value.name, value.onnx_shape, True, t)
+            shape = value.onnx_shape if value.input_shape is None else value.input_shape
+            if value.input_shape is not None and t.channels_first != (
+                    len(shape) == 3 and value.name in ctx.channels_first):
+                raise ctx.error(node, f"graph input {value.name!r} is reshaped between a 1-D "
+                                      "activation [1, C, L] and rows [1, M, K] before it is "
+                                      "quantized; quantize it first")
+            ctx.inputs[value.name] = ir.IOBinding(value.name, shape, True, t, ctx.batch)
             ctx.values[out] = Quantized(t, value.onnx_shape)
         case Accumulator() | Elementwise():
             ctx.values[out] = ctx.requantize(node, value, out, scale, zero_point, signed)
@@ -526,11 +577,16 @@ def _max_pool(ctx: Context, node: onnx.NodeProto) -> None:
     attrs = _attrs(node)
     if len(node.output) > 1 and node.output[1]:
         raise ctx.error(node, "the Indices output is not supported")
+    in_shape = value.onnx_shape
+    one_d = _one_d(ctx, node, in_shape)
+    if one_d:
+        attrs, in_shape = _as_2d(ctx, node, attrs, in_shape)
     kernel = tuple(attrs.get("kernel_shape", ()))
-    if len(value.onnx_shape) != 4 or len(kernel) != 2:
-        raise ctx.error(node, "only 2-D pooling on [1, C, H, W] is supported")
+    if len(in_shape) != 4 or len(kernel) != 2:
+        raise ctx.error(node, "only 1-D and 2-D pooling on [1, C, L] and [1, C, H, W] is "
+                              "supported")
     stride = _spatial(ctx, node, attrs, kernel)
-    _, c, h, w = value.onnx_shape
+    _, c, h, w = in_shape
     top, left, bottom, right = _pads(ctx, node, attrs, (h, w), kernel, stride)
     if max(top, bottom) >= kernel[0] or max(left, right) >= kernel[1]:
         raise ctx.error(node, "padding must be smaller than the kernel")
@@ -549,7 +605,7 @@ def _max_pool(ctx: Context, node: onnx.NodeProto) -> None:
     right = max(right, (out[1] - 1) * stride[1] + kernel[1] - w - left)
     _check_padded(ctx, node, c, (h, w), (top, left, bottom, right))
     x = value.tensor
-    shape = (1, c, out[0], out[1])
+    shape = (1, c, out[1]) if one_d else (1, c, out[0], out[1])
     y = ctx.tensor(node, node.output[0], shape, x.signed, x.scale, x.zero_point)
     ctx.ops.append(ir.MaxPool(x, y, kernel, stride, (top, left, bottom, right), node.name))
     ctx.values[node.output[0]] = type(value)(y, shape)
@@ -562,9 +618,13 @@ def _window(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...],
     The IR's average divides by the whole window; a padded window's divisor depends on
     ``count_include_pad`` and on the position, which the NPU does not model.
     """
+    one_d = _one_d(ctx, node, shape)
+    if one_d:
+        attrs, shape = _as_2d(ctx, node, attrs, shape)
     kernel = tuple(attrs.get("kernel_shape", ()))
     if len(shape) != 4 or len(kernel) != 2:
-        raise ctx.error(node, "only 2-D pooling on [1, C, H, W] is supported")
+        raise ctx.error(node, "only 1-D and 2-D pooling on [1, C, L] and [1, C, H, W] is "
+                              "supported")
     stride = _spatial(ctx, node, attrs, kernel)
     _, c, h, w = shape
     if _pads(ctx, node, attrs, (h, w), kernel, stride) != (0, 0, 0, 0):
@@ -576,14 +636,21 @@ def _window(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...],
     if attrs.get("ceil_mode", 0) and any((n - k) % s for n, k, s in zip((h, w), kernel, stride,
                                                                          strict=True)):
         raise ctx.error(node, "ceil_mode adds a partial window, which is not supported")
-    return (kernel[0], kernel[1]), stride, (1, c, out[0], out[1])
+    return (kernel[0], kernel[1]), stride, (1, c, out[1]) if one_d else (1, c, out[0], out[1])
 
 
 def _plane(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[int, int]:
-    """The whole-plane window of a global average over [1, C, H, W]."""
+    """The whole-plane window of a global average over [1, C, H, W] (or [1, C, L])."""
+    if _one_d(ctx, node, shape):
+        return 1, shape[2]
     if len(shape) != 4:
-        raise ctx.error(node, "only [1, C, H, W] inputs are supported")
+        raise ctx.error(node, "only [1, C, H, W] and [1, C, L] inputs are supported")
     return shape[2], shape[3]
+
+
+def _pooled(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape of a global pool (keepdims) of ``shape``."""
+    return (*shape[:2], *(1 for _ in shape[2:]))
 
 
 def _qdq_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
@@ -597,7 +664,7 @@ def _qdq_global_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
     x = _dequantized(ctx, node, 0)
     kernel = _plane(ctx, node, x.onnx_shape)
     ctx.values[node.output[0]] = Elementwise(ir.OpKind.AVGPOOL, (x.tensor,),
-                                             (*x.onnx_shape[:2], 1, 1), node.name, kernel)
+                                             _pooled(x.onnx_shape), node.name, kernel)
 
 
 def _qdq_reduce_mean(ctx: Context, node: onnx.NodeProto) -> None:
@@ -607,10 +674,16 @@ def _qdq_reduce_mean(ctx: Context, node: onnx.NodeProto) -> None:
     axes = ctx.constant(node, 1, "axes")
     listed = attrs.get("axes", []) if axes is None else axes.reshape(-1).tolist()
     kernel = _plane(ctx, node, x.onnx_shape)
-    if sorted(a % 4 for a in listed) != [2, 3]:
-        raise ctx.error(node, f"only the mean over H and W (axes 2, 3) is supported, not axes "
-                              f"{listed}")
-    shape = (*x.onnx_shape[:2], 1, 1) if attrs.get("keepdims", 1) else x.onnx_shape[:2]
+    rank = len(x.onnx_shape)
+    reduced = {a % rank for a in listed}
+    # A mean over H and W, or over the one of them that is longer than 1 (dynamo exports an
+    # adaptive 1-D average as Unsqueeze → ReduceMean over the last axis → Squeeze).
+    if not listed or not reduced <= set(range(2, rank)) or any(
+            x.onnx_shape[a] > 1 for a in range(2, rank) if a not in reduced):
+        raise ctx.error(node, f"only the mean over H and W (axes 2, 3) or over L (axis 2 of "
+                              f"[1, C, L]) is supported, not axes {listed}")
+    shape = (_pooled(x.onnx_shape) if attrs.get("keepdims", 1) else
+             tuple(d for a, d in enumerate(x.onnx_shape) if a not in reduced))
     ctx.values[node.output[0]] = Elementwise(ir.OpKind.AVGPOOL, (x.tensor,), shape, node.name,
                                              kernel)
 
@@ -631,10 +704,16 @@ def _qdq_add(ctx: Context, node: onnx.NodeProto) -> None:
                                              node.name)
 
 
-def _concat_axis(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...]) -> None:
+def _channel_axis(shape: tuple[int, ...], channels_first: bool) -> int:
+    """The ONNX axis of the IR's channels: 1 for [1, C, H, W] and [1, C, L], else the last."""
+    return 1 if len(shape) == 4 or channels_first else len(shape) - 1
+
+
+def _concat_axis(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...],
+                 channels_first: bool = False) -> None:
     """Refuse a Concat along anything but the channels (the IR's innermost axis)."""
     axis = int(_attrs(node).get("axis", 1))
-    if axis % len(shape) != (1 if len(shape) == 4 else len(shape) - 1):
+    if axis % len(shape) != _channel_axis(shape, channels_first):
         raise ctx.error(node, f"only concatenation along the channels is supported, not axis "
                               f"{axis} of {list(shape)}")
 
@@ -642,8 +721,9 @@ def _concat_axis(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...]) -> 
 def _concatenated(ctx: Context, node: onnx.NodeProto,
                   values: list[Quantized | Dequantized]) -> Elementwise:
     shapes = [v.onnx_shape for v in values]
-    _concat_axis(ctx, node, shapes[0])
-    channel = 1 if len(shapes[0]) == 4 else len(shapes[0]) - 1
+    first = values[0].tensor.channels_first
+    _concat_axis(ctx, node, shapes[0], first)
+    channel = _channel_axis(shapes[0], first)
     rest = {s[:channel] + s[channel + 1:] for s in shapes}
     if len(rest) != 1:
         raise ctx.error(node, f"inputs differ in more than the channels: {shapes}")
@@ -683,7 +763,8 @@ def _qlinear_add(ctx: Context, node: onnx.NodeProto) -> None:
 
 def _qlinear_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
     x = ctx.quantized_input(node, 0, 1)
-    kernel, stride, shape = _window(ctx, node, x.onnx_shape, _channels_first(ctx, node))
+    kernel, stride, shape = _window(ctx, node, x.onnx_shape,
+                                    _channels_first(ctx, node))
     _qop_output(ctx, node, Elementwise(ir.OpKind.AVGPOOL, (x.tensor,), shape, node.name, kernel,
                                        stride), 3)
 
@@ -692,7 +773,7 @@ def _qlinear_global_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
     x = ctx.quantized_input(node, 0, 1)
     _channels_first(ctx, node)
     kernel = _plane(ctx, node, x.onnx_shape)
-    _qop_output(ctx, node, Elementwise(ir.OpKind.AVGPOOL, (x.tensor,), (*x.onnx_shape[:2], 1, 1),
+    _qop_output(ctx, node, Elementwise(ir.OpKind.AVGPOOL, (x.tensor,), _pooled(x.onnx_shape),
                                        node.name, kernel), 3)
 
 
@@ -709,9 +790,13 @@ def _qlinear_concat(ctx: Context, node: onnx.NodeProto) -> None:
 # ------------------------------------------------------------------------------------------------
 # Layout: only reinterpretations that move no data (and the IR's CHW Flatten)
 
-def _hwc_of_onnx(a: np.ndarray) -> np.ndarray:
+def _hwc_of_onnx(a: np.ndarray, channels_first: bool = False) -> np.ndarray:
     """An ONNX-layout array (one inference) as the IR's HWC array."""
-    return a[0].transpose(1, 2, 0) if a.ndim == 4 else a.reshape(hwc_shape(a.shape, "tensor"))
+    if a.ndim == 4:
+        return a[0].transpose(1, 2, 0)
+    if a.ndim == 3 and channels_first:
+        return a[0].T[None]
+    return a.reshape(hwc_shape(a.shape, "tensor"))
 
 
 def _layout(ctx: Context, node: onnx.NodeProto, move: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -723,26 +808,43 @@ def _layout(ctx: Context, node: onnx.NodeProto, move: Callable[[np.ndarray], np.
     :class:`ir.Flatten`; anything else would move data and is refused.
     """
     value = ctx.value(node, 0)
-    if not isinstance(value, Quantized | Dequantized | Accumulator | Elementwise):
+    if not isinstance(value, Quantized | Dequantized | Accumulator | Elementwise | FloatInput):
         raise ctx.error(node, "input must be an 8-bit activation (or its DequantizeLinear)")
-    src = hwc_shape(value.onnx_shape, f"input {node.input[0]!r}")
+    src_first = node.input[0] in ctx.channels_first and len(value.onnx_shape) == 3
+    src = hwc_shape(value.onnx_shape, f"input {node.input[0]!r}", src_first)
     # A convolution's shape is not yet an IR tensor's, whose limits would bound it.
     problem = limits.check_activation(value.onnx_shape, f"input {node.input[0]!r}")
     if problem is not None:
         raise ctx.error(node, problem)
     order = np.arange(math.prod(src)).reshape(src)
-    onnx_order = (order.transpose(2, 0, 1).reshape(value.onnx_shape) if len(value.onnx_shape) == 4
-                  else order.reshape(value.onnx_shape))
+    onnx_order = (order.transpose(2, 0, 1).reshape(value.onnx_shape)
+                  if len(value.onnx_shape) == 4 or src_first else order.reshape(value.onnx_shape))
     try:
         moved = move(onnx_order)
     except ValueError as e:
         raise ctx.error(node, f"cannot apply to {list(value.onnx_shape)}: {e}") from None
     shape = tuple(moved.shape)
     ctx.check_shape(node, node.output[0], shape)
-    dst = hwc_shape(shape, f"output {node.output[0]!r}")
-    hwc = _hwc_of_onnx(moved)
     out = node.output[0]
+    dst_first = out in ctx.channels_first and len(shape) == 3
+    dst = hwc_shape(shape, f"output {out!r}", dst_first)
+    hwc = _hwc_of_onnx(moved, dst_first)
+    if not (dst == src and np.array_equal(hwc, order)) and len(shape) == 3 and _flip(ctx, out):
+        # Nothing decided the output's layout, and as a 1-D activation it is the same data.
+        dst_first = True
+        dst = hwc_shape(shape, f"output {out!r}", dst_first)
+        hwc = _hwc_of_onnx(moved, dst_first)
+        if dst == src and np.array_equal(hwc, order):
+            group = ctx.undecided[out]
+            ctx.channels_first.update(group)
+            for name in group:
+                del ctx.undecided[name]
     if dst == src and np.array_equal(hwc, order):
+        if isinstance(value, FloatInput):
+            ctx.values[out] = dataclasses.replace(value, onnx_shape=shape,
+                                                  input_shape=value.input_shape
+                                                  or value.onnx_shape)
+            return
         ctx.values[out] = dataclasses.replace(value, onnx_shape=shape)
     elif (isinstance(value, Quantized | Dequantized) and len(shape) == 2
           and np.array_equal(hwc.reshape(-1), order.transpose(2, 0, 1).reshape(-1))):
@@ -754,6 +856,13 @@ def _layout(ctx: Context, node: onnx.NodeProto, move: Callable[[np.ndarray], np.
         raise ctx.error(node, f"{list(value.onnx_shape)} → {list(shape)} moves data; only layout-"
                               "only changes (e.g. [1, C, 1, 1] → [1, C]) and flattening "
                               "[1, C, H, W] to [1, C·H·W] on 8-bit tensors are supported")
+
+
+def _flip(ctx: Context, name: str) -> bool:
+    """Whether the undecided tensor ``name`` may still become a 1-D activation: none of its
+    group has a value yet."""
+    group = ctx.undecided.get(name)
+    return group is not None and not any(n in ctx.values for n in group if n != name)
 
 
 def _axes(ctx: Context, node: onnx.NodeProto) -> list[int] | None:

@@ -35,9 +35,11 @@ class DequantizedConstant:
 
 @dataclasses.dataclass(frozen=True)
 class FloatInput:
-    """A float graph input; only a QuantizeLinear may consume it."""
+    """A float graph input; only a QuantizeLinear may consume it (or a layout op that only
+    reinterprets it: ``input_shape`` is then the graph input's own shape)."""
     name: str
     onnx_shape: tuple[int, ...]
+    input_shape: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
