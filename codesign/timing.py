@@ -90,6 +90,10 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
         # Two reads per element, then the read register, zero point, multiply, sum and write
         # (and the read and write port registers of a deep pipeline).
         return 2 * int(f.count) + 4 + 2 * c.deep_pipeline if int(f.count) else 1
+    if opcode == Opcode.LUT:
+        # A read per ACT word, then the read register, the table read, the entry register and
+        # the write (rtl/lut.py).
+        return int(f.count) + 4 if int(f.count) else 1
     return 0
 
 

@@ -19,6 +19,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 
 from codesign.isa import HwConfig, LoadStore, Mem, Opcode
 
+from amaranth.lib.wiring import Out
+
+from .lut import table_write
 from .ports import HwComponent, engine_control, ext_port, scratchpad_read, scratchpad_write
 
 __all__ = ["DmaEngine", "slice_addr_bits"]
@@ -33,8 +36,12 @@ def slice_addr_bits(config: HwConfig) -> int:
     """Width of the DMA engine's scratchpad slice addresses: just wide enough for the largest
     scratchpad (wrap-around arithmetic below that width is exact for every in-range address)."""
     c = config
-    return max(c.addr_bits(c.depth(mem)) + _log2(c.slices(mem))
-               for mem in (Mem.ACT, Mem.WGT, Mem.PRM))
+    return max(c.addr_bits(c.depth(mem)) + _log2(c.slices(mem)) for mem in _targets(c))
+
+
+def _targets(config: HwConfig) -> tuple[Mem, ...]:
+    """The scratchpads a LOAD can write (the LUT tables only on an NPU with a LUT engine)."""
+    return (Mem.ACT, Mem.WGT, Mem.PRM) + ((Mem.LUT,) if config.lut_tables else ())
 
 
 class DmaEngine(HwComponent):
@@ -60,6 +67,8 @@ class DmaEngine(HwComponent):
         WGT write port with slice enables (LOAD).
     prm_waddr, prm_wen, prm_wdata
         PRM write port with slice enables (LOAD).
+    lut_waddr, lut_wen, lut_wdata
+        LUT table write port, one slice per word (LOAD; only with ``lut_tables > 0``).
 
     All memory-port outputs are 0 while ``busy`` is low.
     """
@@ -72,6 +81,7 @@ class DmaEngine(HwComponent):
             **scratchpad_write(c, "act"),
             **scratchpad_write(c, "wgt"),
             **scratchpad_write(c, "prm"),
+            **(table_write(c, Out) if c.lut_tables else {}),
         })
 
     def _split(self, mem: Mem, slice_addr):
@@ -233,6 +243,8 @@ class DmaEngine(HwComponent):
             Mem.WGT: (self.wgt_waddr, self.wgt_wen, self.wgt_wdata, 1),
             Mem.PRM: (self.prm_waddr, self.prm_wen, self.prm_wdata, 1),
         }
+        if c.lut_tables:    # the LUT engine's tables: one slice per word
+            targets[Mem.LUT] = (self.lut_waddr, self.lut_wen, self.lut_wdata, 1)
         for mem, (waddr, wen, wdata, per_slice) in targets.items():
             name = mem.name.lower()
             s2_waddr = Signal.like(waddr, name=f"s2_{name}_waddr")
