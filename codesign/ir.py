@@ -21,7 +21,8 @@ import enum
 
 import numpy as np
 
-__all__ = ["Tensor", "Conv", "MaxPool", "AvgPool", "Add", "Concat", "Flatten", "Op", "OpKind",
+__all__ = ["Tensor", "Conv", "MaxPool", "AvgPool", "Add", "Concat", "Flatten", "Lut", "Op",
+           "OpKind",
            "IOBinding", "Graph", "add_multipliers", "op_inputs", "ADD_MULT_BITS"]
 
 
@@ -66,6 +67,9 @@ class OpKind(enum.Enum):
     ADD = "add"
     #: Channel concatenation, each input requantized: y = clamp(round(f32(x_i − z_i)·M_i) + y_zp).
     CONCAT = "concat"
+    #: Element-wise 8-bit → 8-bit function as a 256-entry table: y = table[x] (indexed by the
+    #: raw byte: x for uint8, x + 256 for negative int8).
+    LUT = "lut"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +208,20 @@ class Flatten:
     kind = OpKind.FLATTEN
 
 
-Op = Conv | MaxPool | AvgPool | Add | Concat | Flatten
+@dataclasses.dataclass(frozen=True, eq=False)
+class Lut:
+    """``y = table[x]`` element by element: any 8-bit → 8-bit function (Sigmoid, Tanh, ...),
+    tabulated by the frontend from the model's scales. ``table`` is 256 bytes of ``y``'s dtype,
+    indexed by ``x``'s raw byte (``x & 0xFF``); ``function`` names what it computes."""
+    x: Tensor
+    y: Tensor
+    table: np.ndarray
+    function: str = ""
+    name: str = ""
+    kind = OpKind.LUT
+
+
+Op = Conv | MaxPool | AvgPool | Add | Concat | Flatten | Lut
 
 
 def op_inputs(op: Op) -> tuple[Tensor, ...]:

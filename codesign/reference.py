@@ -103,6 +103,11 @@ def _flatten(op: ir.Flatten, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1)).reshape(op.y.shape)
 
 
+def _lut(op: ir.Lut, x: np.ndarray) -> np.ndarray:
+    """``table[x]``, indexed by the raw byte (what the LUT engine does)."""
+    return np.asarray(op.table).astype(op.y.numpy_dtype)[x.view(np.uint8)]
+
+
 def run(graph: ir.Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Run one inference of ``graph``.
 
@@ -143,6 +148,8 @@ def run(graph: ir.Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
                 y = _add(op, x, values[op.b.name])
             elif isinstance(op, ir.Concat):
                 y = _concat(op, [values[t.name] for t in op.inputs])
+            elif isinstance(op, ir.Lut):
+                y = _lut(op, x)
             else:
                 y = _flatten(op, x)
             assert y.shape == op.y.shape, (op.name, y.shape, op.y.shape)

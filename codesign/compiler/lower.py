@@ -42,8 +42,10 @@ from .. import ir
 from ..errors import TilingError
 from ..hazards import assign_waits
 from ..isa import (
+    LUT_ENTRIES,
     PRM_LANE,
     Eltwise,
+    Lut,
     HwConfig,
     LoadStore,
     MatMul,
@@ -145,6 +147,8 @@ class _Compiler:
         self.buffers: dict[str, _Buffer] = {}
         self.next_act_word = 0          # relative to the activation segment (fixed up later)
         self.relocations: list[tuple[int, str]] = []
+        # LUT tables resident in the LUT engine: table bytes -> slot; slots in load order.
+        self.lut_slots: dict[bytes, int] = {}
 
     # -- memory plan ----------------------------------------------------------------------------
     def _allocate(self, t: ir.Tensor, unfold: tuple[int, ...] | None = None) -> _Buffer:
@@ -841,13 +845,63 @@ class _Compiler:
                                  dst.region.addr + p0 * cw * s, words * s)
         self._kept(op.y, placed, keep)
 
+    # -- lookup tables --------------------------------------------------------------------------
+    def _lut_slot(self, table: np.ndarray, where: str) -> int:
+        """The LUT engine slot holding ``table``, loading it (into the least recently loaded
+        slot) unless it is resident already."""
+        c = self.c
+        key = np.asarray(table).view(np.uint8).tobytes()
+        if key in self.lut_slots:
+            return self.lut_slots[key]
+        if len(self.lut_slots) < c.lut_tables:
+            slot = len(self.lut_slots)
+        else:
+            oldest = next(iter(self.lut_slots))
+            slot = self.lut_slots.pop(oldest)
+        self.lut_slots[key] = slot
+        words = LUT_ENTRIES // c.bus_bytes
+        offset = self.e.add_constant(np.frombuffer(key, np.uint8))
+        self._load_const(Mem.LUT, slot * words, offset, words, where)
+        return slot
+
+    def _lut(self, op: ir.Lut) -> None:
+        """LUT in place on chunks of whole ACT words, alternating ACT halves (so that one
+        chunk's LOAD overlaps the previous one's LUT and STORE); x and y share one layout, so
+        each chunk is a contiguous word range, and padding lanes are mapped too (harmlessly:
+        every reader ignores them)."""
+        c, e, s = self.c, self.e, self.slices
+        if not c.lut_tables:
+            raise TilingError(f"{op.name}: {op.function or 'the lookup table'} needs the LUT "
+                              "engine, which this NPU does not have (lut_tables = 0)")
+        src = self.buffers[op.x.name]
+        if src.region.flatten_chw:
+            raise TilingError(f"{op.name}: a lookup table on a flattened tensor is not "
+                              "supported")
+        dst = self._allocate(op.y)
+        total = src.h * src.w * src.cw
+        half = max(1, c.act_depth // 2)
+        chunk = min(half, field_max(Lut, "count"))
+        where = f"layer {op.name}"
+        e.comment(f"{op.name}: lut {op.function} {op.x.shape}, {total} words in chunks of "
+                  f"{chunk}")
+        slot = self._lut_slot(op.table, where)
+        for k, w0 in enumerate(range(0, total, chunk)):
+            n = min(chunk, total - w0)
+            base = (k % 2) * half if c.act_depth >= 2 * chunk else 0
+            self._contiguous(Opcode.LOAD, where, "act", Mem.ACT, base * s,
+                             src.region.addr + w0 * s, n * s)
+            e.emit(Opcode.LUT, where, table=slot, src_base=base, dst_base=base, count=n)
+            self._contiguous(Opcode.STORE, where, "act", Mem.ACT, base * s,
+                             dst.region.addr + w0 * s, n * s)
+
     # -- driver ---------------------------------------------------------------------------------
     def run(self) -> Program:
         graph, e = self.graph, self.e
         for binding in graph.inputs:
             self._allocate(binding.tensor, self._unfolding(binding.tensor))
         lowering = {ir.Conv: self._conv, ir.MaxPool: self._maxpool, ir.Flatten: self._flatten,
-                    ir.Concat: self._concat, ir.AvgPool: self._avgpool, ir.Add: self._add}
+                    ir.Concat: self._concat, ir.AvgPool: self._avgpool, ir.Add: self._add,
+                    ir.Lut: self._lut}
         layers = []
         for self.op_index, op in enumerate(graph.ops):
             first = len(e.insns)
