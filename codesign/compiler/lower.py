@@ -60,7 +60,7 @@ from ..isa import (
 from .prefetch import Item, prefetch
 from .program import LayerInfo, Program, Region, insn_bytes
 
-__all__ = ["compile_graph"]
+__all__ = ["compile_graph", "sized_for", "MAX_LUT_TABLES"]
 
 
 #: Fewest output positions of a row tile split off only to overlap its input's LOAD.
@@ -972,6 +972,22 @@ def _pool_stride(op) -> tuple[int, int]:
     """A pooling op's stride, 1 along an axis with a single output position (global pooling:
     the stride is never applied there, and a kernel-sized stride would not fit its field)."""
     return tuple(s if n > 1 else 1 for s, n in zip(op.stride, op.y.shape[:2], strict=True))
+
+
+#: Most LUT tables :func:`sized_for` gives an NPU (each costs act_bytes × 256 bytes of RAM; a
+#: model with more distinct tables reloads them, 256 bytes each time).
+MAX_LUT_TABLES = 4
+
+
+def sized_for(graph: ir.Graph, config: HwConfig) -> HwConfig:
+    """``config`` with a LUT engine holding the model's distinct tables (up to
+    :data:`MAX_LUT_TABLES`) when the model has lookup tables and ``config`` has none; otherwise
+    ``config`` itself."""
+    tables = {np.asarray(op.table).view(np.uint8).tobytes() for op in graph.ops
+              if isinstance(op, ir.Lut)}
+    if not tables or config.lut_tables:
+        return config
+    return dataclasses.replace(config, lut_tables=min(len(tables), MAX_LUT_TABLES))
 
 
 def compile_graph(graph: ir.Graph, config: HwConfig, store_all: bool = False) -> Program:
