@@ -16,10 +16,9 @@ cycle: an instruction moving ``N = rows*length`` slices is busy for ``N + 1`` cy
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib.wiring import Out
 
 from codesign.isa import HwConfig, LoadStore, Mem, Opcode
-
-from amaranth.lib.wiring import Out
 
 from .lut import table_write
 from .ports import HwComponent, engine_control, ext_port, scratchpad_read, scratchpad_write

@@ -6,10 +6,10 @@ import numpy as np
 import onnx
 import onnx.helper as oh
 
-#: op name → the float nodes between DequantizeLinear ("x") and QuantizeLinear ("f"), with
-#: their initializers; ``rng`` draws attributes.
+
 def _nodes(op: str, rng) -> tuple[list, list, int]:
-    """(nodes, initializers, opset) computing ``f`` from ``x``."""
+    """(nodes, initializers, opset) computing ``f`` from ``x`` (the float nodes between
+    DequantizeLinear and QuantizeLinear); ``rng`` draws attributes and constants."""
     c = oh.make_tensor
     F = onnx.TensorProto.FLOAT
     if op == "Sigmoid":
@@ -25,13 +25,15 @@ def _nodes(op: str, rng) -> tuple[list, list, int]:
         alpha = float(rng.choice([0.01, 0.1, 0.2, rng.uniform(0.001, 0.5)]))
         return [oh.make_node("LeakyRelu", ["x"], ["f"], alpha=alpha)], [], 13
     if op == "SigmoidRelu6":      # a function DAG with scalar constants and a fused Clip
-        return [oh.make_node("Sigmoid", ["x"], ["s"]),
-                oh.make_node("Mul", ["x", "s"], ["m"]),          # SiLU
-                oh.make_node("Mul", ["m", "k"], ["n"]),
-                oh.make_node("Sub", ["n", "b"], ["d"]),
-                oh.make_node("Clip", ["d", "lo", "hi"], ["f"])], \
-            [c("k", F, [], [float(rng.uniform(0.5, 2))]), c("b", F, [], [float(rng.uniform(-1, 1))]),
-             c("lo", F, [], [0.0]), c("hi", F, [], [6.0])], 13
+        nodes = [oh.make_node("Sigmoid", ["x"], ["s"]),
+                 oh.make_node("Mul", ["x", "s"], ["m"]),          # SiLU
+                 oh.make_node("Mul", ["m", "k"], ["n"]),
+                 oh.make_node("Sub", ["n", "b"], ["d"]),
+                 oh.make_node("Clip", ["d", "lo", "hi"], ["f"])]
+        inits = [c("k", F, [], [float(rng.uniform(0.5, 2))]),
+                 c("b", F, [], [float(rng.uniform(-1, 1))]),
+                 c("lo", F, [], [0.0]), c("hi", F, [], [6.0])]
+        return nodes, inits, 13
     if op == "TanhRelu":
         return [oh.make_node("Tanh", ["x"], ["t"]), oh.make_node("Relu", ["t"], ["f"])], [], 13
     raise ValueError(op)

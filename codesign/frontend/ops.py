@@ -19,8 +19,7 @@ import onnx.helper
 import onnx.numpy_helper
 
 from codesign import ir
-from codesign.frontend import limits
-from codesign.frontend import lut
+from codesign.frontend import limits, lut
 from codesign.frontend.context import Context, hwc_shape, is_normal_scale, quantize_scalar
 from codesign.frontend.values import (
     Accumulator,
