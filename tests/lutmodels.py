@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
+import warnings
+
 import numpy as np
 import onnx
 import onnx.helper as oh
@@ -34,13 +37,28 @@ def _nodes(op: str, rng) -> tuple[list, list, int]:
                  c("b", F, [], [float(rng.uniform(-1, 1))]),
                  c("lo", F, [], [0.0]), c("hi", F, [], [6.0])]
         return nodes, inits, 13
+    if op == "Erf":
+        return [oh.make_node("Erf", ["x"], ["f"])], [], 13
+    if op == "Gelu":
+        return [oh.make_node("Gelu", ["x"], ["f"])], [], 20
+    if op == "GeluTanh":
+        return [oh.make_node("Gelu", ["x"], ["f"], approximate="tanh")], [], 20
+    if op == "MsGelu":
+        return [oh.make_node("Gelu", ["x"], ["f"], domain="com.microsoft")], [], 13
+    if op == "GeluErf":          # torch's GELU below opset 20: x · 0.5 · (1 + erf(x / √2))
+        nodes = [oh.make_node("Div", ["x", "r2"], ["d"]), oh.make_node("Erf", ["d"], ["e"]),
+                 oh.make_node("Add", ["e", "one"], ["p"]), oh.make_node("Mul", ["x", "p"], ["m"]),
+                 oh.make_node("Mul", ["m", "half"], ["f"])]
+        inits = [c("r2", F, [], [1.4142135381698608]), c("one", F, [], [1.0]),
+                 c("half", F, [], [0.5])]
+        return nodes, inits, 13
     if op == "TanhRelu":
         return [oh.make_node("Tanh", ["x"], ["t"]), oh.make_node("Relu", ["t"], ["f"])], [], 13
     raise ValueError(op)
 
 
 QDQ_OPS = ["Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "SigmoidRelu6",
-           "TanhRelu"]
+           "TanhRelu", "Erf", "Gelu", "GeluTanh", "MsGelu", "GeluErf"]
 
 
 def qdq_model(op: str, x_scale, x_zp: int, x_signed: bool, y_scale, y_zp: int,
@@ -60,8 +78,10 @@ def qdq_model(op: str, x_scale, x_zp: int, x_signed: bool, y_scale, y_zp: int,
         + [oh.make_node("QuantizeLinear", ["f", "ys", "yz"], ["y"])],
         f"lut_{op}", [oh.make_tensor_value_info("q", xt, [1, n])],
         [oh.make_tensor_value_info("y", yt, [1, n])], inits)
-    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", opset)])
-    model.ir_version = 8
+    domains = [oh.make_opsetid("", opset)] + (
+        [oh.make_opsetid("com.microsoft", 1)] if any(n.domain for n in nodes) else [])
+    model = oh.make_model(graph, opset_imports=domains)
+    model.ir_version = 9
     return model.SerializeToString()
 
 
@@ -88,3 +108,57 @@ def all_codes(signed: bool) -> np.ndarray:
     """Every raw byte 0..255 as a [1, 256] input (the table's index order)."""
     raw = np.arange(256, dtype=np.uint8)
     return (raw.view(np.int8) if signed else raw).reshape(1, 256)
+
+
+# ------------------------------------------------------------------------------------------------
+# A PyTorch model with one layer of each activation, quantized by onnxruntime (QDQ)
+
+def _export(path) -> None:
+    import torch
+
+    activations = [torch.nn.Sigmoid, torch.nn.Hardsigmoid, torch.nn.Hardswish, torch.nn.Tanh,
+                   lambda: torch.nn.LeakyReLU(0.1)]
+    torch.manual_seed(3)
+    layers: list[torch.nn.Module] = []
+    channels = 3
+    for k, act in enumerate(activations):
+        out = 6 + 3 * k
+        layers += [torch.nn.Conv2d(channels, out, 3 if k == 0 else 1,
+                                   padding=1 if k == 0 else 0), act()]
+        channels = out
+    module = torch.nn.Sequential(*layers).eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(1, 3, 6, 5),), str(path), dynamo=False,
+                          opset_version=17, input_names=["x"], output_names=["y"])
+
+
+def _quantize(src, dst) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(5)
+            self.data = iter({"x": rng.standard_normal((1, 3, 6, 5)).astype(np.float32)}
+                             for _ in range(8))
+
+        def get_next(self):
+            return next(self.data, None)
+
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True)
+
+
+def activation_model(directory: pathlib.Path) -> pathlib.Path:
+    """Conv → Sigmoid → Conv → HardSigmoid → Conv → HardSwish → Conv → Tanh → Conv → LeakyReLU,
+    exported by torch.onnx.export and quantized by quantize_static (QDQ, uint8 activations);
+    returns the quantized model's path in ``directory``."""
+    _export(directory / "float.onnx")
+    _quantize(directory / "float.onnx", directory / "model.onnx")
+    return directory / "model.onnx"

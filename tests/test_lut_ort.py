@@ -22,7 +22,14 @@ from hypothesis import strategies as st
 
 from codesign import ir, reference
 from codesign.frontend import load_model
-from codesign.frontend.lut import hard_sigmoid, leaky_relu, mlas_logistic, mlas_tanh
+from codesign.frontend.lut import (
+    gelu,
+    hard_sigmoid,
+    leaky_relu,
+    mlas_erf,
+    mlas_logistic,
+    mlas_tanh,
+)
 from codesign.ortwitness import create_session
 
 from .lutmodels import QDQ_OPS, all_codes, qdq_model, qop_model
@@ -30,11 +37,12 @@ from .lutmodels import QDQ_OPS, all_codes, qdq_model, qop_model
 F32 = np.float32
 
 
-def _float_op(node: onnx.NodeProto, x: np.ndarray, opset: int = 14) -> np.ndarray:
+def _float_op(node: onnx.NodeProto, x: np.ndarray, opset: int = 20) -> np.ndarray:
     graph = oh.make_graph([node], "f", [oh.make_tensor_value_info("x", 1, [1, None])],
                           [oh.make_tensor_value_info("y", 1, [1, None])])
-    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", opset)])
-    model.ir_version = 8
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", opset),
+                                                oh.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 9
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {"x": x.reshape(1, -1)})[0].reshape(-1)
 
@@ -48,6 +56,11 @@ KERNELS = {
                   lambda v: (v * hard_sigmoid(v, 1 / 6, 0.5)).astype(F32)),
     "LeakyRelu": (oh.make_node("LeakyRelu", ["x"], ["y"], alpha=0.13),
                   lambda v: leaky_relu(v, 0.13)),
+    "Erf": (oh.make_node("Erf", ["x"], ["y"]), mlas_erf),
+    "Gelu": (oh.make_node("Gelu", ["x"], ["y"]), gelu),
+    "GeluTanh": (oh.make_node("Gelu", ["x"], ["y"], approximate="tanh"),
+                 lambda v: gelu(v, "tanh")),
+    "com.microsoft.Gelu": (oh.make_node("Gelu", ["x"], ["y"], domain="com.microsoft"), gelu),
 }
 
 
@@ -56,7 +69,8 @@ def test_float_kernels_are_onnxruntimes_bit_for_bit(name):
     node, kernel = KERNELS[name]
     rng = np.random.default_rng(7)
     x = np.concatenate([rng.uniform(-25, 25, 30000), rng.uniform(-1, 1, 30000),
-                        [0.0, -0.0, 18.0, -18.0, 9.0, -9.0, 3.0, -3.0]]).astype(F32)
+                        [0.0, -0.0, 18.0, -18.0, 9.0, -9.0, 3.0, -3.0, 0.921875, 3.925,
+                         -3.925, 100.0, -1e30]]).astype(F32)
     np.testing.assert_array_equal(kernel(x).view(np.uint32), _float_op(node, x).view(np.uint32))
 
 

@@ -17,6 +17,7 @@ transformer also fuses DQ → Sigmoid/LeakyRelu → Q into) build their table th
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -26,7 +27,8 @@ from codesign import ir
 from codesign.frontend.context import Context
 from codesign.frontend.values import Constant, Dequantized, Quantized
 
-__all__ = ["FloatFunction", "HANDLERS", "fma32", "mlas_logistic", "mlas_tanh", "table_of",
+__all__ = ["FloatFunction", "HANDLERS", "fma32", "mlas_logistic", "mlas_tanh", "mlas_erf", "gelu",
+           "table_of",
            "quantize_linear", "dequantize_codes", "lut_after_quantize"]
 
 F32 = np.float32
@@ -36,6 +38,17 @@ Fn = Callable[[np.ndarray], np.ndarray]
 # ------------------------------------------------------------------------------------------------
 # float32 arithmetic as the CPU does it
 
+def _ieee(fn: Fn) -> Fn:
+    """Run ``fn`` with IEEE overflow/invalid results (inf, NaN) as the CPU gives them, without
+    numpy's warnings: huge inputs overflow in the kernels exactly as in onnxruntime's."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+    return wrapped
+
+
+@_ieee
 def fma32(a, b, c) -> np.ndarray:
     """``round_f32(a·b + c)`` with one rounding (an FMA3 ``vfmadd``), for float32 inputs.
 
@@ -71,6 +84,7 @@ _LOGISTIC = dict(lo=F32(-18.0), hi=F32(18.0),
                                         1.16817656904453e-01, 9.93151921023180e-01)])
 
 
+@_ieee
 def mlas_logistic(x: np.ndarray) -> np.ndarray:
     """``MlasComputeLogistic`` as ``MlasLogisticKernelFma3`` computes it: clamp to ±18, odd
     rational polynomial with FMAs (Eigen's coefficients), ``p/q + 0.5``, then ``max(·, 0)``."""
@@ -97,6 +111,7 @@ _TANH = dict(lo=F32(-9.0), hi=F32(9.0),
                                     2.26843463243900e-03, 4.89352518554385e-03)])
 
 
+@_ieee
 def mlas_tanh(x: np.ndarray) -> np.ndarray:
     """``MlasComputeTanh`` as onnxruntime 1.31's x86-64 FMA3 kernel computes it: clamp to ±9,
     Eigen's odd rational polynomial (degree 13 over degree 6) with FMAs, ``p/q``. (Checked
@@ -116,12 +131,75 @@ def mlas_tanh(x: np.ndarray) -> np.ndarray:
     return (p / q).astype(F32)
 
 
+_ERF = dict(upper=3.925, split=0.921875,
+            small=(-5.99104969e-4, 4.99339588e-3, -2.67667342e-2, 1.12818025e-1,
+                   -3.76124859e-1, 1.28379151e-1),
+            big=(1.72948930e-5, -3.83208680e-4, 3.88393435e-3, -2.42545605e-2, 1.06777847e-1,
+                 6.34846687e-1, 1.28717512e-1),
+            exp_lower=-88.3762626647949, log2_reciprocal=1.44269504088896341,
+            log2_hi=-6.93145752e-1, log2_lo=-1.42860677e-6,
+            exp=(1.38319808e-3, 8.37550033e-3, 4.16689515e-2, 1.66664466e-1, 4.99999851e-1,
+                 1.00000000e+0, 1.00000000e+0),
+            exp_c=1.25829120e+7)
+
+
+@_ieee
+def mlas_erf(x: np.ndarray) -> np.ndarray:
+    """``MlasComputeErf`` as ``MlasErfKernelFma3`` computes it (erf.cpp's constants): on
+    ``|x|`` clamped to 3.725, below 0.921875 an odd polynomial in ``x²``, above it
+    ``1 − exp(−poly(|x|))`` with MLAS's own exp (FMAs, ``2^trunc(r)`` by exponent bits); the
+    two results merged by bitwise OR, then ``x``'s sign bit."""
+    k = {name: (F32(v) if np.isscalar(v) else [F32(c) for c in v]) for name, v in _ERF.items()}
+    x = np.asarray(x, F32)
+    sign = x.view(np.uint32) & np.uint32(0x80000000)
+    a = np.minimum(np.abs(x), k["upper"]).astype(F32)
+    s = (a * a).astype(F32)
+    small = np.full_like(a, k["small"][0])
+    for c in k["small"][1:]:
+        small = fma32(s, small, c)
+    small = fma32(a, small, a)
+    big_side = k["split"] <= a
+    small = np.where(big_side, F32(0), small).astype(F32)
+    b = np.where(big_side, a, F32(0)).astype(F32)
+    r = np.full_like(b, k["big"][0])
+    for c in k["big"][1:]:
+        r = fma32(b, r, c)
+    r = fma32(b, r, b)
+    e = np.maximum(-r, k["exp_lower"]).astype(F32)
+    t = (fma32(e, k["log2_reciprocal"], k["exp_c"]) - k["exp_c"]).astype(F32)
+    f = fma32(t, k["log2_hi"], e)
+    f = fma32(t, k["log2_lo"], f)
+    y = np.full_like(f, k["exp"][0])
+    for c in k["exp"][1:]:
+        y = fma32(f, y, c)
+    scale = ((np.trunc(t).astype(np.int32) + 127) << 23).astype(np.uint32).view(F32)
+    y = (F32(1) - (y * scale).astype(F32)).astype(F32)
+    bits = y.view(np.uint32) | small.view(np.uint32) | sign
+    return bits.view(F32)
+
+
+@_ieee
+def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    """onnxruntime's Gelu (opset 20 and com.microsoft.Gelu): ``(0.5·x)·(erf(x·√½) + 1)``, or
+    with ``approximate = "tanh"`` ``(0.5·x)·(tanh(x·(C·x·x + B)) + 1)``, MLAS's erf/tanh."""
+    x = np.asarray(x, F32)
+    if approximate == "tanh":
+        c, b = F32(0.035677408136300125), F32(0.7978845608028654)
+        inner = (x * ((((c * x).astype(F32) * x).astype(F32) + b).astype(F32))).astype(F32)
+        t = mlas_tanh(inner)
+    else:
+        t = mlas_erf((x * F32(np.sqrt(0.5))).astype(F32))
+    return ((F32(0.5) * x).astype(F32) * (t + F32(1)).astype(F32)).astype(F32)
+
+
+@_ieee
 def hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     """onnxruntime's HardSigmoid: ``max(0, min(1, alpha·x + beta))``, a multiply then an add."""
     v = (F32(alpha) * np.asarray(x, F32)).astype(F32)
     return np.maximum(F32(0), np.minimum(F32(1), (v + F32(beta)).astype(F32))).astype(F32)
 
 
+@_ieee
 def leaky_relu(x: np.ndarray, alpha: float) -> np.ndarray:
     x = np.asarray(x, F32)
     return np.where(x >= 0, x, (F32(alpha) * x).astype(F32)).astype(F32)
@@ -146,6 +224,7 @@ def quantize_linear(v: np.ndarray, t: ir.Tensor) -> np.ndarray:
     return (np.rint(v).astype(np.int64) + t.zero_point).astype(t.numpy_dtype)
 
 
+@_ieee
 def table_of(fn: Fn, x: ir.Tensor, y: ir.Tensor) -> np.ndarray:
     """The 256-entry table of ``y = Q(fn(DQ(x)))``, indexed by ``x``'s raw byte."""
     return quantize_linear(fn(dequantize_codes(x)), y)
@@ -222,7 +301,7 @@ def binary(ctx: Context, node: onnx.NodeProto) -> None:
                                                    src.names + (node.op_type,), node.name)
         return
     a, b = _source(ctx, node, 0), _source(ctx, node, 1)
-    if a.x is not b.x or a.onnx_shape != b.onnx_shape:
+    if a.x.name != b.x.name or a.onnx_shape != b.onnx_shape:
         raise ctx.error(node, "operands are functions of different tensors; only element-wise "
                               "functions of one 8-bit tensor are supported")
     fa, fb = a.fn, b.fn
@@ -254,6 +333,18 @@ def _hard_swish(ctx, node):
 def _leaky_relu(ctx, node):
     alpha = _attrs(node).get("alpha", 0.01)
     _unary(ctx, node, lambda v: leaky_relu(v, alpha))
+
+
+def _erf(ctx, node):
+    _unary(ctx, node, mlas_erf)
+
+
+def _gelu(ctx, node):
+    approximate = _attrs(node).get("approximate", b"none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+    if approximate not in ("none", "tanh"):
+        raise ctx.error(node, f"approximate {approximate!r} is not 'none' or 'tanh'")
+    _unary(ctx, node, lambda v: gelu(v, approximate))
 
 
 def _neg(ctx, node):
@@ -318,6 +409,9 @@ HANDLERS = {
     "HardSigmoid": _hard_sigmoid,
     "HardSwish": _hard_swish,
     "LeakyRelu": _leaky_relu,
+    "Erf": _erf,
+    "Gelu": _gelu,
+    "com.microsoft.Gelu": _gelu,
     "Neg": _neg,
     "Abs": _abs,
     "com.microsoft.QLinearSigmoid": _qlinear_sigmoid,
