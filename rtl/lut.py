@@ -8,15 +8,18 @@ It is an engine of its own (not a mode of ELTWISE or POOL): it moves whole ACT w
 cycle, at the lane rate of the array, where those engines read one lane group into ACC.
 
 The tables live in the engine: ``act_bytes`` copies of the table scratchpad (``lut_tables`` ×
-256 bytes), one per lane, so that every lane looks up its byte in the same cycle. The DMA engine
-writes all copies at once through the ``lut_w*`` inputs (a LOAD to :data:`codesign.isa.Mem.LUT`),
-one ``bus_bytes`` slice per cycle; a copy's word is one slice, so a lane's read returns
-``bus_bytes`` entries and the low bits of the byte pick one. Schedule (cycle 0 = ``start``)::
+256 bytes), one per lane, so that every lane looks up its byte in the same cycle. Each copy is
+byte-wide (``lut_tables * 256`` deep: one block RAM per lane for up to 2 tables on an iCE40, 8 on
+an ECP5; a copy as wide as a DMA slice took 2-4 times the blocks). The DMA engine writes all
+copies at once through the ``lut_w*`` inputs (a LOAD to :data:`codesign.isa.Mem.LUT`): a slice
+of ``bus_bytes`` entries every ``bus_bytes`` cycles, entry ``k`` of the slice written ``k``
+cycles after the slice (rtl/dma.py paces the LOAD accordingly). Schedule (cycle 0 =
+``start``)::
 
     1 .. n      read ACT[src_base + i]
     +1          register the read word (block RAM read data feeds only a register)
-    +2          each lane reads its table copy at table*256 + byte (the word of that entry)
-    +3          pick the entry out of the table word; register the output word
+    +2          each lane reads its table copy at table*256 + byte
+    +3          register the output word (the entries)
     +4          write ACT[dst_base + i], all bytes; ``done`` with the last write
 
 so a LUT of ``n = count`` words takes ``n + 4`` cycles (1 if ``count = 0``), in every
@@ -27,7 +30,7 @@ order, so no word is written before its read.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
@@ -87,14 +90,13 @@ class LutEngine(HwComponent):
             **table_write(c),
         })
         c = self.config
-        self.tables = [Memory(shape=8 * c.bus_bytes, depth=c.lut_depth, init=(),
+        self.tables = [Memory(shape=8, depth=c.lut_tables * isa.LUT_ENTRIES, init=(),
                               attrs={"no_rw_check": 1}) for _ in range(c.act_bytes)]
 
     def elaborate(self, platform) -> Module:
         c = self.config
         m = Module()
         aw = c.addr_bits(c.act_depth)
-        sel_bits = (c.bus_bytes - 1).bit_length()       # entry within a table word
 
         busy = Signal()
         first = Signal()
@@ -138,6 +140,9 @@ class LutEngine(HwComponent):
         word = Signal(data.ArrayLayout(unsigned(8), c.act_bytes), reset_less=True)
         m.d.sync += word.eq(self.act_rdata)
 
+        # ---- table writes: a slice's entries one per cycle ----------------------------------
+        waddr, wdata, wen = self._table_writes(m)
+
         # ---- stage 1: table reads ------------------------------------------------------------
         v1, last1 = Signal(), Signal()
         m.d.sync += [v1.eq(v0), last1.eq(last0)]
@@ -145,18 +150,10 @@ class LutEngine(HwComponent):
         for lane, mem in enumerate(self.tables):
             m.submodules[f"table_{lane}"] = mem
             wr = mem.write_port()
-            m.d.comb += [wr.addr.eq(self.lut_waddr), wr.en.eq(self.lut_wen),
-                         wr.data.eq(self.lut_wdata)]
+            m.d.comb += [wr.addr.eq(waddr), wr.en.eq(wen), wr.data.eq(wdata)]
             rd = mem.read_port()
-            byte = word[lane]
-            # Entry table*256 + byte is byte (table*256 + byte) % bus_bytes of word
-            # (table*256 + byte) // bus_bytes; 256 is a multiple of bus_bytes.
-            m.d.comb += [rd.en.eq(v0), rd.addr.eq(Cat(byte[sel_bits:], table))]
-            sel = Signal(max(1, sel_bits), name=f"sel_{lane}", reset_less=True)
-            if sel_bits:
-                m.d.sync += sel.eq(byte[:sel_bits])
-            entry = rd.data.word_select(sel, 8) if sel_bits else rd.data
-            entries.append(entry)
+            m.d.comb += [rd.en.eq(v0), rd.addr.eq(Cat(word[lane], table))]
+            entries.append(rd.data)
 
         # ---- stage 2: pick the entries, register the output word -----------------------------
         v2, last2 = Signal(), Signal()
@@ -171,3 +168,29 @@ class LutEngine(HwComponent):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += busy.eq(0)
         return m
+
+    def _table_writes(self, m):
+        """(address, entry, enable) of the table copies' write port: entry ``k`` of a slice
+        written by the DMA engine in cycle ``t`` goes to entry ``slice*bus_bytes + k`` in cycle
+        ``t + k`` (the DMA engine sends the next slice ``bus_bytes`` cycles later)."""
+        c = self.config
+        bb = c.bus_bytes
+        aw = c.addr_bits(c.lut_tables * isa.LUT_ENTRIES)
+        if bb == 1:
+            return self.lut_waddr, self.lut_wdata, self.lut_wen
+        sbits = (bb - 1).bit_length()
+        pending = Signal(8 * (bb - 1), name="pending_entries")
+        next_addr = Signal(aw, name="pending_addr")
+        left = Signal(range(bb), name="pending_left")
+        with m.If(self.lut_wen):
+            m.d.sync += [pending.eq(self.lut_wdata[8:]), left.eq(bb - 1),
+                         next_addr.eq(Cat(Const(1, sbits), self.lut_waddr))]
+        with m.Elif(left != 0):
+            m.d.sync += [pending.eq(pending >> 8), left.eq(left - 1), next_addr.eq(next_addr + 1)]
+        waddr, wdata, wen = Signal(aw, name="table_waddr"), Signal(8, name="table_wdata"), Signal()
+        m.d.comb += [
+            wen.eq(self.lut_wen | (left != 0)),
+            waddr.eq(Mux(self.lut_wen, Cat(Const(0, sbits), self.lut_waddr), next_addr)),
+            wdata.eq(Mux(self.lut_wen, self.lut_wdata[:8], pending[:8])),
+        ]
+        return waddr, wdata, wen
