@@ -81,11 +81,12 @@ def test_resnet8_with_64k_scratchpads_on_rtl():
     assert result.cycles[0] == timing.program_cycles(program)
 
 
-@pytest.mark.parametrize("shape", ["8x8", "4x4"])
+@pytest.mark.parametrize("shape", ["8x8", pytest.param("4x4", marks=pytest.mark.slow)])
 def test_lut_layer_cycles_match_rtl(shape, tmp_path):
     """The LUT instruction (and its table LOADs) in the cycle model: a PyTorch model with
     Sigmoid, HardSigmoid, HardSwish, Tanh and LeakyReLU layers, on an NPU holding 4 tables
-    (8x8) and one holding a single table (4x4: every layer reloads its table)."""
+    (8x8; the Verilator build `codesign verify` of tests/test_lut_rtl.py uses too) and one
+    holding a single table (4x4: every layer reloads its table; slow, its own build)."""
     from .lutmodels import activation_model
 
     graph = load_model(activation_model(tmp_path))
