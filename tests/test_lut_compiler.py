@@ -78,3 +78,22 @@ def test_lut_needs_the_lut_engine():
     graph = lut_graph(2, 2, 3, 2, 0, False, 0)
     with pytest.raises(TilingError, match="lut_tables = 0"):
         compile_graph(graph, HwConfig(rows=4, cols=4, bus_bytes=4))
+
+
+def test_resource_model_counts_the_lut_engine():
+    """A byte-wide table copy per ACT lane (one block RAM each while the tables fit one), and
+    the engine's logic, on top of the fitted model of the rest of the NPU."""
+    import dataclasses
+
+    from codesign.dse import load_target
+    from codesign.dse.resources import estimate, lut_engine_logic
+
+    base = HwConfig(rows=8, cols=8, bus_bytes=8)
+    for target, tables in (("ecp5-25k", 8), ("ice40-up5k", 2)):
+        without = estimate(base, load_target(target))
+        with_lut = estimate(dataclasses.replace(base, lut_tables=tables), load_target(target))
+        luts, ffs = lut_engine_logic(dataclasses.replace(base, lut_tables=tables))
+        assert with_lut["bram"] - without["bram"] == base.act_bytes
+        assert (with_lut["lut"] - without["lut"], with_lut["ff"] - without["ff"]) == (luts, ffs)
+    wide = lut_engine_logic(HwConfig(rows=16, cols=16, bus_bytes=8, lut_tables=1))
+    assert wide > lut_engine_logic(dataclasses.replace(base, lut_tables=1))
