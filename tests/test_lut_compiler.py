@@ -97,3 +97,28 @@ def test_resource_model_counts_the_lut_engine():
         assert (with_lut["lut"] - without["lut"], with_lut["ff"] - without["ff"]) == (luts, ffs)
     wide = lut_engine_logic(HwConfig(rows=16, cols=16, bus_bytes=8, lut_tables=1))
     assert wide > lut_engine_logic(dataclasses.replace(base, lut_tables=1))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(h=st.integers(1, 8), w=st.integers(1, 8), c=st.integers(1, 12), seed=st.integers(0, 2**31))
+def test_residual_across_a_lut_matches_golden(name, h, w, c, seed):
+    """t = conv(x); y = t + conv(lut(t)): t stays in ACT across the lookup table (when it fits)
+    for the Add."""
+    config = CONFIGS[name]
+    rng = np.random.default_rng(seed)
+    x = _tensor(rng, "input", (h, w, c), bool(rng.integers(2)))
+    signed = bool(rng.integers(2))
+    conv1 = _conv(rng, "conv1", x, c, (1, 1), (1, 1), (0, 0, 0, 0), signed, 0, False)
+    lut = _lut(rng, "lut", conv1.y, signed)
+    conv2 = _conv(rng, "conv2", lut.y, c, (1, 1), (1, 1), (0, 0, 0, 0), signed, 0, False)
+    y = _tensor(rng, "sum", (h, w, c), signed)
+    a_mult, b_mult, shift = ir.add_multipliers(conv1.y.scale, conv2.y.scale, y.scale)
+    add = ir.Add(conv1.y, conv2.y, y, a_mult, b_mult, shift, name="add")
+    graph = ir.Graph(name="residual", inputs=(ir.IOBinding("input", (1, c, h, w), False, x),),
+                     outputs=(ir.IOBinding("output", (1, c, h, w), False, y),),
+                     ops=(conv1, lut, conv2, add))
+    program = compile_graph(graph, config)
+    xs = [rng.integers(x.qmin, x.qmax + 1, x.shape).astype(x.numpy_dtype)]
+    got = run_isasim(program, [xs]).outputs[0][0]
+    np.testing.assert_array_equal(got, reference.run(graph, xs)["sum"])

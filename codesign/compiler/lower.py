@@ -197,9 +197,9 @@ class _Compiler:
 
     def _placeable(self, op) -> bool:
         """Whether ``op`` can run with its inputs and output as whole tensors in ACT (so that it
-        can read kept tensors, and leave its output there): array layers and Add on plain HWC
-        tensors."""
-        if not isinstance(op, ir.Conv | ir.Concat | ir.Add):
+        can read kept tensors, and leave its output there): array layers, Add and lookup tables on
+        plain HWC tensors."""
+        if not isinstance(op, ir.Conv | ir.Concat | ir.Add | ir.Lut):
             return False
         return not any(t.name in self.buffers and self.buffers[t.name].region.flatten_chw
                        for t in ir.op_inputs(op))
@@ -865,10 +865,11 @@ class _Compiler:
         return slot
 
     def _lut(self, op: ir.Lut) -> None:
-        """LUT in place on chunks of whole ACT words, alternating ACT halves (so that one
-        chunk's LOAD overlaps the previous one's LUT and STORE); x and y share one layout, so
-        each chunk is a contiguous word range, and padding lanes are mapped too (harmlessly:
-        every reader ignores them)."""
+        """LUT on whole ACT words (x and y share one layout; padding lanes are mapped too,
+        harmlessly: every reader ignores them). With tensors kept in ACT (or ``y`` to be kept),
+        x and y are whole there (x loaded once unless kept) and y is written beside x;
+        otherwise in place on chunks of words, alternating ACT halves, so that one chunk's
+        LOAD overlaps the previous one's LUT and STORE."""
         c, e, s = self.c, self.e, self.slices
         if not c.lut_tables:
             raise TilingError(f"{op.name}: {op.function or 'the lookup table'} needs the LUT "
@@ -879,15 +880,34 @@ class _Compiler:
                               "supported")
         dst = self._allocate(op.y)
         total = src.h * src.w * src.cw
-        half = max(1, c.act_depth // 2)
-        chunk = min(half, field_max(Lut, "count"))
+        keep = self._keep(op.y)
+        placed = self._place(self.live, op, keep) if keep or self.live else None
+        if (keep or self.live) and placed is None:
+            raise TilingError(f"{op.name}: internal error: the lookup table does not fit around "
+                              "the tensors kept in ACT")
         where = f"layer {op.name}"
-        e.comment(f"{op.name}: lut {op.function} {op.x.shape}, {total} words in chunks of "
-                  f"{chunk}")
+        e.comment(f"{op.name}: lut {op.function} {op.x.shape}, {total} words"
+                  + (" on chip" if placed is not None else ""))
         slot = self._lut_slot(op.table, where)
+        step = field_max(Lut, "count")
+        if placed is not None:
+            x_base, y_base = placed[op.x.name], placed[op.y.name]
+            if op.x.name not in self.live:
+                self._contiguous(Opcode.LOAD, where, "act", Mem.ACT, x_base * s,
+                                 src.region.addr, total * s)
+            for w0 in range(0, total, step):
+                e.emit(Opcode.LUT, where, table=slot, src_base=x_base + w0,
+                       dst_base=y_base + w0, count=min(step, total - w0))
+            if self._must_store(op.y, keep):
+                self._contiguous(Opcode.STORE, where, "act", Mem.ACT, y_base * s,
+                                 dst.region.addr, total * s)
+            self._kept(op.y, placed, keep)
+            return
+        half = max(1, c.act_depth // 2)
+        chunk = min(half, step)
         for k, w0 in enumerate(range(0, total, chunk)):
             n = min(chunk, total - w0)
-            base = (k % 2) * half if c.act_depth >= 2 * chunk else 0
+            base = (k % 2) * half
             self._contiguous(Opcode.LOAD, where, "act", Mem.ACT, base * s,
                              src.region.addr + w0 * s, n * s)
             e.emit(Opcode.LUT, where, table=slot, src_base=base, dst_base=base, count=n)
