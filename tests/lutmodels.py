@@ -133,7 +133,7 @@ def _export(path) -> None:
                           opset_version=17, input_names=["x"], output_names=["y"])
 
 
-def _quantize(src, dst) -> None:
+def _quantize(src, dst, fmt: str = "qdq", signed: bool = False) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -150,15 +150,20 @@ def _quantize(src, dst) -> None:
         def get_next(self):
             return next(self.data, None)
 
-    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    per_channel=True)
+    quantize_static(str(src), str(dst), Reader(),
+                    quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+                    activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, per_channel=True)
 
 
-def activation_model(directory: pathlib.Path) -> pathlib.Path:
+def activation_model(directory: pathlib.Path, fmt: str = "qdq",
+                     signed: bool = False) -> pathlib.Path:
     """Conv → Sigmoid → Conv → HardSigmoid → Conv → HardSwish → Conv → Tanh → Conv → LeakyReLU,
-    exported by torch.onnx.export and quantized by quantize_static (QDQ, uint8 activations);
-    returns the quantized model's path in ``directory``."""
-    _export(directory / "float.onnx")
-    _quantize(directory / "float.onnx", directory / "model.onnx")
+    exported by torch.onnx.export and quantized by quantize_static (``fmt`` "qdq" or "qop",
+    uint8 or int8 activations); returns the quantized model's path in ``directory``."""
+    if not (directory / "float.onnx").exists():
+        _export(directory / "float.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _quantize(directory / "float.onnx", directory / "model.onnx", fmt, signed)
     return directory / "model.onnx"

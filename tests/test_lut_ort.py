@@ -32,7 +32,7 @@ from codesign.frontend.lut import (
 )
 from codesign.ortwitness import create_session
 
-from .lutmodels import QDQ_OPS, all_codes, qdq_model, qop_model
+from .lutmodels import QDQ_OPS, activation_model, all_codes, qdq_model, qop_model
 
 F32 = np.float32
 
@@ -143,4 +143,38 @@ def test_golden_model_equals_onnxruntime_on_random_shapes(op, shape, seed):
     raw = rng.integers(0, 256, shape).astype(np.uint8)
     x = raw.view(np.int8) if qparams[2] else raw
     got, want, _ = _golden_and_ort(model, x)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["uint8", "int8"])
+def test_quantize_static_qoperator_model_equals_onnxruntime(tmp_path, signed):
+    """quantize_static in QOperator format emits QLinearSigmoid and QLinearLeakyRelu, and
+    leaves HardSigmoid, HardSwish and Tanh as float ops between DequantizeLinear and
+    QuantizeLinear: every one of them is a table, and the golden model equals onnxruntime."""
+    path = activation_model(tmp_path, "qop", signed)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"QLinearSigmoid", "QLinearLeakyRelu", "HardSigmoid", "HardSwish", "Tanh"} <= ops
+    graph = load_model(path)
+    assert [op.kind.value for op in graph.ops] == ["conv", "lut"] * 5
+    session = create_session(str(path))
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        x = rng.standard_normal((1, 3, 6, 5)).astype(F32)
+        want = session.run(None, {"x": x})[0]
+        values = reference.run(graph, [graph.inputs[0].quantize(x)])
+        got = graph.outputs[0].dequantize(values[graph.outputs[0].tensor.name])
+        np.testing.assert_array_equal(got, want)
+
+
+def test_integer_relu_after_qlinear_sigmoid_clamps_the_table():
+    """QOperator: an int8 Relu on QLinearSigmoid's output acts on the integers; folded into the
+    table (every entry against onnxruntime)."""
+    model = onnx.load_from_string(qop_model("QLinearSigmoid", F32(0.05), 3, True, F32(0.004),
+                                            -100))
+    model.graph.node[0].output[0] = "s"
+    model.graph.node.append(oh.make_node("Relu", ["s"], ["y"]))
+    model.opset_import[0].version = 14
+    got, want, graph = _golden_and_ort(model.SerializeToString(), all_codes(True))
+    (lut,) = graph.ops
+    assert int(np.asarray(lut.table).min()) == 0
     np.testing.assert_array_equal(got, want)
