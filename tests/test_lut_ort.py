@@ -178,3 +178,15 @@ def test_integer_relu_after_qlinear_sigmoid_clamps_the_table():
     (lut,) = graph.ops
     assert int(np.asarray(lut.table).min()) == 0
     np.testing.assert_array_equal(got, want)
+
+
+def test_nan_and_infinite_values_quantize_as_onnxruntime():
+    """A function can reach ±inf or NaN (Div by a zero constant); QuantizeLinear's x86 kernel
+    saturates infinities and sends NaN to qmin."""
+    from codesign.frontend.lut import quantize_linear
+    from codesign.ortwitness import quantize_linear as ort_quantize
+
+    v = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30, -1e30, 3.5], F32)
+    for signed, zp in ((False, 10), (True, -10)):
+        t = ir.Tensor("t", (1, 1, 8), signed, F32(0.1), zp)
+        np.testing.assert_array_equal(quantize_linear(v, t), ort_quantize(v, t.scale, zp, signed))

@@ -28,8 +28,7 @@ from codesign.frontend.context import Context
 from codesign.frontend.values import Constant, Dequantized, Quantized
 
 __all__ = ["FloatFunction", "HANDLERS", "fma32", "mlas_logistic", "mlas_tanh", "mlas_erf", "gelu",
-           "table_of",
-           "quantize_linear", "dequantize_codes", "lut_after_quantize"]
+           "table_of", "quantize_linear", "dequantize_codes", "lut_after_quantize"]
 
 F32 = np.float32
 Fn = Callable[[np.ndarray], np.ndarray]
@@ -218,8 +217,10 @@ def dequantize_codes(t: ir.Tensor) -> np.ndarray:
 
 def quantize_linear(v: np.ndarray, t: ir.Tensor) -> np.ndarray:
     """QuantizeLinear (MlasQuantizeLinear): ``v / scale``, clamp to the range less the zero
-    point, round half to even, add the zero point; in ``t``'s dtype."""
+    point, round half to even, add the zero point; in ``t``'s dtype. NaN gives ``qmin``, as
+    the x86 kernel's ``maxps`` against the lower bound does (onnxruntime 1.31 measured)."""
     v = (np.asarray(v, F32) / F32(t.scale)).astype(F32)
+    v = np.where(np.isnan(v), F32(t.qmin - t.zero_point), v)
     v = np.minimum(F32(t.qmax - t.zero_point), np.maximum(F32(t.qmin - t.zero_point), v))
     return (np.rint(v).astype(np.int64) + t.zero_point).astype(t.numpy_dtype)
 
