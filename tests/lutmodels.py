@@ -37,6 +37,8 @@ def _nodes(op: str, rng) -> tuple[list, list, int]:
                  c("b", F, [], [float(rng.uniform(-1, 1))]),
                  c("lo", F, [], [0.0]), c("hi", F, [], [6.0])]
         return nodes, inits, 13
+    if op == "Exp":
+        return [oh.make_node("Exp", ["x"], ["f"])], [], 13
     if op == "Erf":
         return [oh.make_node("Erf", ["x"], ["f"])], [], 13
     if op == "Gelu":
@@ -58,7 +60,7 @@ def _nodes(op: str, rng) -> tuple[list, list, int]:
 
 
 QDQ_OPS = ["Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "SigmoidRelu6",
-           "TanhRelu", "Erf", "Gelu", "GeluTanh", "MsGelu", "GeluErf"]
+           "TanhRelu", "Erf", "Gelu", "GeluTanh", "MsGelu", "GeluErf", "Exp"]
 
 
 def qdq_model(op: str, x_scale, x_zp: int, x_signed: bool, y_scale, y_zp: int,

