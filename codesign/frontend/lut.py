@@ -27,8 +27,9 @@ from codesign import ir
 from codesign.frontend.context import Context
 from codesign.frontend.values import Constant, Dequantized, Quantized
 
-__all__ = ["FloatFunction", "HANDLERS", "fma32", "mlas_logistic", "mlas_tanh", "mlas_erf", "mlas_exp", "gelu",
-           "table_of", "quantize_linear", "dequantize_codes", "lut_after_quantize"]
+__all__ = ["FloatFunction", "HANDLERS", "fma32", "mlas_logistic", "mlas_tanh", "mlas_erf",
+           "mlas_exp", "gelu", "table_of", "quantize_linear", "dequantize_codes",
+           "lut_after_quantize"]
 
 F32 = np.float32
 Fn = Callable[[np.ndarray], np.ndarray]
