@@ -202,8 +202,10 @@ def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = Fals
     ``store_all`` writes every tensor to external memory (for ``verify --per-layer``), not only
     those that do not stay on chip from one layer to the next."""
     from .compiler import compile_graph
+    from .compiler.lower import sized_for
 
     graph = _load(model)
+    config = sized_for(graph, config)   # a LUT engine when the model has lookup tables
     program = compile_graph(graph, config, store_all=store_all)
     report = _report(graph, config, program)
     if selection is not None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .isa import ENGINE, HwConfig, Mem, Opcode, PoolMode, decode, encode
+from .isa import ENGINE, LUT_ENTRIES, HwConfig, Mem, Opcode, PoolMode, decode, encode
 
 __all__ = ["Access", "footprint", "conflicts", "assign_waits", "check_waits"]
 
 
 class Access(NamedTuple):
-    """Scratchpad words ``lo..hi`` (inclusive) of ``mem`` ("act", "wgt", "prm", "acc")."""
+    """Scratchpad words ``lo..hi`` (inclusive) of ``mem`` ("act", "wgt", "prm", "acc", "lut")."""
     mem: str
     lo: int
     hi: int
@@ -109,6 +109,14 @@ def footprint(config: HwConfig, opcode: Opcode, f) -> list[Access]:
         return [Access("act", int(f.a_base), int(f.a_base) + count - 1, False),
                 Access("act", int(f.b_base), int(f.b_base) + count - 1, False),
                 Access("acc", int(f.acc_base), int(f.acc_base) + count - 1, True)]
+    if opcode == Opcode.LUT:
+        count = int(f.count)
+        if not count:
+            return []
+        words = LUT_ENTRIES // c.bus_bytes      # LUT scratchpad words of one table
+        return [Access("act", int(f.src_base), int(f.src_base) + count - 1, False),
+                Access("lut", int(f.table) * words, (int(f.table) + 1) * words - 1, False),
+                Access("act", int(f.dst_base), int(f.dst_base) + count - 1, True)]
     return []
 
 

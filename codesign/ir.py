@@ -24,8 +24,8 @@ import enum
 
 import numpy as np
 
-__all__ = ["Tensor", "Conv", "MaxPool", "AvgPool", "Add", "Concat", "Flatten", "Op", "OpKind",
-           "IOBinding", "Graph", "add_multipliers", "op_inputs", "ADD_MULT_BITS", "Pad",
+__all__ = ["Tensor", "Conv", "MaxPool", "AvgPool", "Add", "Concat", "Flatten", "Lut", "Op",
+           "OpKind", "IOBinding", "Graph", "add_multipliers", "op_inputs", "ADD_MULT_BITS", "Pad",
            "Resize", "ConvTranspose"]
 
 
@@ -81,6 +81,9 @@ class OpKind(enum.Enum):
     #: Quantized transposed convolution (groups=1): acc[o] = Σ_{i·s − pad + k = o} (x − x_zp)
     #: (w − w_zp) + bias, requantized as CONV.
     CONV_TRANSPOSE = "conv_transpose"
+    #: Element-wise 8-bit → 8-bit function as a 256-entry table: y = table[x] (indexed by the
+    #: raw byte: x for uint8, x + 256 for negative int8).
+    LUT = "lut"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +282,20 @@ class ConvTranspose:
         return per_axis[0] * per_axis[1] * cin * cout
 
 
-Op = Conv | MaxPool | AvgPool | Add | Concat | Flatten | Pad | Resize | ConvTranspose
+@dataclasses.dataclass(frozen=True, eq=False)
+class Lut:
+    """``y = table[x]`` element by element: any 8-bit → 8-bit function (Sigmoid, Tanh, ...),
+    tabulated by the frontend from the model's scales. ``table`` is 256 bytes of ``y``'s dtype,
+    indexed by ``x``'s raw byte (``x & 0xFF``); ``function`` names what it computes."""
+    x: Tensor
+    y: Tensor
+    table: np.ndarray
+    function: str = ""
+    name: str = ""
+    kind = OpKind.LUT
+
+
+Op = Conv | MaxPool | AvgPool | Add | Concat | Flatten | Pad | Resize | ConvTranspose | Lut
 
 
 def op_inputs(op: Op) -> tuple[Tensor, ...]:

@@ -96,6 +96,12 @@ time, in order; the hardware may overlap instructions only in ways that cannot c
           * ``mode = SUM``: the lane-wise sums of lanes ``lane_group*cols + c`` (c < cols; signed
             or unsigned per ``x_signed``; ``words`` is not used) go to
             ``ACC[out_base + oh*out_w + ow][c]`` as int32.
+``LUT``   for i < count, every lane l < act_bytes: ``byte(ACT[dst_base + i], l) =
+          LUTMEM[table*256 + byte(ACT[src_base + i], l)]`` — an 8-bit table lookup of whole ACT
+          words (only on an NPU with ``HwConfig.lut_tables > 0``; ``table < lut_tables``). The
+          source and destination word ranges are identical (in place) or disjoint.
+          ``LUTMEM`` is the table scratchpad (:data:`Mem.LUT`): word ``w`` holds bytes
+          ``w*bus_bytes ..`` (one DMA slice per word), ``lut_tables`` tables of 256 bytes.
 ``ELTWISE`` for i < count, c < cols, with ``a``/``b`` lane ``lane_group*cols + c`` of
           ``ACT[a_base + i]`` / ``ACT[b_base + i]`` (int8/uint8 per ``a_signed``/``b_signed``):
           ``ACC[acc_base + i][c] = (a - a_zp)*a_mult + (b - b_zp)*b_mult`` (int32).
@@ -117,7 +123,7 @@ from amaranth.lib import data, enum
 __all__ = [
     "HwConfig", "Opcode", "Port", "ENGINE", "ENGINES", "ports_used", "Mem", "PoolMode", "Csr",
     "INSN_BITS", "OPCODE_BITS",
-    "LoadStore", "MatMul", "Requant", "Pool", "Eltwise", "End", "LAYOUTS",
+    "LoadStore", "MatMul", "Requant", "Pool", "Eltwise", "Lut", "End", "LAYOUTS", "LUT_ENTRIES",
     "PRM_LANE", "MULT_BITS", "field_max", "encode", "decode", "requantize", "float_to_mult_shift",
 ]
 
@@ -138,6 +144,7 @@ class Opcode(enum.Enum, shape=OPCODE_BITS):
     REQUANT = 4
     POOL = 5
     ELTWISE = 6
+    LUT = 7
 
 
 class Mem(enum.Enum, shape=2):
@@ -145,6 +152,7 @@ class Mem(enum.Enum, shape=2):
     ACT = 0
     WGT = 1
     PRM = 2
+    LUT = 3     # lookup tables of the LUT engine (HwConfig.lut_tables of them)
 
 
 class PoolMode(enum.Enum, shape=1):
@@ -157,6 +165,10 @@ class PoolMode(enum.Enum, shape=1):
 ENGINE: dict[Opcode, str] = {
     Opcode.LOAD: "dma", Opcode.STORE: "dma", Opcode.MATMUL: "matmul",
     Opcode.REQUANT: "requant", Opcode.POOL: "pool", Opcode.ELTWISE: "eltwise",
+    # Its own engine rather than a mode of ELTWISE or POOL: it reads and writes one whole ACT
+    # word per cycle (the others read one lane group into ACC), so it shares no datapath with
+    # them, and as a separate engine it overlaps MATMUL/REQUANT of other row tiles.
+    Opcode.LUT: "lut",
 }
 #: Engine names in a fixed order (controller start/busy/done ports).
 ENGINES: tuple[str, ...] = tuple(dict.fromkeys(ENGINE.values()))
@@ -173,6 +185,8 @@ class Port(py_enum.IntFlag):
     PRM_W = 1 << 6
     ACC_R = 1 << 7
     ACC_W = 1 << 8
+    LUT_R = 1 << 9
+    LUT_W = 1 << 10
 
 
 def ports_used(opcode: Opcode, f):
@@ -184,7 +198,7 @@ def ports_used(opcode: Opcode, f):
     """
     if opcode == Opcode.LOAD:
         return (Port.EXT | Port.ACT_W * (f.mem == Mem.ACT) | Port.WGT_W * (f.mem == Mem.WGT)
-                | Port.PRM_W * (f.mem == Mem.PRM))
+                | Port.PRM_W * (f.mem == Mem.PRM) | Port.LUT_W * (f.mem == Mem.LUT))
     if opcode == Opcode.STORE:
         return Port.EXT | Port.ACT_R
     if opcode == Opcode.MATMUL:
@@ -196,6 +210,8 @@ def ports_used(opcode: Opcode, f):
             f.mode == PoolMode.SUM)
     if opcode == Opcode.ELTWISE:
         return Port.ACT_R | Port.ACC_W
+    if opcode == Opcode.LUT:
+        return Port.ACT_R | Port.ACT_W | Port.LUT_R
     return 0
 
 
@@ -312,6 +328,18 @@ Eltwise = data.StructLayout({
     "count": unsigned(_COUNT),
 })
 
+#: Entries of one LUT table (every value of an 8-bit lane).
+LUT_ENTRIES = 256
+
+Lut = data.StructLayout({
+    "opcode": Opcode,
+    "wait": unsigned(1),
+    "table": unsigned(4),               # < HwConfig.lut_tables
+    "src_base": unsigned(_SP_ADDR),
+    "dst_base": unsigned(_SP_ADDR),
+    "count": unsigned(_COUNT),
+})
+
 End = data.StructLayout({"opcode": Opcode, "wait": unsigned(1)})
 
 #: Layout of each opcode's instruction.
@@ -323,6 +351,7 @@ LAYOUTS: dict[Opcode, data.StructLayout] = {
     Opcode.REQUANT: Requant,
     Opcode.POOL: Pool,
     Opcode.ELTWISE: Eltwise,
+    Opcode.LUT: Lut,
 }
 for _op, _layout in LAYOUTS.items():
     assert _layout.size <= INSN_BITS, (_op, _layout.size)
@@ -503,6 +532,10 @@ class HwConfig:
         Whether the NPU has the ELTWISE engine (residual adds). Without it the NPU is smaller
         (``cols`` multipliers and their registers fewer), and the compiler refuses models
         that need it.
+    lut_tables
+        Lookup tables resident in the LUT engine (:data:`Opcode.LUT`): 0 (no LUT engine, the
+        default) to 16. Every ACT lane has its own copy of the tables (one read per lane per
+        cycle), so the engine costs ``act_bytes`` RAMs of ``lut_tables`` × 256 bytes.
     deep_pipeline
         Extra pipeline registers on the long paths of a large FPGA (chosen for ECP5 targets):
         the requantizer normalizes over two stages, POOL registers its ACT read and its writes,
@@ -525,6 +558,7 @@ class HwConfig:
     gemv: bool = True
     mult_cell: str = "inferred"
     deep_pipeline: bool = False
+    lut_tables: int = 0
 
     def __post_init__(self):
         if self.dw_width is None:
@@ -556,6 +590,9 @@ class HwConfig:
         for name in ("eltwise", "gemv", "deep_pipeline"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
+        lt = self.lut_tables
+        if not isinstance(lt, int) or isinstance(lt, bool) or not 0 <= lt <= 16:
+            raise ValueError(f"lut_tables must be an int in 0..16, not {lt!r}")
         if self.mult_cell not in MULT_CELLS:
             raise ValueError(f"mult_cell must be one of {MULT_CELLS}, not {self.mult_cell!r}")
         tile = self.dw_weight_words if dw else self.rows
@@ -582,14 +619,21 @@ class HwConfig:
 
     def word_bytes(self, mem: Mem) -> int:
         """Bytes per word of a DMA-reachable scratchpad."""
-        return {Mem.ACT: self.act_bytes, Mem.WGT: self.cols, Mem.PRM: 8 * self.cols}[mem]
+        return {Mem.ACT: self.act_bytes, Mem.WGT: self.cols, Mem.PRM: 8 * self.cols,
+                Mem.LUT: self.bus_bytes}[mem]
 
     def slices(self, mem: Mem) -> int:
         """DMA slices (``bus_bytes`` each) per word of a scratchpad."""
         return self.word_bytes(mem) // self.bus_bytes
 
     def depth(self, mem: Mem) -> int:
-        return {Mem.ACT: self.act_depth, Mem.WGT: self.wgt_depth, Mem.PRM: self.prm_depth}[mem]
+        return {Mem.ACT: self.act_depth, Mem.WGT: self.wgt_depth, Mem.PRM: self.prm_depth,
+                Mem.LUT: self.lut_depth}[mem]
+
+    @property
+    def lut_depth(self) -> int:
+        """Words (DMA slices) of the LUT scratchpad: ``lut_tables`` tables of 256 bytes."""
+        return self.lut_tables * LUT_ENTRIES // self.bus_bytes
 
     @property
     def insn_words(self) -> int:
@@ -650,4 +694,5 @@ class HwConfig:
                 f"_w{self.wgt_depth}_c{self.acc_depth}_p{self.prm_depth}_d{self.dw_width}"
                 + shared + ("" if self.eltwise else "_noelt") + ("" if self.gemv else "_nogemv")
                 + ("" if self.mult_cell == "inferred" else "_m18")
-                + ("_dp" if self.deep_pipeline else ""))
+                + ("_dp" if self.deep_pipeline else "")
+                + (f"_l{self.lut_tables}" if self.lut_tables else ""))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .hazards import check_waits
-from .isa import HwConfig, Mem, Opcode, PoolMode, decode, requantize
+from .isa import LUT_ENTRIES, HwConfig, Mem, Opcode, PoolMode, decode, requantize
 
 __all__ = ["IsaSim", "IsaError"]
 
@@ -32,6 +32,7 @@ class IsaSim:
         self.wgt = np.zeros((c.wgt_depth, c.cols), np.uint8)
         self.prm = np.zeros((c.prm_depth, 8 * c.cols), np.uint8)
         self.acc = np.zeros((c.acc_depth, c.cols), np.int32)
+        self.lut = np.zeros((c.lut_depth, c.bus_bytes), np.uint8)    # LUT tables, by slice
         self.executed = 0
 
     # -- helpers --------------------------------------------------------------------------------
@@ -40,7 +41,7 @@ class IsaSim:
 
     def _slices(self, mem: Mem) -> np.ndarray:
         """View of a scratchpad as DMA slices of ``bus_bytes`` bytes."""
-        arr = {Mem.ACT: self.act, Mem.WGT: self.wgt, Mem.PRM: self.prm}[mem]
+        arr = {Mem.ACT: self.act, Mem.WGT: self.wgt, Mem.PRM: self.prm, Mem.LUT: self.lut}[mem]
         return arr.reshape(-1, self.config.bus_bytes)
 
     @staticmethod
@@ -238,13 +239,27 @@ class IsaSim:
         total = operands[0] + operands[1]
         self.acc[out] = ((total + 2**31) % 2**32 - 2**31).astype(np.int32)
 
+    def _lut(self, f) -> None:
+        c = self.config
+        table = int(f.table)
+        if table >= c.lut_tables:
+            raise IsaError(f"LUT table {table} on an NPU with {c.lut_tables} tables")
+        count, src, dst = int(f.count), int(f.src_base), int(f.dst_base)
+        if src != dst and src < dst + count and dst < src + count:
+            raise IsaError("LUT source and destination overlap without being identical")
+        self._check(np.arange(src, src + count), c.act_depth, "LUT ACT source")
+        self._check(np.arange(dst, dst + count), c.act_depth, "LUT ACT destination")
+        entries = self.lut.reshape(-1)[table * LUT_ENTRIES:(table + 1) * LUT_ENTRIES]
+        self.act[dst:dst + count] = entries[self.act[src:src + count]]
+
     # -- driver ---------------------------------------------------------------------------------
     def step(self, insn: int) -> Opcode:
         """Execute one encoded instruction (END does nothing); returns its opcode."""
         opcode, fields = decode(insn)
         handlers = {Opcode.LOAD: self._load, Opcode.STORE: self._store,
                     Opcode.MATMUL: self._matmul, Opcode.REQUANT: self._requant,
-                    Opcode.POOL: self._pool, Opcode.ELTWISE: self._eltwise}
+                    Opcode.POOL: self._pool, Opcode.ELTWISE: self._eltwise,
+                    Opcode.LUT: self._lut}
         if opcode != Opcode.END:
             handlers[opcode](fields)
         self.executed += 1

@@ -26,7 +26,8 @@ __all__ = ["LayerDiff", "OpCheck", "ORT_BOUND_LSB", "check_ops", "compare_layers
 #: where it computes in float and the golden model has its own integer formulation.
 ORT_BOUND_LSB = {ir.OpKind.CONV: 0, ir.OpKind.MAXPOOL: 0, ir.OpKind.FLATTEN: 0,
                  ir.OpKind.AVGPOOL: 1, ir.OpKind.ADD: 1, ir.OpKind.CONCAT: 1,
-                 ir.OpKind.PAD: 0, ir.OpKind.RESIZE: 0, ir.OpKind.CONV_TRANSPOSE: 1}
+                 ir.OpKind.PAD: 0, ir.OpKind.RESIZE: 0, ir.OpKind.CONV_TRANSPOSE: 1,
+                 ir.OpKind.LUT: 0}
 
 
 @dataclasses.dataclass(frozen=True)

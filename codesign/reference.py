@@ -147,6 +147,11 @@ def _conv_transpose(op: ir.ConvTranspose, x: np.ndarray) -> np.ndarray:
                     op.qrange, op.y.numpy_dtype)
 
 
+def _lut(op: ir.Lut, x: np.ndarray) -> np.ndarray:
+    """``table[x]``, indexed by the raw byte (what the LUT engine does)."""
+    return np.asarray(op.table).astype(op.y.numpy_dtype)[x.view(np.uint8)]
+
+
 def run(graph: ir.Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Run one inference of ``graph``.
 
@@ -193,6 +198,8 @@ def run(graph: ir.Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
                 y = _resize(op, x)
             elif isinstance(op, ir.ConvTranspose):
                 y = _conv_transpose(op, x)
+            elif isinstance(op, ir.Lut):
+                y = _lut(op, x)
             else:
                 y = _flatten(op, x)
             assert y.shape == op.y.shape, (op.name, y.shape, op.y.shape)

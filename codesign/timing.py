@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from .isa import ENGINE, ENGINES, HwConfig, Opcode, PoolMode, decode, encode, ports_used
+from .isa import ENGINE, ENGINES, HwConfig, Mem, Opcode, PoolMode, decode, encode, ports_used
 
 __all__ = ["engine_cycles", "schedule", "Schedule", "program_cycles", "layer_cycles"]
 
@@ -59,6 +59,9 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
     """Cycles from an engine's ``start`` to its ``done`` for one instruction."""
     c = config
     if opcode in (Opcode.LOAD, Opcode.STORE):
+        if opcode == Opcode.LOAD and f.mem == Mem.LUT and int(f.rows) * int(f.length):
+            # a slice every bus_bytes cycles, as the LUT engine writes its tables (rtl/dma.py)
+            return int(f.rows) * int(f.length) * c.bus_bytes + 1
         return int(f.rows) * int(f.length) + 1
     if opcode == Opcode.MATMUL:
         out_h, out_w = int(f.out_h), int(f.out_w)
@@ -90,6 +93,10 @@ def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
         # Two reads per element, then the read register, zero point, multiply, sum and write
         # (and the read and write port registers of a deep pipeline).
         return 2 * int(f.count) + 4 + 2 * c.deep_pipeline if int(f.count) else 1
+    if opcode == Opcode.LUT:
+        # A read per ACT word, then the read register, the table read, the entry register and
+        # the write (rtl/lut.py).
+        return int(f.count) + 4 if int(f.count) else 1
     return 0
 
 

@@ -10,15 +10,19 @@ Both directions are 2-D strided block copies of *slices* (``bus_bytes`` bytes ea
 The engine is a two-stage pipeline. Stage 1 issues the read of the source (EXT for LOAD, ACT for
 STORE) and advances the ``(i, j)`` counters; stage 2, one cycle later when the synchronous read
 data arrives, issues the write of the destination. Steady state therefore moves one bus word per
-cycle: an instruction moving ``N = rows*length`` slices is busy for ``N + 1`` cycles.
+cycle: an instruction moving ``N = rows*length`` slices is busy for ``N + 1`` cycles. A LOAD of
+LUT tables (:data:`~codesign.isa.Mem.LUT`) moves one slice every ``bus_bytes`` cycles, as fast
+as the LUT engine writes its byte-wide tables, and takes ``N * bus_bytes + 1``.
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib.wiring import Out
 
 from codesign.isa import HwConfig, LoadStore, Mem, Opcode
 
+from .lut import table_write
 from .ports import HwComponent, engine_control, ext_port, scratchpad_read, scratchpad_write
 
 __all__ = ["DmaEngine", "slice_addr_bits"]
@@ -33,8 +37,12 @@ def slice_addr_bits(config: HwConfig) -> int:
     """Width of the DMA engine's scratchpad slice addresses: just wide enough for the largest
     scratchpad (wrap-around arithmetic below that width is exact for every in-range address)."""
     c = config
-    return max(c.addr_bits(c.depth(mem)) + _log2(c.slices(mem))
-               for mem in (Mem.ACT, Mem.WGT, Mem.PRM))
+    return max(c.addr_bits(c.depth(mem)) + _log2(c.slices(mem)) for mem in _targets(c))
+
+
+def _targets(config: HwConfig) -> tuple[Mem, ...]:
+    """The scratchpads a LOAD can write (the LUT tables only on an NPU with a LUT engine)."""
+    return (Mem.ACT, Mem.WGT, Mem.PRM) + ((Mem.LUT,) if config.lut_tables else ())
 
 
 class DmaEngine(HwComponent):
@@ -60,6 +68,8 @@ class DmaEngine(HwComponent):
         WGT write port with slice enables (LOAD).
     prm_waddr, prm_wen, prm_wdata
         PRM write port with slice enables (LOAD).
+    lut_waddr, lut_wen, lut_wdata
+        LUT table write port, one slice per word (LOAD; only with ``lut_tables > 0``).
 
     All memory-port outputs are 0 while ``busy`` is low.
     """
@@ -72,6 +82,7 @@ class DmaEngine(HwComponent):
             **scratchpad_write(c, "act"),
             **scratchpad_write(c, "wgt"),
             **scratchpad_write(c, "prm"),
+            **(table_write(c, Out) if c.lut_tables else {}),
         })
 
     def _split(self, mem: Mem, slice_addr):
@@ -122,7 +133,27 @@ class DmaEngine(HwComponent):
         s2_ext = Signal(ext_width)
         empty = Signal()   # an instruction that moves nothing: done the cycle after start
 
-        m.d.comb += self.done.eq((s2_valid & s2_last) | empty)
+        # A LOAD of LUT tables moves a slice every bus_bytes cycles (the LUT engine writes its
+        # byte-wide table copies one entry per cycle, rtl/lut.py) and is done when the engine
+        # writes the last slice's last byte, bus_bytes - 1 cycles after the slice's port write.
+        paced = bool(c.lut_tables) and c.bus_bytes > 1
+        lut_load = Signal(name="lut_load")
+        pace = Signal(range(max(2, c.bus_bytes)), name="pace")
+        tail = Signal(range(max(2, c.bus_bytes)), name="tail")
+        advance = Signal(name="advance")        # stage 1 moves a slice this cycle
+        if paced:
+            m.d.comb += [
+                advance.eq(running & (pace == 0)),
+                self.done.eq((s2_valid & s2_last & ~lut_load) | empty | (tail == 1)),
+            ]
+            with m.If(running & lut_load):
+                m.d.sync += pace.eq(Mux(pace == c.bus_bytes - 1, 0, pace + 1))
+            with m.If(s2_valid & s2_last & lut_load):
+                m.d.sync += tail.eq(c.bus_bytes - 1)
+            with m.Elif(tail != 0):
+                m.d.sync += tail.eq(tail - 1)
+        else:
+            m.d.comb += [advance.eq(running), self.done.eq((s2_valid & s2_last) | empty)]
         m.d.sync += empty.eq(0)
         with m.If(self.done):
             m.d.sync += self.busy.eq(0)
@@ -145,6 +176,8 @@ class DmaEngine(HwComponent):
                 j.eq(0),
                 sp_row.eq(insn.sp_addr),
                 ext_row.eq(insn.ext_addr),
+                lut_load.eq((insn.opcode == Opcode.LOAD) & (insn.mem == Mem.LUT)),
+                pace.eq(0),
             ]
             if deep:
                 m.d.sync += [sp_cur.eq(insn.sp_addr), ext_cur.eq(insn.ext_addr)]
@@ -177,8 +210,8 @@ class DmaEngine(HwComponent):
             last_j.eq(j == length),
             last_i.eq(i == rows),
         ]
-        m.d.sync += s2_valid.eq(running)
-        with m.If(running):
+        m.d.sync += s2_valid.eq(advance)
+        with m.If(advance):
             m.d.sync += [
                 s2_sp.eq(sp_cur),
                 s2_ext.eq(ext_cur),
@@ -233,6 +266,8 @@ class DmaEngine(HwComponent):
             Mem.WGT: (self.wgt_waddr, self.wgt_wen, self.wgt_wdata, 1),
             Mem.PRM: (self.prm_waddr, self.prm_wen, self.prm_wdata, 1),
         }
+        if c.lut_tables:    # the LUT engine's tables: one slice per word
+            targets[Mem.LUT] = (self.lut_waddr, self.lut_wen, self.lut_wdata, 1)
         for mem, (waddr, wen, wdata, per_slice) in targets.items():
             name = mem.name.lower()
             s2_waddr = Signal.like(waddr, name=f"s2_{name}_waddr")
@@ -242,7 +277,7 @@ class DmaEngine(HwComponent):
             # Every slice of the word carries the bus word; the enables pick one.
             enables = [Const(1, 1) if sl is None else sl == s for s in range(c.slices(mem))]
             m.d.sync += [s2_waddr.eq(0), s2_wen.eq(0), s2_write.eq(0)]
-            with m.If(running & ~is_store & (mem_sel == mem)):
+            with m.If(advance & ~is_store & (mem_sel == mem)):
                 m.d.sync += [
                     s2_waddr.eq(word),
                     s2_wen.eq(Cat(*(en for en in enables for _ in range(per_slice)))),

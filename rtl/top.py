@@ -15,11 +15,12 @@ from amaranth.back import verilog
 from amaranth.hdl import Const, Module, Value
 from amaranth.lib.wiring import Out
 
-from codesign.isa import ENGINES, Eltwise, HwConfig, LoadStore, MatMul, Pool, Requant
+from codesign.isa import ENGINES, Eltwise, HwConfig, LoadStore, Lut, MatMul, Pool, Requant
 
 from .controller import Controller
 from .dma import DmaEngine
 from .eltwise import EltwiseEngine
+from .lut import LutEngine
 from .matmul import MatMulEngine
 from .pool import PoolEngine
 from .ports import HwComponent, csr_port, ext_port, scratchpad
@@ -77,7 +78,11 @@ class NPU(HwComponent):
             # No ELTWISE engine: the compiler never emits ELTWISE for this NPU; should one come
             # anyway, it is taken and does nothing.
             m.d.comb += ctrl.ready_eltwise.eq(1)
-        assert tuple(engines) == ENGINES[:len(engines)]
+        if c.lut_tables:
+            engines["lut"] = (LutEngine(c), Lut)
+        else:
+            m.d.comb += ctrl.ready_lut.eq(1)    # as for ELTWISE: never emitted, taken if it is
+        assert set(engines) <= set(ENGINES)
         for name, (engine, layout) in engines.items():
             m.submodules[name] = engine
             m.d.comb += [
@@ -114,6 +119,10 @@ class NPU(HwComponent):
             self.mem_wdata.eq(merged("mem_wdata")),
         ]
         fan_in("mem_rdata", self.mem_rdata)
+        if c.lut_tables:    # the DMA engine writes the LUT engine's own table copies
+            dma, lut = engines["dma"][0], engines["lut"][0]
+            m.d.comb += [lut.lut_waddr.eq(dma.lut_waddr), lut.lut_wen.eq(dma.lut_wen),
+                         lut.lut_wdata.eq(dma.lut_wdata)]
 
         # -- scratchpads -----------------------------------------------------------------------
         memories = {"act": self.act_mem, "wgt": self.wgt_mem, "prm": self.prm_mem,

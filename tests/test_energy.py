@@ -188,6 +188,13 @@ def test_bigger_layer_costs_more():
     assert e["small"] < e["wide"] and e["small"] < e["tall"]
 
 
+def test_lut_counts_a_table_read_per_lane():
+    c = HwConfig(rows=4, cols=8, bus_bytes=2, lut_tables=2)
+    n = count_instruction(encode(Opcode.LUT, table=1, src_base=0, dst_base=0, count=7), c)
+    assert (n.act.reads, n.act.writes, n.lut.reads, n.lut.read_bytes) == (7, 7, 56, 56)
+    assert energy_breakdown(n, c)["sram_lut"] > 0
+
+
 def test_load_counts_slices_per_scratchpad():
     c = HwConfig(rows=4, cols=8, bus_bytes=2)
     for mem in Mem:
@@ -195,7 +202,9 @@ def test_load_counts_slices_per_scratchpad():
                       rows=3, length=5)
         n = count_instruction(insn, c)
         traffic = getattr(n, mem.name.lower())
-        assert (traffic.writes, traffic.write_bytes, n.dram_read_bytes) == (15, 30, 30)
+        copies = c.act_bytes if mem == Mem.LUT else 1     # LUT tables: a copy per ACT lane
+        assert (traffic.writes, traffic.write_bytes, n.dram_read_bytes) == (
+            15 * copies, 30 * copies, 30)
     # A STORE reads each slice out of a whole ACT word.
     insn = encode(Opcode.STORE, mem=Mem.ACT, sp_addr=0, sp_stride=0, ext_addr=0, ext_stride=0,
                   rows=2, length=4)

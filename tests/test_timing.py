@@ -79,3 +79,22 @@ def test_resnet8_with_64k_scratchpads_on_rtl():
     for got, b in zip(result.outputs[0], graph.outputs, strict=True):
         np.testing.assert_array_equal(got, values[b.tensor.name])
     assert result.cycles[0] == timing.program_cycles(program)
+
+
+@pytest.mark.parametrize("shape", ["8x8", pytest.param("4x4", marks=pytest.mark.slow)])
+def test_lut_layer_cycles_match_rtl(shape, tmp_path):
+    """The LUT instruction (and its table LOADs) in the cycle model: a PyTorch model with
+    Sigmoid, HardSigmoid, HardSwish, Tanh and LeakyReLU layers, on an NPU holding 4 tables
+    (8x8; the Verilator build `codesign verify` of tests/test_lut_rtl.py uses too) and one
+    holding a single table (4x4: every layer reloads its table; slow, its own build)."""
+    from .lutmodels import activation_model
+
+    graph = load_model(activation_model(tmp_path))
+    config = dataclasses.replace(SHAPES[shape], lut_tables=4 if shape == "8x8" else 1)
+    program = compile_graph(graph, config)
+    rng = np.random.default_rng(2)
+    x = [rng.integers(0, 256, b.tensor.shape).astype(np.uint8) for b in graph.inputs]
+    measured = layer_cycles(program, npu_verilog(config), x)
+    modelled = timing.layer_cycles(program)
+    assert modelled == measured, [(layer.name, m, r) for layer, m, r in
+                                  zip(program.layers, modelled, measured, strict=True) if m != r]

@@ -42,10 +42,12 @@ from .. import ir
 from ..errors import TilingError
 from ..hazards import assign_waits
 from ..isa import (
+    LUT_ENTRIES,
     PRM_LANE,
     Eltwise,
     HwConfig,
     LoadStore,
+    Lut,
     MatMul,
     Mem,
     Opcode,
@@ -59,7 +61,7 @@ from ..resample import conv_transpose_phases
 from .prefetch import Item, prefetch
 from .program import LayerInfo, Program, Region, insn_bytes
 
-__all__ = ["compile_graph"]
+__all__ = ["compile_graph", "sized_for", "MAX_LUT_TABLES"]
 
 
 #: Fewest output positions of a row tile split off only to overlap its input's LOAD.
@@ -157,6 +159,8 @@ class _Compiler:
         self.buffers: dict[str, _Buffer] = {}
         self.next_act_word = 0          # relative to the activation segment (fixed up later)
         self.relocations: list[tuple[int, str]] = []
+        # LUT tables resident in the LUT engine: table bytes -> slot; slots in load order.
+        self.lut_slots: dict[bytes, int] = {}
 
     # -- memory plan ----------------------------------------------------------------------------
     def _allocate(self, t: ir.Tensor, unfold: tuple[int, ...] | None = None) -> _Buffer:
@@ -205,9 +209,9 @@ class _Compiler:
 
     def _placeable(self, op) -> bool:
         """Whether ``op`` can run with its inputs and output as whole tensors in ACT (so that it
-        can read kept tensors, and leave its output there): array layers and Add on plain HWC
-        tensors."""
-        if not isinstance(op, ir.Conv | ir.Concat | ir.Add):
+        can read kept tensors, and leave its output there): array layers, Add and lookup tables on
+        plain HWC tensors."""
+        if not isinstance(op, ir.Conv | ir.Concat | ir.Add | ir.Lut):
             return False
         return not any(t.name in self.buffers and self.buffers[t.name].region.flatten_chw
                        for t in ir.op_inputs(op))
@@ -928,6 +932,75 @@ class _Compiler:
                                  dst.region.addr + p0 * cw * s, words * s)
         self._kept(op.y, placed, keep)
 
+    # -- lookup tables --------------------------------------------------------------------------
+    def _lut_slot(self, table: np.ndarray, where: str) -> int:
+        """The LUT engine slot holding ``table``, loading it (into the least recently loaded
+        slot) unless it is resident already."""
+        c = self.c
+        key = np.asarray(table).view(np.uint8).tobytes()
+        if key in self.lut_slots:
+            return self.lut_slots[key]
+        if len(self.lut_slots) < c.lut_tables:
+            slot = len(self.lut_slots)
+        else:
+            oldest = next(iter(self.lut_slots))
+            slot = self.lut_slots.pop(oldest)
+        self.lut_slots[key] = slot
+        words = LUT_ENTRIES // c.bus_bytes
+        offset = self.e.add_constant(np.frombuffer(key, np.uint8))
+        self._load_const(Mem.LUT, slot * words, offset, words, where)
+        return slot
+
+    def _lut(self, op: ir.Lut) -> None:
+        """LUT on whole ACT words (x and y share one layout; padding lanes are mapped too,
+        harmlessly: every reader ignores them). With tensors kept in ACT (or ``y`` to be kept),
+        x and y are whole there (x loaded once unless kept) and y is written beside x;
+        otherwise in place on chunks of words, alternating ACT halves, so that one chunk's
+        LOAD overlaps the previous one's LUT and STORE."""
+        c, e, s = self.c, self.e, self.slices
+        if not c.lut_tables:
+            raise TilingError(f"{op.name}: {op.function or 'the lookup table'} needs the LUT "
+                              "engine, which this NPU does not have (lut_tables = 0)")
+        src = self.buffers[op.x.name]
+        if src.region.flatten_chw:
+            raise TilingError(f"{op.name}: a lookup table on a flattened tensor is not "
+                              "supported")
+        dst = self._allocate(op.y)
+        total = src.h * src.w * src.cw
+        keep = self._keep(op.y)
+        placed = self._place(self.live, op, keep) if keep or self.live else None
+        if (keep or self.live) and placed is None:
+            raise TilingError(f"{op.name}: internal error: the lookup table does not fit around "
+                              "the tensors kept in ACT")
+        where = f"layer {op.name}"
+        e.comment(f"{op.name}: lut {op.function} {op.x.shape}, {total} words"
+                  + (" on chip" if placed is not None else ""))
+        slot = self._lut_slot(op.table, where)
+        step = field_max(Lut, "count")
+        if placed is not None:
+            x_base, y_base = placed[op.x.name], placed[op.y.name]
+            if op.x.name not in self.live:
+                self._contiguous(Opcode.LOAD, where, "act", Mem.ACT, x_base * s,
+                                 src.region.addr, total * s)
+            for w0 in range(0, total, step):
+                e.emit(Opcode.LUT, where, table=slot, src_base=x_base + w0,
+                       dst_base=y_base + w0, count=min(step, total - w0))
+            if self._must_store(op.y, keep):
+                self._contiguous(Opcode.STORE, where, "act", Mem.ACT, y_base * s,
+                                 dst.region.addr, total * s)
+            self._kept(op.y, placed, keep)
+            return
+        half = max(1, c.act_depth // 2)
+        chunk = min(half, step)
+        for k, w0 in enumerate(range(0, total, chunk)):
+            n = min(chunk, total - w0)
+            base = (k % 2) * half
+            self._contiguous(Opcode.LOAD, where, "act", Mem.ACT, base * s,
+                             src.region.addr + w0 * s, n * s)
+            e.emit(Opcode.LUT, where, table=slot, src_base=base, dst_base=base, count=n)
+            self._contiguous(Opcode.STORE, where, "act", Mem.ACT, base * s,
+                             dst.region.addr + w0 * s, n * s)
+
     # -- driver ---------------------------------------------------------------------------------
     def run(self) -> Program:
         graph, e = self.graph, self.e
@@ -936,7 +1009,7 @@ class _Compiler:
         lowering = {ir.Conv: self._conv, ir.MaxPool: self._maxpool, ir.Flatten: self._flatten,
                     ir.Concat: self._concat, ir.AvgPool: self._avgpool, ir.Add: self._add,
                     ir.Pad: self._pad, ir.Resize: self._resize,
-                    ir.ConvTranspose: self._conv_transpose}
+                    ir.ConvTranspose: self._conv_transpose, ir.Lut: self._lut}
         layers = []
         for self.op_index, op in enumerate(graph.ops):
             first = len(e.insns)
@@ -1008,6 +1081,22 @@ def _pool_stride(op) -> tuple[int, int]:
     """A pooling op's stride, 1 along an axis with a single output position (global pooling:
     the stride is never applied there, and a kernel-sized stride would not fit its field)."""
     return tuple(s if n > 1 else 1 for s, n in zip(op.stride, op.y.shape[:2], strict=True))
+
+
+#: Most LUT tables :func:`sized_for` gives an NPU (each costs act_bytes × 256 bytes of RAM; a
+#: model with more distinct tables reloads them, 256 bytes each time).
+MAX_LUT_TABLES = 4
+
+
+def sized_for(graph: ir.Graph, config: HwConfig) -> HwConfig:
+    """``config`` with a LUT engine holding the model's distinct tables (up to
+    :data:`MAX_LUT_TABLES`) when the model has lookup tables and ``config`` has none; otherwise
+    ``config`` itself."""
+    tables = {np.asarray(op.table).view(np.uint8).tobytes() for op in graph.ops
+              if isinstance(op, ir.Lut)}
+    if not tables or config.lut_tables:
+        return config
+    return dataclasses.replace(config, lut_tables=min(len(tables), MAX_LUT_TABLES))
 
 
 def compile_graph(graph: ir.Graph, config: HwConfig, store_all: bool = False) -> Program:

@@ -58,12 +58,12 @@ def _slot_slices(config: HwConfig, f) -> int:
 
 
 def _movable(item: Item) -> bool:
-    """A LOAD of one contiguous run of words: weights from the constant segment, or
+    """A LOAD of one contiguous run of words: weights or LUT tables from the constant segment, or
     activations (whose rows may be strided, but back to back in both memories)."""
     opcode, f = decode(item.word)
     if opcode != Opcode.LOAD:
         return False
-    if f.mem == Mem.WGT and item.segment == "const":
+    if f.mem in (Mem.WGT, Mem.LUT) and item.segment == "const":
         return int(f.rows) == 1 and int(f.sp_stride) == 0 and int(f.ext_stride) == 0
     if f.mem == Mem.ACT and item.segment == "act":
         n = int(f.length)
@@ -132,12 +132,14 @@ def prefetch(layers: list[list[Item]], config: HwConfig) -> list[list[Item]]:
                 if hits:
                     break
             total = int(f.rows) * int(f.length)
+            # A LOAD of LUT tables holds the external port bus_bytes cycles per slice.
+            cost = config.bus_bytes if f.mem == Mem.LUT else 1
             done = 0
             for lj, i in slots:
-                n = min(room[lj][i], total - done)
+                n = min(room[lj][i] // cost, total - done)
                 if n > 0:
                     after[lj].setdefault(i, []).append(_chunk(item, done, n))
-                    room[lj][i] -= n
+                    room[lj][i] -= n * cost
                     done += n
             if done == total:
                 del keep[li][ii]

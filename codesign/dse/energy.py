@@ -32,7 +32,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 
-from ..isa import INSN_BITS, HwConfig, Mem, Opcode, PoolMode, decode
+from ..isa import INSN_BITS, LUT_ENTRIES, HwConfig, Mem, Opcode, PoolMode, decode
 
 __all__ = [
     "SramTraffic", "Counts", "ProgramCounts", "EnergyTable", "LayerEnergy", "EnergyReport",
@@ -73,7 +73,7 @@ class SramTraffic:
 
 
 #: The scratchpads, as named by :class:`Counts` attributes.
-SRAMS = ("act", "wgt", "prm", "acc")
+SRAMS = ("act", "wgt", "prm", "acc", "lut")
 
 
 @dataclasses.dataclass
@@ -106,6 +106,9 @@ class Counts:
     wgt: SramTraffic = dataclasses.field(default_factory=SramTraffic)
     prm: SramTraffic = dataclasses.field(default_factory=SramTraffic)
     acc: SramTraffic = dataclasses.field(default_factory=SramTraffic)
+    #: The LUT engine's table copies (one per ACT lane): a lookup reads a byte of one copy, a
+    #: LOAD of tables writes every copy.
+    lut: SramTraffic = dataclasses.field(default_factory=SramTraffic)
     #: External memory bytes moved by LOAD (read) and STORE (write).
     dram_read_bytes: int = 0
     dram_write_bytes: int = 0
@@ -154,6 +157,9 @@ def _count_load(f, c: HwConfig, n: Counts) -> None:
     traffic = getattr(n, f.mem.name.lower(), None)
     if traffic is None:       # a scratchpad this model does not know yet
         n.unmodelled += 1
+        return
+    if f.mem == Mem.LUT:      # every lane's copy of the tables
+        traffic.write(slices * c.act_bytes, c.bus_bytes)
         return
     traffic.write(slices, c.bus_bytes)            # slice-enabled partial-word writes
 
@@ -259,6 +265,13 @@ def _count_eltwise(f, c: HwConfig, n: Counts) -> None:
     n.acc.write(count, c.cols * ACC_LANE_BYTES)
 
 
+def _count_lut(f, c: HwConfig, n: Counts) -> None:
+    count = int(f.count)
+    n.act.read(count, c.act_bytes)
+    n.lut.read(count * c.act_bytes, 1)            # one table byte per lane
+    n.act.write(count, c.act_bytes)
+
+
 #: Counter of each opcode: ``counter(fields, config, counts)`` adds the instruction's work.
 COUNTERS: dict[Opcode, Callable[[object, HwConfig, Counts], None]] = {
     Opcode.END: lambda f, c, n: None,
@@ -268,6 +281,7 @@ COUNTERS: dict[Opcode, Callable[[object, HwConfig, Counts], None]] = {
     Opcode.REQUANT: _count_requant,
     Opcode.POOL: _count_pool,
     Opcode.ELTWISE: _count_eltwise,
+    Opcode.LUT: _count_lut,
 }
 
 
@@ -390,14 +404,17 @@ def sram_sizes(config: HwConfig) -> dict[str, int]:
     return {"act": config.act_depth * config.word_bytes(Mem.ACT),
             "wgt": config.wgt_depth * config.word_bytes(Mem.WGT),
             "prm": config.prm_depth * config.word_bytes(Mem.PRM),
-            "acc": config.acc_depth * config.cols * ACC_LANE_BYTES}
+            "acc": config.acc_depth * config.cols * ACC_LANE_BYTES,
+            # one lane's copy of the tables (each access touches one copy)
+            "lut": max(1, config.lut_tables * LUT_ENTRIES)}
 
 
 #: Components of the energy breakdown, in report order.
 COMPONENTS = ("mac", "acc_add", "zero_point", "requant", "pool", "eltwise",
-              "sram_act", "sram_wgt", "sram_prm", "sram_acc", "dram_data", "dram_fetch")
+              "sram_act", "sram_wgt", "sram_prm", "sram_acc", "sram_lut", "dram_data",
+              "dram_fetch")
 #: Component groups of :meth:`EnergyReport.grouped`.
-GROUPS = {"compute": COMPONENTS[:6], "sram": COMPONENTS[6:10], "dram": COMPONENTS[10:]}
+GROUPS = {"compute": COMPONENTS[:6], "sram": COMPONENTS[6:11], "dram": COMPONENTS[11:]}
 
 
 def energy_breakdown(counts: Counts, config: HwConfig,

@@ -103,7 +103,9 @@ def evaluate(graph, config: HwConfig, target: Target, *, cost_all: bool = False)
     """Cost ``config``, built for ``target`` (with the target's multiplier cells and pipeline
     depth), running ``graph`` on it; a configuration over the target's budget is not compiled
     (its latency and energy stay 0) unless ``cost_all``."""
-    config = dataclasses.replace(config, mult_cell=target.mult_cell,
+    from ..compiler.lower import sized_for
+
+    config = dataclasses.replace(sized_for(graph, config), mult_cell=target.mult_cell,
                                  deep_pipeline=target.deep_pipeline)
     resources = estimate(config, target)
     over = over_budget(resources, target)

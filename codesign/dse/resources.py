@@ -40,7 +40,7 @@ import json
 import math
 from pathlib import Path
 
-from ..isa import HwConfig
+from ..isa import LUT_ENTRIES, HwConfig
 from .targets import Target
 
 __all__ = ["features", "FEATURES", "estimate", "memories", "bram_blocks", "BRAM_SHAPES",
@@ -116,7 +116,30 @@ def memories(config: HwConfig) -> dict[str, tuple[int, int, int | None]]:
     if config.dw_width:
         for i in range(2):      # rtl/matmul.py: `cols` operands per word, dw_width words
             out[f"line_buffer_{i}"] = (X_SHAPE.width * config.cols, config.dw_width, None)
+    for lane in range(config.act_bytes if config.lut_tables else 0):
+        # rtl/lut.py: a byte-wide copy of the tables per ACT lane
+        out[f"lut_table_{lane}"] = (8, config.lut_tables * LUT_ENTRIES, None)
     return out
+
+
+def lut_engine_logic(config: HwConfig) -> tuple[int, int]:
+    """(LUTs, flip-flops) of the LUT engine (``lut_tables > 0``; the fitted coefficients are
+    of NPUs without it), from the RTL's widths: the flip-flops are its instruction fields, read
+    and output words, pipeline flags and the pending entries of a table slice (yosys on an 8×8,
+    8-byte bus: 251 for 4 tables on the ECP5, 249 for 2 on the iCE40, against 251 and 250
+    here); the LUTs are the output word's gating and the write-data merge (two per bit), the
+    pending-entry shift, and two per counter and address bit (286 and 274 + 42 carries
+    measured, 284 and 282 here)."""
+    c = config
+    if not c.lut_tables:
+        return 0, 0
+    act = c.addr_bits(c.act_depth)
+    table = c.addr_bits(c.lut_tables * LUT_ENTRIES)
+    counters = 16 + 2 * act + table
+    pending = 8 * (c.bus_bytes - 1)
+    ffs = 4 + counters - table + 16 * c.act_bytes + 10 + pending + table + 3
+    luts = 16 * c.act_bytes + pending + 2 * counters
+    return luts, ffs
 
 
 def bram_blocks(width: int, depth: int, granularity: int | None, family: str) -> int:
@@ -226,15 +249,21 @@ def estimate(config: HwConfig, target: Target, coefficients: dict | None = None)
         bits = sum(w * d for w, d, _ in mems.values())
         logic = ge * target.ge_um2 * 1e-6
         sram = bits * target.sram_um2_per_bit * 1e-6
-        return {"ge": round(ge), "ff": round(_linear(coefs["ff"], feats)), "memory_bits": bits,
+        ff = round(_linear(coefs["ff"], feats)) + lut_engine_logic(config)[1]
+        return {"ge": round(ge), "ff": ff, "memory_bits": bits,
                 "logic_mm2": logic, "sram_mm2": sram, "area_mm2": logic + sram}
     out = {key: round(_linear(coefs[key], feats)) for key in ("lut", "ff")}
     out["ff"] += _ffs_of_deep_pipeline(config) - _ffs_in_mult_cells(config, feats)
+    lut_luts, lut_ffs = lut_engine_logic(config)
+    out["lut"] += lut_luts
+    out["ff"] += lut_ffs
     if "lc" in coefs:
         # iCE40 logic cells (nextpnr's packing): a LUT and a flip-flop share one only when the
         # LUT feeds the flip-flop, which differs between the parts of the NPU, so the cells
         # have their own fit on the structural counts.
-        out["lc"] = round(_linear(coefs["lc"], feats))
+        # The LUT engine's cells: counted as if none of its LUTs shared a cell with a
+        # flip-flop (an upper bound; not measured with nextpnr).
+        out["lc"] = round(_linear(coefs["lc"], feats)) + lut_luts + lut_ffs
     out["dsp"] = round(_linear(coefs["dsp"], feats))
     out["bram"] = sum(bram_blocks(w, d, g, target.family) for w, d, g in mems.values())
     out["spram"] = 0

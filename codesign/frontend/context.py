@@ -227,17 +227,22 @@ class Context:
         """
         t = value.tensor
         index = next((i for i, op in enumerate(self.ops)
-                      if isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.ConvTranspose)
+                      if isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.ConvTranspose | ir.Lut)
                       and op.y is t), None)
         if index is None:
             raise self.error(node, "can only follow a convolution, matrix product, average pool "
                                    "or Add")
         op = self.ops[index]
-        assert isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.ConvTranspose)
+        assert isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.ConvTranspose | ir.Lut)
         readers = {node.input[0], t.name}
         if any(self.uses[name] != 1 for name in readers) or any(
                 r is t for o in self.ops for r in ir.op_inputs(o)):
             raise self.error(node, "the tensor before it is also used elsewhere; cannot fuse")
+        if isinstance(op, ir.Lut):      # e.g. an integer Relu after QLinearSigmoid: clamp the table
+            table = np.asarray(op.table).astype(np.int64).clip(
+                t.qmin if low is None else low, t.qmax if high is None else high)
+            self.ops[index] = dataclasses.replace(op, table=table.astype(t.numpy_dtype))
+            return
         lo, hi = op.qrange
         lo = lo if low is None else max(lo, low)
         hi = hi if high is None else min(hi, high)

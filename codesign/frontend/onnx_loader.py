@@ -29,7 +29,8 @@ _QUANTIZATION_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLine
                      "com.microsoft.QGemm", "ConvInteger", "MatMulInteger",
                      "DynamicQuantizeLinear", "com.microsoft.QLinearAdd",
                      "com.microsoft.QLinearAveragePool", "com.microsoft.QLinearGlobalAveragePool",
-                     "com.microsoft.QLinearConcat"}
+                     "com.microsoft.QLinearConcat", "com.microsoft.QLinearSigmoid",
+                     "com.microsoft.QLinearLeakyRelu"}
 
 #: Dynamic quantization's ops, refused with an explanation.
 _INT32_OUTPUT_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
@@ -38,7 +39,8 @@ _INT32_OUTPUT_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
 #: an 8-bit graph input is quantized.
 _INPUT_QPARAMS = {"DequantizeLinear", "QLinearConv", "QLinearMatMul", "com.microsoft.QGemm",
                   "com.microsoft.QLinearAdd", "com.microsoft.QLinearAveragePool",
-                  "com.microsoft.QLinearGlobalAveragePool"}
+                  "com.microsoft.QLinearGlobalAveragePool", "com.microsoft.QLinearSigmoid",
+                  "com.microsoft.QLinearLeakyRelu"}
 
 
 def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:

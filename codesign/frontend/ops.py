@@ -19,7 +19,7 @@ import onnx.helper
 import onnx.numpy_helper
 
 from codesign import ir
-from codesign.frontend import limits
+from codesign.frontend import limits, lut
 from codesign.frontend.context import Context, hwc_shape, is_normal_scale, quantize_scalar
 from codesign.frontend.values import (
     Accumulator,
@@ -388,6 +388,8 @@ def _quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
                 raise ctx.error(node, f"requantizes {t.name!r} to another scale/zero point; "
                                       "a standalone requantization is not supported")
             ctx.values[out] = Quantized(t, value.onnx_shape)
+        case lut.FloatFunction():
+            ctx.values[out] = lut.lut_after_quantize(ctx, node, value, scale, zero_point, signed)
         case _:
             raise ctx.error(node, "can only quantize a float graph input or the float output of "
                                   "a quantized Conv/Gemm/MatMul/pooling/Add/Concat/layout op")
@@ -528,6 +530,8 @@ def _activation(ctx: Context, node: onnx.NodeProto, low: float | None,
             ctx.narrow_producer(node, value, None if low is None else math.ceil(low),
                                 None if high is None else math.floor(high))
             ctx.values[node.output[0]] = value
+        case lut.FloatFunction():
+            lut.relu_or_clip(ctx, node, low, high)
         case _:
             raise ctx.error(node, "can only follow a quantized convolution, matrix product, "
                                   "average pool or Add")
@@ -698,6 +702,9 @@ def _same_shapes(ctx: Context, node: onnx.NodeProto,
 
 
 def _qdq_add(ctx: Context, node: onnx.NodeProto) -> None:
+    if not all(isinstance(ctx.value(node, i), Dequantized) for i in (0, 1)):
+        lut.binary(ctx, node)   # a float function of one tensor (and a constant)
+        return
     a, b = _dequantized(ctx, node, 0), _dequantized(ctx, node, 1)
     shape = _same_shapes(ctx, node, [a, b])
     ctx.values[node.output[0]] = Elementwise(ir.OpKind.ADD, (a.tensor, b.tensor), shape,
@@ -947,6 +954,12 @@ OPS: dict[str, Handler] = {
     "Transpose": _transpose,
     "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze,
+    # element-wise float functions of one tensor, DequantizeLinear to QuantizeLinear: ir.Lut
+    # (codesign/frontend/lut.py; Add, Relu and Clip above hand float functions to it)
+    **lut.HANDLERS,
+    "Sub": lut.binary,
+    "Mul": lut.binary,
+    "Div": lut.binary,
 }
 
 # Padding and upsampling (Pad, Resize, ConvTranspose) live in their own module, which uses the
