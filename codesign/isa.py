@@ -97,8 +97,12 @@ time, in order; the hardware may overlap instructions only in ways that cannot c
             or unsigned per ``x_signed``; ``words`` is not used) go to
             ``ACC[out_base + oh*out_w + ow][c]`` as int32.
 ``ELTWISE`` for i < count, c < cols, with ``a``/``b`` lane ``lane_group*cols + c`` of
-          ``ACT[a_base + i]`` / ``ACT[b_base + i]`` (int8/uint8 per ``a_signed``/``b_signed``):
-          ``ACC[acc_base + i][c] = (a - a_zp)*a_mult + (b - b_zp)*b_mult`` (int32).
+          ``ACT[a_base + i]`` / ``ACT[b_base + j]`` (int8/uint8 per ``a_signed``/``b_signed``),
+          ``j = i mod b_period`` (``j = i`` when ``b_period = 0``: a broadcast ``b`` of
+          ``b_period`` words repeats along ``a``)::
+
+              mul = 0:  ACC[acc_base + i][c] = (a - a_zp)*a_mult + (b - b_zp)*b_mult   (int32)
+              mul = 1:  ACC[acc_base + i][c] = (a - a_zp)*(b - b_zp)                   (int32)
 ``END``   stop; the CSR ``done`` bit rises.
 """
 
@@ -310,6 +314,8 @@ Eltwise = data.StructLayout({
     "b_base": unsigned(_SP_ADDR),
     "acc_base": unsigned(_SP_ADDR),
     "count": unsigned(_COUNT),
+    "mul": unsigned(1),                 # the product of the operands (a_mult, b_mult unused)
+    "b_period": unsigned(_DIM),         # b repeats every b_period words (0: no repeat)
 })
 
 End = data.StructLayout({"opcode": Opcode, "wait": unsigned(1)})
