@@ -26,7 +26,7 @@ _QUANTIZATION_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLine
                      "com.microsoft.QGemm", "ConvInteger", "MatMulInteger",
                      "DynamicQuantizeLinear", "com.microsoft.QLinearAdd",
                      "com.microsoft.QLinearAveragePool", "com.microsoft.QLinearGlobalAveragePool",
-                     "com.microsoft.QLinearConcat"}
+                     "com.microsoft.QLinearConcat", "com.microsoft.QLinearMul"}
 
 #: Dynamic quantization's ops, refused with an explanation.
 _INT32_OUTPUT_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
@@ -35,7 +35,7 @@ _INT32_OUTPUT_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
 #: an 8-bit graph input is quantized.
 _INPUT_QPARAMS = {"DequantizeLinear", "QLinearConv", "QLinearMatMul", "com.microsoft.QGemm",
                   "com.microsoft.QLinearAdd", "com.microsoft.QLinearAveragePool",
-                  "com.microsoft.QLinearGlobalAveragePool"}
+                  "com.microsoft.QLinearGlobalAveragePool", "com.microsoft.QLinearMul"}
 
 
 def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
@@ -303,7 +303,7 @@ def _convert(proto: onnx.ModelProto, name: str, graph_name: str) -> ir.Graph:
                              "DequantizeLinear of one")
         _check_output_type(value, outputs[-1], name)
     for op in ctx.ops:
-        if (isinstance(op, ir.Conv | ir.AvgPool | ir.Add) and op.clamp is not None
+        if (isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.Mul) and op.clamp is not None
                 and op.clamp[0] > op.clamp[1]):
             raise InputError(f"{name}: the ReLU/Clip after {op.name!r} leaves no output values")
     return ir.Graph(graph_name, tuple(inputs), tuple(outputs), tuple(ctx.ops))

@@ -20,6 +20,7 @@ import onnx.numpy_helper
 
 from codesign import ir
 from codesign.frontend import limits
+from codesign.frontend.binary import qdq_binary, qlinear_binary
 from codesign.frontend.context import Context, hwc_shape, is_normal_scale, quantize_scalar
 from codesign.frontend.values import (
     Accumulator,
@@ -615,22 +616,6 @@ def _qdq_reduce_mean(ctx: Context, node: onnx.NodeProto) -> None:
                                              kernel)
 
 
-def _same_shapes(ctx: Context, node: onnx.NodeProto,
-                 values: list[Quantized | Dequantized]) -> tuple[int, ...]:
-    shapes = {v.onnx_shape for v in values}
-    if len(shapes) != 1:
-        raise ctx.error(node, f"operands must have one shape (no broadcasting), not "
-                              f"{sorted(list(s) for s in shapes)}")
-    return values[0].onnx_shape
-
-
-def _qdq_add(ctx: Context, node: onnx.NodeProto) -> None:
-    a, b = _dequantized(ctx, node, 0), _dequantized(ctx, node, 1)
-    shape = _same_shapes(ctx, node, [a, b])
-    ctx.values[node.output[0]] = Elementwise(ir.OpKind.ADD, (a.tensor, b.tensor), shape,
-                                             node.name)
-
-
 def _concat_axis(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...]) -> None:
     """Refuse a Concat along anything but the channels (the IR's innermost axis)."""
     axis = int(_attrs(node).get("axis", 1))
@@ -675,10 +660,9 @@ def _channels_first(ctx: Context, node: onnx.NodeProto) -> dict[str, Any]:
     return attrs
 
 
-def _qlinear_add(ctx: Context, node: onnx.NodeProto) -> None:
-    a, b = ctx.quantized_input(node, 0, 1), ctx.quantized_input(node, 3, 4)
-    shape = _same_shapes(ctx, node, [a, b])
-    _qop_output(ctx, node, Elementwise(ir.OpKind.ADD, (a.tensor, b.tensor), shape, node.name), 6)
+def _qlinear_binary(ctx: Context, node: onnx.NodeProto) -> None:
+    """QLinearAdd / QLinearMul (:mod:`codesign.frontend.binary`)."""
+    _qop_output(ctx, node, qlinear_binary(ctx, node), 6)
 
 
 def _qlinear_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
@@ -828,10 +812,13 @@ OPS: dict[str, Handler] = {
     "com.microsoft.QLinearAveragePool": _qlinear_average_pool,
     "com.microsoft.QLinearGlobalAveragePool": _qlinear_global_average_pool,
     # element-wise
-    "Add": _qdq_add,
+    "Add": qdq_binary,
     "Concat": _qdq_concat,
-    "com.microsoft.QLinearAdd": _qlinear_add,
+    "com.microsoft.QLinearAdd": _qlinear_binary,
     "com.microsoft.QLinearConcat": _qlinear_concat,
+    "Sub": qdq_binary,
+    "Mul": qdq_binary,
+    "com.microsoft.QLinearMul": _qlinear_binary,
     # layout
     "Flatten": _flatten,
     "Reshape": _reshape,
