@@ -25,7 +25,9 @@ __all__ = ["LayerDiff", "OpCheck", "ORT_BOUND_LSB", "check_ops", "compare_layers
 #: on the same inputs (docs/arithmetic.md): 0 where onnxruntime's kernels are integer-exact, 1
 #: where it computes in float and the golden model has its own integer formulation.
 ORT_BOUND_LSB = {ir.OpKind.CONV: 0, ir.OpKind.MAXPOOL: 0, ir.OpKind.FLATTEN: 0,
-                 ir.OpKind.AVGPOOL: 1, ir.OpKind.ADD: 1, ir.OpKind.CONCAT: 1}
+                 ir.OpKind.AVGPOOL: 1, ir.OpKind.ADD: 1, ir.OpKind.CONCAT: 1,
+                 # onnxruntime adds Mul's zero point in float32 before rounding (MLAS qlmul.cpp)
+                 ir.OpKind.MUL: 1}
 
 
 @dataclasses.dataclass(frozen=True)
