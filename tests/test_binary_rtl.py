@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from codesign import cli, reference
+from codesign import cli, reference, timing
+from codesign.cli import DEFAULT_CONFIG
 from codesign.compiler import compile_graph
-from codesign.driver import run_rtl
+from codesign.driver import layer_cycles, run_rtl
 from codesign.frontend import load_model
+from codesign.verilog import npu_verilog
 
 from .modelgen import Conv, Const, Flatten, Gate, GlobalAvgPool, Linear, ReLU, ReLU6, Spec, build
 from .test_binary_ops import build as build_case
@@ -63,3 +65,16 @@ def test_squeeze_excite_verifies_on_rtl(capsys, tmp_path, fmt):
 
 def test_linear_with_bias_on_a_sequence_verifies_on_rtl(capsys, tmp_path):
     _verify(capsys, tmp_path, LINEAR_SEQUENCE)
+
+
+@pytest.mark.parametrize("spec", [SQUEEZE_EXCITE, LINEAR_SEQUENCE], ids=["se", "linear_seq"])
+def test_layer_cycles_match_rtl(spec):
+    """The cycle model (codesign.timing) equals the RTL's cycle counter, layer by layer, on the
+    squeeze-excite (broadcast Mul, Mul by a constant) and sequence (Add of a row bias) models."""
+    graph = load_model(build(spec))
+    program = compile_graph(graph, DEFAULT_CONFIG)
+    rng = np.random.default_rng(0)
+    x = [rng.integers(0, 256, b.tensor.shape).astype(np.uint8).view(
+        np.int8 if b.tensor.signed else np.uint8) for b in graph.inputs]
+    measured = layer_cycles(program, npu_verilog(DEFAULT_CONFIG), x)
+    assert timing.layer_cycles(program) == measured
