@@ -15,7 +15,7 @@ from codesign.driver import layer_cycles, run_rtl
 from codesign.frontend import load_model
 from codesign.verilog import npu_verilog
 
-from .modelgen import Conv, Const, Flatten, Gate, GlobalAvgPool, Linear, ReLU, ReLU6, Spec, build
+from .modelgen import Const, Conv, Flatten, Gate, GlobalAvgPool, Linear, ReLU, ReLU6, Spec, build
 from .test_binary_ops import build as build_case
 from .test_binary_ops import cases
 from .test_rtl_ops import CONFIGS, verilog
