@@ -29,7 +29,8 @@ SMALL = HwConfig(rows=4, cols=4, bus_bytes=4, act_depth=256, wgt_depth=64, acc_d
                  prm_depth=8)
 
 #: How the second operand is given.
-FORMS = ("same", "b_plane", "a_plane", "const_scalar", "const_channel", "const_full")
+FORMS = ("same", "b_plane", "a_plane", "const_scalar", "const_channel", "const_full",
+         "const_float")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Case:
     zps: tuple[int, int, int]
     act: str                # "", "Relu", "Clip"
     seed: int
+    float_const: float = 1.0  # const_float: the constant, in units of a's scale
 
 
 def _plane_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -51,7 +53,7 @@ def _plane_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _const_shape(case: Case) -> tuple[int, ...]:
-    if case.form == "const_scalar":
+    if case.form in ("const_scalar", "const_float"):
         return ()
     if case.form == "const_channel":
         # ONNX broadcasting aligns right: [C, 1, 1] on NCHW, [N] on a [1, M, N] sequence.
@@ -92,14 +94,18 @@ def build(case: Case) -> tuple[bytes, list[np.ndarray]]:
         feeds.append(((q - case.zps[i]) * np.float32(case.scales[i])).astype(np.float32))
         nodes.append(onnx.helper.make_node("QuantizeLinear", [name, f"{name}_s", f"{name}_z"],
                                            [f"{name}_q"]))
-    if b_shape is None:
+    if case.form == "const_float":
+        inits.append(onnx.numpy_helper.from_array(
+            np.asarray(case.float_const * case.scales[0], np.float32), "b_f"))
+    elif b_shape is None:
         inits += _qparams("b", case.scales[1], case.zps[1], case.signed)
         inits.append(onnx.numpy_helper.from_array(
             rng.integers(lo, hi + 1, _const_shape(case)).astype(dtype), "b_q"))
     inits += _qparams("y", case.scales[2], case.zps[2], case.signed)
     if case.fmt == "qdq":
         nodes += [onnx.helper.make_node("DequantizeLinear", [f"{n}_q", f"{n}_s", f"{n}_z"],
-                                        [f"{n}_f"]) for n in ("a", "b")]
+                                        [f"{n}_f"])
+                  for n in ("a", "b")[:1 if case.form == "const_float" else 2]]
         nodes.append(onnx.helper.make_node(case.op, ["a_f", "b_f"], ["r"], name="binary"))
         last = "r"
         if case.act == "Relu":
@@ -132,8 +138,8 @@ def build(case: Case) -> tuple[bytes, list[np.ndarray]]:
 @st.composite
 def cases(draw) -> Case:
     op = draw(st.sampled_from(["Add", "Sub", "Mul"]))
-    fmt = "qdq" if op == "Sub" else draw(st.sampled_from(["qdq", "qop"]))
     form = draw(st.sampled_from(FORMS))
+    fmt = "qdq" if op == "Sub" or form == "const_float" else draw(st.sampled_from(["qdq", "qop"]))
     if draw(st.booleans()):
         shape = (1, draw(st.integers(1, 20)), draw(st.integers(1, 5)), draw(st.integers(1, 5)))
     else:
@@ -147,7 +153,8 @@ def cases(draw) -> Case:
         scales = (scales[0], scales[1], max(scales[2], max(scales[:2]) / 64))
     return Case(op, fmt, form, shape, signed, scales, (draw(zp), draw(zp), draw(zp)),
                 draw(st.sampled_from(["", "Relu", "Clip"])) if fmt == "qdq" else "",
-                draw(st.integers(0, 2**31)))
+                draw(st.integers(0, 2**31)),
+                draw(st.sampled_from([-1, 1])) * draw(st.floats(0.01, 300)))
 
 
 def _golden(graph: ir.Graph, feeds: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
@@ -172,7 +179,7 @@ def test_golden_against_onnxruntime_and_program_against_golden(case):
     (op,) = graph.ops
     assert isinstance(op, ir.Mul if case.op == "Mul" else ir.Add)
     assert (op.b_value is not None) == case.form.startswith("const")
-    if case.form in ("b_plane", "a_plane", "const_scalar", "const_channel") and any(
+    if case.form in ("b_plane", "a_plane", "const_scalar", "const_channel", "const_float") and any(
             n > 1 for n in op.a.shape[:2]):
         assert op.b.shape == (1, 1, op.a.shape[2])      # broadcast, not expanded
     values, q = _golden(graph, feeds)
@@ -183,7 +190,7 @@ def test_golden_against_onnxruntime_and_program_against_golden(case):
         session.get_inputs(), feeds, strict=True)})[0])
     diff = np.abs(golden.astype(np.int64) - ort)
     assert diff.max(initial=0) <= 1, case
-    if isinstance(op, ir.Mul) and op.clamp is None:
+    if isinstance(op, ir.Mul) and op.clamp is None and case.form != "const_float":
         # onnxruntime is exactly MLAS's formula; the golden model differs from it only where
         # adding the zero point in float32 rounds v across a half (docs/arithmetic.md).
         a = values[op.a.name]
@@ -214,7 +221,7 @@ def test_mul_multiplier_is_onnxruntimes_order():
 
 
 @pytest.mark.parametrize("form, message", [
-    ("float_const", "is float; quantize it"),
+    ("float_const", "is float and not one finite value; quantize it"),
     ("bad_broadcast", "broadcast over H×W"),
 ])
 def test_refused_operands_are_named(form, message):
@@ -222,9 +229,11 @@ def test_refused_operands_are_named(form, message):
     model = onnx.load_from_string(build(case)[0])
     g = model.graph
     if form == "float_const":
-        # b is a float initializer instead of DequantizeLinear of an 8-bit one.
+        # b is a float per-channel initializer instead of DequantizeLinear of an 8-bit one
+        # (one float value is taken: test_golden_against_onnxruntime_... "const_float").
         g.input.pop()
-        g.initializer.append(onnx.numpy_helper.from_array(np.ones((3, 1, 1), np.float32), "b_f"))
+        g.initializer.append(onnx.numpy_helper.from_array(
+            np.arange(1, 4, dtype=np.float32).reshape(3, 1, 1), "b_f"))
         for name in ("b_q", "b_f"):
             node = next(n for n in g.node if n.output[0] == name)
             g.node.remove(node)

@@ -1,6 +1,9 @@
 """Add, Sub and Mul of two 8-bit operands: activations (one may be broadcast over H×W) or an
 8-bit constant (``DequantizeLinear`` of an initializer in QDQ, a QOperator initializer input).
 
+A float constant with a single value (which onnxruntime's quantizer leaves in float beside a
+Sub, for instance) becomes such an 8-bit constant exactly (:func:`_float_scalar`).
+
 Both forms end as an :class:`~codesign.frontend.values.Elementwise` whose first operand is an
 activation of the output's shape; the second is an activation of the same shape, one broadcast
 over H×W (IR shape ``(1, 1, C)``), or a constant (per tensor, per channel, or whole). A Sub is an
@@ -58,16 +61,43 @@ def _const8(ctx: Context, node: onnx.NodeProto, index: int, q: np.ndarray, scale
     return _Const8(name, q, np.float32(scale.reshape(())), int(zero_point.reshape(())))
 
 
+def _float_scalar(ctx: Context, node: onnx.NodeProto, index: int, value: np.ndarray,
+                  unit: np.float32) -> _Const8:
+    """A float constant with one value ``c`` (onnxruntime's quantizer leaves e.g. ``x − 0.5``,
+    a Sub, in float) as the 8-bit constant ``±k`` with scale ``f32(|c| / k)`` and zero point 0,
+    ``k = clamp(round(|c| / unit), 1, 127)``: ``unit`` is the other operand's scale, so that an
+    Add's two ratios are alike and both keep their precision (docs/arithmetic.md)."""
+    name = node.input[index]
+    flat = np.asarray(value, np.float64).reshape(-1)
+    if flat.size == 0 or not np.all(flat == flat[0]) or not np.isfinite(flat[0]):
+        raise ctx.error(node, f"constant {name!r} is float and not one finite value; quantize it "
+                              "(an 8-bit initializer behind DequantizeLinear, as onnxruntime's "
+                              "quantize_static writes it)")
+    c = float(np.float32(flat[0]))
+    if c == 0:
+        raise ctx.error(node, f"constant {name!r} is 0; remove the op")
+    k = int(min(127, max(1, round(abs(c) / float(unit)))))
+    scale = np.float32(abs(c) / k)
+    if not is_normal_scale(scale):
+        raise ctx.error(node, f"constant {name!r} = {c} is out of the 8-bit range of scales")
+    q = np.full(value.shape, k if c > 0 else -k, np.int8)
+    return _Const8(name, q, scale, 0)
+
+
 def _qdq_operand(ctx: Context, node: onnx.NodeProto, index: int) -> _Operand:
     value = ctx.value(node, index)
     if isinstance(value, Dequantized):
         return value
     if isinstance(value, DequantizedConstant):
         return _const8(ctx, node, index, value.q, value.scale, value.zero_point)
-    if isinstance(value, Constant):
-        raise ctx.error(node, f"constant {node.input[index]!r} is float; quantize it (an 8-bit "
-                              "initializer behind DequantizeLinear, as onnxruntime's "
-                              "quantize_static writes it)")
+    if isinstance(value, Constant) and np.issubdtype(value.value.dtype, np.floating):
+        other = ctx.value(node, 1 - index)
+        if not isinstance(other, Dequantized):
+            raise ctx.error(node, f"input {node.input[1 - index]!r} must come from "
+                                  "DequantizeLinear of an 8-bit activation")
+        unit = other.tensor.scale if node.op_type != "Mul" else np.float32(abs(
+            float(np.asarray(value.value).reshape(-1)[0]) if value.value.size else 1.0))
+        return _float_scalar(ctx, node, index, value.value, unit)
     raise ctx.error(node, f"input {node.input[index]!r} must come from DequantizeLinear of an "
                           "8-bit activation or constant")
 
