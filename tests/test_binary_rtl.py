@@ -22,11 +22,13 @@ from .test_rtl_ops import CONFIGS, verilog
 
 pytestmark = pytest.mark.verilator
 
-#: Squeeze-excite with a ReLU6 gate scaled by a constant (x · relu6(se(x)) / 6, the hard-sigmoid
-#: gate without its + 3): a broadcast Mul of two activations and a Mul by a scalar constant.
+#: Squeeze-excite with MobileNetV3's hard-sigmoid gate written out, x · relu6(se(x) − (−3)) / 6:
+#: a Sub of a float constant (onnxruntime's quantizer leaves the Sub in float), a Mul by a
+#: scalar 8-bit constant and the broadcast Mul of two activations.
 SQUEEZE_EXCITE = Spec((3, 10, 10), (
     Conv(12, 3, padding=1), ReLU(),
-    Gate((GlobalAvgPool(), Conv(4, 1), ReLU(), Conv(12, 1), ReLU6(), Const("mul", 1 / 6))),
+    Gate((GlobalAvgPool(), Conv(4, 1), ReLU(), Conv(12, 1), Const("sub", -3.0), ReLU6(),
+          Const("mul", 1 / 6))),
     Conv(8, 1), GlobalAvgPool(), Flatten(), Linear(5)))
 #: nn.Linear with bias on a [1, 16, 32] sequence: onnxruntime's quantizer leaves MatMul + Add
 #: (the bias an 8-bit constant broadcast over the rows).
