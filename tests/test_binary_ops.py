@@ -241,3 +241,45 @@ def test_refused_operands_are_named(form, message):
         g.input[1].type.tensor_type.shape.dim[3].dim_value = 1      # [1, 3, 4, 1]
     with pytest.raises(InputError, match=message):
         load_model(model.SerializeToString())
+
+
+def kept_graph(h: int, w: int, c: int, signed: bool, seed: int) -> ir.Graph:
+    """conv → t; a whole-plane conv of t → gate g (1, 1, C); t · g (broadcast Mul); that − t
+    (Sub); 1×1 conv. Every op runs on the array or ELTWISE with t, g and the products kept in
+    ACT (no pooling in between), so the placed paths of the lowering run."""
+    from .irgen import _conv, _tensor
+
+    rng = np.random.default_rng(seed)
+    x = _tensor(rng, "input", (h, w, c), signed)
+    body = _conv(rng, "body", x, c, (3, 3), (1, 1), (1, 1, 1, 1), signed, 0, True)
+    t = body.y
+    squeeze = _conv(rng, "squeeze", t, c, (h, w), (1, 1), (0, 0, 0, 0), signed, 0, False)
+    g = squeeze.y
+    m = _tensor(rng, "gated", t.shape, signed)
+    mul = ir.Mul(t, g, m, ir.mul_multiplier(t.scale, g.scale, m.scale) * np.float32(40),
+                 name="mul")
+    d = _tensor(rng, "diff", t.shape, signed)
+    am, bm, shift = ir.add_multipliers(m.scale, t.scale, d.scale)
+    sub = ir.Add(m, t, d, am, -bm, shift, name="sub")
+    out = _conv(rng, "out", d, 3, (1, 1), (1, 1), (0, 0, 0, 0), signed, 0, False)
+    return ir.Graph("kept", (ir.IOBinding("input", (1, c, h, w), False, x),),
+                    (ir.IOBinding("output", (1, 3, h, w), False, out.y),),
+                    (body, squeeze, mul, sub, out))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(h=st.integers(1, 5), w=st.integers(1, 5), c=st.integers(1, 20), signed=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_broadcast_mul_and_sub_of_tensors_kept_in_act(h, w, c, signed, seed):
+    from .irgen import random_input
+
+    graph = kept_graph(h, w, c, signed, seed)
+    x = random_input(graph, seed)
+    want = reference.run(graph, x)["out_out"]
+    for config in (DEFAULT_CONFIG, SMALL):
+        program = compile_graph(graph, config)
+        if config is DEFAULT_CONFIG:
+            # t, the gate and the product never leave ACT (SMALL's ACT may be too small).
+            stored = {region.name for region in program.tensors}
+            assert not stored & {"body_out", "squeeze_out", "gated"}
+        np.testing.assert_array_equal(run_isasim(program, [x]).outputs[0][0], want)

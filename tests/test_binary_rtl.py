@@ -80,3 +80,12 @@ def test_layer_cycles_match_rtl(spec):
         np.int8 if b.tensor.signed else np.uint8) for b in graph.inputs]
     measured = layer_cycles(program, npu_verilog(DEFAULT_CONFIG), x)
     assert timing.layer_cycles(program) == measured
+
+
+def test_kept_broadcast_mul_and_sub_on_rtl():
+    """The placed paths (operands kept in ACT, a broadcast gate read every pixel) on the RTL:
+    every tensor equals the golden model's."""
+    from .test_binary_ops import kept_graph
+    from .test_rtl_ops import check_on_rtl
+
+    check_on_rtl("4x4", kept_graph(3, 4, 6, False, 7), [7, 8])
