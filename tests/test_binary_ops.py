@@ -243,10 +243,11 @@ def test_refused_operands_are_named(form, message):
         load_model(model.SerializeToString())
 
 
-def kept_graph(h: int, w: int, c: int, signed: bool, seed: int) -> ir.Graph:
+def kept_graph(h: int, w: int, c: int, signed: bool, seed: int, flat: bool = False) -> ir.Graph:
     """conv → t; a whole-plane conv of t → gate g (1, 1, C); t · g (broadcast Mul); that − t
     (Sub); 1×1 conv. Every op runs on the array or ELTWISE with t, g and the products kept in
-    ACT (no pooling in between), so the placed paths of the lowering run."""
+    ACT (no pooling in between), so the placed paths of the lowering run. With ``flat`` the
+    gate is flattened first (a single pixel: the same layout)."""
     from .irgen import _conv, _tensor
 
     rng = np.random.default_rng(seed)
@@ -255,6 +256,10 @@ def kept_graph(h: int, w: int, c: int, signed: bool, seed: int) -> ir.Graph:
     t = body.y
     squeeze = _conv(rng, "squeeze", t, c, (h, w), (1, 1), (0, 0, 0, 0), signed, 0, False)
     g = squeeze.y
+    ops: list[ir.Op] = [body, squeeze]
+    if flat:
+        ops.append(ir.Flatten(g, dataclasses.replace(g, name="gate_flat"), name="flatten"))
+        g = ops[-1].y
     m = _tensor(rng, "gated", t.shape, signed)
     mul = ir.Mul(t, g, m, ir.mul_multiplier(t.scale, g.scale, m.scale) * np.float32(40),
                  name="mul")
@@ -264,21 +269,21 @@ def kept_graph(h: int, w: int, c: int, signed: bool, seed: int) -> ir.Graph:
     out = _conv(rng, "out", d, 3, (1, 1), (1, 1), (0, 0, 0, 0), signed, 0, False)
     return ir.Graph("kept", (ir.IOBinding("input", (1, c, h, w), False, x),),
                     (ir.IOBinding("output", (1, 3, h, w), False, out.y),),
-                    (body, squeeze, mul, sub, out))
+                    (*ops, mul, sub, out))
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(h=st.integers(1, 5), w=st.integers(1, 5), c=st.integers(1, 20), signed=st.booleans(),
-       seed=st.integers(0, 2**31))
-def test_broadcast_mul_and_sub_of_tensors_kept_in_act(h, w, c, signed, seed):
+       seed=st.integers(0, 2**31), flat=st.booleans())
+def test_broadcast_mul_and_sub_of_tensors_kept_in_act(h, w, c, signed, seed, flat):
     from .irgen import random_input
 
-    graph = kept_graph(h, w, c, signed, seed)
+    graph = kept_graph(h, w, c, signed, seed, flat)
     x = random_input(graph, seed)
     want = reference.run(graph, x)["out_out"]
     for config in (DEFAULT_CONFIG, SMALL):
         program = compile_graph(graph, config)
-        if config is DEFAULT_CONFIG:
+        if config is DEFAULT_CONFIG and not flat:
             # t, the gate and the product never leave ACT (SMALL's ACT may be too small).
             stored = {region.name for region in program.tensors}
             assert not stored & {"body_out", "squeeze_out", "gated"}

@@ -796,7 +796,9 @@ class _Compiler:
         a = self.buffers[op.a.name]
         b = self.buffers[op.b.name] if op.b_value is None else None
         broadcast = op.b.shape != op.a.shape
-        if a.region.flatten_chw or (b is not None and b.region.flatten_chw):
+        # (A flattened single pixel is laid out as it was: CHW order is HWC order there.)
+        if any(buf is not None and buf.region.flatten_chw and (buf.h, buf.w) != (1, 1)
+               for buf in (a, b)):
             raise TilingError(f"{op.name}: {what} of a flattened tensor is not supported")
         dst = self._allocate(op.y)
         pixels, cw = a.h * a.w, a.cw
