@@ -45,6 +45,7 @@ class Case:
     act: str                # "", "Relu", "Clip"
     seed: int
     float_const: float = 1.0  # const_float: the constant, in units of a's scale
+    const_first: bool = False  # a constant operand is the node's first input (c − x)
 
 
 def _plane_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -106,7 +107,8 @@ def build(case: Case) -> tuple[bytes, list[np.ndarray]]:
         nodes += [onnx.helper.make_node("DequantizeLinear", [f"{n}_q", f"{n}_s", f"{n}_z"],
                                         [f"{n}_f"])
                   for n in ("a", "b")[:1 if case.form == "const_float" else 2]]
-        nodes.append(onnx.helper.make_node(case.op, ["a_f", "b_f"], ["r"], name="binary"))
+        operands = ["b_f", "a_f"] if case.const_first else ["a_f", "b_f"]
+        nodes.append(onnx.helper.make_node(case.op, operands, ["r"], name="binary"))
         last = "r"
         if case.act == "Relu":
             nodes.append(onnx.helper.make_node("Relu", [last], ["r_act"]))
@@ -118,8 +120,9 @@ def build(case: Case) -> tuple[bytes, list[np.ndarray]]:
             last = "r_act"
         nodes.append(onnx.helper.make_node("QuantizeLinear", [last, "y_s", "y_z"], ["y_q"]))
     else:
+        a, b = ["a_q", "a_s", "a_z"], ["b_q", "b_s", "b_z"]
         nodes.append(onnx.helper.make_node(
-            f"QLinear{case.op}", ["a_q", "a_s", "a_z", "b_q", "b_s", "b_z", "y_s", "y_z"],
+            f"QLinear{case.op}", [*(b + a if case.const_first else a + b), "y_s", "y_z"],
             ["y_q"], name="binary", domain="com.microsoft"))
     nodes.append(onnx.helper.make_node("DequantizeLinear", ["y_q", "y_s", "y_z"], ["y"]))
     inputs = [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, list(s))
@@ -154,7 +157,8 @@ def cases(draw) -> Case:
     return Case(op, fmt, form, shape, signed, scales, (draw(zp), draw(zp), draw(zp)),
                 draw(st.sampled_from(["", "Relu", "Clip"])) if fmt == "qdq" else "",
                 draw(st.integers(0, 2**31)),
-                draw(st.sampled_from([-1, 1])) * draw(st.floats(0.01, 300)))
+                draw(st.sampled_from([-1, 1])) * draw(st.floats(0.01, 300)),
+                form.startswith("const") and draw(st.booleans()))
 
 
 def _golden(graph: ir.Graph, feeds: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
