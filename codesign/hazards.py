@@ -107,7 +107,8 @@ def footprint(config: HwConfig, opcode: Opcode, f) -> list[Access]:
         if not count:
             return []
         return [Access("act", int(f.a_base), int(f.a_base) + count - 1, False),
-                Access("act", int(f.b_base), int(f.b_base) + count - 1, False),
+                Access("act", int(f.b_base),
+                       int(f.b_base) + min(count, int(f.b_period) or count) - 1, False),
                 Access("acc", int(f.acc_base), int(f.acc_base) + count - 1, True)]
     if opcode == Opcode.LUT:
         count = int(f.count)

@@ -24,9 +24,9 @@ import enum
 
 import numpy as np
 
-__all__ = ["Tensor", "Conv", "MaxPool", "AvgPool", "Add", "Concat", "Flatten", "Lut", "Op",
-           "OpKind", "IOBinding", "Graph", "add_multipliers", "op_inputs", "ADD_MULT_BITS", "Pad",
-           "Resize", "ConvTranspose"]
+__all__ = ["Tensor", "Conv", "MaxPool", "AvgPool", "Add", "Mul", "Concat", "Flatten", "Lut",
+           "Op", "OpKind", "IOBinding", "Graph", "add_multipliers", "mul_multiplier", "op_inputs",
+           "ADD_MULT_BITS", "Pad", "Resize", "ConvTranspose"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +84,9 @@ class OpKind(enum.Enum):
     #: Element-wise 8-bit → 8-bit function as a 256-entry table: y = table[x] (indexed by the
     #: raw byte: x for uint8, x + 256 for negative int8).
     LUT = "lut"
+    #: Element-wise product (b may be broadcast over H×W, or a constant):
+    #: acc = (a − a_zp)(b − b_zp); y = clamp(round(f32(acc)·M) + y_zp, lo, hi).
+    MUL = "mul"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,8 +179,13 @@ def add_multipliers(a_scale, b_scale, y_scale) -> tuple[int, int, int]:
 
 @dataclasses.dataclass(frozen=True)
 class Add:
-    """Element-wise ``a + b`` (same shape), with :func:`add_multipliers` integer ratios and an
-    optional fused ReLU/Clip as ``clamp``."""
+    """Element-wise ``a + b``, with :func:`add_multipliers` integer ratios and an optional fused
+    ReLU/Clip as ``clamp``. A Sub is an Add with a negated ratio.
+
+    ``b`` has ``a``'s shape or is broadcast over H×W (shape ``(1, 1, C)``: one value per
+    channel, the same at every pixel). ``b_value``, when given, is ``b``'s integers (a constant
+    operand, HWC in ``b``'s dtype): ``b`` is then no tensor of the graph.
+    """
     a: Tensor
     b: Tensor
     y: Tensor
@@ -186,6 +194,7 @@ class Add:
     shift: int
     clamp: tuple[int, int] | None = None
     name: str = ""
+    b_value: np.ndarray | None = None
     kind = OpKind.ADD
 
     @property
@@ -196,6 +205,34 @@ class Add:
     @property
     def qrange(self) -> tuple[int, int]:
         return self.clamp if self.clamp is not None else (self.y.qmin, self.y.qmax)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mul:
+    """Element-wise ``a · b``: ``acc = (a − a_zp)(b − b_zp)`` (exact), requantized by
+    ``multiplier = f32(f32(a_scale · b_scale) / y_scale)`` as a convolution is, with an optional
+    fused ReLU/Clip as ``clamp``. ``b`` and ``b_value`` are as for :class:`Add`."""
+    a: Tensor
+    b: Tensor
+    y: Tensor
+    multiplier: np.float32
+    clamp: tuple[int, int] | None = None
+    name: str = ""
+    b_value: np.ndarray | None = None
+    kind = OpKind.MUL
+
+    @property
+    def x(self) -> Tensor:
+        return self.a
+
+    @property
+    def qrange(self) -> tuple[int, int]:
+        return self.clamp if self.clamp is not None else (self.y.qmin, self.y.qmax)
+
+
+def mul_multiplier(a_scale, b_scale, y_scale) -> np.float32:
+    """``f32(f32(a_scale · b_scale) / y_scale)``: onnxruntime's order (MLAS ``QLinearMul``)."""
+    return np.float32(np.float32(np.float32(a_scale) * np.float32(b_scale)) / np.float32(y_scale))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,13 +332,13 @@ class Lut:
     kind = OpKind.LUT
 
 
-Op = Conv | MaxPool | AvgPool | Add | Concat | Flatten | Pad | Resize | ConvTranspose | Lut
+Op = Conv | MaxPool | AvgPool | Add | Mul | Concat | Flatten | Pad | Resize | ConvTranspose | Lut
 
 
 def op_inputs(op: Op) -> tuple[Tensor, ...]:
-    """The tensors ``op`` reads."""
-    if isinstance(op, Add):
-        return (op.a, op.b)
+    """The tensors ``op`` reads (a constant operand is not one)."""
+    if isinstance(op, Add | Mul):
+        return (op.a,) if op.b_value is not None else (op.a, op.b)
     if isinstance(op, Concat):
         return op.inputs
     return (op.x,)

@@ -103,8 +103,12 @@ time, in order; the hardware may overlap instructions only in ways that cannot c
           ``LUTMEM`` is the table scratchpad (:data:`Mem.LUT`): word ``w`` holds bytes
           ``w*bus_bytes ..`` (one DMA slice per word), ``lut_tables`` tables of 256 bytes.
 ``ELTWISE`` for i < count, c < cols, with ``a``/``b`` lane ``lane_group*cols + c`` of
-          ``ACT[a_base + i]`` / ``ACT[b_base + i]`` (int8/uint8 per ``a_signed``/``b_signed``):
-          ``ACC[acc_base + i][c] = (a - a_zp)*a_mult + (b - b_zp)*b_mult`` (int32).
+          ``ACT[a_base + i]`` / ``ACT[b_base + j]`` (int8/uint8 per ``a_signed``/``b_signed``),
+          ``j = i mod b_period`` (``j = i`` when ``b_period = 0``: a broadcast ``b`` of
+          ``b_period`` words repeats along ``a``)::
+
+              mul = 0:  ACC[acc_base + i][c] = (a - a_zp)*a_mult + (b - b_zp)*b_mult   (int32)
+              mul = 1:  ACC[acc_base + i][c] = (a - a_zp)*(b - b_zp)                   (int32)
 ``END``   stop; the CSR ``done`` bit rises.
 """
 
@@ -326,6 +330,8 @@ Eltwise = data.StructLayout({
     "b_base": unsigned(_SP_ADDR),
     "acc_base": unsigned(_SP_ADDR),
     "count": unsigned(_COUNT),
+    "mul": unsigned(1),                 # the product of the operands (a_mult, b_mult unused)
+    "b_period": unsigned(_DIM),         # b repeats every b_period words (0: no repeat)
 })
 
 #: Entries of one LUT table (every value of an 8-bit lane).

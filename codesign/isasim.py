@@ -226,17 +226,20 @@ class IsaSim:
         if g + c.cols > c.act_bytes:
             raise IsaError("ELTWISE lane group out of range")
         rows = np.arange(count)
-        operands = []
-        for base, signed, zp, mult in ((f.a_base, f.a_signed, f.a_zp, f.a_mult),
-                                       (f.b_base, f.b_signed, f.b_zp, f.b_mult)):
-            addr = int(base) + rows
+        period = int(f.b_period)
+        diffs, mults = [], (int(f.a_mult), int(f.b_mult))
+        for base, signed, zp, index in ((f.a_base, f.a_signed, f.a_zp, rows),
+                                        (f.b_base, f.b_signed, f.b_zp,
+                                         rows % period if period else rows)):
+            addr = int(base) + index
             self._check(addr, c.act_depth, "ELTWISE ACT")
             raw = self.act[addr, g:g + c.cols]
             val = (raw.view(np.int8) if signed else raw).astype(np.int64)
-            operands.append((val - int(zp)) * int(mult))
+            diffs.append(val - int(zp))
         out = int(f.acc_base) + rows
         self._check(out, c.acc_depth, "ELTWISE ACC")
-        total = operands[0] + operands[1]
+        total = (diffs[0] * diffs[1] if f.mul
+                 else diffs[0] * mults[0] + diffs[1] * mults[1])
         self.acc[out] = ((total + 2**31) % 2**32 - 2**31).astype(np.int32)
 
     def _lut(self, f) -> None:

@@ -27,7 +27,9 @@ __all__ = ["LayerDiff", "OpCheck", "ORT_BOUND_LSB", "check_ops", "compare_layers
 ORT_BOUND_LSB = {ir.OpKind.CONV: 0, ir.OpKind.MAXPOOL: 0, ir.OpKind.FLATTEN: 0,
                  ir.OpKind.AVGPOOL: 1, ir.OpKind.ADD: 1, ir.OpKind.CONCAT: 1,
                  ir.OpKind.PAD: 0, ir.OpKind.RESIZE: 0, ir.OpKind.CONV_TRANSPOSE: 1,
-                 ir.OpKind.LUT: 0}
+                 ir.OpKind.LUT: 0,
+                 # onnxruntime adds Mul's zero point in float32 before rounding (MLAS qlmul.cpp)
+                 ir.OpKind.MUL: 1}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,8 @@ ConvTranspose has Conv's formula over the taps that land on each output. Pad and
 move integers (Pad fills the border with its integer value). AvgPool uses the same formula on
 window sums of (x − x_zp); Concat on (x_i − z_i) with
 M_i = f32(s_i / s_y); Add uses integer ratios, acc = (a − a_zp)·a_mult + (b − b_zp)·b_mult and
-q = clamp(RNE(acc / 2**shift) + y_zp) (see docs/arithmetic.md).
+q = clamp(RNE(acc / 2**shift) + y_zp) (see docs/arithmetic.md); Mul the requantization of
+acc = (a − a_zp)(b − b_zp) with M = f32(f32(a_scale · b_scale) / y_scale).
 
 The sum is computed by a float64 convolution, exact because every partial sum is an integer far
 below 2**53 (checked per op from the kernel size).
@@ -87,11 +88,24 @@ def _avgpool(op: ir.AvgPool, x: np.ndarray) -> np.ndarray:
 
 
 def _add(op: ir.Add, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # A broadcast b ((1, 1, C)) is repeated over H×W by torch's broadcasting.
     acc = ((torch.from_numpy(a.astype(np.int64)) - op.a.zero_point) * op.a_mult
            + (torch.from_numpy(b.astype(np.int64)) - op.b.zero_point) * op.b_mult)
     # RNE(acc / 2**shift): exact in float64 (|acc| < 2**25), the hardware's power-of-two requant.
     y = torch.round(acc.to(torch.float64) / 2.0 ** op.shift).to(torch.int64) + op.y.zero_point
     return y.clamp(*op.qrange).numpy().astype(op.y.numpy_dtype)
+
+
+def _mul(op: ir.Mul, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # |acc| <= 511**2: exact in int64, and in the float32 of the requantization.
+    acc = ((torch.from_numpy(a.astype(np.int64)) - op.a.zero_point)
+           * (torch.from_numpy(b.astype(np.int64)) - op.b.zero_point))
+    return _requant(acc, op.multiplier, op.y.zero_point, op.qrange, op.y.numpy_dtype)
+
+
+def _operand_b(op: ir.Add | ir.Mul, values: dict[str, np.ndarray]) -> np.ndarray:
+    """``op``'s second operand: its constant, or the tensor."""
+    return op.b_value if op.b_value is not None else values[op.b.name]
 
 
 def _concat(op: ir.Concat, xs: list[np.ndarray]) -> np.ndarray:
@@ -189,7 +203,9 @@ def run(graph: ir.Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
             elif isinstance(op, ir.AvgPool):
                 y = _avgpool(op, x)
             elif isinstance(op, ir.Add):
-                y = _add(op, x, values[op.b.name])
+                y = _add(op, x, _operand_b(op, values))
+            elif isinstance(op, ir.Mul):
+                y = _mul(op, x, _operand_b(op, values))
             elif isinstance(op, ir.Concat):
                 y = _concat(op, [values[t.name] for t in op.inputs])
             elif isinstance(op, ir.Pad):

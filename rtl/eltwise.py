@@ -1,13 +1,17 @@
-"""ELTWISE engine: a weighted sum of two ACT operands, lane by lane, into ACC.
+"""ELTWISE engine: a weighted sum or the product of two ACT operands, lane by lane, into ACC.
 
 Semantics (:mod:`codesign.isa`): for ``i < count`` and ``c < cols``, with ``a``/``b`` lane
-``lane_group*cols + c`` of ``ACT[a_base + i]`` / ``ACT[b_base + i]`` (int8 or uint8 per
-``a_signed`` / ``b_signed``)::
+``lane_group*cols + c`` of ``ACT[a_base + i]`` / ``ACT[b_base + j]`` (int8 or uint8 per
+``a_signed`` / ``b_signed``; ``j = i mod b_period``, or ``i`` when ``b_period = 0``)::
 
-    ACC[acc_base + i][c] = (a - a_zp)*a_mult + (b - b_zp)*b_mult      (int32)
+    mul = 0:  ACC[acc_base + i][c] = (a - a_zp)*a_mult + (b - b_zp)*b_mult      (int32)
+    mul = 1:  ACC[acc_base + i][c] = (a - a_zp)*(b - b_zp)                      (int32)
 
-The single ACT read port reads ``a_i`` and ``b_i`` in consecutive cycles; one multiplier per lane
-serves both operands. Schedule (cycle 0 is the ``start`` cycle)::
+The single ACT read port reads ``a_i`` and ``b_j`` in consecutive cycles; one multiplier per lane
+serves both operands. In a sum, each difference is multiplied by its operand's ``mult``; in a
+product, ``a``'s difference is multiplied by 0 and ``b``'s by ``a``'s difference (held in the
+multiplier's operand register from the cycle before), so the schedule is the same. Schedule
+(cycle 0 is the ``start`` cycle)::
 
     1, 2, ..., 2n       read ACT[a_base + i] (odd cycles) and ACT[b_base + i] (even cycles)
     +1                  register the read word (block RAM read data feeds only a register)
@@ -20,7 +24,8 @@ pipeline (:attr:`codesign.isa.HwConfig.deep_pipeline`) drives the shared ports f
 (the read a cycle later; the write port fans out to every block RAM of ACC) and takes
 ``2n + 6``. Nothing is
 wide enough to wrap: ``|x - zp| <= 511`` and ``|mult| <= 2**15``, so each product fits 25 bits
-and the sum 26 — the int32 result is exact.
+and the sum 26; a product ``|a - a_zp|·|b - b_zp| <= 511**2`` fits 19 — the int32 result is
+exact.
 
 ``acc_base`` may be anything (ACC is not read), and the operands may overlap each other.
 """
@@ -89,6 +94,7 @@ class EltwiseEngine(HwComponent):
         left = Signal(unsigned(16))  # elements whose b read is still to come
         a_addr = Signal(aw)
         b_addr = Signal(aw)
+        b_pos = Signal.like(self.insn.b_period)   # j = i mod b_period of the next b read
 
         # While idle, the registers follow the instruction bus (it is valid in the start cycle,
         # and garbage until then): the start pulse, late in its cycle (the controller's dispatch
@@ -101,6 +107,7 @@ class EltwiseEngine(HwComponent):
                 left.eq(self.insn.count),
                 a_addr.eq(self.insn.a_base),
                 b_addr.eq(self.insn.b_base),
+                b_pos.eq(0),
             ]
         with m.If(self.start):
             m.d.sync += [busy.eq(1), first.eq(1), reading.eq(self.insn.count != 0)]
@@ -126,7 +133,12 @@ class EltwiseEngine(HwComponent):
                 m.d.comb += [self.act_ren.eq(1), self.act_raddr.eq(Mux(read_b, b_addr, a_addr))]
             m.d.sync += read_b.eq(~read_b)
             with m.If(read_b):
-                m.d.sync += [b_addr.eq(b_addr + 1), left.eq(left - 1)]
+                m.d.sync += left.eq(left - 1)
+                # A broadcast b starts over after b_period words.
+                with m.If((insn.b_period != 0) & (b_pos + 1 == insn.b_period)):
+                    m.d.sync += [b_addr.eq(insn.b_base), b_pos.eq(0)]
+                with m.Else():
+                    m.d.sync += [b_addr.eq(b_addr + 1), b_pos.eq(b_pos + 1)]
                 with m.If(left == 1):
                     m.d.sync += reading.eq(0)
             with m.Else():
@@ -147,10 +159,11 @@ class EltwiseEngine(HwComponent):
         is_signed = Mux(b1, insn.b_signed, insn.a_signed)
         zp = Mux(b1, insn.b_zp, insn.a_zp)
         # The difference and the multiplier (a's or b's) are the operands of stage 2's multiply,
-        # registered by it (:func:`~codesign.rtl.dsp.registered_product`).
+        # registered by it (:func:`~codesign.rtl.dsp.registered_product`). In a product the
+        # multiplier of b's difference is a's, registered the cycle before (a's own is 0).
         diff = Signal(data.ArrayLayout(DIFF_SHAPE, c.cols))
         diff_reg = Signal(data.ArrayLayout(DIFF_SHAPE, c.cols), reset_less=True)
-        mult = Mux(b1, insn.b_mult, insn.a_mult)
+        weight = Mux(b1, insn.b_mult, insn.a_mult)
         m.d.sync += diff_reg.eq(diff)
 
         # ---- stage 2: multiply ----------------------------------------------------------------
@@ -160,6 +173,8 @@ class EltwiseEngine(HwComponent):
         for lane in range(c.cols):
             byte = lanes[lane]
             m.d.comb += diff[lane].eq(Mux(is_signed, byte.as_signed(), byte) - zp)
+            mult = Signal(MULT_SHAPE, name=f"lane_{lane}_mult")
+            m.d.comb += mult.eq(Mux(insn.mul, Mux(b1, diff_reg[lane], 0), weight))
             m.d.comb += prod[lane].eq(registered_product(
                 m, diff[lane], mult, width=PRODUCT_SHAPE.width, cell=c.mult_cell,
                 name=f"lane_{lane}", a_reg=diff_reg[lane]))

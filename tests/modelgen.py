@@ -39,9 +39,11 @@ __all__ = [
     "ZOO",
     "AvgPool",
     "Cat",
+    "Const",
     "Conv",
     "ELEMENTWISE_ZOO",
     "Flatten",
+    "Gate",
     "GlobalAvgPool",
     "Layer",
     "Linear",
@@ -150,8 +152,23 @@ class Cat:
     branches: tuple[tuple[Layer, ...], ...]
 
 
+@dataclasses.dataclass(frozen=True)
+class Const:
+    """``x + value``, ``x - value`` or ``x * value`` (``op`` "add", "sub", "mul"): an element-wise
+    op with a constant, quantized as an 8-bit initializer."""
+    op: str
+    value: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    """``x * body(x)``: squeeze-excite when ``body`` ends in a ``[1, C, 1, 1]`` gate (global
+    average pool → 1×1 convolutions → a gate function), a broadcast Mul."""
+    body: tuple[Layer, ...]
+
+
 Layer = (Conv | ReLU | ReLU6 | MaxPool | Flatten | Linear | MatMul | AvgPool | GlobalAvgPool
-         | Mean | Residual | Cat)
+         | Mean | Residual | Cat | Const | Gate)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +244,26 @@ class _Residual(torch.nn.Module):
         return self.act(x + self.body(x))
 
 
+class _Const(torch.nn.Module):
+    def __init__(self, op: str, value: float) -> None:
+        super().__init__()
+        self.op, self.value = op, value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.op == "add":
+            return x + self.value
+        return x - self.value if self.op == "sub" else x * self.value
+
+
+class _Gate(torch.nn.Module):
+    def __init__(self, body: torch.nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.body(x)
+
+
 class _Cat(torch.nn.Module):
     def __init__(self, branches: list[torch.nn.Module]) -> None:
         super().__init__()
@@ -275,6 +312,10 @@ def _stack(layers: tuple[Layer, ...], shape: torch.Size) -> tuple[torch.nn.Modul
                 new = _Residual(_stack(layer.body, shape)[0], acts[layer.act])
             case Cat():
                 new = _Cat([_stack(branch, shape)[0] for branch in layer.branches])
+            case Const():
+                new = _Const(layer.op, layer.value)
+            case Gate():
+                new = _Gate(_stack(layer.body, shape)[0])
         modules.append(new)
         with torch.no_grad():
             shape = torch.nn.Sequential(*modules[first:])(torch.zeros(shape)).shape

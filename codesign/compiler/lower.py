@@ -209,10 +209,12 @@ class _Compiler:
 
     def _placeable(self, op) -> bool:
         """Whether ``op`` can run with its inputs and output as whole tensors in ACT (so that it
-        can read kept tensors, and leave its output there): array layers, Add and lookup tables on
-        plain HWC tensors."""
-        if not isinstance(op, ir.Conv | ir.Concat | ir.Add | ir.Lut):
+        can read kept tensors, and leave its output there): array layers, Add/Sub/Mul of two
+        activations and lookup tables, on plain HWC tensors."""
+        if not isinstance(op, ir.Conv | ir.Concat | ir.Add | ir.Mul | ir.Lut):
             return False
+        if isinstance(op, ir.Add | ir.Mul) and op.b_value is not None:
+            return False        # its constant would need a place in ACT too
         return not any(t.name in self.buffers and self.buffers[t.name].region.flatten_chw
                        for t in ir.op_inputs(op))
 
@@ -866,70 +868,109 @@ class _Compiler:
                     self._store_pixels(dst, oh0 * ow_n, count, word, out_base, where)
 
     # -- element-wise ---------------------------------------------------------------------------
-    def _add(self, op: ir.Add) -> None:
-        """ELTWISE into ACC, then REQUANT by 2**−shift (an exact power of two), in chunks of
-        whole pixels; a, b and y share one layout, so each chunk is a contiguous word range.
+    def _eltwise(self, op: ir.Add | ir.Mul) -> None:
+        """Add / Sub / Mul: ELTWISE into ACC, then REQUANT (by 2**−shift, an exact power of two,
+        for a sum; by the op's multiplier for a product), in chunks of whole pixels; a and y
+        share one layout, so each chunk is a contiguous word range, and so does a full-shape b.
+        A b broadcast over H×W (one pixel, ``cw`` words) is read again for every pixel
+        (``b_period = cw``); it is loaded once, a constant from the constant segment.
 
         With tensors kept in ACT (or ``y`` to be kept), a, b and y are whole there and chunks
         alternate ACC halves, so that one chunk's ELTWISE overlaps the previous one's REQUANT;
-        otherwise each chunk loads its a and b words and stores its y words."""
+        otherwise each chunk loads its a (and full b) words and stores its y words."""
         c, e, s = self.c, self.e, self.slices
         C, A = c.cols, c.act_bytes
+        what = "Mul" if isinstance(op, ir.Mul) else "Add/Sub"
         if not c.eltwise:
-            raise TilingError(f"{op.name}: Add needs the ELTWISE engine, which this NPU does "
+            raise TilingError(f"{op.name}: {what} needs the ELTWISE engine, which this NPU does "
                               "not have (eltwise = false)")
-        a, b = self.buffers[op.a.name], self.buffers[op.b.name]
-        if a.region.flatten_chw or b.region.flatten_chw or op.a.shape != op.b.shape:
-            raise TilingError(f"{op.name}: Add needs two tensors of one (unflattened) shape")
+        a = self.buffers[op.a.name]
+        b = self.buffers[op.b.name] if op.b_value is None else None
+        broadcast = op.b.shape != op.a.shape
+        # (A flattened single pixel is laid out as it was: CHW order is HWC order there.)
+        if any(buf is not None and buf.region.flatten_chw and (buf.h, buf.w) != (1, 1)
+               for buf in (a, b)):
+            raise TilingError(f"{op.name}: {what} of a flattened tensor is not supported")
         dst = self._allocate(op.y)
         pixels, cw = a.h * a.w, a.cw
         keep = self._keep(op.y)
         placed = self._place(self.live, op, keep) if keep or self.live else None
         if (keep or self.live) and placed is None:
-            raise TilingError(f"{op.name}: internal error: Add does not fit around the tensors "
-                              "kept in ACT")
+            raise TilingError(f"{op.name}: internal error: {what} does not fit around the "
+                              "tensors kept in ACT")
+        # Unplaced: [a chunk | b chunk | y chunk] from 0, a broadcast b at the top of ACT.
+        b_top = c.act_depth - cw
         acc_rows = c.acc_depth // 2 if placed is not None else c.acc_depth
-        act_rows = c.act_depth if placed is not None else c.act_depth // 3
+        act_rows = (c.act_depth if placed is not None
+                    else b_top // 2 if broadcast else c.act_depth // 3)
         per_chunk = min(acc_rows, act_rows, field_max(Eltwise, "count")) // cw
         if per_chunk < 1:
             raise TilingError(f"{op.name}: one pixel ({cw} words) does not fit ACT/ACC; use "
                               "larger scratchpads")
-        prm_offset = e.add_constant(self._prm_words(
-            np.zeros(C, np.int64), np.full(C, np.float32(2.0 ** -op.shift)), C))
+        if isinstance(op, ir.Mul):
+            multiplier, fields = op.multiplier, dict(mul=1)
+        else:
+            multiplier = np.float32(2.0 ** -op.shift)
+            fields = dict(a_mult=op.a_mult, b_mult=op.b_mult)
+        prm_offset = e.add_constant(self._prm_words(np.zeros(C, np.int64),
+                                                    np.full(C, multiplier), C))
         where = f"layer {op.name}"
-        e.comment(f"{op.name}: add {op.a.shape}, {pixels} pixels in chunks of {per_chunk}")
+        e.comment(f"{op.name}: {op.kind.value} {op.a.shape} by {op.b.shape}"
+                  f"{' (constant)' if b is None else ''}, {pixels} pixels in chunks of "
+                  f"{per_chunk}")
         self._load_const(Mem.PRM, 0, prm_offset, c.slices(Mem.PRM), where)
+        if b is None:
+            # The constant in the activation layout (channels padded to whole ACT words).
+            h, w, ch = op.b_value.shape
+            words = np.zeros((h * w, _ceil(ch, A) * A), np.uint8)
+            words[:, :ch] = op.b_value.reshape(h * w, ch).view(np.uint8)
+            const_word = e.add_constant(words)
+        if placed is None and broadcast:
+            if b is None:
+                self._load_const(Mem.ACT, b_top * s, const_word, cw * s, where)
+            else:
+                self._contiguous(Opcode.LOAD, where, "act", Mem.ACT, b_top * s, b.region.addr,
+                                 cw * s)
         lo, hi = op.qrange
         acc_half = 0
         loaded = set()
         for p0 in range(0, pixels, per_chunk):
-            words = (min(pixels, p0 + per_chunk) - p0) * cw
+            words_n = (min(pixels, p0 + per_chunk) - p0) * cw
             if placed is None:
-                a_base, b_base, y_base = 0, words, 2 * words
-                for base, buf in ((a_base, a), (b_base, b)):
+                a_base, b_base, y_base = 0, words_n, 2 * words_n
+                chunks = [(a_base, a.region.addr)]
+                if broadcast:
+                    b_base, y_base = b_top, words_n
+                elif b is not None:
+                    chunks.append((b_base, b.region.addr))
+                else:
+                    self._load_const(Mem.ACT, b_base * s, const_word + p0 * cw * s,
+                                     words_n * s, where)
+                for base, addr in chunks:
                     self._contiguous(Opcode.LOAD, where, "act", Mem.ACT, base * s,
-                                     buf.region.addr + p0 * cw * s, words * s)
+                                     addr + p0 * cw * s, words_n * s)
             else:
-                a_base, b_base, y_base = (placed[t.name] + p0 * cw for t in (op.a, op.b, op.y))
-                for t, buf in ((op.a, a), (op.b, b)):
+                a_base, y_base = (placed[t.name] + p0 * cw for t in (op.a, op.y))
+                b_base = placed[op.b.name] + (0 if broadcast else p0 * cw)
+                for t in ir.op_inputs(op):
                     if t.name not in self.live and t.name not in loaded:
                         loaded.add(t.name)
                         self._contiguous(Opcode.LOAD, where, "act", Mem.ACT,
-                                         placed[t.name] * s, buf.region.addr,
-                                         pixels * cw * s)
+                                         placed[t.name] * s, self.buffers[t.name].region.addr,
+                                         self._words(t) * s)
             for group in range(A // C):
                 acc_base = acc_half * acc_rows if placed is not None else 0
                 acc_half ^= 1
                 e.emit(Opcode.ELTWISE, where, lane_group=group, a_signed=int(op.a.signed),
                        b_signed=int(op.b.signed), a_zp=op.a.zero_point, b_zp=op.b.zero_point,
-                       a_mult=op.a_mult, b_mult=op.b_mult, a_base=a_base, b_base=b_base,
-                       acc_base=acc_base, count=words)
+                       a_base=a_base, b_base=b_base, acc_base=acc_base, count=words_n,
+                       b_period=cw if broadcast else 0, **fields)
                 e.emit(Opcode.REQUANT, where, lane_group=group, y_zp=op.y.zero_point, qmin=lo,
                        qmax=hi, acc_base=acc_base, prm_addr=0, out_base=y_base, out_stride=1,
-                       count=words)
+                       count=words_n)
             if self._must_store(op.y, keep):
                 self._contiguous(Opcode.STORE, where, "act", Mem.ACT, y_base * s,
-                                 dst.region.addr + p0 * cw * s, words * s)
+                                 dst.region.addr + p0 * cw * s, words_n * s)
         self._kept(op.y, placed, keep)
 
     # -- lookup tables --------------------------------------------------------------------------
@@ -1007,8 +1048,8 @@ class _Compiler:
         for binding in graph.inputs:
             self._allocate(binding.tensor, self._unfolding(binding.tensor))
         lowering = {ir.Conv: self._conv, ir.MaxPool: self._maxpool, ir.Flatten: self._flatten,
-                    ir.Concat: self._concat, ir.AvgPool: self._avgpool, ir.Add: self._add,
-                    ir.Pad: self._pad, ir.Resize: self._resize,
+                    ir.Concat: self._concat, ir.AvgPool: self._avgpool, ir.Add: self._eltwise,
+                    ir.Mul: self._eltwise, ir.Pad: self._pad, ir.Resize: self._resize,
                     ir.ConvTranspose: self._conv_transpose, ir.Lut: self._lut}
         layers = []
         for self.op_index, op in enumerate(graph.ops):

@@ -100,7 +100,8 @@ class Counts:
     pool_max_ops: int = 0
     #: POOL SUM lane additions (one of ``cols`` lanes of one in-bounds window word).
     pool_sum_ops: int = 0
-    #: ELTWISE lane operations ((a - a_zp)*a_mult + (b - b_zp)*b_mult for one lane).
+    #: ELTWISE lane operations ((a - a_zp)*a_mult + (b - b_zp)*b_mult for one lane, or in the
+    #: product mode (a - a_zp)*(b - b_zp): the same two multiplier passes).
     eltwise_ops: int = 0
     act: SramTraffic = dataclasses.field(default_factory=SramTraffic)
     wgt: SramTraffic = dataclasses.field(default_factory=SramTraffic)

@@ -182,21 +182,23 @@ def _ffs_in_mult_cells(config: HwConfig, f: dict[str, float]) -> int:
     """Flip-flops that MULT18X18D cells hold instead of the fabric (``mult_cell``; the
     coefficients are fitted on inferred multipliers): each PE's weight operand and product, the
     last column's activation operand (the others move on to a neighbour and stay), each tap
-    lane's and ELTWISE lane's operands and product, ELTWISE's shared multiplier operand, and
-    with one-cycle requantizer multiplies each lane's rounded magnitude and partial products.
+    lane's operands and product, each ELTWISE lane's multiplier operand and product (its
+    difference stays in the fabric: the product mode's multiplier operand is the difference
+    of the cycle before), and with one-cycle requantizer multiplies each lane's rounded
+    magnitude and partial products.
     ``f``: the configuration's :func:`features`."""
     if config.mult_cell == "inferred":
         return 0
     from ..isa import MULT_BITS
     from ..rtl.array import W_SHAPE, X_SHAPE
-    from ..rtl.eltwise import DIFF_SHAPE, MULT_SHAPE, PRODUCT_SHAPE
+    from ..rtl.eltwise import MULT_SHAPE, PRODUCT_SHAPE
     x, w, p = X_SHAPE.width, W_SHAPE.width, X_SHAPE.width + W_SHAPE.width
     # a24 (MULT_BITS), and the partial products of its 16 + 8-bit chunks by mult's: 32 + 24 +
     # 24 + 16 bits, 4 · MULT_BITS.
     requant = MULT_BITS + 4 * MULT_BITS if config.requant_steps == 1 else 0
     return round(f["pes"] * (w + p) + config.rows * x + f["dw_taps"] * (x + w + p)
-                 + f["elt_lanes"] * (DIFF_SHAPE.width + PRODUCT_SHAPE.width)
-                 + (MULT_SHAPE.width if config.eltwise else 0) + f["rq_lanes"] * requant)
+                 + f["elt_lanes"] * (MULT_SHAPE.width + PRODUCT_SHAPE.width)
+                 + f["rq_lanes"] * requant)
 
 
 def _ffs_of_deep_pipeline(config: HwConfig) -> int:

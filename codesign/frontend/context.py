@@ -205,7 +205,13 @@ class Context:
                 a_mult, b_mult, shift = ir.add_multipliers(a.scale, b.scale, y_scale)
             except ValueError as e:
                 raise self.layer_error(value.name, name, str(e)) from None
-            op = ir.Add(a, b, y, a_mult, b_mult, shift, clamp, value.name)
+            sa, sb = value.signs
+            op = ir.Add(a, b, y, sa * a_mult, sb * b_mult, shift, clamp, value.name,
+                        value.b_value)
+        elif value.kind is ir.OpKind.MUL:
+            a, b = value.inputs
+            op = ir.Mul(a, b, y, ir.mul_multiplier(a.scale, b.scale, y_scale), clamp, value.name,
+                        value.b_value)
         else:
             if clamp is not None:
                 raise self.error(node, "a ReLU/Clip after Concat is not supported; apply it to "
@@ -227,13 +233,14 @@ class Context:
         """
         t = value.tensor
         index = next((i for i, op in enumerate(self.ops)
-                      if isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.ConvTranspose | ir.Lut)
+                      if isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.Mul | ir.ConvTranspose
+                                    | ir.Lut)
                       and op.y is t), None)
         if index is None:
-            raise self.error(node, "can only follow a convolution, matrix product, average pool "
-                                   "or Add")
+            raise self.error(node, "can only follow a convolution, matrix product, average pool, "
+                                   "Add, Sub or Mul")
         op = self.ops[index]
-        assert isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.ConvTranspose | ir.Lut)
+        assert isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.Mul | ir.ConvTranspose | ir.Lut)
         readers = {node.input[0], t.name}
         if any(self.uses[name] != 1 for name in readers) or any(
                 r is t for o in self.ops for r in ir.op_inputs(o)):

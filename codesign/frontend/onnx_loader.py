@@ -30,7 +30,7 @@ _QUANTIZATION_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLine
                      "DynamicQuantizeLinear", "com.microsoft.QLinearAdd",
                      "com.microsoft.QLinearAveragePool", "com.microsoft.QLinearGlobalAveragePool",
                      "com.microsoft.QLinearConcat", "com.microsoft.QLinearSigmoid",
-                     "com.microsoft.QLinearLeakyRelu"}
+                     "com.microsoft.QLinearLeakyRelu", "com.microsoft.QLinearMul"}
 
 #: Dynamic quantization's ops, refused with an explanation.
 _INT32_OUTPUT_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
@@ -40,7 +40,7 @@ _INT32_OUTPUT_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
 _INPUT_QPARAMS = {"DequantizeLinear", "QLinearConv", "QLinearMatMul", "com.microsoft.QGemm",
                   "com.microsoft.QLinearAdd", "com.microsoft.QLinearAveragePool",
                   "com.microsoft.QLinearGlobalAveragePool", "com.microsoft.QLinearSigmoid",
-                  "com.microsoft.QLinearLeakyRelu"}
+                  "com.microsoft.QLinearLeakyRelu", "com.microsoft.QLinearMul"}
 
 
 def load_model(model: str | os.PathLike[str] | bytes) -> ir.Graph:
@@ -462,7 +462,7 @@ def _convert(proto: onnx.ModelProto, name: str, graph_name: str, batch: int) -> 
         _check_output_type(value, outputs[-1], name)
     ctx.ops[:] = fold_pads(ctx.ops, {b.tensor.name for b in outputs})
     for op in ctx.ops:
-        if (isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.ConvTranspose)
+        if (isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.Mul | ir.ConvTranspose)
                 and op.clamp is not None
                 and op.clamp[0] > op.clamp[1]):
             raise InputError(f"{name}: the ReLU/Clip after {op.name!r} leaves no output values")

@@ -20,6 +20,7 @@ import onnx.numpy_helper
 
 from codesign import ir
 from codesign.frontend import limits, lut
+from codesign.frontend.binary import qdq_binary, qlinear_binary
 from codesign.frontend.context import Context, hwc_shape, is_normal_scale, quantize_scalar
 from codesign.frontend.values import (
     Accumulator,
@@ -692,23 +693,24 @@ def _qdq_reduce_mean(ctx: Context, node: onnx.NodeProto) -> None:
                                              kernel)
 
 
-def _same_shapes(ctx: Context, node: onnx.NodeProto,
-                 values: list[Quantized | Dequantized]) -> tuple[int, ...]:
-    shapes = {v.onnx_shape for v in values}
-    if len(shapes) != 1:
-        raise ctx.error(node, f"operands must have one shape (no broadcasting), not "
-                              f"{sorted(list(s) for s in shapes)}")
-    return values[0].onnx_shape
+def _arithmetic(ctx: Context, node: onnx.NodeProto) -> None:
+    """Add / Sub / Mul / Div on float tensors, QDQ.
 
-
-def _qdq_add(ctx: Context, node: onnx.NodeProto) -> None:
-    if not all(isinstance(ctx.value(node, i), Dequantized) for i in (0, 1)):
-        lut.binary(ctx, node)   # a float function of one tensor (and a constant)
-        return
-    a, b = _dequantized(ctx, node, 0), _dequantized(ctx, node, 1)
-    shape = _same_shapes(ctx, node, [a, b])
-    ctx.values[node.output[0]] = Elementwise(ir.OpKind.ADD, (a.tensor, b.tensor), shape,
-                                             node.name)
+    What onnxruntime does decides where each form goes. Its QDQ transformer fuses an op whose
+    operands are all DequantizeLinear outputs (two activations, or an activation and an 8-bit
+    constant) into QLinearAdd / QLinearMul: the ELTWISE engine's integer formula
+    (:mod:`codesign.frontend.binary`). Anything else (a float constant, or an operand that is
+    already a float function of a tensor: ``x − 0.5``, HardSwish's ``x · HardSigmoid(x)``) it
+    runs in float, and when every operand is a function of the same 8-bit tensor the whole
+    chain is one lookup table, exact by construction (:mod:`codesign.frontend.lut`).
+    """
+    values = [ctx.value(node, i) for i in range(len(node.input))]
+    fused = (node.op_type != "Div" and len(values) == 2
+             and all(isinstance(v, Dequantized | DequantizedConstant) for v in values))
+    if fused:
+        qdq_binary(ctx, node)
+    else:
+        lut.binary(ctx, node)
 
 
 def _channel_axis(shape: tuple[int, ...], channels_first: bool) -> int:
@@ -762,10 +764,9 @@ def _channels_first(ctx: Context, node: onnx.NodeProto) -> dict[str, Any]:
     return attrs
 
 
-def _qlinear_add(ctx: Context, node: onnx.NodeProto) -> None:
-    a, b = ctx.quantized_input(node, 0, 1), ctx.quantized_input(node, 3, 4)
-    shape = _same_shapes(ctx, node, [a, b])
-    _qop_output(ctx, node, Elementwise(ir.OpKind.ADD, (a.tensor, b.tensor), shape, node.name), 6)
+def _qlinear_binary(ctx: Context, node: onnx.NodeProto) -> None:
+    """QLinearAdd / QLinearMul (:mod:`codesign.frontend.binary`)."""
+    _qop_output(ctx, node, qlinear_binary(ctx, node), 6)
 
 
 def _qlinear_average_pool(ctx: Context, node: onnx.NodeProto) -> None:
@@ -944,10 +945,14 @@ OPS: dict[str, Handler] = {
     "com.microsoft.QLinearAveragePool": _qlinear_average_pool,
     "com.microsoft.QLinearGlobalAveragePool": _qlinear_global_average_pool,
     # element-wise
-    "Add": _qdq_add,
+    "Add": _arithmetic,
+    "Sub": _arithmetic,
+    "Mul": _arithmetic,
+    "Div": _arithmetic,
     "Concat": _qdq_concat,
-    "com.microsoft.QLinearAdd": _qlinear_add,
+    "com.microsoft.QLinearAdd": _qlinear_binary,
     "com.microsoft.QLinearConcat": _qlinear_concat,
+    "com.microsoft.QLinearMul": _qlinear_binary,
     # layout
     "Flatten": _flatten,
     "Reshape": _reshape,
@@ -955,11 +960,9 @@ OPS: dict[str, Handler] = {
     "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze,
     # element-wise float functions of one tensor, DequantizeLinear to QuantizeLinear: ir.Lut
-    # (codesign/frontend/lut.py; Add, Relu and Clip above hand float functions to it)
+    # (codesign/frontend/lut.py; Add/Sub/Mul/Div, Relu and Clip above hand float functions
+    # to it)
     **lut.HANDLERS,
-    "Sub": lut.binary,
-    "Mul": lut.binary,
-    "Div": lut.binary,
 }
 
 # Padding and upsampling (Pad, Resize, ConvTranspose) live in their own module, which uses the

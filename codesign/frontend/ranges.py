@@ -40,6 +40,9 @@ def op_problem(op: ir.Op) -> str | None:
         return _multipliers_problem(np.asarray(op.multipliers))
     if isinstance(op, ir.ConvTranspose):
         return _multipliers_problem(op.multiplier) or _conv_transpose_problem(op)
+    if isinstance(op, ir.Mul):
+        # |(a − a_zp)(b − b_zp)| <= 511**2: the accumulator cannot leave int32.
+        return _multipliers_problem(np.asarray([op.multiplier]))
     if isinstance(op, ir.Add) and 0 in (op.a_mult, op.b_mult):
         return (f"the scale ratios of the operands ({op.a.scale} and {op.b.scale} to "
                 f"{op.y.scale}) differ by more than 2**{ir.ADD_MULT_BITS - 1}; the smaller "

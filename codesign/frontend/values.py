@@ -83,9 +83,10 @@ class Accumulator:
 
 @dataclasses.dataclass(frozen=True)
 class Elementwise:
-    """The float output of an average pool, Add or Concat on 8-bit tensors, not yet requantized.
+    """The float output of an average pool, Add, Sub, Mul or Concat on 8-bit tensors, not yet
+    requantized.
 
-    ``kind`` is the IR op it becomes (:attr:`ir.OpKind.AVGPOOL`, ``ADD`` or ``CONCAT``);
+    ``kind`` is the IR op it becomes (:attr:`ir.OpKind.AVGPOOL`, ``ADD``, ``MUL`` or ``CONCAT``);
     ``inputs`` its 8-bit operands; ``kernel``/``stride`` only matter for pooling. ``low``/``high``
     are as for :class:`Accumulator`.
     """
@@ -97,6 +98,10 @@ class Elementwise:
     stride: tuple[int, int] = (1, 1)
     low: float | None = None
     high: float | None = None
+    #: Add/Mul: the second operand's integers when it is a constant (:attr:`ir.Add.b_value`).
+    b_value: np.ndarray | None = None
+    #: Add: the signs of the operands' ratios (a Sub negates one).
+    signs: tuple[int, int] = (1, 1)
 
 
 Value = (Constant | DequantizedConstant | FloatInput | Quantized | Dequantized | Accumulator

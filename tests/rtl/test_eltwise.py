@@ -46,7 +46,10 @@ def random_eltwise(rng, c: HwConfig, *, max_count: int = 8) -> int:
         a_mult=pick(MULTS, -32768, 32768), b_mult=pick(MULTS, -32768, 32768),
         a_base=int(rng.integers(0, c.act_depth - count + 1)),
         b_base=int(rng.integers(0, c.act_depth - count + 1)),
-        acc_base=int(rng.integers(0, c.acc_depth - count + 1)), count=count)
+        acc_base=int(rng.integers(0, c.acc_depth - count + 1)), count=count,
+        # A product of the operands in a third of them, a repeating (broadcast) b in half.
+        mul=int(rng.integers(3) == 0),
+        b_period=int(rng.integers(1, max_count + 2)) if rng.integers(2) else 0)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
@@ -68,6 +71,10 @@ def test_eltwise_random(config):
                       a_mult=mult, b_mult=mult, a_base=base, b_base=base, acc_base=0, count=n)
                for x_signed, base, zp in ((0, 0, -256), (1, n, 255))
                for mult in (-32768, 32767)]
+    # Products at their largest magnitudes: (255 + 256)**2 and (-128 - 255)·(255 + 256).
+    extreme += [encode(Opcode.ELTWISE, mul=1, a_signed=a_signed, a_zp=a_zp, b_zp=-256,
+                       a_base=base, b_base=0, acc_base=0, count=n, b_period=period)
+                for a_signed, base, a_zp in ((0, 0, -256), (1, n, 255)) for period in (0, 1)]
     h = Harness(EltwiseEngine(c), sim)
     assert set(h.mems) == {"act", "acc"}
     insns = [random_eltwise(rng, c) for _ in range(N_INSNS)] + extreme
