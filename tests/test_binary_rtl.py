@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from codesign import cli, reference, timing
 from codesign.cli import DEFAULT_CONFIG
 from codesign.compiler import compile_graph
+from codesign.compiler.lower import sized_for
 from codesign.driver import layer_cycles, run_rtl
 from codesign.frontend import load_model
 from codesign.verilog import npu_verilog
@@ -37,7 +38,7 @@ LINEAR_SEQUENCE = Spec((16, 32), (Linear(24),))
 
 @pytest.mark.parametrize("name", ["4x4", pytest.param("8x4_ecp5", marks=pytest.mark.slow)])
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=cases())
+@given(case=cases().filter(lambda c: c.form != "const_float"))  # (a float constant: a LUT)
 def test_binary_op_on_rtl_matches_golden(name, case):
     model, feeds = build_case(case)
     graph = load_model(model)
@@ -72,13 +73,15 @@ def test_linear_with_bias_on_a_sequence_verifies_on_rtl(capsys, tmp_path):
 @pytest.mark.parametrize("spec", [SQUEEZE_EXCITE, LINEAR_SEQUENCE], ids=["se", "linear_seq"])
 def test_layer_cycles_match_rtl(spec):
     """The cycle model (codesign.timing) equals the RTL's cycle counter, layer by layer, on the
-    squeeze-excite (broadcast Mul, Mul by a constant) and sequence (Add of a row bias) models."""
+    squeeze-excite (broadcast Mul; its gate's float chain Sub, ReLU6, Mul by constants is a
+    lookup table) and sequence (Add of a row bias) models."""
     graph = load_model(build(spec))
-    program = compile_graph(graph, DEFAULT_CONFIG)
+    config = sized_for(graph, DEFAULT_CONFIG)
+    program = compile_graph(graph, config)
     rng = np.random.default_rng(0)
     x = [rng.integers(0, 256, b.tensor.shape).astype(np.uint8).view(
         np.int8 if b.tensor.signed else np.uint8) for b in graph.inputs]
-    measured = layer_cycles(program, npu_verilog(DEFAULT_CONFIG), x)
+    measured = layer_cycles(program, npu_verilog(config), x)
     assert timing.layer_cycles(program) == measured
 
 

@@ -307,11 +307,16 @@ def _unary(ctx: Context, node: onnx.NodeProto, fn: Fn, name: str | None = None) 
 
 def _scalar(ctx: Context, node: onnx.NodeProto, index: int) -> np.float32 | None:
     value = ctx.value(node, index)
-    if isinstance(value, Constant) and value.value.size == 1:
-        if value.value.dtype != np.float32:
-            raise ctx.error(node, f"constant {node.input[index]!r} must be float32")
-        return F32(value.value.reshape(()))
-    return None
+    if not isinstance(value, Constant):
+        return None
+    if value.value.size != 1:
+        raise ctx.error(node, f"constant {node.input[index]!r} of shape "
+                              f"{list(value.value.shape)} is float and not one value; quantize "
+                              "it (an 8-bit initializer behind DequantizeLinear, as "
+                              "onnxruntime's quantize_static writes it)")
+    if value.value.dtype != np.float32:
+        raise ctx.error(node, f"constant {node.input[index]!r} must be float32")
+    return F32(value.value.reshape(()))
 
 
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
