@@ -310,6 +310,9 @@ def _identity(ctx: Context, node: onnx.NodeProto) -> None:
 
 def _quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
     value = ctx.value(node, 0)
+    if isinstance(value, Constant):
+        ctx.values[node.output[0]] = Constant(_quantize_constant(ctx, node, value.value))
+        return
     attrs = _attrs(node)
     if attrs.get("block_size", 0):
         raise ctx.error(node, "blocked quantization is not supported")
@@ -338,8 +341,46 @@ def _quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
                                       "a standalone requantization is not supported")
             ctx.values[out] = Quantized(t, value.onnx_shape)
         case _:
-            raise ctx.error(node, "can only quantize a float graph input or the float output of "
-                                  "a quantized Conv/Gemm/MatMul/pooling/Add/Concat/layout op")
+            raise ctx.error(node, "can only quantize a float constant (a weight), a float graph "
+                                  "input or the float output of a quantized Conv/Gemm/MatMul/"
+                                  "pooling/Add/Concat/layout op")
+
+
+def _quantize_constant(ctx: Context, node: onnx.NodeProto, x: np.ndarray) -> np.ndarray:
+    """QuantizeLinear of a float constant (a Brevitas weight), folded at load time as ONNX
+    defines it: ``saturate(round_half_even(x / scale) + zero_point)``, float32 divide, per
+    tensor or per ``axis``."""
+    attrs = _attrs(node)
+    scale = ctx.constant(node, 1, "scale")
+    zero_point = ctx.constant(node, 2, "zero point")
+    if x.dtype != np.float32 or scale is None or scale.dtype != np.float32:
+        raise ctx.error(node, "can only quantize a float32 constant with a float32 scale")
+    if attrs.get("block_size", 0):
+        raise ctx.error(node, "blocked quantization is not supported")
+    dtype = np.dtype(np.uint8) if zero_point is None else zero_point.dtype
+    if dtype not in (np.int8, np.uint8, np.int32) or attrs.get("output_dtype", 0) not in (
+            0, onnx.helper.np_dtype_to_tensor_dtype(dtype)):
+        raise ctx.error(node, f"quantizes a constant to {dtype}; only int8, uint8 and int32 "
+                              "constants are supported")
+    axis = int(attrs.get("axis", 1))
+    axis = axis + x.ndim if axis < 0 else axis
+    shape = [1] * x.ndim
+    if scale.size > 1:
+        if not 0 <= axis < x.ndim or scale.shape != (x.shape[axis],):
+            raise ctx.error(node, f"scale of shape {list(scale.shape)} is neither per tensor nor "
+                                  f"per axis {axis} of the constant {list(x.shape)}")
+        shape[axis] = scale.size
+    zp = np.zeros(1, dtype) if zero_point is None else zero_point
+    if zp.size not in (1, scale.size):
+        raise ctx.error(node, f"zero point of shape {list(zp.shape)} does not match its scale "
+                              f"of shape {list(scale.shape)}")
+    info = np.iinfo(dtype)
+    with np.errstate(all="ignore"):
+        q = np.rint(x / scale.reshape(shape if scale.size > 1 else ())).astype(np.float64)
+    q = q + zp.astype(np.float64).reshape(shape if zp.size > 1 else ())
+    if np.isnan(q).any():
+        raise ctx.error(node, "quantizes a NaN")
+    return np.clip(q, info.min, info.max).astype(dtype)
 
 
 def _dequantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
@@ -464,6 +505,15 @@ def _activation(ctx: Context, node: onnx.NodeProto, low: float | None,
     """
     value = ctx.value(node, 0)
     match value:
+        case Constant() if value.value.dtype in (np.int8, np.uint8, np.int32):
+            # A Brevitas 2–7-bit or narrow-range weight: QuantizeLinear → Clip → DequantizeLinear
+            q = value.value
+            info = np.iinfo(q.dtype)
+            lo = int(info.min) if low is None else max(math.ceil(low), int(info.min))
+            hi = int(info.max) if high is None else min(math.floor(high), int(info.max))
+            if lo > hi:
+                raise ctx.error(node, f"bounds [{low}, {high}] leave no values")
+            ctx.values[node.output[0]] = Constant(np.clip(q, lo, hi).astype(q.dtype))
         case Accumulator() | Elementwise():
             lo = low if value.low is None or low is None else max(low, value.low)
             hi = high if value.high is None or high is None else min(high, value.high)
@@ -479,7 +529,8 @@ def _activation(ctx: Context, node: onnx.NodeProto, low: float | None,
             ctx.values[node.output[0]] = value
         case _:
             raise ctx.error(node, "can only follow a quantized convolution, matrix product, "
-                                  "average pool or Add")
+                                  "average pool or Add, an integer constant (a weight) or the "
+                                  "QuantizeLinear of a graph input")
 
 
 def _relu(ctx: Context, node: onnx.NodeProto) -> None:
