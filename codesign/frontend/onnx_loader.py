@@ -14,7 +14,7 @@ import onnx.shape_inference
 
 from codesign import ir
 from codesign.errors import InputError, one_line
-from codesign.frontend import limits
+from codesign.frontend import limits, qonnx
 from codesign.frontend.context import Context
 from codesign.frontend.ops import OPS, op_key
 from codesign.frontend.values import Constant, Dequantized, FloatInput, Quantized
@@ -26,7 +26,7 @@ _QUANTIZATION_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLine
                      "com.microsoft.QGemm", "ConvInteger", "MatMulInteger",
                      "DynamicQuantizeLinear", "com.microsoft.QLinearAdd",
                      "com.microsoft.QLinearAveragePool", "com.microsoft.QLinearGlobalAveragePool",
-                     "com.microsoft.QLinearConcat"}
+                     "com.microsoft.QLinearConcat", *qonnx.OPS}
 
 #: Dynamic quantization's ops, refused with an explanation.
 _INT32_OUTPUT_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}

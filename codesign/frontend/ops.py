@@ -19,7 +19,7 @@ import onnx.helper
 import onnx.numpy_helper
 
 from codesign import ir
-from codesign.frontend import limits
+from codesign.frontend import limits, qonnx
 from codesign.frontend.context import Context, hwc_shape, is_normal_scale, quantize_scalar
 from codesign.frontend.values import (
     Accumulator,
@@ -889,4 +889,6 @@ OPS: dict[str, Handler] = {
     "Transpose": _transpose,
     "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze,
+    # QONNX (Brevitas export_qonnx): Quant, BipolarQuant, Trunc (codesign/frontend/qonnx.py)
+    **qonnx.OPS,
 }
