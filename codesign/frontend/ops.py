@@ -837,6 +837,16 @@ def _reshape(ctx: Context, node: onnx.NodeProto) -> None:
 
 def _transpose(ctx: Context, node: onnx.NodeProto) -> None:
     perm = _attrs(node).get("perm")
+    value = ctx.value(node, 0)
+    if isinstance(value, DequantizedConstant):
+        # A weight transposed after its DequantizeLinear (Brevitas' TorchScript QCDQ and QONNX
+        # QuantLinear without bias: MatMul(x, Transpose(W))); the quantization axis moves along.
+        order = list(range(value.q.ndim))[::-1] if perm is None else list(perm)
+        if sorted(order) != list(range(value.q.ndim)):
+            raise ctx.error(node, f"perm {order} is not a permutation of {value.q.ndim} axes")
+        ctx.values[node.output[0]] = dataclasses.replace(
+            value, q=np.ascontiguousarray(value.q.transpose(order)), axis=order.index(value.axis))
+        return
     _layout(ctx, node, lambda a: a.transpose(perm))
 
 
