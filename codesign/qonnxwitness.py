@@ -81,6 +81,11 @@ def run_qonnx(model: str | os.PathLike[str], feeds: dict[str, np.ndarray]) -> li
         from qonnx.core.onnx_exec import execute_onnx
 
         wrapper = _wrapper(model)
+        names = {i.name for i in wrapper.graph.input} - {i.name for i in
+                                                         wrapper.graph.initializer}
+        if set(feeds) != names:
+            # qonnx's executor silently runs on zeros for an input it is not given.
+            raise ValueError(f"feeds {sorted(feeds)} are not the model's inputs {sorted(names)}")
         outputs = execute_onnx(wrapper, {k: np.asarray(v, np.float32) for k, v in feeds.items()})
         return [outputs[o.name] for o in wrapper.graph.output]
 
