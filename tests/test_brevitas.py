@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from codesign import cli, ir, reference
 from codesign.errors import InputError
 from codesign.frontend import load_model
+from codesign.frontend.qonnx import is_qonnx
 from codesign.opwitness import ort_to_hwc
 from codesign.ortwitness import create_session
 from codesign.perlayer import check_ops
@@ -41,7 +42,7 @@ def _inputs(graph: ir.Graph, count: int, seed: int) -> list[np.ndarray]:
 
 def _reference(path, graph: ir.Graph, x: np.ndarray) -> np.ndarray:
     feeds = {graph.inputs[0].onnx_name: x}
-    if "qonnx" in path.name:
+    if is_qonnx(onnx.load(path)):
         return run_qonnx(path, feeds)[0]
     return create_session(path).run(None, feeds)[0]
 
@@ -242,3 +243,14 @@ def test_verify_on_verilator(capsys, tmp_path, name):
         assert "witness: onnxruntime, exact integer kernels" in out
         assert (rtl_vs_ref, max_lsb) == ("0", "0")
     assert re.search(r"inference 0: \d+ cycles, MAC utilization", out)
+
+
+def test_qonnx_witness_runs_hand_made_model_and_refuses_misnamed_feeds(tmp_path):
+    """qonnx's executor (its one-node models lowered to an IR version onnxruntime runs) agrees
+    with the golden model; a feed under another name is refused, not silently run on zeros."""
+    path = tmp_path / "q.onnx"
+    path.write_bytes(_qonnx_model(_quant(signed=0), []))
+    graph, bad, worst, _ = golden_vs_reference(path)
+    assert (bad, worst) == (0, 0)
+    with pytest.raises(ValueError, match="are not the model's inputs"):
+        run_qonnx(path, {"input": np.zeros((1, 2, 3, 3), np.float32)})
