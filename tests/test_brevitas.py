@@ -254,3 +254,23 @@ def test_qonnx_witness_runs_hand_made_model_and_refuses_misnamed_feeds(tmp_path)
     assert (bad, worst) == (0, 0)
     with pytest.raises(ValueError, match="are not the model's inputs"):
         run_qonnx(path, {"input": np.zeros((1, 2, 3, 3), np.float32)})
+
+
+@pytest.mark.verilator
+def test_verify_qonnx_without_a_working_qonnx_is_one_line_fail(capsys, tmp_path, monkeypatch):
+    """No qonnx (it is a test dependency) or qonnx failing: verify still compares the RTL with the
+    golden model and says FAIL: no witness, without a traceback."""
+    import codesign.qonnxwitness
+
+    def missing(*args, **kwargs):
+        raise ImportError("No module named 'qonnx'")
+
+    monkeypatch.setattr(codesign.qonnxwitness, "qonnx_op_witness", missing)
+    path = tmp_path / "q.onnx"
+    path.write_bytes(_qonnx_model(_quant(signed=0), []))
+    code = cli.main(["verify", str(path), "-o", str(tmp_path / "d"), "--count", "1",
+                     "--per-layer"])
+    out, err = capsys.readouterr()
+    assert code == 1 and not err
+    assert "witness: none: qonnx's executor cannot run the model (No module named 'qonnx')" in out
+    assert re.search(r"FAIL: no witness .* the RTL equals the golden model bit for bit", out)
