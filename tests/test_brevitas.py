@@ -65,9 +65,10 @@ def golden_vs_reference(path, count: int = INPUTS, seed: int = 0
     return graph, bad, worst, runs
 
 
-# -- golden level ---------------------------------------------------------------------------------
+# -- golden level -------------------------------------------------------------------------------
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(w_bits=st.integers(2, 8), a_bits=st.integers(2, 8), in_signed=st.booleans(),
        in_narrow=st.booleans(), per_channel=st.booleans(), narrow=st.booleans(),
        form=st.sampled_from(["qcdq_dynamo", "qcdq_torchscript"]), seed=st.integers(0, 99))
@@ -89,7 +90,7 @@ def test_qcdq_golden_is_onnxruntime_bit_exactly(tmp_path, w_bits, a_bits, in_sig
     assert graph.ops[0].qrange == (0, 2 ** a_bits - 1)       # QuantReLU: unsigned a_bits
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(w_bits=st.integers(2, 8), a_bits=st.integers(2, 8), in_signed=st.booleans(),
        per_channel=st.booleans(), bias=st.booleans(), seed=st.integers(0, 99))
 def test_qonnx_golden_within_one_lsb_of_qonnx_per_op(tmp_path_factory, w_bits, a_bits,
@@ -140,7 +141,7 @@ def test_ternary_weights(tmp_path):
                if isinstance(op, ir.Conv))
 
 
-# -- QONNX refusals (hand-made nodes: what Brevitas writes, one attribute changed) ------------------
+# -- QONNX refusals (hand-made nodes: what Brevitas writes, one attribute changed) --------------
 
 def _qonnx_model(node: onnx.NodeProto, inits: list[onnx.TensorProto]) -> bytes:
     """x → Quant(4-bit) → Conv 1×1 → <node> with the node's float output as graph output."""
@@ -199,7 +200,7 @@ def test_qonnx_refusals_say_why(node, inits, match):
     assert "\n" not in str(e.value)
 
 
-# -- RTL: each model end to end through `codesign verify` on Verilator --------------------------------
+# -- RTL: each model end to end through `codesign verify` on Verilator ---------------------------
 
 def _verify(capsys, path, outdir) -> tuple[str, list[str]]:
     code = cli.main(["verify", str(path), "-o", str(outdir), "--count", "4"])
