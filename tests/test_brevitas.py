@@ -71,15 +71,17 @@ def golden_vs_reference(path, count: int = INPUTS, seed: int = 0
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(w_bits=st.integers(2, 8), a_bits=st.integers(2, 8), in_signed=st.booleans(),
        in_narrow=st.booleans(), per_channel=st.booleans(), narrow=st.booleans(),
-       form=st.sampled_from(["qcdq_dynamo", "qcdq_torchscript"]), seed=st.integers(0, 99))
+       form=st.sampled_from(["qcdq_dynamo", "qcdq_torchscript"]), seed=st.integers(0, 99),
+       channels=st.tuples(st.integers(1, 9), st.integers(1, 12)))
 def test_qcdq_golden_is_onnxruntime_bit_exactly(tmp_path, w_bits, a_bits, in_signed, in_narrow,
-                                                per_channel, narrow, form, seed):
+                                                per_channel, narrow, form, seed, channels):
     """2–8-bit weights and activations, signed/unsigned narrow/full-range input, per-tensor and
     per-channel weights, with an Int32 bias where the exporter supports one (Brevitas' dynamo
     QCDQ exporter refuses quantized biases)."""
     bias = form == "qcdq_torchscript"
     model = bg.cnn(seed, w_bits=w_bits, a_bits=a_bits, in_signed=in_signed,
-                   in_narrow=in_narrow, per_channel=per_channel, narrow=narrow, bias=bias)
+                   in_narrow=in_narrow, per_channel=per_channel, narrow=narrow, bias=bias,
+                   channels=channels)
     path = bg.export(model, form, tmp_path / f"m_{form}_{seed}.onnx")
     graph, bad, worst, _ = golden_vs_reference(path, seed=seed)
     assert (bad, worst) == (0, 0)
@@ -92,13 +94,15 @@ def test_qcdq_golden_is_onnxruntime_bit_exactly(tmp_path, w_bits, a_bits, in_sig
 
 @settings(max_examples=3, deadline=None)
 @given(w_bits=st.integers(2, 8), a_bits=st.integers(2, 8), in_signed=st.booleans(),
-       per_channel=st.booleans(), bias=st.booleans(), seed=st.integers(0, 99))
+       per_channel=st.booleans(), bias=st.booleans(), seed=st.integers(0, 99),
+       channels=st.tuples(st.integers(1, 9), st.integers(1, 12)))
 def test_qonnx_golden_within_one_lsb_of_qonnx_per_op(tmp_path_factory, w_bits, a_bits,
-                                                     in_signed, per_channel, bias, seed):
+                                                     in_signed, per_channel, bias, seed,
+                                                     channels):
     """QONNX: every op within 1 LSB of qonnx's float execution on the same inputs; the
     end-to-end difference is what those steps become downstream (measured, reported)."""
     path = bg.export(bg.cnn(seed, w_bits=w_bits, a_bits=a_bits, in_signed=in_signed,
-                            per_channel=per_channel, bias=bias),
+                            per_channel=per_channel, bias=bias, channels=channels),
                      "qonnx_torchscript", tmp_path_factory.mktemp("q") / "m_qonnx.onnx")
     graph, _, _, runs = golden_vs_reference(path, count=4, seed=seed)
     witness = qonnx_op_witness(path, graph, runs)
@@ -134,7 +138,7 @@ def test_binary_weights_map_to_plus_minus_one(tmp_path):
 
 
 def test_ternary_weights(tmp_path):
-    path = bg.export(bg.cnn(1, w_bits=2, a_bits=8), "qcdq_dynamo", tmp_path / "t.onnx")
+    path = bg.export(bg.cnn(1, w_bits=2, a_bits=8), "qcdq_torchscript", tmp_path / "t.onnx")
     graph, bad, worst, _ = golden_vs_reference(path)
     assert (bad, worst) == (0, 0)
     assert all(set(np.unique(op.weight).tolist()) <= {-1, 0, 1} for op in graph.ops
