@@ -71,6 +71,24 @@ def cnn(seed: int = 0, *, w_bits: int = 4, a_bits: int = 4, in_bits: int | None 
     ), seed)
 
 
+def shifted_cnn(seed: int = 0) -> nn.Module:
+    """Asymmetric activations (Brevitas' ``ShiftedUint8ActPerTensorFloat``: uint8 with a zero
+    point) of 6 and 5 bits, then a 4-bit ReLU, on the same layers as :func:`cnn`."""
+    qnn, quant = _brevitas()
+    torch.manual_seed(seed)
+    shifted = dict(act_quant=quant.ShiftedUint8ActPerTensorFloat, return_quant_tensor=True)
+    return _calibrate(nn.Sequential(
+        qnn.QuantIdentity(bit_width=6, **shifted),
+        qnn.QuantConv2d(1, 4, 3, weight_bit_width=5, bias=False),
+        qnn.QuantIdentity(bit_width=5, **shifted),
+        qnn.QuantConv2d(4, 8, 3, stride=2, weight_bit_width=4, bias=False),
+        qnn.QuantReLU(bit_width=4, return_quant_tensor=True),
+        nn.Flatten(),
+        qnn.QuantLinear(8 * 4 * 4, 10, weight_bit_width=4, bias=False),
+        qnn.QuantIdentity(bit_width=8),
+    ), seed)
+
+
 def binary_mlp(seed: int = 0) -> nn.Module:
     """Binary (±1) weights, 4-bit activations: ``QuantIdentity → QuantLinear → QuantReLU →
     QuantLinear → QuantIdentity(8)`` on the flattened input."""

@@ -137,6 +137,16 @@ def test_binary_weights_map_to_plus_minus_one(tmp_path):
     assert all(c.compared and c.max_lsb <= c.bound for c in checks), checks
 
 
+@pytest.mark.parametrize("form", ["qcdq_torchscript", "qonnx_torchscript"])
+def test_asymmetric_activations(tmp_path, form):
+    """uint8 activations with a zero point, 2–7 bits: clamp [0, 2^b − 1] around it."""
+    path = bg.export(bg.shifted_cnn(4), form, tmp_path / f"s_{form}.onnx")
+    graph, bad, worst, _ = golden_vs_reference(path)
+    assert (bad, worst) == (0, 0)
+    assert graph.inputs[0].clamp == (0, 63) and graph.inputs[0].tensor.zero_point != 0
+    assert graph.ops[0].qrange == (0, 31) and graph.ops[0].y.zero_point != 0
+
+
 def test_ternary_weights(tmp_path):
     path = bg.export(bg.cnn(1, w_bits=2, a_bits=8), "qcdq_torchscript", tmp_path / "t.onnx")
     graph, bad, worst, _ = golden_vs_reference(path)
