@@ -76,6 +76,14 @@ def open_witness(model: str | os.PathLike[str] | bytes) -> Witness:
         return Witness(create_session(source), True, "onnxruntime, exact integer kernels")
     except Exception as exact_error:  # ORT raises its own pybind types (Fail, InvalidGraph, ...)
         reason = one_line(exact_error, REASON_CHARS)
+    unshared = unshare_initializers(source)
+    if unshared is not None:
+        try:
+            return Witness(create_session(unshared), True, "onnxruntime, exact integer kernels "
+                                                           "(on the model with its shared "
+                                                           "initializers copied per use)")
+        except Exception:
+            pass
     try:
         session = ort.InferenceSession(source, _options(False),
                                        providers=["CPUExecutionProvider"])
@@ -112,3 +120,39 @@ def quantize_linear(x: np.ndarray, scale: np.float32, zero_point: int,
     session = ort.InferenceSession(model.SerializeToString(), _options(False),
                                    providers=["CPUExecutionProvider"])
     return session.run(None, {"x": x})[0]
+
+
+def unshare_initializers(model: str | bytes) -> bytes | None:
+    """``model`` with every initializer that several node inputs read copied once per use (the
+    same computation), or ``None`` when none is shared or the model cannot be read.
+
+    onnxruntime 1.31's QDQ fusion fails to create the exact-kernel session of some models whose
+    DequantizeLinear/Clip nodes share a scale or zero point initializer ("Attempt to replace the
+    existing tensor" in ``AddInitializerWithOrtValue``; Brevitas' TorchScript QCDQ exporter
+    shares them); with a copy per use it builds the session.
+    """
+    try:
+        proto = (onnx.load_model_from_string(model) if isinstance(model, bytes)
+                 else onnx.load(model))
+    except Exception:
+        return None
+    initializers = {i.name: i for i in proto.graph.initializer}
+    uses: dict[str, int] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            if name in initializers:
+                uses[name] = uses.get(name, 0) + 1
+    if all(n == 1 for n in uses.values()):
+        return None
+    seen: dict[str, int] = {}
+    for node in proto.graph.node:
+        for j, name in enumerate(node.input):
+            if uses.get(name, 0) > 1:
+                seen[name] = seen.get(name, 0) + 1
+                if seen[name] > 1:
+                    copy = onnx.TensorProto()
+                    copy.CopyFrom(initializers[name])
+                    copy.name = f"{name}__use{seen[name]}"
+                    proto.graph.initializer.append(copy)
+                    node.input[j] = copy.name
+    return proto.SerializeToString()

@@ -22,7 +22,7 @@ from codesign.errors import InputError
 from codesign.frontend import load_model
 from codesign.frontend.qonnx import is_qonnx
 from codesign.opwitness import ort_to_hwc
-from codesign.ortwitness import create_session
+from codesign.ortwitness import create_session, open_witness
 from codesign.perlayer import check_ops
 from codesign.qonnxwitness import BOUND_LSB, qonnx_op_witness, run_qonnx
 
@@ -40,11 +40,15 @@ def _inputs(graph: ir.Graph, count: int, seed: int) -> list[np.ndarray]:
             for _ in range(count)]
 
 
-def _reference(path, graph: ir.Graph, x: np.ndarray) -> np.ndarray:
-    feeds = {graph.inputs[0].onnx_name: x}
+def _reference(path, graph: ir.Graph):
+    """The reference's run on one float input: qonnx's executor for QONNX, else onnxruntime's
+    exact-kernel session (as ``verify`` opens it)."""
+    name = graph.inputs[0].onnx_name
     if is_qonnx(onnx.load(path)):
-        return run_qonnx(path, feeds)[0]
-    return create_session(path).run(None, feeds)[0]
+        return lambda x: run_qonnx(path, {name: x})[0]
+    witness = open_witness(path)
+    assert witness.exact, witness.note
+    return lambda x: witness.session.run(None, {name: x})[0]
 
 
 def golden_vs_reference(path, count: int = INPUTS, seed: int = 0
@@ -53,13 +57,13 @@ def golden_vs_reference(path, count: int = INPUTS, seed: int = 0
     differ, max |Δ| in output LSB, the golden runs)."""
     graph = load_model(path)
     out = graph.outputs[0]
+    run = _reference(path, graph)
     bad = worst = 0
     runs = []
     for x in _inputs(graph, count, seed):
         values = reference.run(graph, [graph.inputs[0].quantize(x)])
         runs.append(values)
-        delta = np.abs(values[out.tensor.name].astype(np.int64)
-                       - ort_to_hwc(out.tensor, _reference(path, graph, x)))
+        delta = np.abs(values[out.tensor.name].astype(np.int64) - ort_to_hwc(out.tensor, run(x)))
         bad += int(np.count_nonzero(delta))
         worst = max(worst, int(delta.max()))
     return graph, bad, worst, runs
@@ -145,6 +149,20 @@ def test_asymmetric_activations(tmp_path, form):
     assert (bad, worst) == (0, 0)
     assert graph.inputs[0].clamp == (0, 63) and graph.inputs[0].tensor.zero_point != 0
     assert graph.ops[0].qrange == (0, 31) and graph.ops[0].y.zero_point != 0
+
+
+def test_shared_initializers_get_the_exact_kernels(tmp_path):
+    """A Brevitas TorchScript QCDQ export whose shared scale/zero-point initializers make
+    onnxruntime 1.31's exact-kernel session fail; with a copy per use it builds (the witness that
+    ``verify`` opens) and the golden model is bit-exact with it."""
+    path = bg.export(bg.cnn(587, w_bits=8, a_bits=8, in_signed=False, narrow=True, bias=True,
+                            channels=(2, 4)), "qcdq_torchscript", tmp_path / "shared.onnx")
+    with pytest.raises(Exception, match="AddInitializerWithOrtValue"):
+        create_session(path)
+    assert open_witness(path).note.endswith("(on the model with its shared initializers copied "
+                                            "per use)")
+    _, bad, worst, _ = golden_vs_reference(path)
+    assert (bad, worst) == (0, 0)
 
 
 def test_ternary_weights(tmp_path):
