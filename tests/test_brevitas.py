@@ -307,3 +307,13 @@ def test_verify_qonnx_without_a_working_qonnx_is_one_line_fail(capsys, tmp_path,
     assert code == 1 and not err
     assert "witness: none: qonnx's executor cannot run the model (No module named 'qonnx')" in out
     assert re.search(r"FAIL: no witness .* the RTL equals the golden model bit for bit", out)
+
+
+def test_qonnx_weight_zero_point_must_fit_its_type():
+    model = onnx.load_model_from_string(_qonnx_model(_quant(), []))
+    weight_quant = next(n for n in model.graph.node if n.output[0] == "wq")
+    weight_quant.input[2] = "z300"
+    model.graph.initializer.append(onnx.helper.make_tensor("z300", onnx.TensorProto.FLOAT, [],
+                                                           [300.0]))
+    with pytest.raises(InputError, match=r"zero point \[300.0\] does not fit the int8"):
+        load_model(model.SerializeToString())

@@ -159,6 +159,10 @@ def _quant_constant(ctx: Context, node: onnx.NodeProto, x: np.ndarray, scale: np
         raise ctx.error(node, f"a {bits}-bit {'signed' if signed else 'unsigned'} constant is "
                               "neither a 2–8-bit weight nor a signed ≤ 32-bit bias")
     dtype = np.int32 if bits > 8 else np.int8 if signed else np.uint8
+    info = np.iinfo(dtype)
+    if np.any(zero_point < info.min) or np.any(zero_point > info.max):
+        raise ctx.error(node, f"zero point {zero_point.reshape(-1)[:4].tolist()} does not fit "
+                              f"the {np.dtype(dtype).name} it quantizes to")
     scales, axis = _per_axis(ctx, node, scale, x.shape, "scale")
     zps, zp_axis = _per_axis(ctx, node, zero_point, x.shape, "zero point")
     if zp_axis is not None and zp_axis != axis:
@@ -205,7 +209,8 @@ def _quant_activation(ctx: Context, node: onnx.NodeProto, value: object, scale: 
             if (scale, zero_point, signed) != (t.scale, t.zero_point, t.signed):
                 raise ctx.error(node, f"requantizes {t.name!r} to another scale/zero point; a "
                                       "standalone requantization is not supported")
-            ctx.narrow_producer(node, value, bounds[0], bounds[1])
+            if clamp is not None:       # the same quantization again: nothing to do
+                ctx.narrow_producer(node, value, bounds[0], bounds[1])
         case _:
             raise ctx.error(node, "can only quantize a float constant (a weight or bias), a "
                                   "float graph input or the float output of a Conv/Gemm/MatMul/"
