@@ -355,6 +355,8 @@ def _quantize_constant(ctx: Context, node: onnx.NodeProto, x: np.ndarray) -> np.
     zero_point = ctx.constant(node, 2, "zero point")
     if x.dtype != np.float32 or scale is None or scale.dtype != np.float32:
         raise ctx.error(node, "can only quantize a float32 constant with a float32 scale")
+    if not is_normal_scale(scale):
+        raise ctx.error(node, "scales must be positive, finite, normal float32 values")
     if attrs.get("block_size", 0):
         raise ctx.error(node, "blocked quantization is not supported")
     dtype = np.dtype(np.uint8) if zero_point is None else zero_point.dtype
