@@ -304,13 +304,13 @@ def _per_layer_table(graph, golden_runs, result, ort_ops) -> None:
     print(format_layers(chosen[1]))
 
 
-def _output_table(graph, result, golden, ort_outputs) -> int:
-    """Print RTL vs golden model and vs onnxruntime per graph output; returns the number of
-    RTL elements that differ from the golden model."""
+def _output_table(graph, result, golden, ort_outputs, label: str = "ORT") -> int:
+    """Print RTL vs golden model and vs the witness (onnxruntime; ``label`` names another) per
+    graph output; returns the number of RTL elements that differ from the golden model."""
     from .opwitness import ort_to_hwc
 
     header = (f"{'output':<24} {'shape':<16} {'elements':>9} {'RTL≠golden':>11} "
-              f"{'RTL≠ORT':>8} {'max|Δ| LSB':>10}")
+              f"{'RTL≠' + label:>8} {'max|Δ| LSB':>10}")
     print(header)
     print("-" * len(header))
     total = 0
@@ -346,33 +346,62 @@ def _ort_runs(session, graph, raw: list[np.ndarray]) -> list[list[np.ndarray]]:
     return per_inference
 
 
-def _verdict(n: int, rtl_vs_golden: int, witness, checks) -> bool:
+def _verdict(n: int, rtl_vs_golden: int, witness, checks, name: str = "onnxruntime") -> bool:
     """Print the verdict line; PASS only when the RTL equals the golden model and every golden
-    op is within its documented bound of onnxruntime's kernel for it on the same inputs."""
+    op is within its documented bound of the witness (onnxruntime's kernel for it, or ``name``)
+    on the same inputs."""
     from .perlayer import format_checks
 
     if not witness.exact:
         print(f"op witness: {witness.note}")
-    off = format_checks(checks)
+    off = format_checks(checks, name)
     if off:
         print(off)
     if rtl_vs_golden:
         print(f"FAIL: {rtl_vs_golden} output element(s) of the RTL differ from the golden model")
     elif not any(c.compared for c in checks):
         print(f"FAIL: no witness ({witness.note}); the RTL equals the golden model bit for bit "
-              f"on {n} inference(s), but the golden model is not checked against onnxruntime")
+              f"on {n} inference(s), but the golden model is not checked against {name}")
     elif off:
         print(f"FAIL: {off.count(chr(10)) + 1} op(s) of the golden model are not within their "
-              "documented bound of onnxruntime (docs/arithmetic.md)")
+              f"documented bound of {name} (docs/arithmetic.md)")
     else:
         print(f"PASS: {n} inference(s) bit-exact on the RTL; every op within its documented "
-              "bound of onnxruntime")
+              f"bound of {name}")
         return True
     return False
 
 
+def _qonnx_witness(model: Path, graph, golden_runs, raw) -> tuple:
+    """verify's witness of a QONNX model, which onnxruntime cannot run: qonnx's executor, per
+    op and end to end (:mod:`codesign.qonnxwitness`)."""
+    from .errors import one_line
+    from .opwitness import OpWitness
+    from .ortwitness import REASON_CHARS, Witness
+    from .perlayer import check_ops
+
+    try:
+        from .qonnxwitness import BOUND_LSB, NOTE, qonnx_op_witness, run_qonnx
+
+        ops = qonnx_op_witness(model, graph, golden_runs)
+        outputs = [run_qonnx(model, {graph.inputs[0].onnx_name: x}) for x in raw]
+    # No qonnx (a test dependency), or qonnx failing on the model: no witness, no traceback.
+    except Exception as error:
+        note = (f"qonnx's executor cannot run the model ({one_line(error, REASON_CHARS)}); "
+                "onnxruntime cannot run QONNX's custom ops either (install qonnx==1.0.0 with "
+                "pip's --no-deps, see requirements-nodeps.txt)")
+        print(f"witness: none: {note}")
+        ops = OpWitness([{} for _ in golden_runs], Witness(None, True, note))
+        return ops, check_ops(graph, golden_runs, ops.outputs), None
+    print(f"witness: {NOTE}")
+    return ops, check_ops(graph, golden_runs, ops.outputs, BOUND_LSB), outputs
+
+
 def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
            count: int, seed: int, per_layer: bool = False) -> int:
+    import onnx
+
+    from .frontend.qonnx import is_qonnx
     from .opwitness import op_witness
     from .ortwitness import open_witness
     from .perlayer import check_ops
@@ -396,6 +425,15 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
         batch = [[graph.inputs[0].quantize(x)] for x in raw]
     result, golden_runs = _simulate(design, batch, all_tensors=per_layer)
     _print_cycles(design, result)
+    if is_qonnx(onnx.load(model, load_external_data=False)):
+        ops, checks, outputs = _qonnx_witness(model, graph, golden_runs, raw)
+        if per_layer:
+            _per_layer_table(graph, golden_runs, result, ops.outputs)
+            print("(op≠ORT* here: the golden op vs qonnx's executor of its nodes alone)")
+        rtl_vs_golden = _output_table(graph, result, _outputs(graph, golden_runs), outputs,
+                                      "qonnx")
+        return 0 if _verdict(len(raw), rtl_vs_golden, ops.witness, checks,
+                             "qonnx's executor") else 1
     # Every op of the golden model against onnxruntime's kernel for it, on the same inputs.
     ops = op_witness(model, graph, golden_runs)
     checks = check_ops(graph, golden_runs, ops.outputs)

@@ -357,12 +357,17 @@ class IOBinding:
     NPU (a fixed batch on a graph that is not row-wise; ``onnx_shape[0]`` is then 1). A fixed
     batch of a row-wise graph (``[N, K]`` through matrix products) is N rows of one inference
     instead, and ``batch`` is 1.
+
+    ``clamp`` narrows an input's integer range below its 8-bit type's (a Brevitas/QONNX 2–7-bit
+    input quantizer: QuantizeLinear → Clip(lo, hi), or a QONNX ``Quant``); ``None``: the whole
+    type.
     """
     onnx_name: str
     onnx_shape: tuple[int, ...]
     is_float: bool
     tensor: Tensor
     batch: int = 1
+    clamp: tuple[int, int] | None = None
 
     @property
     def model_shape(self) -> tuple[int, ...]:
@@ -383,13 +388,16 @@ class IOBinding:
         return y.reshape(self.onnx_shape)
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
-        """ONNX input values → integer HWC tensor (QuantizeLinear: x/scale, RNE, +zp, saturate)."""
+        """ONNX input values → integer HWC tensor (QuantizeLinear: x/scale, RNE, +zp, saturate;
+        then :attr:`clamp`)."""
         x = np.asarray(x)
-        if not self.is_float:
-            return self.to_hwc(x.astype(self.tensor.numpy_dtype))
         t = self.tensor
+        lo, hi = self.clamp if self.clamp is not None else (t.qmin, t.qmax)
+        if not self.is_float:
+            q = x.astype(t.numpy_dtype)
+            return self.to_hwc(q if self.clamp is None else np.clip(q, lo, hi).astype(q.dtype))
         q = np.rint(x.astype(np.float32) / np.float32(t.scale)).astype(np.float64) + t.zero_point
-        return self.to_hwc(np.clip(q, t.qmin, t.qmax).astype(t.numpy_dtype))
+        return self.to_hwc(np.clip(q, lo, hi).astype(t.numpy_dtype))
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         """Integer HWC tensor → ONNX output values (DequantizeLinear when the output is float)."""

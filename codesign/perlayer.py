@@ -71,9 +71,12 @@ def _delta(golden: np.ndarray, ort: np.ndarray) -> np.ndarray:
 
 
 def check_ops(graph: ir.Graph, golden: list[dict[str, np.ndarray]],
-              ort: list[dict[str, np.ndarray]]) -> list[OpCheck]:
+              ort: list[dict[str, np.ndarray]],
+              bounds: dict[ir.OpKind, int] | None = None) -> list[OpCheck]:
     """Per op of ``graph``: the golden op vs onnxruntime's kernel for it alone on the same
-    inputs, over the inferences (golden tensors and onnxruntime's op outputs, by name)."""
+    inputs, over the inferences (golden tensors and onnxruntime's op outputs, by name).
+    ``bounds`` replaces :data:`ORT_BOUND_LSB` for another witness (qonnx's executor)."""
+    bounds = ORT_BOUND_LSB if bounds is None else bounds
     checks = []
     for op in graph.ops:
         compared = mismatches = max_lsb = 0
@@ -84,23 +87,23 @@ def check_ops(graph: ir.Graph, golden: list[dict[str, np.ndarray]],
             compared += 1
             mismatches += int(np.count_nonzero(delta))
             max_lsb = max(max_lsb, int(delta.max(initial=0)))
-        checks.append(OpCheck(op.name, op.kind.value, ORT_BOUND_LSB[op.kind], compared,
+        checks.append(OpCheck(op.name, op.kind.value, bounds[op.kind], compared,
                               mismatches, max_lsb))
     return checks
 
 
-def format_checks(checks: list[OpCheck]) -> str:
-    """The ops that are not within their bound of onnxruntime, one line each (empty if none)."""
+def format_checks(checks: list[OpCheck], witness: str = "onnxruntime") -> str:
+    """The ops that are not within their bound of the witness, one line each (empty if none)."""
     lines = []
     for c in checks:
         if c.within_bound:
             continue
         if not c.compared:
-            lines.append(f"op {c.layer} ({c.kind}): onnxruntime could not run it alone, so it "
+            lines.append(f"op {c.layer} ({c.kind}): {witness} could not run it alone, so it "
                          "is not checked")
         else:
             lines.append(f"op {c.layer} ({c.kind}): {c.mismatches} element(s) differ from "
-                         f"onnxruntime on its own inputs, up to {c.max_lsb} LSB (bound "
+                         f"{witness} on its own inputs, up to {c.max_lsb} LSB (bound "
                          f"{c.bound})")
     return "\n".join(lines)
 

@@ -237,8 +237,10 @@ class Context:
                                     | ir.Lut)
                       and op.y is t), None)
         if index is None:
+            if self.narrow_input(node, value, low, high):
+                return
             raise self.error(node, "can only follow a convolution, matrix product, average pool, "
-                                   "Add, Sub or Mul")
+                                   "Add, Sub or Mul, or the QuantizeLinear of a graph input")
         op = self.ops[index]
         assert isinstance(op, ir.Conv | ir.AvgPool | ir.Add | ir.Mul | ir.ConvTranspose | ir.Lut)
         readers = {node.input[0], t.name}
@@ -255,3 +257,28 @@ class Context:
         hi = hi if high is None else min(hi, high)
         self.ops[index] = dataclasses.replace(
             op, clamp=None if (lo, hi) == (t.qmin, t.qmax) else (lo, hi))
+
+    def narrow_input(self, node: onnx.NodeProto, value: Quantized | Dequantized,
+                     low: int | None, high: int | None) -> bool:
+        """Fold a Clip on a graph input's 8-bit tensor (a Brevitas 2–7-bit input quantizer,
+        ``QuantizeLinear → Clip(lo, hi) → DequantizeLinear``) into the input's clamp; whether
+        ``value`` is a graph input's tensor.
+
+        Only sound when nothing else reads the unclamped tensor.
+        """
+        t = value.tensor
+        name, binding = next(((n, b) for n, b in self.inputs.items()
+                              if b is not None and b.tensor is t), (None, None))
+        if binding is None or name is None:
+            return False
+        if self.uses[node.input[0]] != 1 or any(r is t for o in self.ops
+                                                for r in ir.op_inputs(o)):
+            raise self.error(node, "the tensor before it is also used elsewhere; cannot fuse")
+        lo, hi = binding.clamp if binding.clamp is not None else (t.qmin, t.qmax)
+        lo = lo if low is None else max(lo, low)
+        hi = hi if high is None else min(hi, high)
+        if lo > hi:
+            raise self.error(node, f"its bounds leave no values of input {name!r}")
+        self.inputs[name] = dataclasses.replace(
+            binding, clamp=None if (lo, hi) == (t.qmin, t.qmax) else (lo, hi))
+        return True

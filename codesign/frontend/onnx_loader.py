@@ -15,7 +15,7 @@ import onnx.shape_inference
 
 from codesign import ir
 from codesign.errors import InputError, one_line
-from codesign.frontend import limits
+from codesign.frontend import limits, qonnx
 from codesign.frontend.context import Context
 from codesign.frontend.layout1d import channels_first_tensors
 from codesign.frontend.ops import OPS, op_key
@@ -30,7 +30,7 @@ _QUANTIZATION_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLine
                      "DynamicQuantizeLinear", "com.microsoft.QLinearAdd",
                      "com.microsoft.QLinearAveragePool", "com.microsoft.QLinearGlobalAveragePool",
                      "com.microsoft.QLinearConcat", "com.microsoft.QLinearSigmoid",
-                     "com.microsoft.QLinearLeakyRelu", "com.microsoft.QLinearMul"}
+                     "com.microsoft.QLinearLeakyRelu", "com.microsoft.QLinearMul", *qonnx.OPS}
 
 #: Dynamic quantization's ops, refused with an explanation.
 _INT32_OUTPUT_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}

@@ -19,7 +19,7 @@ import onnx.helper
 import onnx.numpy_helper
 
 from codesign import ir
-from codesign.frontend import limits, lut
+from codesign.frontend import limits, lut, qonnx
 from codesign.frontend.binary import qdq_binary, qlinear_binary
 from codesign.frontend.context import Context, hwc_shape, is_normal_scale, quantize_scalar
 from codesign.frontend.values import (
@@ -356,6 +356,9 @@ def _identity(ctx: Context, node: onnx.NodeProto) -> None:
 
 def _quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
     value = ctx.value(node, 0)
+    if isinstance(value, Constant):
+        ctx.values[node.output[0]] = Constant(_quantize_constant(ctx, node, value.value))
+        return
     attrs = _attrs(node)
     if attrs.get("block_size", 0):
         raise ctx.error(node, "blocked quantization is not supported")
@@ -392,8 +395,48 @@ def _quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
         case lut.FloatFunction():
             ctx.values[out] = lut.lut_after_quantize(ctx, node, value, scale, zero_point, signed)
         case _:
-            raise ctx.error(node, "can only quantize a float graph input or the float output of "
-                                  "a quantized Conv/Gemm/MatMul/pooling/Add/Concat/layout op")
+            raise ctx.error(node, "can only quantize a float constant (a weight), a float graph "
+                                  "input or the float output of a quantized Conv/Gemm/MatMul/"
+                                  "pooling/Add/Concat/layout op")
+
+
+def _quantize_constant(ctx: Context, node: onnx.NodeProto, x: np.ndarray) -> np.ndarray:
+    """QuantizeLinear of a float constant (a Brevitas weight), folded at load time as ONNX
+    defines it: ``saturate(round_half_even(x / scale) + zero_point)``, float32 divide, per
+    tensor or per ``axis``."""
+    attrs = _attrs(node)
+    scale = ctx.constant(node, 1, "scale")
+    zero_point = ctx.constant(node, 2, "zero point")
+    if x.dtype != np.float32 or scale is None or scale.dtype != np.float32:
+        raise ctx.error(node, "can only quantize a float32 constant with a float32 scale")
+    if not is_normal_scale(scale):
+        raise ctx.error(node, "scales must be positive, finite, normal float32 values")
+    if attrs.get("block_size", 0):
+        raise ctx.error(node, "blocked quantization is not supported")
+    dtype = np.dtype(np.uint8) if zero_point is None else zero_point.dtype
+    if dtype not in (np.int8, np.uint8, np.int32) or attrs.get("output_dtype", 0) not in (
+            0, onnx.helper.np_dtype_to_tensor_dtype(dtype)):
+        raise ctx.error(node, f"quantizes a constant to {dtype}; only int8, uint8 and int32 "
+                              "constants are supported")
+    axis = int(attrs.get("axis", 1))
+    axis = axis + x.ndim if axis < 0 else axis
+    shape = [1] * x.ndim
+    if scale.size > 1:
+        if not 0 <= axis < x.ndim or scale.shape != (x.shape[axis],):
+            raise ctx.error(node, f"scale of shape {list(scale.shape)} is neither per tensor nor "
+                                  f"per axis {axis} of the constant {list(x.shape)}")
+        shape[axis] = scale.size
+    zp = np.zeros(1, dtype) if zero_point is None else zero_point
+    if zp.size not in (1, scale.size):
+        raise ctx.error(node, f"zero point of shape {list(zp.shape)} does not match its scale "
+                              f"of shape {list(scale.shape)}")
+    info = np.iinfo(dtype)
+    with np.errstate(all="ignore"):
+        q = np.rint(x / scale.reshape(shape if scale.size > 1 else ())).astype(np.float64)
+    q = q + zp.astype(np.float64).reshape(shape if zp.size > 1 else ())
+    if np.isnan(q).any():
+        raise ctx.error(node, "quantizes a NaN")
+    return np.clip(q, info.min, info.max).astype(dtype)
 
 
 def _dequantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
@@ -518,6 +561,15 @@ def _activation(ctx: Context, node: onnx.NodeProto, low: float | None,
     """
     value = ctx.value(node, 0)
     match value:
+        case Constant() if value.value.dtype in (np.int8, np.uint8, np.int32):
+            # A Brevitas 2–7-bit or narrow-range weight: QuantizeLinear → Clip → DequantizeLinear
+            q = value.value
+            info = np.iinfo(q.dtype)
+            lo = int(info.min) if low is None else max(math.ceil(low), int(info.min))
+            hi = int(info.max) if high is None else min(math.floor(high), int(info.max))
+            if lo > hi:
+                raise ctx.error(node, f"bounds [{low}, {high}] leave no values")
+            ctx.values[node.output[0]] = Constant(np.clip(q, lo, hi).astype(q.dtype))
         case Accumulator() | Elementwise():
             lo = low if value.low is None or low is None else max(low, value.low)
             hi = high if value.high is None or high is None else min(high, value.high)
@@ -535,7 +587,8 @@ def _activation(ctx: Context, node: onnx.NodeProto, low: float | None,
             lut.relu_or_clip(ctx, node, low, high)
         case _:
             raise ctx.error(node, "can only follow a quantized convolution, matrix product, "
-                                  "average pool or Add")
+                                  "average pool or Add, an integer constant (a weight) or the "
+                                  "QuantizeLinear of a graph input")
 
 
 def _relu(ctx: Context, node: onnx.NodeProto) -> None:
@@ -903,6 +956,16 @@ def _reshape(ctx: Context, node: onnx.NodeProto) -> None:
 
 def _transpose(ctx: Context, node: onnx.NodeProto) -> None:
     perm = _attrs(node).get("perm")
+    value = ctx.value(node, 0)
+    if isinstance(value, DequantizedConstant):
+        # A weight transposed after its DequantizeLinear (Brevitas' TorchScript QCDQ and QONNX
+        # QuantLinear without bias: MatMul(x, Transpose(W))); the quantization axis moves along.
+        order = list(range(value.q.ndim))[::-1] if perm is None else list(perm)
+        if sorted(order) != list(range(value.q.ndim)):
+            raise ctx.error(node, f"perm {order} is not a permutation of {value.q.ndim} axes")
+        ctx.values[node.output[0]] = dataclasses.replace(
+            value, q=np.ascontiguousarray(value.q.transpose(order)), axis=order.index(value.axis))
+        return
     _layout(ctx, node, lambda a: a.transpose(perm))
 
 
@@ -963,6 +1026,8 @@ OPS: dict[str, Handler] = {
     # (codesign/frontend/lut.py; Add/Sub/Mul/Div, Relu and Clip above hand float functions
     # to it)
     **lut.HANDLERS,
+    # QONNX (Brevitas export_qonnx): Quant, BipolarQuant, Trunc (codesign/frontend/qonnx.py)
+    **qonnx.OPS,
 }
 
 # Padding and upsampling (Pad, Resize, ConvTranspose) live in their own module, which uses the
