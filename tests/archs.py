@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["mobilenet_v2", "mobilenet_v3_small"]
+__all__ = ["UNet", "mobilenet_v2", "mobilenet_v3_small"]
 
 
 def _seed_batchnorm(module: nn.Module, generator: torch.Generator) -> None:
@@ -129,3 +129,26 @@ def mobilenet_v3_small(seed: int = 0, classes: int = 10) -> nn.Module:
         nn.Linear(96, 64), hs(), nn.Linear(64, classes))
     _seed_batchnorm(model, generator)
     return model.eval()
+
+
+class UNet(nn.Module):
+    """A two-level UNet: Conv+ReLU (the skip), MaxPool, Conv+ReLU, ×2 upsampling (``"resize"``:
+    nearest ``Upsample``; ``"convtranspose"``: a 2×2 stride-2 ``ConvTranspose2d``), padded on the
+    bottom and right to the skip's size (odd inputs), Concat with the skip, Conv+ReLU, 1×1 head."""
+
+    def __init__(self, upsample: str):
+        super().__init__()
+        self.enc = nn.Conv2d(1, 8, 3, padding=1)
+        self.mid = nn.Conv2d(8, 16, 3, padding=1)
+        self.up = (nn.ConvTranspose2d(16, 16, 2, stride=2) if upsample == "convtranspose"
+                   else nn.Upsample(scale_factor=2, mode="nearest"))
+        self.dec = nn.Conv2d(24, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = torch.relu(self.enc(x))
+        mid = torch.relu(self.mid(nn.functional.max_pool2d(skip, 2)))
+        up = self.up(mid)
+        up = nn.functional.pad(up, (0, skip.shape[3] - up.shape[3], 0,
+                                    skip.shape[2] - up.shape[2]))
+        return self.head(torch.relu(self.dec(torch.cat([skip, up], 1))))

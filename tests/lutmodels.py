@@ -54,13 +54,15 @@ def _nodes(op: str, rng) -> tuple[list, list, int]:
         inits = [c("r2", F, [], [1.4142135381698608]), c("one", F, [], [1.0]),
                  c("half", F, [], [0.5])]
         return nodes, inits, 13
+    if op == "Requantize":       # DequantizeLinear straight into QuantizeLinear at new params
+        return [], [], 13
     if op == "TanhRelu":
         return [oh.make_node("Tanh", ["x"], ["t"]), oh.make_node("Relu", ["t"], ["f"])], [], 13
     raise ValueError(op)
 
 
 QDQ_OPS = ["Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "SigmoidRelu6",
-           "TanhRelu", "Erf", "Gelu", "GeluTanh", "MsGelu", "GeluErf", "Exp"]
+           "TanhRelu", "Erf", "Gelu", "GeluTanh", "MsGelu", "GeluErf", "Exp", "Requantize"]
 
 
 def qdq_model(op: str, x_scale, x_zp: int, x_signed: bool, y_scale, y_zp: int,
@@ -77,7 +79,7 @@ def qdq_model(op: str, x_scale, x_zp: int, x_signed: bool, y_scale, y_zp: int,
                      oh.make_tensor("yz", yt, [], [y_zp])]
     graph = oh.make_graph(
         [oh.make_node("DequantizeLinear", ["q", "xs", "xz"], ["x"])] + nodes
-        + [oh.make_node("QuantizeLinear", ["f", "ys", "yz"], ["y"])],
+        + [oh.make_node("QuantizeLinear", ["f" if nodes else "x", "ys", "yz"], ["y"])],
         f"lut_{op}", [oh.make_tensor_value_info("q", xt, [1, n])],
         [oh.make_tensor_value_info("y", yt, [1, n])], inits)
     domains = [oh.make_opsetid("", opset)] + (

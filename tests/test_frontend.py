@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import onnx.helper
 import onnx.numpy_helper
+import onnxruntime as ort
 import pytest
 
 from codesign import ir, ortwitness, reference
@@ -211,8 +212,11 @@ def test_non_uniform_weight_zero_points_are_refused() -> None:
         load_model(model.SerializeToString())
 
 
-def test_standalone_requantization_is_refused() -> None:
-    """DequantizeLinear → QuantizeLinear with new parameters has no IR op (yet)."""
+def test_standalone_requantization_is_a_lookup_table() -> None:
+    """DequantizeLinear → QuantizeLinear with new parameters (float DQ then Q, as ONNX defines
+    it) is the identity's lookup table. The comparison session runs the graph as written:
+    onnxruntime's optimizer merges Q → DQ → Q → DQ into one pair at a new scale
+    (DoubleQDQPairsRemover), which is not the model's arithmetic (docs/arithmetic.md)."""
     model = onnx.load(build(_SMALL))
     graph = model.graph
     out = graph.output[0].name
@@ -222,8 +226,17 @@ def test_standalone_requantization_is_refused() -> None:
         onnx.helper.make_node("DequantizeLinear", ["q2", "s2", last.input[2]], [out])])
     last.output[0] = "mid"
     graph.initializer.append(onnx.numpy_helper.from_array(np.float32(0.5), "s2"))
-    with pytest.raises(InputError, match="standalone requantization is not supported"):
-        load_model(model.SerializeToString())
+    data = model.SerializeToString()
+    ir_graph = load_model(data)
+    assert isinstance(ir_graph.ops[-1], ir.Lut) and ir_graph.ops[-1].function == "Requantize"
+    x = random_inputs(_SMALL, 1, seed=3)[0]
+    binding = ir_graph.inputs[0]
+    golden = reference.run(ir_graph, [binding.quantize(x)])[ir_graph.outputs[0].tensor.name]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    want = session.run(None, {binding.onnx_name: x})[0]
+    np.testing.assert_array_equal(ir_graph.outputs[0].dequantize(golden), want)
 
 
 def test_relu_on_dequantized_conv_output_folds() -> None:

@@ -21,6 +21,7 @@ from codesign.driver import layer_cycles
 
 from .resamplegen import resample_graph, resample_specs
 from .test_rtl_ops import CONFIGS, check_on_rtl, verilog
+from .toolmodels import unet
 
 pytestmark = pytest.mark.verilator
 
@@ -56,72 +57,13 @@ def test_cycle_model_matches_rtl_layer_by_layer(spec):
 # ------------------------------------------------------------------------------------------------
 # Small UNets from PyTorch, QDQ from onnxruntime's quantize_static, through `codesign verify`
 
-def _unet_model(tmp_path, upsample: str):
-    """1×16×16 → Conv+ReLU (skip) → MaxPool → Conv+ReLU → ×2 upsampling (Resize nearest or
-    ConvTranspose 2×2/2) → Concat with the skip → Conv+ReLU → 1×1 head. ``"resize+pad"``: a
-    1×15×15 input, whose 14×14 upsampled tensor is padded (F.pad, bottom and right) to the
-    skip's 15×15, as UNets do for odd sizes (a Pad the Concat reads: it runs on the NPU).
-    ``"resize-qop"``: the Resize UNet in QOperator form (QLinearConv, QLinearConcat and a Resize
-    on the uint8 tensor)."""
-    import torch
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    from .modelgen import _quiet_export
-
-    class UNet(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.enc = torch.nn.Conv2d(1, 8, 3, padding=1)
-            self.mid = torch.nn.Conv2d(8, 16, 3, padding=1)
-            self.up = (torch.nn.ConvTranspose2d(16, 16, 2, stride=2)
-                       if upsample == "convtranspose"
-                       else torch.nn.Upsample(scale_factor=2, mode="nearest"))
-            self.dec = torch.nn.Conv2d(24, 8, 3, padding=1)
-            self.head = torch.nn.Conv2d(8, 2, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            skip = torch.relu(self.enc(x))
-            mid = torch.relu(self.mid(torch.nn.functional.max_pool2d(skip, 2)))
-            up = self.up(mid)
-            up = torch.nn.functional.pad(up, (0, skip.shape[3] - up.shape[3], 0,
-                                              skip.shape[2] - up.shape[2]))
-            return self.head(torch.relu(self.dec(torch.cat([skip, up], 1))))
-
-    torch.manual_seed(0)
-    size = 15 if upsample == "resize+pad" else 16
-    float_path, path = tmp_path / "unet_float.onnx", tmp_path / f"unet_{upsample}.onnx"
-    with _quiet_export(), torch.no_grad():
-        torch.onnx.export(UNet().eval(), (torch.zeros(1, 1, size, size),), dynamo=True,
-                          input_names=["x"], output_names=["y"]).save(str(float_path))
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            rng = np.random.default_rng(1)
-            self.data = iter({"x": rng.standard_normal((1, 1, size, size)).astype(np.float32)}
-                             for _ in range(16))
-
-        def get_next(self):
-            return next(self.data, None)
-
-    fmt = QuantFormat.QOperator if upsample.endswith("-qop") else QuantFormat.QDQ
-    quantize_static(str(float_path), str(path), Reader(), quant_format=fmt,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    per_channel=True)
-    return path
-
-
 @pytest.mark.parametrize(("upsample", "kinds"), [
     ("resize", ["resize"]), ("convtranspose", ["conv_transpose"]),
     ("resize+pad", ["resize", "pad"]),
     pytest.param("resize-qop", ["resize"], marks=pytest.mark.slow)])
 def test_unet_verifies_on_rtl(capsys, tmp_path, upsample, kinds):
     """RTL = golden bit for bit (per layer too), every op within its bound of onnxruntime."""
-    path = _unet_model(tmp_path, upsample)
+    path = unet(tmp_path, upsample)
     code = cli.main(["verify", str(path), "-o", str(tmp_path / "out"), "--per-layer"])
     out = capsys.readouterr().out
     print(out)

@@ -12,11 +12,12 @@ import re
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 
 from codesign import cli
 
-from .toolmodels import pt2e_mobilenet_v2
+from .toolmodels import ort_mobilenet_v3_small, pt2e_mobilenet_v2
 
 pytestmark = pytest.mark.verilator
 
@@ -50,3 +51,35 @@ def test_pt2e_mobilenet_v2_with_external_data(capsys, tmp_path):
     np.save(x, np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32))
     assert cli.main(["simulate", str(tmp_path / "out"), "--input", str(x)]) == 0, \
         capsys.readouterr()
+
+
+def test_mobilenet_v3_small_with_hardswish_and_squeeze_excite(capsys, tmp_path):
+    """HardSwish and HardSigmoid run as lookup tables, squeeze-excite's gate multiplies the
+    block's input broadcast over H×W on the ELTWISE engine: bit-exact with onnxruntime."""
+    model = ort_mobilenet_v3_small(tmp_path)
+    ops = {n.op_type for n in onnx.load(model).graph.node}
+    assert {"HardSwish", "HardSigmoid", "Mul"} <= ops
+    code, out, rows = verify(capsys, model, tmp_path / "out", "--count", "2")
+    assert code == 0, out
+    assert "witness: onnxruntime, exact integer kernels" in out
+    assert [(name, rtl_vs_golden, max_lsb) for name, rtl_vs_golden, _, max_lsb in rows] == [
+        ("y", 0, 0)], out
+
+
+def test_an_unquantized_function_before_a_pool_names_the_fix(capsys, tmp_path):
+    """By default onnxruntime's quantize_static leaves HardSwish in float; where it feeds the
+    global average directly nothing quantizes it, and the refusal says how to."""
+    import torch
+
+    from .archs import mobilenet_v3_small
+    from .modelgen import export_float, ort_quantize
+
+    float_path, path = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    export_float(mobilenet_v3_small(seed=1), torch.zeros((1, 3, 32, 32)), float_path)
+    rng = np.random.default_rng(1)
+    ort_quantize(float_path, path, [rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
+                                    for _ in range(4)])
+    assert cli.main(["generate", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "is HardSwish of an 8-bit tensor, left unquantized" in err
+    assert "add HardSwish to quantize_static's op_types_to_quantize" in err

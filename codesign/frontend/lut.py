@@ -285,14 +285,18 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
+def dequantized(v: np.ndarray) -> np.ndarray:
+    """The identity on the dequantized values (a DequantizeLinear'd tensor's function)."""
+    return np.asarray(v, F32)
+
+
 def _source(ctx: Context, node: onnx.NodeProto, index: int) -> FloatFunction:
     """Input ``index`` as a function of a dequantized 8-bit tensor."""
     value = ctx.value(node, index)
     if isinstance(value, FloatFunction):
         return value
     if isinstance(value, Dequantized):
-        return FloatFunction(value.tensor, value.onnx_shape, lambda v: np.asarray(v, F32), (),
-                             node.name)
+        return FloatFunction(value.tensor, value.onnx_shape, dequantized, (), node.name)
     raise ctx.error(node, f"input {node.input[index]!r} must be a float function of one "
                           "DequantizeLinear'd 8-bit activation")
 
@@ -442,7 +446,7 @@ def lut_after_quantize(ctx: Context, node: onnx.NodeProto, value: FloatFunction,
     """QuantizeLinear of a float function: the IR lookup table."""
     out = node.output[0]
     y = ctx.tensor(node, out, value.onnx_shape, signed, scale, zero_point)
-    name = "+".join(value.names) or "Identity"
+    name = "+".join(value.names) or "Requantize"
     ctx.ops.append(ir.Lut(value.x, y, table_of(value.fn, value.x, y), name, value.node_name))
     return Quantized(y, value.onnx_shape)
 

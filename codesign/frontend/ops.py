@@ -388,10 +388,15 @@ def _quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
             ctx.values[out] = ctx.requantize(node, value, out, scale, zero_point, signed)
         case Dequantized():
             t = value.tensor
-            if (scale, zero_point, signed) != (t.scale, t.zero_point, t.signed):
-                raise ctx.error(node, f"requantizes {t.name!r} to another scale/zero point; "
-                                      "a standalone requantization is not supported")
-            ctx.values[out] = Quantized(t, value.onnx_shape)
+            if (scale, zero_point, signed) == (t.scale, t.zero_point, t.signed):
+                ctx.values[out] = Quantized(t, value.onnx_shape)
+            else:
+                # A standalone requantization, which onnxruntime runs as float DQ then Q: the
+                # identity function's lookup table.
+                identity = lut.FloatFunction(t, value.onnx_shape, lut.dequantized, (),
+                                             node.name)
+                ctx.values[out] = lut.lut_after_quantize(ctx, node, identity, scale,
+                                                         zero_point, signed)
         case lut.FloatFunction():
             ctx.values[out] = lut.lut_after_quantize(ctx, node, value, scale, zero_point, signed)
         case _:
@@ -624,6 +629,11 @@ def _integer_operand(ctx: Context, node: onnx.NodeProto) -> Quantized | Dequanti
 
 def _dequantized(ctx: Context, node: onnx.NodeProto, index: int) -> Dequantized:
     value = ctx.value(node, index)
+    if isinstance(value, lut.FloatFunction):
+        last = value.names[-1] if value.names else "the op"
+        raise ctx.error(node, f"input {node.input[index]!r} is {', '.join(value.names)} of an "
+                              "8-bit tensor, left unquantized; quantize it (e.g. add "
+                              f"{last} to quantize_static's op_types_to_quantize)")
     if not isinstance(value, Dequantized):
         raise ctx.error(node, f"input {node.input[index]!r} must come from DequantizeLinear of "
                               "an 8-bit activation")
