@@ -89,8 +89,20 @@ class OpKind(enum.Enum):
     MUL = "mul"
 
 
+class _Requantized:
+    """An op whose result is requantized into ``y`` and clamped to ``clamp`` (a fused
+    ReLU/Clip; ``None``: ``y``'s whole range)."""
+    y: Tensor
+    clamp: tuple[int, int] | None
+
+    @property
+    def qrange(self) -> tuple[int, int]:
+        """The output's integer range after the fused activation."""
+        return self.clamp if self.clamp is not None else (self.y.qmin, self.y.qmax)
+
+
 @dataclasses.dataclass(frozen=True)
-class Conv:
+class Conv(_Requantized):
     """Quantized convolution / fully connected layer.
 
     ``weight`` is int8 ``[KH, KW, Cin / groups, Cout]`` (output channel ``n`` belongs to group
@@ -113,10 +125,6 @@ class Conv:
     kind = OpKind.CONV
 
     @property
-    def qrange(self) -> tuple[int, int]:
-        return self.clamp if self.clamp is not None else (self.y.qmin, self.y.qmax)
-
-    @property
     def macs(self) -> int:
         kh, kw, cin_per_group, cout = self.weight.shape
         return self.y.shape[0] * self.y.shape[1] * kh * kw * cin_per_group * cout
@@ -135,7 +143,7 @@ class MaxPool:
 
 
 @dataclasses.dataclass(frozen=True)
-class AvgPool:
+class AvgPool(_Requantized):
     """Average pooling over whole windows (no padding; GlobalAveragePool and ReduceMean over H, W
     are the window = the whole plane). ``multiplier`` is ``f32(f32(x_scale / y_scale) / N)``
     with ``N = kh · kw``."""
@@ -147,10 +155,6 @@ class AvgPool:
     clamp: tuple[int, int] | None = None
     name: str = ""
     kind = OpKind.AVGPOOL
-
-    @property
-    def qrange(self) -> tuple[int, int]:
-        return self.clamp if self.clamp is not None else (self.y.qmin, self.y.qmax)
 
 
 #: Bits of the integer scale ratios of :class:`Add` (signed, so |mult| < 2**15).
@@ -178,7 +182,7 @@ def add_multipliers(a_scale, b_scale, y_scale) -> tuple[int, int, int]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Add:
+class Add(_Requantized):
     """Element-wise ``a + b``, with :func:`add_multipliers` integer ratios and an optional fused
     ReLU/Clip as ``clamp``. A Sub is an Add with a negated ratio.
 
@@ -202,13 +206,9 @@ class Add:
         """The first operand (ops with one main input expose it as ``x``)."""
         return self.a
 
-    @property
-    def qrange(self) -> tuple[int, int]:
-        return self.clamp if self.clamp is not None else (self.y.qmin, self.y.qmax)
-
 
 @dataclasses.dataclass(frozen=True)
-class Mul:
+class Mul(_Requantized):
     """Element-wise ``a · b``: ``acc = (a − a_zp)(b − b_zp)`` (exact), requantized by
     ``multiplier = f32(f32(a_scale · b_scale) / y_scale)`` as a convolution is, with an optional
     fused ReLU/Clip as ``clamp``. ``b`` and ``b_value`` are as for :class:`Add`."""
@@ -224,10 +224,6 @@ class Mul:
     @property
     def x(self) -> Tensor:
         return self.a
-
-    @property
-    def qrange(self) -> tuple[int, int]:
-        return self.clamp if self.clamp is not None else (self.y.qmin, self.y.qmax)
 
 
 def mul_multiplier(a_scale, b_scale, y_scale) -> np.float32:
@@ -283,7 +279,7 @@ class Resize:
 
 
 @dataclasses.dataclass(frozen=True)
-class ConvTranspose:
+class ConvTranspose(_Requantized):
     """Quantized transposed convolution, one group.
 
     ``weight`` is int8 ``[KH, KW, Cin, Cout]`` (ONNX's ``[Cin, Cout, KH, KW]`` transposed);
@@ -302,10 +298,6 @@ class ConvTranspose:
     clamp: tuple[int, int] | None = None
     name: str = ""
     kind = OpKind.CONV_TRANSPOSE
-
-    @property
-    def qrange(self) -> tuple[int, int]:
-        return self.clamp if self.clamp is not None else (self.y.qmin, self.y.qmax)
 
     @property
     def macs(self) -> int:
@@ -366,8 +358,8 @@ class IOBinding:
     onnx_shape: tuple[int, ...]
     is_float: bool
     tensor: Tensor
-    batch: int = 1
-    clamp: tuple[int, int] | None = None
+    batch: int = dataclasses.field(default=1, kw_only=True)
+    clamp: tuple[int, int] | None = dataclasses.field(default=None, kw_only=True)
 
     @property
     def model_shape(self) -> tuple[int, ...]:

@@ -16,6 +16,7 @@ from codesign.frontend.values import (
     Constant,
     Dequantized,
     Elementwise,
+    FloatInput,
     Quantized,
     Value,
 )
@@ -156,6 +157,25 @@ class Context:
         first = len(onnx_shape) == 3 and name in self.channels_first
         return ir.Tensor(name, hwc_shape(onnx_shape, f"tensor {name!r}", first), signed,
                          np.float32(scale), zero_point, first)
+
+    def bind_float_input(self, node: onnx.NodeProto, value: FloatInput, name: str,
+                         scale: np.float32, zero_point: int, signed: bool,
+                         clamp: tuple[int, int] | None = None) -> ir.Tensor:
+        """The IR tensor ``name`` that quantizes the float graph input ``value`` (its
+        QuantizeLinear or QONNX ``Quant``), bound as the graph's input; ``clamp`` narrows the
+        quantization's integer range (a 2–7-bit input quantizer)."""
+        if self.inputs.get(value.name) is not None:
+            raise self.error(node, f"graph input {value.name!r} is quantized more than once")
+        t = self.tensor(node, name, value.onnx_shape, signed, scale, zero_point)
+        shape = value.onnx_shape if value.input_shape is None else value.input_shape
+        if value.input_shape is not None and t.channels_first != (
+                len(shape) == 3 and value.name in self.channels_first):
+            raise self.error(node, f"graph input {value.name!r} is reshaped between a 1-D "
+                                   "activation [1, C, L] and rows [1, M, K] before it is "
+                                   "quantized; quantize it first")
+        self.inputs[value.name] = ir.IOBinding(value.name, shape, True, t, batch=self.batch,
+                                                 clamp=clamp)
+        return t
 
     def quantized_input(self, node: onnx.NodeProto, index: int, scale_index: int) -> Quantized:
         """Input ``index``, an 8-bit activation quantized as inputs ``scale_index``/+1 say."""

@@ -386,7 +386,7 @@ def _input_qparams(ctx: Context, graph: onnx.GraphProto, name: str) -> Quantized
     if signed != (value.type.tensor_type.elem_type == onnx.TensorProto.INT8):
         raise InputError(f"{ctx.model_name}: input {name!r} and its zero point differ in type")
     t = ctx.tensor(node, name, shape, signed, scale, zero_point)
-    ctx.inputs[name] = ir.IOBinding(name, shape, False, t, ctx.batch)
+    ctx.inputs[name] = ir.IOBinding(name, shape, False, t, batch=ctx.batch)
     return Quantized(t, shape)
 
 
@@ -455,7 +455,7 @@ def _convert(proto: onnx.ModelProto, name: str, graph_name: str, batch: int) -> 
             if tensor.channels_first != first:
                 tensor = dataclasses.replace(tensor, channels_first=first)
             outputs.append(ir.IOBinding(value.name, result.onnx_shape,
-                                        isinstance(result, Dequantized), tensor, batch))
+                                        isinstance(result, Dequantized), tensor, batch=batch))
         else:
             raise InputError(f"{name}: output {value.name!r} is neither an 8-bit tensor nor the "
                              "DequantizeLinear of one")

@@ -373,16 +373,7 @@ def _quantize_linear(ctx: Context, node: onnx.NodeProto) -> None:
     out = node.output[0]
     match value:
         case FloatInput():
-            if ctx.inputs.get(value.name) is not None:
-                raise ctx.error(node, f"graph input {value.name!r} is quantized more than once")
-            t = ctx.tensor(node, out, value.onnx_shape, signed, scale, zero_point)
-            shape = value.onnx_shape if value.input_shape is None else value.input_shape
-            if value.input_shape is not None and t.channels_first != (
-                    len(shape) == 3 and value.name in ctx.channels_first):
-                raise ctx.error(node, f"graph input {value.name!r} is reshaped between a 1-D "
-                                      "activation [1, C, L] and rows [1, M, K] before it is "
-                                      "quantized; quantize it first")
-            ctx.inputs[value.name] = ir.IOBinding(value.name, shape, True, t, ctx.batch)
+            t = ctx.bind_float_input(node, value, out, scale, zero_point, signed)
             ctx.values[out] = Quantized(t, value.onnx_shape)
         case Accumulator() | Elementwise():
             ctx.values[out] = ctx.requantize(node, value, out, scale, zero_point, signed)

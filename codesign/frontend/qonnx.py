@@ -190,10 +190,7 @@ def _quant_activation(ctx: Context, node: onnx.NodeProto, value: object, scale: 
     clamp = None if bounds == storage else bounds
     match value:
         case FloatInput():
-            if ctx.inputs.get(value.name) is not None:
-                raise ctx.error(node, f"graph input {value.name!r} is quantized more than once")
-            t = ctx.tensor(node, out, value.onnx_shape, signed, scale, zero_point)
-            ctx.inputs[value.name] = ir.IOBinding(value.name, value.onnx_shape, True, t, clamp)
+            t = ctx.bind_float_input(node, value, out, scale, zero_point, signed, clamp)
         case Accumulator() | Elementwise():
             t = ctx.requantize(node, value, out, scale, zero_point, signed).tensor
             op = ctx.ops[-1]
