@@ -341,8 +341,8 @@ def _ort_runs(session, graph, raw: list[np.ndarray]) -> list[list[np.ndarray]]:
     per_inference = []
     for start in range(0, len(raw), n):
         outs = session.run(None, {binding.onnx_name: np.concatenate(raw[start:start + n])})
-        for i in range(n):
-            per_inference.append([np.split(np.asarray(o), n)[i] for o in outs])
+        per_inference += [list(items) for items in zip(*(np.split(np.asarray(o), n)
+                                                         for o in outs), strict=True)]
     return per_inference
 
 

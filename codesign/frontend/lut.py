@@ -84,6 +84,16 @@ _LOGISTIC = dict(lo=F32(-18.0), hi=F32(18.0),
                                         1.16817656904453e-01, 9.93151921023180e-01)])
 
 
+def _horner(x2: np.ndarray, coefficients: list[np.float32]) -> np.ndarray:
+    """The polynomial in ``x2`` with ``coefficients`` (highest degree first) by Horner's rule,
+    one FMA per step as MLAS's FMA3 kernels do (an FMA's exact product does not depend on the
+    order of its factors)."""
+    p = fma32(x2, coefficients[0], coefficients[1])
+    for k in coefficients[2:]:
+        p = fma32(x2, p, k)
+    return p
+
+
 @_ieee
 def mlas_logistic(x: np.ndarray) -> np.ndarray:
     """``MlasComputeLogistic`` as ``MlasLogisticKernelFma3`` computes it: clamp to ±18, odd
@@ -91,14 +101,8 @@ def mlas_logistic(x: np.ndarray) -> np.ndarray:
     c = _LOGISTIC
     v = np.minimum(c["hi"], np.maximum(c["lo"], np.asarray(x, F32))).astype(F32)
     x2 = (v * v).astype(F32)
-    a, b = c["alpha"], c["beta"]
-    p = fma32(x2, a[0], a[1])
-    for k in a[2:]:
-        p = fma32(x2, p, k)
-    q = fma32(x2, b[0], b[1])
-    for k in b[2:]:
-        q = fma32(x2, q, k)
-    p = (v * p).astype(F32)
+    p = (v * _horner(x2, c["alpha"])).astype(F32)
+    q = _horner(x2, c["beta"])
     return np.maximum(F32(0), ((p / q).astype(F32) + F32(0.5)).astype(F32)).astype(F32)
 
 
@@ -120,14 +124,8 @@ def mlas_tanh(x: np.ndarray) -> np.ndarray:
     c = _TANH
     v = np.minimum(c["hi"], np.maximum(c["lo"], np.asarray(x, F32))).astype(F32)
     x2 = (v * v).astype(F32)
-    a, b = c["alpha"], c["beta"]
-    p = fma32(x2, a[0], a[1])
-    for k in a[2:]:
-        p = fma32(p, x2, k)
-    p = (p * v).astype(F32)
-    q = fma32(x2, b[0], b[1])
-    for k in b[2:]:
-        q = fma32(q, x2, k)
+    p = (_horner(x2, c["alpha"]) * v).astype(F32)
+    q = _horner(x2, c["beta"])
     return (p / q).astype(F32)
 
 
