@@ -119,6 +119,8 @@ import enum as py_enum
 import json
 import math
 import reprlib
+import typing
+import zlib
 
 import numpy as np
 from amaranth.hdl import signed, unsigned
@@ -126,6 +128,8 @@ from amaranth.lib import data, enum
 
 __all__ = [
     "HwConfig", "Opcode", "Port", "ENGINE", "ENGINES", "ports_used", "Mem", "PoolMode", "Csr",
+    "CSR_ADDR_BITS", "CsrField", "CSR_FIELDS", "ISA_VERSION", "VERSION_MAGIC", "BUSES",
+    "version_word", "config_id",
     "INSN_BITS", "OPCODE_BITS",
     "LoadStore", "MatMul", "Requant", "Pool", "Eltwise", "Lut", "End", "LAYOUTS", "LUT_ENTRIES",
     "PRM_LANE", "MULT_BITS", "field_max", "encode", "decode", "requantize", "float_to_mult_shift",
@@ -220,16 +224,83 @@ def ports_used(opcode: Opcode, f):
 
 
 class Csr(py_enum.IntEnum):
-    """Word addresses of the host-visible control/status registers (32-bit each).
+    """Word index of each host-visible register (32 bits each; byte offset ``4 * index`` on the
+    AXI4-Lite and Wishbone register ports). :data:`CSR_FIELDS` gives their bit fields; the C
+    header, the Python register module and the Markdown table are generated from both
+    (:mod:`codesign.hostgen`).
 
-    CTRL   write bit 0 = 1: start executing at PROG_BASE. read: bit 0 busy, bit 1 done
-           (done stays set until the next start).
-    PROG_BASE  external word address of the first instruction.
-    CYCLES     clock cycles from start to END of the last run (counts while busy).
+    CTRL        write bit 0 = 1: start executing at PROG_BASE. read: bit 0 busy, bit 1 done
+                (done stays set until the next start).
+    PROG_BASE   word address (relative to BASE) of the first instruction.
+    CYCLES      clock cycles from start to END of the last run (counts while busy).
+    VERSION     read only: :func:`version_word` (magic, ISA version, array shape, bus).
+    CONFIG_ID   read only: :func:`config_id`, the CRC-32 of the whole HwConfig; a driver checks
+                it against the image's before it loads the image.
+    BASE        byte address of external word 0 in the host's address space, added to every
+                external address the NPU issues; aligned to 4 KiB (the low 12 bits read 0).
+    IRQ_ENABLE  bit 0: raise ``irq`` while IRQ_STATUS.done is set.
+    IRQ_STATUS  bit 0 done: set when a run reaches END; write 1 to clear.
     """
     CTRL = 0
     PROG_BASE = 1
     CYCLES = 2
+    VERSION = 3
+    CONFIG_ID = 4
+    BASE = 5
+    IRQ_ENABLE = 6
+    IRQ_STATUS = 7
+
+
+#: Width of the register word index (``csr_addr``).
+CSR_ADDR_BITS = 3
+
+
+class CsrField(typing.NamedTuple):
+    """One bit field of a register: ``[lsb, lsb + width)``, its access and what it means."""
+    name: str
+    lsb: int
+    width: int
+    access: str     # "r", "w", "rw" or "w1c" (write 1 to clear)
+    doc: str
+
+
+#: The bit fields of every register (one source for the RTL, the drivers and the docs).
+CSR_FIELDS: dict[Csr, tuple[CsrField, ...]] = {
+    Csr.CTRL: (CsrField("START", 0, 1, "w", "write 1: start at PROG_BASE (ignored while busy)"),
+               CsrField("BUSY", 0, 1, "r", "running"),
+               CsrField("DONE", 1, 1, "r", "END reached; cleared by the next start")),
+    Csr.PROG_BASE: (CsrField("ADDR", 0, 32, "rw", "word address of the first instruction"),),
+    Csr.CYCLES: (CsrField("COUNT", 0, 32, "r", "cycles of the last run"),),
+    Csr.VERSION: (CsrField("BUS_BYTES_LOG2", 0, 3, "r", "log2 of the bus width in bytes"),
+                  CsrField("ROWS_LOG2", 3, 3, "r", "log2 of the array rows"),
+                  CsrField("COLS_LOG2", 6, 3, "r", "log2 of the array columns"),
+                  CsrField("BUS", 9, 2, "r", "0 native, 1 AXI4, 2 Wishbone"),
+                  CsrField("ISA", 16, 8, "r", "ISA version (ISA_VERSION)"),
+                  CsrField("MAGIC", 24, 8, "r", "0xCD")),
+    Csr.CONFIG_ID: (CsrField("CRC", 0, 32, "r", "CRC-32 of the HwConfig's JSON"),),
+    Csr.BASE: (CsrField("ADDR", 12, 20, "rw", "bits 31:12 of external word 0's byte address"),),
+    Csr.IRQ_ENABLE: (CsrField("DONE", 0, 1, "rw", "interrupt on IRQ_STATUS.DONE"),),
+    Csr.IRQ_STATUS: (CsrField("DONE", 0, 1, "w1c", "a run reached END"),),
+}
+
+#: Version of the instruction set and register map; VERSION.ISA. Bump on any change to either.
+ISA_VERSION = 2
+#: VERSION.MAGIC.
+VERSION_MAGIC = 0xCD
+#: Bus forms (:attr:`HwConfig.bus`), in VERSION.BUS order.
+BUSES = ("native", "axi4", "wishbone")
+
+
+def version_word(config: HwConfig) -> int:
+    """The VERSION register of ``config``'s NPU (fields in :data:`CSR_FIELDS`)."""
+    lg = int.bit_length
+    return (lg(config.bus_bytes) - 1 | (lg(config.rows) - 1) << 3 | (lg(config.cols) - 1) << 6
+            | BUSES.index(config.bus) << 9 | ISA_VERSION << 16 | VERSION_MAGIC << 24)
+
+
+def config_id(config: HwConfig) -> int:
+    """The CONFIG_ID register: CRC-32 of :meth:`HwConfig.to_json`."""
+    return zlib.crc32(config.to_json().encode())
 
 
 # Field widths. Generous enough for the MLPerf Tiny models at 96×96; the compiler checks every
@@ -549,6 +620,18 @@ class HwConfig:
         keeps its current addresses in registers. It costs a cycle per REQUANT and ELTWISE, two
         per POOL and one more between accumulating MATMULs (:mod:`codesign.timing`), and
         logic cells a full small FPGA does not have.
+    bus
+        The NPU's outside (:data:`BUSES`): ``"native"`` (the word-wide memory port of fixed read
+        latency 1 and the strobe register port, docs/rtl-contract.md), ``"axi4"`` (AXI4 master
+        + AXI4-Lite register slave) or ``"wishbone"`` (Wishbone B4 master + register slave).
+        The core is the same; only the wrapper differs.
+    max_reads
+        Read beats the NPU keeps outstanding on its memory bus (a power of two, 1..256): to
+        stream one beat per cycle from a memory of read latency ``L`` it needs ``L + 1``.
+    axi_id_bits
+        Width of the AXI4 ID signals (the NPU uses ID 0 only).
+    wb_classic
+        Wishbone classic cycles (one access per ACK, no STALL) instead of B4 pipelined.
     """
     rows: int = 4
     cols: int = 4
@@ -565,6 +648,10 @@ class HwConfig:
     mult_cell: str = "inferred"
     deep_pipeline: bool = False
     lut_tables: int = 0
+    bus: str = "native"
+    max_reads: int = 16
+    axi_id_bits: int = 4
+    wb_classic: bool = False
 
     def __post_init__(self):
         if self.dw_width is None:
@@ -599,6 +686,16 @@ class HwConfig:
         lt = self.lut_tables
         if not isinstance(lt, int) or isinstance(lt, bool) or not 0 <= lt <= 16:
             raise ValueError(f"lut_tables must be an int in 0..16, not {lt!r}")
+        if self.bus not in BUSES:
+            raise ValueError(f"bus must be one of {BUSES}, not {self.bus!r}")
+        mr = self.max_reads
+        if not isinstance(mr, int) or isinstance(mr, bool) or not 1 <= mr <= 256 or mr & (mr - 1):
+            raise ValueError(f"max_reads must be a power of two in 1..256, not {mr!r}")
+        ib = self.axi_id_bits
+        if not isinstance(ib, int) or isinstance(ib, bool) or not 1 <= ib <= 8:
+            raise ValueError(f"axi_id_bits must be an int in 1..8, not {ib!r}")
+        if not isinstance(self.wb_classic, bool):
+            raise ValueError(f"wb_classic must be a bool, not {self.wb_classic!r}")
         if self.mult_cell not in MULT_CELLS:
             raise ValueError(f"mult_cell must be one of {MULT_CELLS}, not {self.mult_cell!r}")
         tile = self.dw_weight_words if dw else self.rows
@@ -701,4 +798,14 @@ class HwConfig:
                 + shared + ("" if self.eltwise else "_noelt") + ("" if self.gemv else "_nogemv")
                 + ("" if self.mult_cell == "inferred" else "_m18")
                 + ("_dp" if self.deep_pipeline else "")
-                + (f"_l{self.lut_tables}" if self.lut_tables else ""))
+                + (f"_l{self.lut_tables}" if self.lut_tables else "")
+                + self._bus_suffix)
+
+    @property
+    def _bus_suffix(self) -> str:
+        """The bus part of :attr:`name` (empty for the native port, whatever its other fields)."""
+        if self.bus == "native":
+            return ""
+        extra = (f"_id{self.axi_id_bits}" if self.bus == "axi4"
+                 else "_classic" if self.wb_classic else "")
+        return f"_{self.bus}_r{self.max_reads}" + extra
