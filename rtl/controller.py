@@ -13,11 +13,14 @@ is in that cycle, and a started engine touches memory from the cycle after its `
 earliest. Most engines are ready once idle; the MATMUL engine takes the next instruction while
 the previous one still streams (rtl/matmul.py).
 
-Timing: ``n = config.insn_words`` cycles issuing fetch reads, one cycle for the last read's data,
-then the instruction waits in the dispatch stage until it may start; the next fetch starts the
-cycle after the dispatch. Fetch reads use the external memory port only while the DMA engine is
-not busy (the top ORs the two). So a run of instructions that do not wait for each other costs
-``n + 2`` cycles each when their engines are faster than that, and hides the fetch otherwise.
+Timing: the fetch of ``n = config.insn_words`` external words is one burst (or several, if
+``max_reads`` or a 4 KiB boundary cuts it) on the core's memory interface
+(:mod:`codesign.rtl.membus`); once the last word arrives the instruction waits in the dispatch
+stage until it may start; the next fetch starts the cycle after the dispatch. The fetch uses the
+memory interface only while the DMA engine is not busy (the top ORs the two). On the native port
+(every beat answered the next cycle) that is ``n`` cycles of reads and one for the last word's
+data, so a run of instructions that do not wait for each other costs ``n + 2`` cycles each when
+their engines are faster than that, and hides the fetch otherwise.
 
 Opcodes that :class:`codesign.isa.Opcode` does not define stop the program like ``END`` (the
 software model rejects them; the hardware must not hang on them).
@@ -43,7 +46,9 @@ from codesign.isa import (
     ports_used,
 )
 
-from .ports import HwComponent, csr_port, ext_read
+from .dma import BASE_BITS
+from .membus import burst_beats, byte_address, mem_reader
+from .ports import HwComponent, csr_port
 
 __all__ = ["Controller"]
 
@@ -64,8 +69,11 @@ class Controller(HwComponent):
         CTRL.done: END was reached; stays high until the next start.
     busy : Out(1)
         CTRL.busy: from the cycle after the start write up to and including the END dispatch.
-    mem_addr, mem_re, mem_rdata
-        External memory read port for instruction fetch (0 while not fetching).
+    rd_cmd_*, rd_*
+        The read half of the core's memory interface (instruction fetch; 0 while not
+        fetching).
+    base : In(BASE_BITS)
+        The BASE register (the 4 KiB page of external word 0).
     insn : Out(INSN_BITS)
         The instruction being dispatched; valid in the cycle of its engine's ``start`` only.
     start_<engine> : Out(1)
@@ -80,7 +88,8 @@ class Controller(HwComponent):
             **csr_port(),
             "done": Out(1),
             "busy": Out(1),
-            **ext_read(c),
+            **mem_reader(c),
+            "base": In(BASE_BITS),
             "insn": Out(INSN_BITS),
             **{f"start_{e}": Out(1) for e in ENGINES},
             **{f"ready_{e}": In(1) for e in ENGINES},
@@ -99,7 +108,6 @@ class Controller(HwComponent):
         pc = Signal(c.ext_addr_bits)
         issued = Signal(range(n + 1))
         received = Signal(range(n + 1))
-        data_valid = Signal()     # a fetch read was issued last cycle
 
         # -- CSRs ------------------------------------------------------------------------------
         with m.Switch(self.csr_addr):
@@ -118,11 +126,13 @@ class Controller(HwComponent):
                              & ~self.busy)
 
         # -- fetch read pipeline ---------------------------------------------------------------
-        m.d.sync += data_valid.eq(self.mem_re)
-        with m.If(data_valid):
+        # Only fetch beats are taken here: the DMA engine's all arrive while it is busy.
+        m.d.comb += self.rd_ready.eq(received != issued)
+        arrives = self.rd_valid & self.rd_ready
+        with m.If(arrives):
             # Words arrive least significant first: shift them in from the top.
             m.d.sync += [
-                self.insn.eq(Cat(self.insn[bus:], self.mem_rdata)),
+                self.insn.eq(Cat(self.insn[bus:], self.rd_data)),
                 received.eq(received + 1),
             ]
 
@@ -169,17 +179,24 @@ class Controller(HwComponent):
                     ]
                     m.next = "FETCH"
             with m.State("FETCH"):
-                # The DMA engine owns the external port while it is busy.
-                with m.If((issued != n) & ~self.busy_dma):
+                # The DMA engine owns the memory interface while it is busy.
+                addr = byte_address(c, self.base, pc)
+                beats = Signal(range(n + 1), name="fetch_beats")
+                m.d.comb += beats.eq(burst_beats(c, addr, n - issued, c.max_reads))
+                # No more than max_reads beats outstanding (a burst of the words to come).
+                credit = (issued - received) - arrives + beats <= c.max_reads
+                with m.If((issued != n) & ~self.busy_dma & credit):
                     m.d.comb += [
-                        self.mem_re.eq(1),
-                        self.mem_addr.eq(pc),
+                        self.rd_cmd_valid.eq(1),
+                        self.rd_cmd_addr.eq(addr),
+                        self.rd_cmd_len.eq(beats - 1),
                     ]
-                    m.d.sync += [
-                        pc.eq(pc + 1),
-                        issued.eq(issued + 1),
-                    ]
-                with m.If(data_valid & (received == n - 1)):
+                    with m.If(self.rd_cmd_ready):
+                        m.d.sync += [
+                            pc.eq(pc + beats),
+                            issued.eq(issued + beats),
+                        ]
+                with m.If(arrives & (received == n - 1)):
                     m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 with m.Switch(opcode):

@@ -20,7 +20,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from codesign.isa import HwConfig
+from codesign.isa import CSR_ADDR_BITS, HwConfig
 
 __all__ = [
     "SCRATCHPADS", "Scratchpad", "HwComponent", "check_config", "scratchpad", "scratchpad_read",
@@ -161,7 +161,7 @@ def csr_port() -> dict:
     ``csr_addr`` is a :class:`codesign.isa.Csr` word address.
     """
     return {
-        "csr_addr": In(2),
+        "csr_addr": In(CSR_ADDR_BITS),
         "csr_we": In(1),
         "csr_wdata": In(32),
         "csr_rdata": Out(32),

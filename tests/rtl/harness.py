@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Elaboratable, Module, Shape, Value
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from codesign.isa import Csr, decode
 from codesign.isasim import IsaSim
-from codesign.rtl.ports import SCRATCHPADS, scratchpad
+from codesign.rtl.membus import mem_master
+from codesign.rtl.ports import SCRATCHPADS, ext_port, scratchpad
+from codesign.rtl.top import NativeMemory
 from codesign.timing import engine_cycles
 
-__all__ = ["Harness", "to_ints", "to_bytes", "isasim_words", "read_memory", "run_engine",
+__all__ = ["Harness", "OnNativePort", "to_ints", "to_bytes", "isasim_words", "read_memory", "run_engine",
            "simulate", "csr_write", "csr_read"]
 
 #: The external memory, as a name next to :data:`codesign.rtl.ports.SCRATCHPADS`.
@@ -57,6 +60,37 @@ def _port_names(name: str) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
         (f"{name}_waddr", f"{name}_wen", f"{name}_wdata")
 
 
+class OnNativePort(Elaboratable):
+    """``dut`` (the DMA engine or the controller) with its memory interface behind the native
+    port (:class:`codesign.rtl.top.NativeMemory`), as in the native NPU: it has ``dut``'s
+    signals, except the memory interface's, plus ``mem_*``."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.config = dut.config
+        self.native = NativeMemory(dut.config)
+        bus = mem_master(dut.config)
+        self.signature = wiring.Signature({
+            **{n: m for n, m in dut.signature.members.items() if n not in bus},
+            **ext_port(dut.config)})
+
+    def __getattr__(self, name):
+        if name in ext_port(self.__dict__["config"]):
+            return getattr(self.__dict__["native"], name)
+        return getattr(self.__dict__["dut"], name)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.dut = self.dut
+        m.submodules.native = self.native
+        for name, member in mem_master(self.config).items():
+            if name in self.dut.signature.members:
+                src, dst = ((self.dut, self.native) if member.flow == wiring.Out
+                            else (self.native, self.dut))
+                m.d.comb += getattr(dst, name).eq(getattr(src, name))
+        return m
+
+
 class Harness(Elaboratable):
     """``dut`` plus one memory behind each memory port group it has, wired as in the NPU top.
 
@@ -87,7 +121,8 @@ class Harness(Elaboratable):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        dut = m.submodules.dut = self.dut
+        dut = self.dut
+        m.submodules.dut = dut
         members = dut.signature.members
         for name, mem in self.mems.items():
             m.submodules[name] = mem

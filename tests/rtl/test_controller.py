@@ -21,7 +21,7 @@ from codesign.isa import (
 from codesign.rtl.controller import Controller
 from codesign.timing import schedule
 
-from .harness import csr_read, csr_write, simulate
+from .harness import OnNativePort, csr_read, csr_write, simulate
 
 CONFIGS = [
     HwConfig(rows=2, cols=4, bus_bytes=1, act_depth=8, wgt_depth=2, acc_depth=2, prm_depth=1),
@@ -65,7 +65,7 @@ def test_controller_runs_programs(config):
     c = config
     n = c.insn_words
     rng = np.random.default_rng(c.bus_bytes)
-    dut = Controller(c)
+    dut = OnNativePort(Controller(c))
 
     async def run(ctx, base, program):
         ext = _ext_image(c, base, program)

@@ -9,7 +9,7 @@ from codesign.isa import HwConfig, Mem, Opcode, decode, encode
 from codesign.isasim import IsaSim
 from codesign.rtl.dma import DmaEngine
 
-from .harness import Harness
+from .harness import Harness, OnNativePort
 
 EXT_WORDS = 64
 
@@ -61,7 +61,7 @@ def test_dma_random(config):
     sim.act[:] = rng.integers(0, 256, sim.act.shape)
     sim.wgt[:] = rng.integers(0, 256, sim.wgt.shape)
     sim.prm[:] = rng.integers(0, 256, sim.prm.shape)
-    h = Harness(DmaEngine(c), sim)
+    h = Harness(OnNativePort(DmaEngine(c)), sim)
     assert set(h.mems) == {"act", "wgt", "prm", "ext"}
     insns = [random_dma(rng, c, EXT_WORDS) for _ in range(30)]
     latencies = h.run(sim, insns)
