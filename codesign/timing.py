@@ -9,16 +9,69 @@ simulating it (the controller test checks :func:`schedule` against the RTL cycle
 
 Cycle 0 is the first cycle after the host's start write; CYCLES counts up to and including the
 cycle in which END is dispatched.
+
+External memory enters through a :class:`MemoryTiming`. The default is the native port (every
+read answered the next cycle, no stalls), where the model is exact. Behind a real bus (AXI4,
+Wishbone) with a memory of some latency and bandwidth the DMA engine and the fetch wait for it;
+the model then predicts the RTL's cycles (docs/performance.md gives the measured error).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 from .isa import ENGINE, ENGINES, HwConfig, Mem, Opcode, PoolMode, decode, encode, ports_used
 
-__all__ = ["engine_cycles", "schedule", "Schedule", "program_cycles", "layer_cycles"]
+__all__ = ["engine_cycles", "schedule", "Schedule", "program_cycles", "layer_cycles",
+           "MemoryTiming", "NATIVE"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryTiming:
+    """External memory as the NPU core sees it (through its bus wrapper).
+
+    Parameters
+    ----------
+    latency
+        Cycles from a read command to its first beat at the core (1 on the native port).
+    beats_per_cycle
+        Sustained bus words per cycle (1.0 at full width; a 16-bit SDRAM behind a 32-bit bus
+        gives at most 0.5; random stalls with probability P give 1 - P).
+    write_latency
+        Cycles from a burst's last write beat to its completion (AXI's B response).
+    """
+    latency: int = 1
+    beats_per_cycle: float = 1.0
+    write_latency: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.latency, int) or self.latency < 1:
+            raise ValueError(f"latency must be an int >= 1, not {self.latency!r}")
+        if not 0 < self.beats_per_cycle <= 1:
+            raise ValueError(f"beats_per_cycle must be in (0, 1], not {self.beats_per_cycle!r}")
+        if not isinstance(self.write_latency, int) or self.write_latency < 0:
+            raise ValueError(f"write_latency must be an int >= 0, not {self.write_latency!r}")
+
+    def read_rate(self, max_reads: int) -> float:
+        """Read beats per cycle: the bus's rate, or what ``max_reads`` credits allow when each
+        comes back ``latency`` cycles after it is spent."""
+        return min(self.beats_per_cycle, max_reads / self.latency)
+
+    def read_cycles(self, beats: int, max_reads: int, gap: int = 1) -> int:
+        """Cycles from the first read command to the last beat's arrival (inclusive), beats at
+        least ``gap`` cycles apart."""
+        per_beat = max(gap, 1 / self.read_rate(max_reads))
+        return self.latency + math.ceil((beats - 1) * per_beat)
+
+    def write_cycles(self, beats: int) -> int:
+        """Cycles from the first write beat to the completion of the last."""
+        return 1 + math.ceil((beats - 1) / self.beats_per_cycle) + self.write_latency
+
+
+#: The native port: the timing model is exact.
+NATIVE = MemoryTiming()
 
 
 def _dw_write_delay(config: HwConfig) -> int:
@@ -55,14 +108,28 @@ def gemv_stream(config: HwConfig, tiles: int) -> tuple[int, int]:
     return stream, last_tag
 
 
-def engine_cycles(config: HwConfig, opcode: Opcode, f) -> int:
-    """Cycles from an engine's ``start`` to its ``done`` for one instruction."""
+def _dma_cycles(config: HwConfig, opcode: Opcode, f, memory: MemoryTiming) -> int:
+    """LOAD / STORE: commands from the cycle after start, the last beat written (LOAD) or
+    completed (STORE) in the done cycle (rtl/dma.py)."""
+    c = config
+    n = int(f.rows) * int(f.length)
+    if not n:
+        return 1
+    if opcode == Opcode.STORE:
+        return 1 + memory.write_cycles(n)       # the first beat waits for its ACT read
+    if f.mem == Mem.LUT:
+        # a slice every bus_bytes cycles, as the LUT engine writes its tables, done when it
+        # has written the last one
+        return memory.read_cycles(n, c.max_reads, gap=c.bus_bytes) + c.bus_bytes
+    return 1 + memory.read_cycles(n, c.max_reads)
+
+
+def engine_cycles(config: HwConfig, opcode: Opcode, f, memory: MemoryTiming = NATIVE) -> int:
+    """Cycles from an engine's ``start`` to its ``done`` for one instruction (the DMA
+    engine's behind ``memory``)."""
     c = config
     if opcode in (Opcode.LOAD, Opcode.STORE):
-        if opcode == Opcode.LOAD and f.mem == Mem.LUT and int(f.rows) * int(f.length):
-            # a slice every bus_bytes cycles, as the LUT engine writes its tables (rtl/dma.py)
-            return int(f.rows) * int(f.length) * c.bus_bytes + 1
-        return int(f.rows) * int(f.length) + 1
+        return _dma_cycles(c, opcode, f, memory)
     if opcode == Opcode.MATMUL:
         out_h, out_w = int(f.out_h), int(f.out_w)
         if not out_h or not out_w:
@@ -192,8 +259,9 @@ class _MatMulPipe(_Engine):
 
 
 def schedule(insns: list[int], config: HwConfig,
-             duration: Callable[[Opcode, object], int] | None = None) -> Schedule:
-    """Replay the controller on ``insns`` (ending with END).
+             duration: Callable[[Opcode, object], int] | None = None,
+             memory: MemoryTiming = NATIVE) -> Schedule:
+    """Replay the controller on ``insns`` (ending with END), external memory behind ``memory``.
 
     By default the engines are those of the RTL (:func:`engine_cycles`, and the pipelined MATMUL
     engine); the controller test instead passes ``duration(opcode, fields)``, the latencies of its
@@ -204,7 +272,7 @@ def schedule(insns: list[int], config: HwConfig,
         engines = {e: _Engine() for e in ENGINES} | {"matmul": _MatMulPipe(config)}
 
         def duration(opcode, f):
-            return engine_cycles(config, opcode, f)
+            return engine_cycles(config, opcode, f, memory)
     else:
         engines = {e: _Engine() for e in ENGINES}
     starts, durations = [], []
@@ -215,15 +283,12 @@ def schedule(insns: list[int], config: HwConfig,
             opcode, f = decode(word)
         except ValueError:                      # an undefined opcode stops like END
             opcode, f = Opcode.END, None
-        # Fetch: n read cycles from fetch_from, skipping those in which the DMA engine is busy.
-        t, reads = fetch_from, 0
-        while True:
-            if not engines["dma"].busy(t):
-                reads += 1
-                if reads == n:
-                    break
+        # Fetch: one burst of n reads from the first cycle the DMA engine is not busy (it
+        # cannot start during the fetch), the last word's data, then the dispatch stage.
+        t = fetch_from
+        while engines["dma"].busy(t):
             t += 1
-        t += 2                                   # last read's data, then the dispatch stage
+        t += memory.read_cycles(n, config.max_reads) + 1
         engine = ENGINE.get(opcode)
         if engine is None:                       # END: once every engine is free
             t = max([t] + [e.done for e in engines.values()])
@@ -246,17 +311,17 @@ def schedule(insns: list[int], config: HwConfig,
     raise ValueError("program does not end with END")
 
 
-def program_cycles(program) -> int:
+def program_cycles(program, memory: MemoryTiming = NATIVE) -> int:
     """Cycles of one inference of a compiled :class:`~codesign.compiler.program.Program`."""
-    return schedule(program.insns, program.config).cycles
+    return schedule(program.insns, program.config, memory=memory).cycles
 
 
-def layer_cycles(program) -> list[int]:
+def layer_cycles(program, memory: MemoryTiming = NATIVE) -> list[int]:
     """Cycles of each layer, as :func:`codesign.driver.layer_cycles` measures them on the RTL:
     the growth of the total when the program ends (END, which waits for every engine) after
     that layer instead of the one before."""
     end = encode(Opcode.END)
-    totals = [schedule(program.insns[:b] + [end], program.config).cycles
+    totals = [schedule(program.insns[:b] + [end], program.config, memory=memory).cycles
               for b in [0] + [layer.first_insn + layer.n_insns for layer in program.layers]]
     return [t - p for t, p in zip(totals[1:], totals[:-1], strict=True)]
 

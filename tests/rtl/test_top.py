@@ -98,13 +98,9 @@ def _random_dma(rng, c: HwConfig, store: bool, ext_lo: int, ext_hi: int) -> int:
                   length=length)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
-def test_random_dma_pool_eltwise_programs(config, seed):
-    """LOAD/STORE/POOL/ELTWISE programs; also checks CYCLES against the timing model."""
-    c = config
-    rng = np.random.default_rng([seed, c.rows, c.cols, c.bus_bytes])
-    n_insns = 12
+def random_program(c: HwConfig, rng, n_insns: int = 12) -> tuple[list[int], np.ndarray, int]:
+    """A random LOAD/STORE/POOL/ELTWISE program with its waits; returns (program, external
+    memory holding it and its data, program base)."""
     data_lo = 4 + (n_insns + 1) * c.insn_words   # past the program wherever it is placed
     ext_words = data_lo + c.act_depth * c.slices(Mem.ACT) // 2 + 64
     program = [_random_dma(rng, c, False, 0, ext_words) for _ in range(2)]
@@ -120,6 +116,16 @@ def test_random_dma_pool_eltwise_programs(config, seed):
             program.append(_random_dma(rng, c, kind == 4, data_lo, ext_words))
     program = assign_waits(program + [encode(Opcode.END)], c)
     ext, base = _image(c, program, ext_words, rng)
+    return program, ext, base
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+def test_random_dma_pool_eltwise_programs(config, seed):
+    """LOAD/STORE/POOL/ELTWISE programs; also checks CYCLES against the timing model."""
+    c = config
+    program, ext, base = random_program(c, np.random.default_rng([seed, c.rows, c.cols,
+                                                                  c.bus_bytes]))
     assert check_against_isasim(c, ext, base) == schedule(program, c).cycles
 
 
