@@ -35,7 +35,7 @@ from .design import (
     read_batch,
 )
 from .errors import InputError, SimulationFailed
-from .isa import HwConfig
+from .isa import BUSES, HwConfig
 from .outdir import write_design
 from .process import Terminated, exit_status, handling_signals
 
@@ -66,7 +66,7 @@ def _config_from_args(args) -> HwConfig:
                   acc_depth=given(args.acc_depth, DEFAULT_CONFIG.acc_depth),
                   prm_depth=given(args.prm_depth, DEFAULT_CONFIG.prm_depth),
                   requant_steps=given(args.requant_steps, DEFAULT_CONFIG.requant_steps),
-                  eltwise=not args.no_eltwise, gemv=not args.no_gemv)
+                  eltwise=not args.no_eltwise, gemv=not args.no_gemv, **_bus_fields(args))
     lanes = args.requant_lanes
     if lanes is not None:
         if lanes < 1 or cols % lanes:
@@ -75,6 +75,21 @@ def _config_from_args(args) -> HwConfig:
         fields["requant_groups"] = cols // lanes
     try:
         return HwConfig(**fields)
+    except ValueError as err:
+        raise InputError(f"invalid hardware configuration: {err}") from None
+
+
+def _bus_fields(args) -> dict:
+    """The HwConfig fields of the bus options that were given."""
+    fields = {"bus": args.bus, "max_reads": args.max_reads, "axi_id_bits": args.axi_id_bits,
+              "wb_classic": args.wb_classic or None}
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _with_bus(config: HwConfig, args) -> HwConfig:
+    """``config`` (chosen for a target) with the bus options the command line gives."""
+    try:
+        return dataclasses.replace(config, **_bus_fields(args))
     except ValueError as err:
         raise InputError(f"invalid hardware configuration: {err}") from None
 
@@ -216,12 +231,13 @@ def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = Fals
 
 # -- simulate -------------------------------------------------------------------------------------
 
-def _simulate(design: Design, batch, all_tensors: bool = False):
-    """Run ``batch`` on the RTL; returns (RunResult, the golden model's tensors by name per
-    inference)."""
+def _simulate(design: Design, batch, all_tensors: bool = False, memory=None):
+    """Run ``batch`` on the RTL (behind ``memory``, a :class:`codesign.sim.runner.MemoryModel`);
+    returns (RunResult, the golden model's tensors by name per inference)."""
     from .driver import run_rtl
     from .reference import run
-    result = run_rtl(design.program, design.verilog, batch, all_tensors=all_tensors)
+    result = run_rtl(design.program, design.verilog, batch, all_tensors=all_tensors,
+                     memory=memory)
     return result, [run(design.graph, inputs) for inputs in batch]
 
 
@@ -234,26 +250,55 @@ def _mismatches(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.count_nonzero(np.asarray(a).astype(np.int64) != np.asarray(b).astype(np.int64)))
 
 
-def _print_cycles(design: Design, result) -> None:
+def _print_cycles(design: Design, result, memory=None) -> None:
+    from .timing import bus_timing, program_cycles
+
     c = design.config
     macs = design.graph.macs
     for i, cycles in enumerate(result.cycles):
         util = macs / (cycles * c.rows * c.cols) if cycles else 0.0
         print(f"inference {i}: {cycles} cycles, MAC utilization {100 * util:.1f}% "
               f"({macs} MACs on {c.rows}x{c.cols})")
+    if memory is not None:
+        ideal = program_cycles(design.program)
+        model = program_cycles(design.program,
+                               bus_timing(c, memory.latency, 1.0 - memory.stall))
+        print(f"memory: read latency {memory.latency}, stall probability {memory.stall:g}; "
+              f"ideal memory: {ideal} cycles per inference; timing model at this memory: "
+              f"{model}")
     if result.sim_cycles_per_second:
         print(f"simulation speed: {result.sim_cycles_per_second:,.0f} cycles/s")
 
 
-def simulate(outdir: Path, input_path: Path, output_path: Path | None) -> int:
+def _memory_model(design: Design, latency: int | None, stall: float | None, seed: int):
+    """The simulated memory ``simulate --mem-latency/--mem-stall`` asks for, or None."""
+    from .sim.runner import MemoryModel
+
+    if latency is None and stall is None:
+        return None
+    if design.config.bus == "native":
+        raise InputError(f"{design.dir}: the native port has a fixed read latency of 1 and "
+                         f"no stalls; generate with --bus axi4 or --bus wishbone to simulate a "
+                         f"slower memory")
+    try:
+        return MemoryModel(latency=1 if latency is None else latency,
+                           stall=0.0 if stall is None else stall, seed=seed)
+    except ValueError as err:
+        raise InputError(f"--mem-latency/--mem-stall: {err}") from None
+
+
+def simulate(outdir: Path, input_path: Path, output_path: Path | None,
+             mem_latency: int | None = None, mem_stall: float | None = None,
+             mem_seed: int = 1) -> int:
     """``codesign simulate``; every argument is checked before the simulation starts."""
     from .design import OutputFile
     output = OutputFile(output_path) if output_path is not None else None
     design = Design(outdir)
+    memory = _memory_model(design, mem_latency, mem_stall, mem_seed)
     batch, stacked, _ = read_batch(design.graph, input_path)
-    result, golden_runs = _simulate(design, batch)
+    result, golden_runs = _simulate(design, batch, memory=memory)
     golden = _outputs(design.graph, golden_runs)
-    _print_cycles(design, result)
+    _print_cycles(design, result, memory)
     bad = sum(_mismatches(o, g) for outs, gold in zip(result.outputs, golden, strict=True)
               for o, g in zip(outs, gold, strict=True))
     if output is not None:
@@ -467,13 +512,24 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-gemv", action="store_true",
                    help="leave out the array's GEMV mode (batch-1 fully connected layers then "
                         "run as ordinary weight tiles)")
+    p.add_argument("--bus", choices=BUSES,
+                   help="the NPU's outside: native (fixed-latency word port, the default), axi4 "
+                        "(AXI4 master + AXI4-Lite registers) or wishbone (B4 master + register "
+                        "slave); docs/bus.md")
+    p.add_argument("--max-reads", type=int, metavar="N",
+                   help="read beats kept outstanding on the bus (a power of two; default 16, "
+                        "or what --target's memory needs)")
+    p.add_argument("--axi-id-bits", type=int, metavar="N", help="AXI4 ID width (default 4)")
+    p.add_argument("--wb-classic", action="store_true",
+                   help="Wishbone classic cycles instead of B4 pipelined")
 
 
 def _add_target_args(p: argparse.ArgumentParser, help_text: str, required: bool = False) -> None:
     from .dse.explore import OBJECTIVES
 
     p.add_argument("--target", required=required, metavar="NAME|FILE",
-                   help=f"{help_text}: ice40-up5k, ecp5-25k, ecp5-45k, ecp5-85k, asic, or a "
+                   help=f"{help_text}: ice40-up5k, ecp5-25k, ecp5-45k, ecp5-85k, ulx3s-85k (ECP5-85k "
+                        "with a 16-bit SDRAM), asic, or a "
                         ".toml/.json target file")
     p.add_argument("--objective", default="latency", choices=OBJECTIVES,
                    help="what the chosen configuration minimizes (default latency)")
@@ -529,6 +585,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--output", type=Path,
                    help="write the model output(s) to exactly this file (.npy format), replaced "
                         "atomically")
+    s.add_argument("--mem-latency", type=int, metavar="L",
+                   help="(AXI4 / Wishbone designs) the simulated memory's read latency in "
+                        "cycles, from a bus request to its data (default 1)")
+    s.add_argument("--mem-stall", type=float, metavar="P",
+                   help="(AXI4 / Wishbone designs) probability that the memory withholds each "
+                        "ready/valid/acknowledge in a cycle (default 0)")
+    s.add_argument("--mem-seed", type=int, default=1, help="seed of the random stalls")
 
     v = sub.add_parser("verify", help="generate + simulate + compare with golden model and ORT")
     v.add_argument("model", type=Path)
@@ -580,12 +643,14 @@ def _main(argv: list[str] | None) -> int:
             if args.target:
                 config, selection = _select(args.model, args.target, args.objective,
                                             config if args.array else None)
+                config = _with_bus(config, args)
             report = generate(args.model, outdir, config, selection=selection)
             print(_report_text(report), end="")
             print(f"wrote {outdir} in {time.perf_counter() - start:.2f} s")
             return 0
         if args.command == "simulate":
-            return simulate(args.outdir, args.input, args.output)
+            return simulate(args.outdir, args.input, args.output, args.mem_latency,
+                            args.mem_stall, args.mem_seed)
         if args.command == "verify":
             return verify(args.model, args.outdir or _default_outdir(args.model),
                           _config_from_args(args), args.input, args.count, args.seed,

@@ -53,8 +53,9 @@ def run_isasim(program: Program, batch: list[list[np.ndarray]]) -> RunResult:
 
 
 def run_rtl(program: Program, verilog: str, batch: list[list[np.ndarray]],
-            all_tensors: bool = False) -> RunResult:
-    """Run ``batch`` in one Verilator simulation of ``verilog`` (built once per design).
+            all_tensors: bool = False, memory=None) -> RunResult:
+    """Run ``batch`` in one Verilator simulation of ``verilog`` (built once per design), against
+    ``memory`` (a :class:`codesign.sim.runner.MemoryModel`; default: the ideal one).
 
     Every IR tensor keeps its own external buffer, so with ``all_tensors`` the values of every
     layer are read back after each inference (for per-layer comparisons)."""
@@ -64,7 +65,7 @@ def run_rtl(program: Program, verilog: str, batch: list[list[np.ndarray]],
     regions = program.outputs + (program.tensors if all_tensors else [])
     reads = [(r.addr, r.nbytes(c)) for r in regions]
     jobs = [Inference(writes=program.input_writes(inputs), reads=reads) for inputs in batch]
-    results = run_program(c, verilog, program.image, program.prog_base, jobs)
+    results = run_program(c, verilog, program.image, program.prog_base, jobs, memory=memory)
     values = [[r.unpack(data, c) for r, data in zip(regions, res.outputs, strict=True)]
               for res in results]
     n = len(program.outputs)

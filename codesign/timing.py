@@ -25,7 +25,8 @@ from collections.abc import Callable
 from .isa import ENGINE, ENGINES, HwConfig, Mem, Opcode, PoolMode, decode, encode, ports_used
 
 __all__ = ["engine_cycles", "schedule", "Schedule", "program_cycles", "layer_cycles",
-           "MemoryTiming", "NATIVE"]
+           "MemoryTiming", "NATIVE", "bus_timing", "reads_needed", "BUS_READ_OVERHEAD",
+           "BUS_WRITE_OVERHEAD"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,31 @@ class MemoryTiming:
 
 #: The native port: the timing model is exact.
 NATIVE = MemoryTiming()
+
+#: Cycles each bus form adds to a read's latency (command at the core to the first beat back
+#: at the core, beyond the memory's own latency) and to a write's completion; measured on the
+#: RTL (tests/test_bus_timing.py).
+BUS_READ_OVERHEAD = {"native": 0, "axi4": 2, "wishbone": 2}
+BUS_WRITE_OVERHEAD = {"native": 0, "axi4": 2, "wishbone": 1}
+
+
+def bus_timing(config: HwConfig, mem_latency: int = 1, beats_per_cycle: float = 1.0
+               ) -> MemoryTiming:
+    """A memory of read latency ``mem_latency`` (bus request to first data) and
+    ``beats_per_cycle`` as ``config``'s core sees it through its bus (:attr:`HwConfig.bus`)."""
+    if config.bus == "native":
+        if (mem_latency, beats_per_cycle) != (1, 1.0):
+            raise ValueError("the native port has read latency 1 and no stalls; a slower "
+                             "memory needs a bus (HwConfig.bus = 'axi4' or 'wishbone')")
+        return NATIVE
+    return MemoryTiming(mem_latency + BUS_READ_OVERHEAD[config.bus], beats_per_cycle,
+                        BUS_WRITE_OVERHEAD[config.bus])
+
+
+def reads_needed(memory: MemoryTiming) -> int:
+    """The smallest ``max_reads`` (a power of two) that streams at ``memory``'s full rate."""
+    need = math.ceil(memory.latency * memory.beats_per_cycle) + 1
+    return min(256, 1 << (need - 1).bit_length())
 
 
 def _dw_write_delay(config: HwConfig) -> int:

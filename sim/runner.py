@@ -43,6 +43,7 @@ from ..isa import HwConfig
 
 __all__ = [
     "Inference", "InferenceResult", "SimulationError", "BuildError", "build", "run_program",
+    "MemoryModel",
     "cycles_per_second", "EXT_MEM_BYTES", "CACHE_ENV", "cache_dir",
 ]
 
@@ -57,11 +58,25 @@ CLOCK_NS = 10
 DEFAULT_MAX_CYCLES = 200_000_000
 
 _SIM_DIR = Path(__file__).resolve().parent
-_TB_SOURCES = ("ext_mem.v", "tb_top.v")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Bench:
+    """The testbench of one bus form: its Verilog files (top last) and its top module."""
+    sources: tuple[str, ...]
+    toplevel: str
+
+
+#: The testbench of each :attr:`HwConfig.bus`: the NPU next to a memory model of that bus (the
+#: bus forms' with a protocol checker, a read latency and random stalls).
+_BENCHES = {
+    "native": _Bench(("ext_mem.v", "tb_top.v"), "tb_top"),
+    "axi4": _Bench(("axi_mem.v", "axi_check.v", "tb_axi4.v"), "tb_axi4"),
+    "wishbone": _Bench(("wb_mem.v", "wb_check.v", "tb_wishbone.v"), "tb_wishbone"),
+}
 #: Simulation models of the device cells a configuration's Verilog may instantiate, by
 #: :attr:`HwConfig.mult_cell`.
 _CELL_MODELS = {"inferred": (), "MULT18X18D": ("MULT18X18D.v",)}
-_TOPLEVEL = "tb_top"
 _TEST_MODULE = "codesign.sim.tb_npu"
 _COMPLETE = "BUILD_COMPLETE"
 
@@ -92,9 +107,12 @@ _MAKE_FLAGS = (
 #: `!` of multi-bit values (WIDTHTRUNC).
 _NPU_WAIVED = ("CASEINCOMPLETE", "WIDTHEXPAND", "WIDTHTRUNC")
 
-_VLT = "`verilator_config\n" + "".join(
-    f'lint_off -rule {rule} -file "*/npu_top.v"\n' for rule in _NPU_WAIVED
-) + 'public_flat_rw -module "tb_top" -var "*"\n'
+
+
+def _vlt(config: HwConfig) -> str:
+    return "`verilator_config\n" + "".join(
+        f'lint_off -rule {rule} -file "*/npu_top.v"\n' for rule in _NPU_WAIVED
+    ) + f'public_flat_rw -module "{_BENCHES[config.bus].toplevel}" -var "*"\n'
 
 
 class SimulationError(SimulationFailed):
@@ -238,7 +256,7 @@ def _build_parameters(config: HwConfig) -> dict[str, int]:
 
 def _tb_sources(config: HwConfig) -> tuple[str, ...]:
     """The testbench files, and the cell models ``config``'s Verilog needs."""
-    return _TB_SOURCES + _CELL_MODELS[config.mult_cell]
+    return _BENCHES[config.bus].sources + _CELL_MODELS[config.mult_cell]
 
 
 def _build_key(config: HwConfig, verilog: str) -> str:
@@ -253,7 +271,7 @@ def _build_key(config: HwConfig, verilog: str) -> str:
     part("npu", verilog)
     for name in _tb_sources(config):
         part(name, (_SIM_DIR / name).read_text())
-    part("vlt", _VLT)
+    part("vlt", _vlt(config))
     part("verilator", _verilator_version())
     part("cocotb", cocotb.__version__)
     # The binary finds cocotb's VPI library through an absolute RUNPATH into the installation
@@ -289,15 +307,16 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _marker(build_dir: Path) -> str:
-    """What ``BUILD_COMPLETE`` says of a build whose binary is as built."""
-    return f"sha256 {_digest(build_dir / _TOPLEVEL)}\n"
+def _marker(build_dir: Path, toplevel: str) -> str:
+    """What ``BUILD_COMPLETE`` says of a build whose binary (named after the testbench's top
+    module) is as built."""
+    return f"sha256 {_digest(build_dir / toplevel)}\n"
 
 
-def _is_complete(build_dir: Path) -> bool:
+def _is_complete(build_dir: Path, toplevel: str) -> bool:
     """Whether ``build_dir`` is a finished build whose binary is still the one it built."""
     try:
-        return (build_dir / _COMPLETE).read_text() == _marker(build_dir)
+        return (build_dir / _COMPLETE).read_text() == _marker(build_dir, toplevel)
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -327,12 +346,13 @@ def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
     root = root / "verilator"
     name = f"{config.name}-{_build_key(config, verilog)[:24]}"
     final = root / name
-    if _is_complete(final):
+    toplevel = _BENCHES[config.bus].toplevel
+    if _is_complete(final, toplevel):
         return final
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale(root)
     with _locked(root / f"{name}.lock"):
-        if _is_complete(final):         # another process built it while we waited
+        if _is_complete(final, toplevel):         # another process built it while we waited
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f"{name}.tmp-", dir=root))
         try:
@@ -342,7 +362,7 @@ def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
             tb_sources = _tb_sources(config)
             for tb in tb_sources:
                 shutil.copyfile(_SIM_DIR / tb, src / tb)
-            (src / "tb.vlt").write_text(_VLT)
+            (src / "tb.vlt").write_text(_vlt(config))
             log = tmp / "build.log"
             # The compiler's temporary files go with the build's: a killed compiler cannot
             # remove them.
@@ -350,7 +370,7 @@ def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
             try:
                 runner.build(
                     sources=[src / "tb.vlt", src / "npu_top.v", *(src / tb for tb in tb_sources)],
-                    hdl_toplevel=_TOPLEVEL,
+                    hdl_toplevel=toplevel,
                     parameters=_build_parameters(config),
                     build_args=list(_VERILATOR_FLAGS),
                     build_dir=tmp,
@@ -360,7 +380,7 @@ def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
             except (RuntimeError, SystemExit) as exc:
                 raise BuildError(f"Verilator build of {config.name} failed ({exc}); "
                                  f"build log tail:\n{_tail(log)}") from None
-            (tmp / _COMPLETE).write_text(_marker(tmp))
+            (tmp / _COMPLETE).write_text(_marker(tmp, toplevel))
             if final.exists():          # an entry whose binary was damaged after it completed
                 shutil.rmtree(final)
             os.rename(tmp, final)
@@ -401,10 +421,40 @@ def _read_dump(path: Path, nwords: int, bus_bytes: int) -> bytes:
 
 # -------------------------------------------------------------------------------------------------
 
+@dataclasses.dataclass(frozen=True)
+class MemoryModel:
+    """The simulated memory of a bus form's testbench (sim/axi_mem.v, sim/wb_mem.v).
+
+    Parameters
+    ----------
+    latency
+        Cycles from a read request on the bus to its first data (>= 1).
+    stall
+        Probability (0 <= P < 1) that the memory withholds, in any one cycle, each ready,
+        valid or acknowledge it could give.
+    seed
+        Seed of the stalls' random sequence.
+    """
+    latency: int = 1
+    stall: float = 0.0
+    seed: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.latency, int) or not 1 <= self.latency <= 1000:
+            raise ValueError(f"memory latency must be an int in 1..1000, not {self.latency!r}")
+        if not 0 <= self.stall < 1:
+            raise ValueError(f"stall probability must be in [0, 1), not {self.stall!r}")
+
+    def plusargs(self) -> list[str]:
+        return [f"+mem_latency={self.latency}", f"+mem_stall={round(100 * self.stall)}",
+                f"+mem_seed={self.seed}"]
+
+
 def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: int,
                 inferences: Sequence[Inference], *, max_cycles: int = DEFAULT_MAX_CYCLES,
                 timeout: float | None = None, cache_root: Path | None = None,
-                work_dir: Path | None = None) -> list[InferenceResult]:
+                work_dir: Path | None = None, memory: MemoryModel | None = None
+                ) -> list[InferenceResult]:
     """Run ``len(inferences)`` NPU runs of the program at ``prog_base`` in one simulation.
 
     Parameters
@@ -427,6 +477,9 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
         Wall-clock limit in seconds for the whole simulation process (None: no limit).
     work_dir
         Where to put the run's files (default: a temporary directory, removed afterwards).
+    memory
+        The simulated memory's read latency and random stalls (a bus form only; default: read
+        latency 1, no stalls).
 
     Raises
     ------
@@ -447,6 +500,11 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
         raise ValueError(f"prog_base {prog_base} is outside the external memory")
     if max_cycles < 1:
         raise ValueError(f"max_cycles must be positive, not {max_cycles!r}")
+    memory = memory or MemoryModel()
+    if config.bus == "native" and memory != MemoryModel():
+        raise ValueError("the native port has a fixed read latency of 1 and no stalls: "
+                         "generate the design with --bus axi4 or wishbone to simulate a "
+                         "slower memory")
 
     with contextlib.ExitStack() as stack:
         if work_dir is None:
@@ -489,6 +547,7 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
         result_path = run_dir / "result.json"
         job = {
             "clock_ns": CLOCK_NS,
+            "bus": config.bus,
             "prog_base": prog_base,
             "max_cycles": max_cycles,
             "load_file": str(run_dir / "load.hex"),
@@ -505,14 +564,14 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
         try:
             runner.test(
                 test_module=_TEST_MODULE,
-                hdl_toplevel=_TOPLEVEL,
+                hdl_toplevel=_BENCHES[config.bus].toplevel,
                 hdl_toplevel_lang="verilog",
                 build_dir=build_dir,
                 test_dir=run_dir,
                 results_xml=str(run_dir / "results.xml"),
                 plusargs=[f"+mem_init={run_dir / 'image.hex'}",
                           f"+mem_load={job['load_file']}",
-                          f"+mem_dump={job['dump_file']}"],
+                          f"+mem_dump={job['dump_file']}", *memory.plusargs()],
                 log_file=log,
             )
         except SimulationError as exc:

@@ -3,9 +3,11 @@
 The job is a JSON file named by the environment variable ``CODESIGN_JOB`` (written by
 :func:`codesign.sim.runner.run_program`). Python stays out of the per-cycle loop: per inference
 it loads the input regions into the external memory with one ``$readmemh`` (``mem_load``
-strobe), starts the NPU, sleeps until ``done`` rises (or the max-cycles timer fires), reads
-``CYCLES`` and dumps each output region with one ``$writememh`` (``mem_dump`` strobe). The
-result is a JSON file; errors are reported there (and fail the test) rather than only in the log.
+strobe), starts the NPU, sleeps until it is done (the native port's ``done``, the bus forms'
+interrupt) or the max-cycles timer fires, reads ``CYCLES`` and dumps each output region with
+one ``$writememh`` (``mem_dump`` strobe). Registers are reached through the testbench's register
+port: the native strobes, AXI4-Lite or Wishbone (:class:`Registers`). The result is a JSON file;
+errors are reported there (and fail the test) rather than only in the log.
 
 The clock runs inside ``tb_top`` (period ``clock_ns`` of the job), not as a cocotb ``Clock``:
 no Python or VPI work per clock edge.
@@ -41,6 +43,40 @@ async def _csr_read(dut, addr: int) -> int:
     return int(dut.csr_rdata.value)
 
 
+class Registers:
+    """The NPU's registers through the testbench's register port of bus form ``bus``; the
+    signal that rises when a run is done (``done``, or ``irq`` with the interrupt enabled)."""
+
+    def __init__(self, dut, bus: str):
+        self.dut = dut
+        if bus == "native":
+            self.write, self.read, self.done = _csr_write, _csr_read, dut.done
+            dut.csr_we.value = 0
+            dut.csr_addr.value = 0
+            dut.csr_wdata.value = 0
+        elif bus == "axi4":
+            from .axil import axil_idle, axil_read, axil_write
+            self.write, self.read, self.done = axil_write, axil_read, dut.irq
+            axil_idle(dut)
+        elif bus == "wishbone":
+            from .wbregs import wb_idle, wb_read, wb_write
+            self.write, self.read, self.done = wb_write, wb_read, dut.irq
+            wb_idle(dut)
+        else:
+            raise ValueError(f"unknown bus {bus!r}")
+        self.interrupt = bus != "native"
+
+    async def setup(self, prog_base: int) -> None:
+        await self.write(self.dut, Csr.PROG_BASE, prog_base)
+        if self.interrupt:
+            await self.write(self.dut, Csr.IRQ_ENABLE, 1)
+
+    async def finish(self) -> None:
+        """Acknowledge the run's interrupt."""
+        if self.interrupt:
+            await self.write(self.dut, Csr.IRQ_STATUS, 1)
+
+
 async def _strobe(dut, signal) -> None:
     """One-cycle strobe; returns after the clock edge that acted on it has fully settled."""
     signal.value = 1
@@ -57,9 +93,7 @@ async def run_job(dut):
     error: str | None = None
     try:
         dut.rst.value = 1
-        dut.csr_we.value = 0
-        dut.csr_addr.value = 0
-        dut.csr_wdata.value = 0
+        regs = Registers(dut, job["bus"])
         dut.mem_load.value = 0
         dut.mem_dump.value = 0
         dut.dump_lo.value = 0
@@ -67,16 +101,16 @@ async def run_job(dut):
         await ClockCycles(dut.clk, 4)
         dut.rst.value = 0
         await RisingEdge(dut.clk)
-        await _csr_write(dut, Csr.PROG_BASE, job["prog_base"])
+        await regs.setup(job["prog_base"])
 
         for k, inf in enumerate(job["inferences"]):
             if inf["load"] is not None:
                 os.replace(inf["load"], job["load_file"])
                 await _strobe(dut, dut.mem_load)
             t0 = time.perf_counter()
-            await _csr_write(dut, Csr.CTRL, 1)
+            await regs.write(dut, Csr.CTRL, 1)
             timeout = Timer(job["max_cycles"] * period, unit="ns")
-            fired = await First(RisingEdge(dut.done), timeout)
+            fired = await First(RisingEdge(regs.done), timeout)
             wall = time.perf_counter() - t0
             if fired is timeout:
                 raise TimeoutError(f"inference {k}: done did not rise within "
@@ -85,7 +119,8 @@ async def run_job(dut):
             if int(dut.mem_err.value):
                 raise RuntimeError(f"inference {k}: the NPU accessed external memory out of "
                                    f"range (see the simulation log)")
-            cycles = await _csr_read(dut, Csr.CYCLES)
+            cycles = await regs.read(dut, Csr.CYCLES)
+            await regs.finish()
             for lo, nwords, path in inf["reads"]:
                 dut.dump_lo.value = lo
                 dut.dump_hi.value = lo + nwords - 1

@@ -28,7 +28,7 @@ from pathlib import Path
 from ..compiler import compile_graph
 from ..errors import InputError, TilingError
 from ..isa import HwConfig
-from ..timing import schedule
+from ..timing import reads_needed, schedule
 from .energy import energy_per_inference
 from .resources import estimate, over_budget
 from .targets import Target
@@ -99,14 +99,27 @@ def candidates(shapes=SHAPES, memories=MEMORIES, target: Target | None = None
     return out + reduced
 
 
+def for_memory(config: HwConfig, target: Target) -> HwConfig:
+    """``config`` with a bus and enough outstanding reads for ``target``'s memory: a memory
+    slower than the native port's needs a bus (AXI4 unless ``config`` names one), and
+    ``max_reads`` is sized to stream at the memory's rate."""
+    if target.ideal_memory:
+        return config
+    if config.bus == "native":
+        config = dataclasses.replace(config, bus="axi4")
+    return dataclasses.replace(config, max_reads=reads_needed(target.memory_timing(config)))
+
+
 def evaluate(graph, config: HwConfig, target: Target, *, cost_all: bool = False) -> Point:
     """Cost ``config``, built for ``target`` (with the target's multiplier cells and pipeline
     depth), running ``graph`` on it; a configuration over the target's budget is not compiled
     (its latency and energy stay 0) unless ``cost_all``."""
     from ..compiler.lower import sized_for
 
-    config = dataclasses.replace(sized_for(graph, config), mult_cell=target.mult_cell,
-                                 deep_pipeline=target.deep_pipeline)
+    config = for_memory(dataclasses.replace(sized_for(graph, config),
+                                            mult_cell=target.mult_cell,
+                                            deep_pipeline=target.deep_pipeline), target)
+    memory = target.memory_timing(config)
     resources = estimate(config, target)
     over = over_budget(resources, target)
     if over and not cost_all:
@@ -115,7 +128,7 @@ def evaluate(graph, config: HwConfig, target: Target, *, cost_all: bool = False)
         program = compile_graph(graph, config)
     except TilingError as err:
         return Point(config, False, f"does not map: {err}", resources=resources)
-    cycles = schedule(program.insns, config).cycles
+    cycles = schedule(program.insns, config, memory=memory).cycles
     return Point(config, not over, "over budget: " + ", ".join(over) if over else "",
                  cycles, cycles / (target.clock_mhz * 1e3),
                  energy_per_inference(program).total_uj, resources)

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..timing import MemoryTiming, bus_timing
 
 __all__ = ["Target", "BUILTIN_TARGETS", "FAMILIES", "load_target"]
 
@@ -90,6 +91,12 @@ class Target:
         Default clock goal passed to nextpnr as ``--freq``.
     area_mm2, ge_um2, sram_um2_per_bit
         ASIC only: the area budget, the area of one gate equivalent (NAND2) and of one SRAM bit.
+    mem_latency
+        The external memory's read latency in NPU cycles, from a read request on the bus to its
+        first data (1: an ideal memory on the native port, the default).
+    mem_bytes_per_cycle
+        Its sustained bandwidth in bytes per NPU cycle (0: the NPU's bus width, full speed);
+        e.g. 2 for a 16-bit SDRAM clocked with the NPU.
     """
 
     name: str
@@ -109,6 +116,8 @@ class Target:
     area_mm2: float = 0.0
     ge_um2: float = 0.0
     sram_um2_per_bit: float = 0.0
+    mem_latency: int = 1
+    mem_bytes_per_cycle: float = 0.0
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -127,6 +136,8 @@ class Target:
                 raise ValueError(f"{f.name} must be a string, not {value!r}")
         if self.clock_mhz <= 0:
             raise ValueError(f"clock_mhz must be positive, not {self.clock_mhz!r}")
+        if self.mem_latency < 1:
+            raise ValueError(f"mem_latency must be at least 1, not {self.mem_latency!r}")
         if self.is_fpga:
             for name in ("device", "package", "luts", "ffs", "bram_blocks", "bram_bits"):
                 if not getattr(self, name):
@@ -159,6 +170,18 @@ class Target:
         return self.family == "ecp5"
 
     @property
+    def ideal_memory(self) -> bool:
+        """Whether the target's memory answers like the native port (latency 1, full width)."""
+        return self.mem_latency == 1 and not self.mem_bytes_per_cycle
+
+    def memory_timing(self, config) -> MemoryTiming:
+        """The target's memory as ``config``'s core sees it through its bus
+        (:class:`codesign.timing.MemoryTiming`)."""
+        rate = (1.0 if not self.mem_bytes_per_cycle
+                else min(1.0, self.mem_bytes_per_cycle / config.bus_bytes))
+        return bus_timing(config, self.mem_latency, rate)
+
+    @property
     def bram_total_bits(self) -> int:
         return self.bram_blocks * self.bram_bits
 
@@ -184,6 +207,10 @@ BUILTIN_TARGETS: dict[str, Target] = {t.name: t for t in (
     _ecp5("25k", luts=24288, dsps=28, ebr=56, package="CABGA256"),
     _ecp5("45k", luts=43848, dsps=72, ebr=108, package="CABGA256"),
     _ecp5("85k", luts=83640, dsps=156, ebr=208, package="CABGA381"),
+    # A ULX3S-like board: the ECP5-85k with a 16-bit SDR SDRAM (a controller's read latency of
+    # about 10 cycles; 2 bytes per cycle).
+    dataclasses.replace(_ecp5("85k", luts=83640, dsps=156, ebr=208, package="CABGA381"),
+                        name="ulx3s-85k", mem_latency=10, mem_bytes_per_cycle=2.0),
     Target(name="asic", family="asic", part="generic standard cells (sky130 areas)",
            clock_mhz=50.0, area_mm2=10.0, ge_um2=3.7536, sram_um2_per_bit=23.2),
 )}
