@@ -528,9 +528,8 @@ def _add_target_args(p: argparse.ArgumentParser, help_text: str, required: bool 
     from .dse.explore import OBJECTIVES
 
     p.add_argument("--target", required=required, metavar="NAME|FILE",
-                   help=f"{help_text}: ice40-up5k, ecp5-25k, ecp5-45k, ecp5-85k, ulx3s-85k (ECP5-85k "
-                        "with a 16-bit SDRAM), asic, or a "
-                        ".toml/.json target file")
+                   help=f"{help_text}: ice40-up5k, ecp5-25k, ecp5-45k, ecp5-85k, ulx3s-85k "
+                        "(ECP5-85k with a 16-bit SDRAM), asic, or a .toml/.json target file")
     p.add_argument("--objective", default="latency", choices=OBJECTIVES,
                    help="what the chosen configuration minimizes (default latency)")
 

@@ -23,8 +23,8 @@ from amaranth.lib.wiring import In, Out
 
 from codesign.isa import HwConfig
 
-__all__ = ["ADDR_BITS", "MAX_BURST", "PAGE_BYTES", "mem_master", "mem_slave", "mem_reader", "burst_beats",
-           "byte_address"]
+__all__ = ["ADDR_BITS", "MAX_BURST", "PAGE_BYTES", "mem_master", "mem_slave", "mem_reader",
+           "burst_beats", "byte_address"]
 
 #: Width of the byte addresses on the bus.
 ADDR_BITS = 32

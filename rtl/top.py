@@ -16,7 +16,7 @@ import operator
 
 from amaranth.back import verilog
 from amaranth.hdl import Const, Module, Mux, Signal, Value
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from codesign.isa import (
     ENGINES,

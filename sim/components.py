@@ -1,0 +1,337 @@
+"""Reusable cocotb 2.x components for a codesign NPU inside any testbench (docs/integration.md).
+
+A user's SoC testbench instantiates ``npu_top`` (of any bus form) next to their own logic; these
+components give it what our own tests use:
+
+* :func:`npu_registers` — the NPU's registers through its register port (native strobes,
+  AXI4-Lite through cocotbext-axi, Wishbone through a small driver of its own);
+* :class:`AxiMemory` / :class:`WishboneMemory` — external memory on the NPU's master port with a
+  random read latency and random backpressure on every channel;
+* :class:`NpuDriver` — load the image, write inputs, start, wait (polling or interrupt), read
+  outputs: the steps of the C driver (codesign_npu.c), over the components above;
+* :class:`GoldenChecker` — the golden model's outputs for the same inputs, and the comparison.
+
+Everything works on a design directory written by ``codesign generate`` (:class:`Design`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge
+
+from ..design import Design
+from ..isa import CSR_FIELDS, Csr
+
+__all__ = ["npu_registers", "NativeRegisters", "AxiLiteRegisters", "WishboneRegisters",
+           "AxiMemory", "WishboneMemory", "NpuDriver", "GoldenChecker", "pauses"]
+
+
+def pauses(probability: float, seed: int) -> Iterator[bool]:
+    """A cocotbext-axi pause generator: pause in a cycle with ``probability``."""
+    rng = random.Random(seed)
+    while True:
+        yield rng.random() < probability
+
+
+# -- registers ---------------------------------------------------------------------------------
+
+class NativeRegisters:
+    """The native register port: ``csr_addr``, ``csr_we``, ``csr_wdata``, ``csr_rdata``."""
+
+    def __init__(self, dut, clock):
+        self.dut, self.clock = dut, clock
+        dut.csr_we.value = 0
+        dut.csr_addr.value = 0
+        dut.csr_wdata.value = 0
+
+    async def write(self, reg: Csr, value: int) -> None:
+        self.dut.csr_addr.value = int(reg)
+        self.dut.csr_wdata.value = value
+        self.dut.csr_we.value = 1
+        await RisingEdge(self.clock)
+        self.dut.csr_we.value = 0
+
+    async def read(self, reg: Csr) -> int:
+        self.dut.csr_addr.value = int(reg)
+        await FallingEdge(self.clock)        # combinational read data: settled mid-cycle
+        return int(self.dut.csr_rdata.value)
+
+
+class AxiLiteRegisters:
+    """The AXI4-Lite register slave ``<prefix>_*`` driven by cocotbext-axi's AxiLiteMaster."""
+
+    def __init__(self, dut, clock, reset, prefix: str = "s_axil"):
+        from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+        self.master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, prefix), clock, reset)
+
+    async def write(self, reg: Csr, value: int) -> None:
+        await self.master.write_dword(4 * int(reg), value)
+
+    async def read(self, reg: Csr) -> int:
+        return await self.master.read_dword(4 * int(reg))
+
+
+class WishboneRegisters:
+    """The Wishbone register slave ``<prefix>_*`` (classic single accesses: they suit a
+    pipelined slave too)."""
+
+    def __init__(self, dut, clock, prefix: str = "s_wb"):
+        self.clock = clock
+        self.s = {name: getattr(dut, f"{prefix}_{name}")
+                  for name in ("adr", "dat_w", "dat_r", "sel", "cyc", "stb", "we", "ack")}
+        for name in ("cyc", "stb", "we", "adr", "dat_w"):
+            self.s[name].value = 0
+        self.s["sel"].value = 0xF
+
+    async def _access(self, reg: Csr, we: bool, value: int = 0) -> int:
+        s = self.s
+        s["adr"].value = int(reg)
+        s["dat_w"].value = value
+        s["we"].value = int(we)
+        s["cyc"].value = 1
+        s["stb"].value = 1
+        for _ in range(1000):
+            await RisingEdge(self.clock)
+            await ReadOnly()
+            if int(s["ack"].value):
+                data = int(s["dat_r"].value)
+                break
+        else:
+            raise TimeoutError("the Wishbone register slave did not acknowledge")
+        await FallingEdge(self.clock)
+        s["cyc"].value = 0
+        s["stb"].value = 0
+        s["we"].value = 0
+        return data
+
+    async def write(self, reg: Csr, value: int) -> None:
+        await self._access(reg, True, value)
+
+    async def read(self, reg: Csr) -> int:
+        return await self._access(reg, False)
+
+
+def npu_registers(dut, bus: str, clock, reset=None):
+    """The registers of ``dut``'s NPU (``npu_top`` itself or a testbench exposing its register
+    port under the standard names) for bus form ``bus``."""
+    if bus == "native":
+        return NativeRegisters(dut, clock)
+    if bus == "axi4":
+        return AxiLiteRegisters(dut, clock, reset)
+    if bus == "wishbone":
+        return WishboneRegisters(dut, clock)
+    raise ValueError(f"unknown bus {bus!r}")
+
+
+# -- memories ----------------------------------------------------------------------------------
+
+class AxiMemory:
+    """Memory on the NPU's AXI4 master ``<prefix>_*``: cocotbext-axi's AxiSlave (which checks
+    bursts against the 4 KiB rule) in front of a byte array, with a random read latency of
+    ``latency`` = (min, max) cycles before every read that does not continue the previous
+    one, and random pauses (``stall``: probability per cycle) on all five channels."""
+
+    def __init__(self, dut, clock, reset, *, size: int, prefix: str = "m_axi",
+                 latency: tuple[int, int] = (0, 0), stall: float = 0.0, seed: int = 0):
+        from cocotbext.axi import AxiBus, AxiSlave
+        self.data = bytearray(size)
+        self.clock, self.latency, self.rng = clock, latency, random.Random(seed)
+        self._next_read = None
+        self.slave = AxiSlave(AxiBus.from_prefix(dut, prefix), clock, reset, target=self)
+        if stall:
+            channels = (self.slave.read_if.ar_channel, self.slave.read_if.r_channel,
+                        self.slave.write_if.aw_channel, self.slave.write_if.w_channel,
+                        self.slave.write_if.b_channel)
+            for k, channel in enumerate(channels):
+                channel.set_pause_generator(pauses(stall, seed * 8 + k))
+
+    # The AxiSlave's target interface (awaited once per beat).
+    async def read(self, address: int, length: int) -> bytes:
+        if address != self._next_read:
+            wait = self.rng.randint(*self.latency)
+            if wait:
+                await ClockCycles(self.clock, wait)
+        self._next_read = address + length
+        return bytes(self.data[address:address + length])
+
+    async def write(self, address: int, data: bytes, **kwargs) -> None:
+        self.data[address:address + len(data)] = data
+
+    # The host's view (no simulated time).
+    def store(self, address: int, data: bytes) -> None:
+        self.data[address:address + len(data)] = data
+
+    def load(self, address: int, length: int) -> bytes:
+        return bytes(self.data[address:address + length])
+
+
+class WishboneMemory:
+    """A Wishbone B4 pipelined slave memory on the NPU's master ``<prefix>_*``: ``stall``
+    raised at random, each request acknowledged in order ``latency`` = (min, max) cycles after
+    it is taken (classic masters work too: they wait for each acknowledge)."""
+
+    def __init__(self, dut, clock, *, size: int, prefix: str = "m_wb", bus_bytes: int,
+                 latency: tuple[int, int] = (1, 1), stall: float = 0.0, seed: int = 0):
+        import cocotb
+        self.data = bytearray(size)
+        self.bb = bus_bytes
+        self.clock = clock
+        self.s = {name: getattr(dut, f"{prefix}_{name}")
+                  for name in ("adr", "dat_w", "dat_r", "sel", "cyc", "stb", "we", "ack",
+                               "stall", "err")}
+        self.latency, self.stall, self.rng = latency, stall, random.Random(seed)
+        self.s["ack"].value = 0
+        self.s["stall"].value = 0
+        self.s["err"].value = 0
+        self.s["dat_r"].value = 0
+        self._task = cocotb.start_soon(self._serve())
+
+    def store(self, address: int, data: bytes) -> None:
+        self.data[address:address + len(data)] = data
+
+    def load(self, address: int, length: int) -> bytes:
+        return bytes(self.data[address:address + length])
+
+    async def _serve(self) -> None:
+        s, bb = self.s, self.bb
+        pending: list[tuple[int, int]] = []        # (due cycle, read data or None for a write)
+        cycle = 0
+        while True:
+            stalled = self.rng.random() < self.stall
+            s["stall"].value = int(stalled)
+            due = pending[0] if pending and pending[0][0] <= cycle else None
+            s["ack"].value = int(due is not None)
+            if due is not None:
+                s["dat_r"].value = due[1]
+            await RisingEdge(self.clock)
+            await ReadOnly()
+            if due is not None:
+                pending.pop(0)
+            if int(s["cyc"].value) and int(s["stb"].value) and not stalled:
+                addr = int(s["adr"].value) * bb
+                value = 0
+                if int(s["we"].value):
+                    self.data[addr:addr + bb] = int(s["dat_w"].value).to_bytes(bb, "little")
+                else:
+                    value = int.from_bytes(self.data[addr:addr + bb], "little")
+                wait = max(1, self.rng.randint(*self.latency))
+                last = pending[-1][0] if pending else cycle
+                pending.append((max(cycle + wait, last + 1), value))
+            await FallingEdge(self.clock)
+            cycle += 1
+
+
+# -- the driver and the checker -------------------------------------------------------------------
+
+class NpuDriver:
+    """Runs a design's program on a simulated NPU, as the C driver does on hardware.
+
+    Parameters
+    ----------
+    design : Design
+        The design directory (``codesign generate``'s OUTDIR).
+    registers
+        From :func:`npu_registers`.
+    memory
+        An object with ``store(byte address, bytes)`` and ``load(byte address, n)`` (the host's
+        access, taking no simulated time): the memory on the NPU's master port
+        (:class:`AxiMemory`, :class:`WishboneMemory`, or the user's).
+    base : int
+        Where external word 0 lives in the bus address space (4 KiB aligned).
+    """
+
+    def __init__(self, design: Design, registers, memory, base: int = 0):
+        if base % 4096:
+            raise ValueError(f"base must be 4 KiB aligned, not {base:#x}")
+        self.design, self.regs, self.memory, self.base = design, registers, memory, base
+        self.bb = design.config.bus_bytes
+
+    async def init(self) -> None:
+        """Check that the hardware is the design's (VERSION and CONFIG_ID)."""
+        from ..isa import config_id, version_word
+        c = self.design.config
+        version = await self.regs.read(Csr.VERSION)
+        if version != version_word(c):
+            raise RuntimeError(f"VERSION reads {version:#010x}, the design's is "
+                               f"{version_word(c):#010x}")
+        cid = await self.regs.read(Csr.CONFIG_ID)
+        if cid != config_id(c):
+            raise RuntimeError(f"CONFIG_ID reads {cid:#010x}, the design's is "
+                               f"{config_id(c):#010x}")
+
+    async def load_image(self) -> None:
+        program = self.design.program
+        self.memory.store(self.base, program.image.tobytes())
+        await self.regs.write(Csr.BASE, self.base)
+        await self.regs.write(Csr.PROG_BASE, program.prog_base)
+
+    def write_inputs(self, inputs: list[np.ndarray]) -> None:
+        """One inference's inputs (integer HWC tensors, as :func:`codesign.design.read_batch`
+        gives them), packed as the program's input regions want them."""
+        for addr, data in self.design.program.input_writes(inputs):
+            self.memory.store(self.base + addr * self.bb, data)
+
+    async def start(self, interrupt: bool = False) -> None:
+        await self.regs.write(Csr.IRQ_STATUS, 1)
+        await self.regs.write(Csr.IRQ_ENABLE, int(interrupt))
+        await self.regs.write(Csr.CTRL, 1)
+
+    async def wait(self, irq=None, clock=None, timeout_cycles: int = 50_000_000) -> int:
+        """Wait until the run is done: on the rising ``irq`` when given, else by polling CTRL
+        (every 64 cycles of ``clock``); returns CYCLES."""
+        done_bit = next(f for f in CSR_FIELDS[Csr.CTRL] if f.name == "DONE").lsb
+        if irq is not None:
+            timer = ClockCycles(clock, timeout_cycles)
+            if await First(RisingEdge(irq), timer) is timer:
+                raise TimeoutError(f"no interrupt within {timeout_cycles} cycles")
+        else:
+            for _ in range(timeout_cycles // 64):
+                if (await self.regs.read(Csr.CTRL)) >> done_bit & 1:
+                    break
+                await ClockCycles(clock, 64)
+            else:
+                raise TimeoutError(f"CTRL.DONE not set within {timeout_cycles} cycles")
+        await self.regs.write(Csr.IRQ_STATUS, 1)
+        return await self.regs.read(Csr.CYCLES)
+
+    def read_outputs(self) -> list[np.ndarray]:
+        c = self.design.config
+        return [r.unpack(self.memory.load(self.base + r.addr * self.bb, r.nbytes(c)), c)
+                for r in self.design.program.outputs]
+
+    async def run(self, inputs: list[np.ndarray], irq=None, clock=None) -> tuple[list, int]:
+        """One inference: write inputs, start, wait, read outputs; returns (outputs, cycles)."""
+        self.write_inputs(inputs)
+        await self.start(interrupt=irq is not None)
+        cycles = await self.wait(irq=irq, clock=clock)
+        return self.read_outputs(), cycles
+
+
+class GoldenChecker:
+    """The golden model (:mod:`codesign.reference`) of a design, as a scoreboard."""
+
+    def __init__(self, design: Design):
+        self.design = design
+
+    def expected(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        from ..reference import run
+        values = run(self.design.graph, inputs)
+        return [values[b.tensor.name] for b in self.design.graph.outputs]
+
+    def check(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+        """Raise AssertionError naming the output and the count of differing elements."""
+        for binding, got, want in zip(self.design.graph.outputs, outputs,
+                                      self.expected(inputs), strict=True):
+            bad = int(np.count_nonzero(np.asarray(got, np.int64) != np.asarray(want, np.int64)))
+            if bad:
+                raise AssertionError(f"output {binding.tensor.name}: {bad} of {got.size} "
+                                     f"elements differ from the golden model")
+
+
+def load_design(outdir: str | Path) -> Design:
+    """The design directory ``outdir`` (checked, as ``codesign simulate`` checks it)."""
+    return Design(Path(outdir))
