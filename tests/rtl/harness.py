@@ -20,8 +20,8 @@ from codesign.rtl.ports import SCRATCHPADS, ext_port, scratchpad
 from codesign.rtl.top import NativeMemory
 from codesign.timing import engine_cycles
 
-__all__ = ["Harness", "OnNativePort", "to_ints", "to_bytes", "isasim_words", "read_memory", "run_engine",
-           "simulate", "csr_write", "csr_read"]
+__all__ = ["Harness", "OnNativePort", "to_ints", "to_bytes", "isasim_words", "read_memory",
+           "run_engine", "simulate", "csr_write", "csr_read"]
 
 #: The external memory, as a name next to :data:`codesign.rtl.ports.SCRATCHPADS`.
 EXT = "ext"
