@@ -239,7 +239,8 @@ class Csr(py_enum.IntEnum):
     BASE        byte address of external word 0 in the host's address space, added to every
                 external address the NPU issues; aligned to 4 KiB (the low 12 bits read 0).
     IRQ_ENABLE  bit 0: raise ``irq`` while IRQ_STATUS.done is set.
-    IRQ_STATUS  bit 0 done: set when a run reaches END; write 1 to clear.
+    IRQ_STATUS  bit 0 done: set when a run reaches END; write 1 to clear. Bit 1: the bus
+                answered an error (sticky until reset).
     """
     CTRL = 0
     PROG_BASE = 1
@@ -280,7 +281,10 @@ CSR_FIELDS: dict[Csr, tuple[CsrField, ...]] = {
     Csr.CONFIG_ID: (CsrField("CRC", 0, 32, "r", "CRC-32 of the HwConfig's JSON"),),
     Csr.BASE: (CsrField("ADDR", 12, 20, "rw", "bits 31:12 of external word 0's byte address"),),
     Csr.IRQ_ENABLE: (CsrField("DONE", 0, 1, "rw", "interrupt on IRQ_STATUS.DONE"),),
-    Csr.IRQ_STATUS: (CsrField("DONE", 0, 1, "w1c", "a run reached END"),),
+    Csr.IRQ_STATUS: (CsrField("DONE", 0, 1, "w1c", "a run reached END"),
+                     CsrField("BUS_ERROR", 1, 1, "r",
+                              "the bus answered an error (AXI SLVERR/DECERR, Wishbone ERR); "
+                              "sticky until reset")),
 }
 
 #: Version of the instruction set and register map; VERSION.ISA. Bump on any change to either.

@@ -15,8 +15,8 @@ import functools
 import operator
 
 from amaranth.back import verilog
-from amaranth.hdl import Const, Module, Mux, Signal, Value
-from amaranth.lib.wiring import Out
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.lib.wiring import In, Out
 
 from codesign.isa import (
     ENGINES,
@@ -42,7 +42,7 @@ from .pool import PoolEngine
 from .ports import HwComponent, csr_port, ext_port, scratchpad
 from .requant import RequantEngine
 
-__all__ = ["NpuCore", "NPU", "NativeMemory", "top_for", "generate_verilog"]
+__all__ = ["NpuCore", "NPU", "NativeMemory", "BusNPU", "top_for", "generate_verilog"]
 
 
 class NpuCore(HwComponent):
@@ -62,6 +62,8 @@ class NpuCore(HwComponent):
         CTRL.done.
     irq : Out(1)
         IRQ_STATUS.DONE & IRQ_ENABLE.DONE.
+    bus_error : In(1)
+        The bus wrapper's sticky error flag (IRQ_STATUS.BUS_ERROR).
     rd_cmd_*, rd_*, wr_cmd_*, wr_*, wr_done
         The memory interface (:func:`~codesign.rtl.membus.mem_master`).
     act_mem, wgt_mem, prm_mem, acc_mem : Memory
@@ -73,6 +75,7 @@ class NpuCore(HwComponent):
             **csr_port(),
             "done": Out(1),
             "irq": Out(1),
+            "bus_error": In(1),
             **mem_master(c),
         })
         c = self.config
@@ -185,7 +188,7 @@ class NpuCore(HwComponent):
             with m.Case(Csr.IRQ_ENABLE):
                 m.d.comb += own.eq(irq_enable)
             with m.Case(Csr.IRQ_STATUS):
-                m.d.comb += own.eq(irq_status)
+                m.d.comb += own.eq(Cat(irq_status, self.bus_error))
         m.d.comb += [
             ctrl.csr_addr.eq(self.csr_addr),
             ctrl.csr_we.eq(self.csr_we),
@@ -320,11 +323,72 @@ class NPU(HwComponent):
         return m
 
 
+#: The register port's signals, as the core has them.
+_REGISTER_PORT = ("csr_addr", "csr_we", "csr_wdata", "csr_rdata")
+
+
+class BusNPU(HwComponent):
+    """The core behind a bus: a memory *master* (the core's memory interface to the bus, with
+    a sticky ``bus_error``) and a register *slave* (the bus to the core's register port).
+
+    Parameters
+    ----------
+    config : HwConfig
+    master, slave
+        The wrapper components (``AxiMaster(config)`` and ``AxiLiteRegs()``, or the
+        Wishbone pair). Every signal of theirs that is not the core's becomes a port of the top,
+        under its own name, with ``irq``.
+    """
+
+    def __init__(self, config: HwConfig, master, slave):
+        bus = mem_master(config)
+        self._master, self._slave = master, slave
+        super().__init__(config, lambda c: {
+            **{n: m for n, m in master.signature.members.items()
+               if n not in bus and n != "bus_error"},
+            **{n: m for n, m in slave.signature.members.items() if n not in _REGISTER_PORT},
+            "irq": Out(1),
+        })
+        self.core = NpuCore(self.config)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        core, master, slave = self.core, self._master, self._slave
+        m.submodules.core = core
+        m.submodules.master = master
+        m.submodules.regs = slave
+        for name, member in mem_master(self.config).items():
+            src, dst = (core, master) if member.flow == Out else (master, core)
+            m.d.comb += getattr(dst, name).eq(getattr(src, name))
+        m.d.comb += [
+            core.bus_error.eq(master.bus_error),
+            core.csr_addr.eq(slave.csr_addr),
+            core.csr_we.eq(slave.csr_we),
+            core.csr_wdata.eq(slave.csr_wdata),
+            slave.csr_rdata.eq(core.csr_rdata),
+            self.irq.eq(core.irq),
+        ]
+        for part, skip in ((master, {*mem_master(self.config), "bus_error"}),
+                           (slave, set(_REGISTER_PORT))):
+            for name, member in part.signature.members.items():
+                if name in skip or name not in self.signature.members:
+                    continue
+                if member.flow == Out:
+                    m.d.comb += getattr(self, name).eq(getattr(part, name))
+                else:
+                    m.d.comb += getattr(part, name).eq(getattr(self, name))
+        return m
+
+
 def top_for(config: HwConfig) -> HwComponent:
     """The top level of ``config``'s bus form (:attr:`HwConfig.bus`)."""
-    if config.bus == "native":
-        return NPU(config)
-    raise ValueError(f"no top level for bus {config.bus!r} yet")
+    if config.bus == "axi4":
+        from .axi import AxiLiteRegs, AxiMaster
+        return BusNPU(config, AxiMaster(config), AxiLiteRegs())
+    if config.bus == "wishbone":
+        from .wishbone import WishboneMaster, WishboneRegs
+        return BusNPU(config, WishboneMaster(config), WishboneRegs())
+    return NPU(config)
 
 
 def generate_verilog(config: HwConfig) -> str:
