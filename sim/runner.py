@@ -453,8 +453,8 @@ class MemoryModel:
 def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: int,
                 inferences: Sequence[Inference], *, max_cycles: int = DEFAULT_MAX_CYCLES,
                 timeout: float | None = None, cache_root: Path | None = None,
-                work_dir: Path | None = None, memory: MemoryModel | None = None
-                ) -> list[InferenceResult]:
+                work_dir: Path | None = None, memory: MemoryModel | None = None,
+                reset_after: int | None = None) -> list[InferenceResult]:
     """Run ``len(inferences)`` NPU runs of the program at ``prog_base`` in one simulation.
 
     Parameters
@@ -480,6 +480,9 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
     memory
         The simulated memory's read latency and random stalls (a bus form only; default: read
         latency 1, no stalls).
+    reset_after
+        Start the first inference, reset the whole testbench this many cycles into it, then run
+        it again (a reset in mid-run must leave nothing behind).
 
     Raises
     ------
@@ -549,6 +552,7 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
             "clock_ns": CLOCK_NS,
             "bus": config.bus,
             "prog_base": prog_base,
+            "reset_after": reset_after,
             "max_cycles": max_cycles,
             "load_file": str(run_dir / "load.hex"),
             "dump_file": str(run_dir / "dump.hex"),

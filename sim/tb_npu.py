@@ -85,6 +85,23 @@ async def _strobe(dut, signal) -> None:
     await FallingEdge(dut.clk)
 
 
+async def _reset(dut, regs: Registers, prog_base: int) -> None:
+    """Hold reset for four cycles (the memory model's too), then set the registers up."""
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+    await regs.setup(prog_base)
+
+
+async def _interrupted_run(dut, regs: Registers, job: dict) -> None:
+    """Start a run and reset the whole testbench ``reset_after`` cycles into it: the next run
+    must not notice (``run_program(reset_after=...)``)."""
+    await regs.write(dut, Csr.CTRL, 1)
+    await ClockCycles(dut.clk, job["reset_after"])
+    await _reset(dut, regs, job["prog_base"])
+
+
 @cocotb.test()
 async def run_job(dut):
     job = json.loads(Path(os.environ[JOB_ENV]).read_text())
@@ -92,21 +109,21 @@ async def run_job(dut):
     results: list[dict] = []
     error: str | None = None
     try:
-        dut.rst.value = 1
         regs = Registers(dut, job["bus"])
         dut.mem_load.value = 0
         dut.mem_dump.value = 0
         dut.dump_lo.value = 0
         dut.dump_hi.value = 0
-        await ClockCycles(dut.clk, 4)
-        dut.rst.value = 0
-        await RisingEdge(dut.clk)
-        await regs.setup(job["prog_base"])
+        await _reset(dut, regs, job["prog_base"])
 
         for k, inf in enumerate(job["inferences"]):
             if inf["load"] is not None:
                 os.replace(inf["load"], job["load_file"])
                 await _strobe(dut, dut.mem_load)
+            if k == 0 and job["reset_after"] is not None:
+                await _interrupted_run(dut, regs, job)
+                if inf["load"] is not None:     # the interrupted run may have used the inputs'
+                    await _strobe(dut, dut.mem_load)    # memory as scratch: write them again
             t0 = time.perf_counter()
             await regs.write(dut, Csr.CTRL, 1)
             timeout = Timer(job["max_cycles"] * period, unit="ns")

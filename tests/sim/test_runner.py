@@ -18,7 +18,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from codesign.isa import Csr, HwConfig
+from codesign.isa import CSR_ADDR_BITS, Csr, HwConfig
 from codesign.sim import runner
 from codesign.sim.runner import Inference, SimulationError, run_program
 
@@ -31,8 +31,8 @@ class StandIn(wiring.Component):
     def __init__(self, config: HwConfig):
         self._config = config
         super().__init__({
-            "csr_addr": In(2), "csr_we": In(1), "csr_wdata": In(32), "csr_rdata": Out(32),
-            "done": Out(1),
+            "csr_addr": In(CSR_ADDR_BITS), "csr_we": In(1), "csr_wdata": In(32),
+            "csr_rdata": Out(32), "done": Out(1), "irq": Out(1),
             "mem_addr": Out(config.ext_addr_bits), "mem_re": Out(1),
             "mem_rdata": In(8 * config.bus_bytes),
             "mem_we": Out(1), "mem_wdata": Out(8 * config.bus_bytes),
