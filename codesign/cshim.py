@@ -111,18 +111,19 @@ class CDriver:
         self._npu = ctypes.create_string_buffer(self._lib.codesign_shim_npu_bytes())
 
     def _guard(self, func, failed=None):
-        """``func``, with an exception kept for :meth:`_call` instead of raised into C."""
+        """``func``, with an exception kept for :meth:`call` instead of raised into C."""
         @functools.wraps(func)
         def guarded(*args):
             try:
                 return func(*args)
-            except BaseException as err:    # noqa: B036 - re-raised by _call
+            except BaseException as err:    # noqa: B036 - re-raised by call
                 if self._error is None:
                     self._error = err
                 return failed
         return guarded
 
-    def _call(self, name: str, *args) -> int:
+    def call(self, name: str, *args) -> int:
+        """``codesign_npu_<name>(npu, *args)`` as it is: its return value (ctypes arguments)."""
         self._error = None
         code = getattr(self._lib, f"codesign_npu_{name}")(self._npu, *args)
         if self._error is not None:
@@ -130,7 +131,7 @@ class CDriver:
         return code
 
     def _checked(self, name: str, *args) -> None:
-        code = self._call(name, *args)
+        code = self.call(name, *args)
         if code:
             raise CDriverError(f"codesign_npu_{name}: {self.strerror(code)}", code)
 
@@ -174,4 +175,4 @@ class CDriver:
         self._checked("wait_irq", ctypes.c_uint32(max_waits))
 
     def cycles(self) -> int:
-        return self._call("cycles")
+        return self.call("cycles")

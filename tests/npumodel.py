@@ -73,7 +73,8 @@ class IsaSimNpu:
         self.values = {reg: 0 for reg in Csr}
         self.values[Csr.VERSION] = version_word(config)
         self.values[Csr.CONFIG_ID] = config_id(config)
-        self._polls_left: int | None = None     # None: not running
+        self.running = False
+        self._polls_left: int | None = None     # None: until wait_irq
         self.runs = 0
         self.accesses: list[tuple[str, Csr, int]] = []
 
@@ -88,7 +89,7 @@ class IsaSimNpu:
 
     def read(self, offset: int) -> int:
         reg = self._reg(offset)
-        if reg == Csr.CTRL and self._polls_left is not None:
+        if reg == Csr.CTRL and self.running and self._polls_left is not None:
             if self._polls_left == 0:
                 self._finish()
             else:
@@ -101,8 +102,9 @@ class IsaSimNpu:
         reg = self._reg(offset)
         self.accesses.append(("w", reg, value))
         if reg == Csr.CTRL:
-            if value & _mask(Csr.CTRL, "START") and self._polls_left is None:
+            if value & _mask(Csr.CTRL, "START") and not self.running:
                 self.values[Csr.CTRL] = 0       # done clears on start
+                self.running = True
                 self._polls_left = self.run_polls
         elif reg == Csr.IRQ_STATUS:
             self.values[reg] &= ~value
@@ -111,12 +113,12 @@ class IsaSimNpu:
             self.values[reg] = value & ((1 << field.width) - 1) << field.lsb
 
     def _ctrl(self) -> int:
-        busy = _mask(Csr.CTRL, "BUSY") if self._polls_left is not None else 0
+        busy = _mask(Csr.CTRL, "BUSY") if self.running else 0
         return busy | self.values[Csr.CTRL]
 
     def wait_irq(self) -> bool:
         """An interrupt wait: the running program ends now; whether ``irq`` is high."""
-        if self._polls_left is not None:
+        if self.running:
             self._finish()
         return self.irq
 
@@ -132,7 +134,7 @@ class IsaSimNpu:
         self.values[Csr.CYCLES] = schedule(self._insns(ext, prog_base), c).cycles
         self.values[Csr.CTRL] = _mask(Csr.CTRL, "DONE")
         self.values[Csr.IRQ_STATUS] |= _mask(Csr.IRQ_STATUS, "DONE")
-        self._polls_left = None
+        self.running = False
         self.runs += 1
 
     def _insns(self, ext: np.ndarray, prog_base: int) -> list[int]:
