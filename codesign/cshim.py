@@ -176,3 +176,12 @@ class CDriver:
 
     def cycles(self) -> int:
         return self.call("cycles")
+
+    def run(self, inputs: list[np.ndarray], max_polls: int = (1 << 32) - 1) -> list[np.ndarray]:
+        """One inference as :meth:`codesign.mmio.Npu.run` does it: write ``inputs``, start, wait
+        by polling, read every output."""
+        for index, x in enumerate(inputs):
+            self.write_input(index, x)
+        self.start()
+        self.wait(max_polls)
+        return [self.read_output(i) for i in range(len(self.program.outputs))]
