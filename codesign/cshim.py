@@ -42,9 +42,12 @@ class CDriverError(RuntimeError):
         self.code = code
 
 
-def build(program: Program, workdir: Path, *, cc: str = "gcc") -> Path:
+def build(program: Program, workdir: Path, *, cc: str = "gcc", hooks: bool = True) -> Path:
     """Compile the C driver with ``program``'s register map and model into a shared library in
     ``workdir``; returns its path.
+
+    With ``hooks`` false the driver keeps its default hardware access (volatile loads and stores
+    at the addresses given to ``codesign_npu_init``) instead of calling the callbacks.
 
     Raises
     ------
@@ -55,9 +58,10 @@ def build(program: Program, workdir: Path, *, cc: str = "gcc") -> Path:
     (workdir / REGS_HEADER).write_text(regs_header(program.config))
     (workdir / MODEL_HEADER).write_text(model_header(program))
     library = workdir / _LIBRARY
+    config = ['-DCODESIGN_NPU_CONFIG="codesign_shim.h"'] if hooks else []
     cmd = [cc, *COMPILE_FLAGS, "-O1", "-shared", "-fPIC", f"-I{workdir}", f"-I{HOST_DIR}",
-           '-DCODESIGN_NPU_CONFIG="codesign_shim.h"', str(HOST_DIR / "codesign_npu.c"),
-           str(HOST_DIR / "codesign_shim.c"), "-o", str(library)]
+           *config, str(HOST_DIR / "codesign_npu.c"), str(HOST_DIR / "codesign_shim.c"), "-o",
+           str(library)]
     result = process.run(cmd, capture_output=True, text=True, timeout=600)
     if result.returncode:
         raise CDriverError(f"{cc} failed with exit code {result.returncode}:\n{result.stderr}")
@@ -72,14 +76,15 @@ _WAIT = ctypes.CFUNCTYPE(ctypes.c_int)
 
 
 class CDriver:
-    """One NPU driven by the C driver of a library :func:`build` made for ``program``.
+    """One NPU driven by the C driver of a library :func:`build` made for ``program``; ``regs``
+    and ``mem`` may be None for a library built without ``hooks``.
 
     The methods are the C calls (``codesign_npu_<name>``) with Python buffers; each raises
     :class:`CDriverError` with the C error code when the call fails, and re-raises an exception
     that a callback raised (ctypes would otherwise print it and carry on).
     """
 
-    def __init__(self, library: Path, program: Program, *, regs, mem,
+    def __init__(self, library: Path, program: Program, *, regs=None, mem=None,
                  wait_irq: Callable[[], bool] | None = None):
         self.program = program
         self._lib = ctypes.CDLL(str(library))

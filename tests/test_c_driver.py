@@ -14,7 +14,7 @@ from codesign import cshim, reference
 from codesign.cli import DEFAULT_CONFIG
 from codesign.compiler import compile_graph
 from codesign.frontend import load_model
-from codesign.isa import Csr, HwConfig
+from codesign.isa import Csr, HwConfig, config_id, version_word
 from codesign.mmio import MmapMemory, MmapRegisters, Npu, NpuError
 from codesign.timing import program_cycles
 from models import mlperf
@@ -314,3 +314,40 @@ def test_python_driver_on_a_memory_mapped_file(compiled, tmp_path):
     np.testing.assert_array_equal(outputs[0], golden(graph, inputs)[0])
     image = path.read_bytes()[BUS_BASE:BUS_BASE + len(program.image)]
     assert image == program.image.tobytes()
+
+
+def test_c_driver_default_access_is_volatile_loads_and_stores(compiled, tmp_path):
+    """Built without the hooks, the driver reads and writes registers and memory at the
+    addresses given to init: here two ctypes arrays standing in for the register block (a
+    plain memory: what the driver writes stays, what a test puts there is what it reads) and
+    the NPU's memory."""
+    graph, program, _ = compiled("flatten-out-s8-4x4")
+    c = program.config
+    library = cshim.build(program, tmp_path, hooks=False)
+    driver = cshim.CDriver(library, program)
+    regs = (ctypes.c_uint32 * len(Csr))()
+    regs[Csr.VERSION] = version_word(c)
+    regs[Csr.CONFIG_ID] = config_id(c)
+    regs[Csr.IRQ_ENABLE] = 1
+    size = program.ext_words * c.bus_bytes
+    mem = (ctypes.c_uint8 * size)()
+    driver.init(regs=ctypes.addressof(regs), mem=ctypes.addressof(mem), mem_bytes=size,
+                bus_address=BUS_BASE)
+    assert (regs[Csr.IRQ_ENABLE], regs[Csr.IRQ_STATUS]) == (0, 1)
+    driver.load()
+    assert bytes(mem)[:len(program.image)] == program.image.tobytes()
+    assert (regs[Csr.BASE], regs[Csr.PROG_BASE]) == (BUS_BASE, program.prog_base)
+    x = random_input(graph, 6)
+    driver.write_input(0, x[0])
+    (addr, data), = program.input_writes(x)
+    assert bytes(mem)[addr * c.bus_bytes:addr * c.bus_bytes + len(data)] == data
+    driver.start()
+    assert regs[Csr.CTRL] == 1                  # START
+    regs[Csr.CTRL] = 2                          # DONE, as the NPU would set it
+    regs[Csr.CYCLES] = 123456
+    driver.wait(1)
+    assert driver.cycles() == 123456
+    region = program.outputs[0]
+    raw = np.random.default_rng(8).integers(0, 256, region.nbytes(c), dtype=np.uint8).tobytes()
+    ctypes.memmove(ctypes.addressof(mem) + region.addr * c.bus_bytes, raw, len(raw))
+    np.testing.assert_array_equal(driver.read_output(0), region.unpack(raw, c))
