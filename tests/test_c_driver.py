@@ -6,6 +6,8 @@ report every error by its code."""
 
 import ctypes
 import functools
+import queue
+import threading
 
 import numpy as np
 import pytest
@@ -351,3 +353,59 @@ def test_c_driver_default_access_is_volatile_loads_and_stores(compiled, tmp_path
     raw = np.random.default_rng(8).integers(0, 256, region.nbytes(c), dtype=np.uint8).tobytes()
     ctypes.memmove(ctypes.addressof(mem) + region.addr * c.bus_bytes, raw, len(raw))
     np.testing.assert_array_equal(driver.read_output(0), region.unpack(raw, c))
+
+
+class Forwarded:
+    """``target``'s ``read``/``write``, each call handed to the thread that serves ``requests``
+    and waited for: how a cocotb test serves the driver's callbacks in the simulator's thread
+    (cocotb's ``bridge`` runs the blocking driver in a thread, ``resume`` waits in it)."""
+
+    def __init__(self, target, requests: queue.Queue):
+        self.target, self.requests = target, requests
+
+    def _call(self, name: str, *args):
+        reply: queue.Queue = queue.Queue(1)
+        self.requests.put((getattr(self.target, name), args, reply))
+        return reply.get()
+
+    def read(self, *args):
+        return self._call("read", *args)
+
+    def write(self, *args):
+        return self._call("write", *args)
+
+
+def test_c_driver_in_a_thread_with_its_callbacks_served_by_another(compiled):
+    graph, program, library = compiled("asym-pads-s8-4x2")
+    size = memory_bytes(program)
+    bus = BusMemory(size)
+    npu = IsaSimNpu(program.config, bus, size)
+    requests: queue.Queue = queue.Queue()
+    driver = cshim.CDriver(library, program, regs=Forwarded(npu, requests),
+                           mem=Forwarded(Window(bus, BUS_BASE), requests))
+    inputs = random_input(graph, 9)
+    results: list = []
+
+    def host():
+        try:
+            driver.init(mem_bytes=size - BUS_BASE, bus_address=BUS_BASE)
+            driver.load()
+            results.append(driver.run(inputs, max_polls=npu.run_polls + 1))
+        except BaseException as err:    # noqa: B036 - reported by the serving thread
+            results.append(err)
+
+    thread = threading.Thread(target=host)
+    thread.start()
+    served = 0
+    while thread.is_alive() or not requests.empty():
+        try:
+            func, args, reply = requests.get(timeout=0.01)
+        except queue.Empty:
+            continue
+        reply.put(func(*args))
+        served += 1
+    thread.join()
+    (outputs,) = results
+    assert isinstance(outputs, list), outputs
+    np.testing.assert_array_equal(outputs[0], golden(graph, inputs)[0])
+    assert served >= len(npu.accesses) > 0
