@@ -84,7 +84,8 @@ def _bits(lsb: int, width: int) -> str:
 
 
 def _c_comment(text: str) -> str:
-    return text.replace("*/", "* /")
+    """``text`` safe inside a C block comment (a tensor name may hold anything)."""
+    return " ".join(text.replace("*/", "* /").split())
 
 
 def regs_header(config: HwConfig) -> str:
@@ -197,7 +198,8 @@ def model_header(program: Program) -> str:
     c = program.config
     image = np.asarray(program.image, np.uint8).tobytes()
     guard = f"{PREFIX}MODEL_H"
-    lines = [f"/* {_GENERATED} */", f"/* Model compiled for the NPU {c.name}. */",
+    lines = [f"/* {_GENERATED} */", f"/* Model compiled for the NPU {c.name}. Include it in one "
+             "source file: it defines the image. */",
              f"#ifndef {guard}", f"#define {guard}", "", '#include "codesign_npu.h"', "",
              f"#define CODESIGN_MODEL_IMAGE_BYTES {len(image)}u",
              f"#define CODESIGN_MODEL_PROG_BASE {program.prog_base}u  /* word address */",

@@ -5,6 +5,7 @@ Program.input_writes / Region.unpack do, run whole models bit-exactly with the g
 report every error by its code."""
 
 import ctypes
+import dataclasses
 import functools
 import queue
 import threading
@@ -409,3 +410,16 @@ def test_c_driver_in_a_thread_with_its_callbacks_served_by_another(compiled):
     assert isinstance(outputs, list), outputs
     np.testing.assert_array_equal(outputs[0], golden(graph, inputs)[0])
     assert served >= len(npu.accesses) > 0
+
+
+def test_c_driver_refuses_a_flattened_input_and_an_unfolded_output(compiled, tmp_path):
+    """Tables the compiler never makes (a hand-edited npu_model.h could): the driver refuses to
+    write a flattened view or to read back an unfolded input."""
+    _, program, _ = compiled("flatten-out-s8-4x4")
+    swapped = dataclasses.replace(program, inputs=program.outputs, outputs=program.inputs)
+    driver, _, _ = connect(swapped, cshim.build(swapped, tmp_path))
+    driver.init(mem_bytes=memory_bytes(program) - BUS_BASE, bus_address=BUS_BASE)
+    driver.load()
+    for call, region in (("write_input", swapped.inputs[0]), ("read_output", swapped.outputs[0])):
+        buf = ctypes.create_string_buffer(int(np.prod(region.shape)))
+        assert driver.call(call, ctypes.c_uint32(0), buf, ctypes.c_size_t(len(buf))) == -7
