@@ -79,6 +79,7 @@ class CDriver:
     """One NPU driven by the C driver of a library :func:`build` made for ``program``; ``regs``
     and ``mem`` may be None for a library built without ``hooks``.
 
+    Drivers of one library take turns: its callbacks are global (one NPU at a time).
     The methods are the C calls (``codesign_npu_<name>``) with Python buffers; each raises
     :class:`CDriverError` with the C error code when the call fails, and re-raises an exception
     that a callback raised (ctypes would otherwise print it and carry on).
@@ -89,6 +90,7 @@ class CDriver:
         self.program = program
         self._lib = ctypes.CDLL(str(library))
         self._error: BaseException | None = None
+
         def write32(addr, value):
             regs.write(addr, value)
 
@@ -108,7 +110,6 @@ class CDriver:
         self._callbacks = (_READ32(self._guard(lambda addr: regs.read(addr) & 0xFFFFFFFF, 0)),
                            _WRITE32(self._guard(write32)), _MEM_WRITE(self._guard(mem_write)),
                            _MEM_READ(self._guard(mem_read)), _WAIT(self._guard(wait, 0)))
-        self._lib.codesign_shim_connect(*self._callbacks)
         self._lib.codesign_shim_model.restype = ctypes.c_void_p
         self._lib.codesign_shim_npu_bytes.restype = ctypes.c_size_t
         self._lib.codesign_npu_cycles.restype = ctypes.c_uint32
@@ -130,6 +131,9 @@ class CDriver:
     def call(self, name: str, *args) -> int:
         """``codesign_npu_<name>(npu, *args)`` as it is: its return value (ctypes arguments)."""
         self._error = None
+        # The callbacks are the library's globals, and every CDriver of one library file shares
+        # the library: each call connects its own (drivers take turns, never run at once).
+        self._lib.codesign_shim_connect(*self._callbacks)
         code = getattr(self._lib, f"codesign_npu_{name}")(self._npu, *args)
         if self._error is not None:
             raise self._error
