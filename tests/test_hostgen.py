@@ -32,6 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 #: How a freestanding target compiles the headers and the driver.
 FREESTANDING = ("gcc", "-std=c99", "-ffreestanding", "-nostdlib", "-Wall", "-Wextra", "-Werror",
                 "-pedantic", "-c")
+#: Warnings stricter projects turn on (the driver is clean under them too).
+STRICT = ("-Wconversion", "-Wsign-conversion", "-Wcast-qual", "-Wshadow", "-Wstrict-prototypes",
+          "-Wmissing-prototypes", "-Wundef")
 
 CONFIGS = {
     "native-4x4": HwConfig(rows=4, cols=4, bus_bytes=4),
@@ -187,7 +190,7 @@ def test_generated_directory_compiles_freestanding(design, tmp_path, word):
     user = ('#include "npu_model.h"\n'
             "int run(codesign_npu *npu) { return codesign_npu_load(npu, &codesign_model); }\n")
     compile_freestanding(tmp_path, {"user.c": user}, "user.c", word)
-    compile_freestanding(tmp_path, {}, "codesign_npu.c", word)
+    compile_freestanding(tmp_path, {}, "codesign_npu.c", word, *STRICT)
 
 
 def test_symbols_host_section(design):
