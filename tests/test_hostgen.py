@@ -187,9 +187,9 @@ def test_generated_directory_compiles_freestanding(design, tmp_path, word):
         pytest.skip(f"gcc cannot compile {word} here")
     for path in design[0].iterdir():
         shutil.copy(path, tmp_path)
-    user = ('#include "npu_model.h"\n'
+    user = ('#include "npu_model.h"\n' "int run(codesign_npu *npu);\n"
             "int run(codesign_npu *npu) { return codesign_npu_load(npu, &codesign_model); }\n")
-    compile_freestanding(tmp_path, {"user.c": user}, "user.c", word)
+    compile_freestanding(tmp_path, {"user.c": user}, "user.c", word, *STRICT)
     compile_freestanding(tmp_path, {}, "codesign_npu.c", word, *STRICT)
 
 
