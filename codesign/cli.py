@@ -200,10 +200,12 @@ def _copy_model(model: Path, target: Path) -> None:
 
 
 def _write_files(staging: Path, model: Path, config: HwConfig, program, report: dict) -> None:
+    from .hostgen import write_host_files
     from .verilog import npu_verilog
 
     (staging / VERILOG).write_text(npu_verilog(config))
     program.write(staging)
+    write_host_files(staging, program)
     (staging / CONFIG).write_text(config.to_json())
     (staging / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
     (staging / REPORT_TXT).write_text(_report_text(report))

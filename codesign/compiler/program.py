@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..isa import OPCODE_BITS, HwConfig, Opcode, decode
+from ..isa import OPCODE_BITS, HwConfig, Opcode, config_id, decode, version_word
 
-__all__ = ["Region", "LayerInfo", "Program", "insn_bytes", "DesignFileError", "read_design_file",
-           "read_design_json"]
+__all__ = ["Region", "LayerInfo", "Program", "insn_bytes", "host_symbols", "DesignFileError",
+           "read_design_file", "read_design_json"]
 
 
 def insn_bytes(insns: list[int], config: HwConfig) -> bytes:
@@ -167,6 +167,9 @@ class Program:
             "outputs": [r.to_json() for r in self.outputs],
             "tensors": [r.to_json() for r in self.tensors],
             "layers": [dataclasses.asdict(layer) for layer in self.layers],
+            "host": host_symbols(self.config, self.prog_base,
+                                 len(self.image) // self.config.bus_bytes, self.ext_words,
+                                 self.inputs, self.outputs),
         }
 
     def write(self, outdir: Path) -> None:
@@ -207,9 +210,39 @@ class Program:
         insns = _read_insns(outdir / "program.bin", config, sym["n_insns"], memory_bytes)
         image = _read_image(outdir / "memory.bin", config, sym["image_words"], memory_bytes)
         _check_program_in_image(outdir, config, insns, image, sym["prog_base"])
+        # Last: a defect found by the checks above is reported where it lies, not as this.
+        if sym["host"] != host_symbols(config, sym["prog_base"], sym["image_words"],
+                                       sym["ext_words"], sym["inputs"], sym["outputs"]):
+            raise DesignFileError(path, "its host section does not agree with the rest")
         return cls(config=config, insns=insns, image=image, prog_base=sym["prog_base"],
                    inputs=sym["inputs"], outputs=sym["outputs"], layers=sym["layers"],
                    comments={}, ext_words=sym["ext_words"], tensors=sym["tensors"])
+
+
+def host_symbols(config: HwConfig, prog_base: int, image_words: int, ext_words: int,
+                 inputs: list[Region], outputs: list[Region]) -> dict:
+    """The ``host`` section of symbols.json: what a host program (C, say) needs to run the
+    program, in bytes where it addresses memory (offsets from external word 0, i.e. from BASE).
+    Derived from the rest; :meth:`Program.read` checks that it still is."""
+    b = config.bus_bytes
+    return {"config_id": config_id(config), "version": version_word(config), "bus_bytes": b,
+            "act_bytes": config.act_bytes, "prog_base": prog_base, "image_bytes": image_words * b,
+            "memory_bytes": ext_words * b,
+            "inputs": [_host_region(r, config) for r in inputs],
+            "outputs": [_host_region(r, config) for r in outputs]}
+
+
+def _host_region(region: Region, config: HwConfig) -> dict:
+    """A region as the host addresses it (in the order of ``inputs`` or ``outputs``):
+    ``layout`` "hwc" (pixels of ``pixel_bytes``, the channels then zero padding), "unfolded"
+    (the same, of the im2col windows of ``unfold``) or "flatten_chw" (read back, then
+    flattened in CHW order)."""
+    layout = ("unfolded" if region.unfold is not None
+              else "flatten_chw" if region.flatten_chw else "hwc")
+    return {"word_addr": region.addr,
+            "offset": region.addr * config.bus_bytes, "bytes": region.nbytes(config),
+            "stored_shape": list(region.stored_shape),
+            "pixel_bytes": region.cw * config.act_bytes, "layout": layout}
 
 
 # -- reading back: every value of a written design is checked before it is used ---------------
@@ -289,7 +322,7 @@ def _typed(value, kind: type, what: str):
 
 #: The keys of :meth:`Program.symbols`.
 _SYMBOLS = ("config", "prog_base", "n_insns", "image_words", "ext_words", "inputs", "outputs",
-            "tensors", "layers")
+            "tensors", "layers", "host")
 
 
 def _checked_symbols(sym: dict, config: HwConfig, memory_bytes: int) -> dict:
