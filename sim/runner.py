@@ -43,7 +43,7 @@ from ..isa import HwConfig
 
 __all__ = [
     "Inference", "InferenceResult", "SimulationError", "BuildError", "build", "run_program",
-    "MemoryModel",
+    "MemoryModel", "Bench", "bench_for",
     "cycles_per_second", "EXT_MEM_BYTES", "CACHE_ENV", "cache_dir",
 ]
 
@@ -61,19 +61,24 @@ _SIM_DIR = Path(__file__).resolve().parent
 
 
 @dataclasses.dataclass(frozen=True)
-class _Bench:
-    """The testbench of one bus form: its Verilog files (top last) and its top module."""
-    sources: tuple[str, ...]
+class Bench:
+    """A testbench around ``npu_top``: its Verilog files (top module's last), the top module's
+    name and its parameters. :func:`bench_for` gives ours; a user's cocotb test brings its own
+    (:func:`codesign.sim.testing.run_cocotb`)."""
+    sources: tuple[Path, ...]
     toplevel: str
+    parameters: tuple[tuple[str, int], ...] = ()
 
 
-#: The testbench of each :attr:`HwConfig.bus`: the NPU next to a memory model of that bus (the
-#: bus forms' with a protocol checker, a read latency and random stalls).
-_BENCHES = {
-    "native": _Bench(("ext_mem.v", "tb_top.v"), "tb_top"),
-    "axi4": _Bench(("axi_mem.v", "axi_check.v", "tb_axi4.v"), "tb_axi4"),
-    "wishbone": _Bench(("wb_mem.v", "wb_check.v", "tb_wishbone.v"), "tb_wishbone"),
+#: Our testbench files for each :attr:`HwConfig.bus`: the NPU next to a memory model of that bus
+#: (the bus forms' with a protocol checker, a read latency and random stalls), and the top.
+_BENCH_FILES = {
+    "native": (("ext_mem.v", "tb_top.v"), "tb_top"),
+    "axi4": (("axi_mem.v", "axi_check.v", "tb_axi4.v"), "tb_axi4"),
+    "wishbone": (("wb_mem.v", "wb_check.v", "tb_wishbone.v"), "tb_wishbone"),
 }
+
+
 #: Simulation models of the device cells a configuration's Verilog may instantiate, by
 #: :attr:`HwConfig.mult_cell`.
 _CELL_MODELS = {"inferred": (), "MULT18X18D": ("MULT18X18D.v",)}
@@ -109,10 +114,10 @@ _NPU_WAIVED = ("CASEINCOMPLETE", "WIDTHEXPAND", "WIDTHTRUNC")
 
 
 
-def _vlt(config: HwConfig) -> str:
+def _vlt(bench: Bench) -> str:
     return "`verilator_config\n" + "".join(
         f'lint_off -rule {rule} -file "*/npu_top.v"\n' for rule in _NPU_WAIVED
-    ) + f'public_flat_rw -module "{_BENCHES[config.bus].toplevel}" -var "*"\n'
+    ) + f'public_flat_rw -module "{bench.toplevel}" -var "*"\n'
 
 
 class SimulationError(SimulationFailed):
@@ -254,12 +259,19 @@ def _build_parameters(config: HwConfig) -> dict[str, int]:
             "DEPTH_LOG2": words.bit_length() - 1, "ADDR_BITS": config.ext_addr_bits}
 
 
-def _tb_sources(config: HwConfig) -> tuple[str, ...]:
+def bench_for(config: HwConfig) -> Bench:
+    """Our testbench of ``config``'s bus form (driven by :mod:`codesign.sim.tb_npu`)."""
+    names, toplevel = _BENCH_FILES[config.bus]
+    return Bench(tuple(_SIM_DIR / name for name in names), toplevel,
+                 tuple(_build_parameters(config).items()))
+
+
+def _tb_sources(config: HwConfig, bench: Bench) -> tuple[Path, ...]:
     """The testbench files, and the cell models ``config``'s Verilog needs."""
-    return _BENCHES[config.bus].sources + _CELL_MODELS[config.mult_cell]
+    return bench.sources + tuple(_SIM_DIR / name for name in _CELL_MODELS[config.mult_cell])
 
 
-def _build_key(config: HwConfig, verilog: str) -> str:
+def _build_key(config: HwConfig, verilog: str, bench: Bench) -> str:
     import cocotb
     h = hashlib.sha256()
 
@@ -269,15 +281,16 @@ def _build_key(config: HwConfig, verilog: str) -> str:
         h.update(data)
 
     part("npu", verilog)
-    for name in _tb_sources(config):
-        part(name, (_SIM_DIR / name).read_text())
-    part("vlt", _vlt(config))
+    part("toplevel", bench.toplevel)
+    for path in _tb_sources(config, bench):
+        part(path.name, path.read_text())
+    part("vlt", _vlt(bench))
     part("verilator", _verilator_version())
     part("cocotb", cocotb.__version__)
     # The binary finds cocotb's VPI library through an absolute RUNPATH into the installation
     # that built it: another virtualenv sharing the cache needs its own build.
     part("cocotb-libs", str(Path(cocotb.__file__).resolve().parent / "libs"))
-    part("flags", json.dumps([_VERILATOR_FLAGS, _MAKE_FLAGS, _build_parameters(config)]))
+    part("flags", json.dumps([_VERILATOR_FLAGS, _MAKE_FLAGS, bench.parameters]))
     return h.hexdigest()
 
 
@@ -331,9 +344,10 @@ def _remove_stale(root: Path) -> None:
                     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
-          timeout: float | None = 3600) -> Path:
-    """Build (or find in the cache) the Verilator model of ``verilog`` in the testbench.
+def build(config: HwConfig, verilog: str, *, bench: Bench | None = None,
+          cache_root: Path | None = None, timeout: float | None = 3600) -> Path:
+    """Build (or find in the cache) the Verilator model of ``verilog`` in ``bench`` (default:
+    ours for ``config``'s bus, :func:`bench_for`).
 
     Returns the build directory. Safe to call from concurrent processes.
 
@@ -344,9 +358,10 @@ def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
     """
     root = Path(cache_root) if cache_root is not None else cache_dir()
     root = root / "verilator"
-    name = f"{config.name}-{_build_key(config, verilog)[:24]}"
+    bench = bench or bench_for(config)
+    name = f"{config.name}-{_build_key(config, verilog, bench)[:24]}"
     final = root / name
-    toplevel = _BENCHES[config.bus].toplevel
+    toplevel = bench.toplevel
     if _is_complete(final, toplevel):
         return final
     root.mkdir(parents=True, exist_ok=True)
@@ -359,19 +374,19 @@ def build(config: HwConfig, verilog: str, *, cache_root: Path | None = None,
             src = tmp / "src"
             src.mkdir()
             (src / "npu_top.v").write_text(verilog)
-            tb_sources = _tb_sources(config)
-            for tb in tb_sources:
-                shutil.copyfile(_SIM_DIR / tb, src / tb)
-            (src / "tb.vlt").write_text(_vlt(config))
+            tb_sources = [src / path.name for path in _tb_sources(config, bench)]
+            for path in _tb_sources(config, bench):
+                shutil.copyfile(path, src / path.name)
+            (src / "tb.vlt").write_text(_vlt(bench))
             log = tmp / "build.log"
             # The compiler's temporary files go with the build's: a killed compiler cannot
             # remove them.
             runner = _Verilator(timeout=timeout, extra_env={"TMPDIR": str(tmp)})
             try:
                 runner.build(
-                    sources=[src / "tb.vlt", src / "npu_top.v", *(src / tb for tb in tb_sources)],
+                    sources=[src / "tb.vlt", src / "npu_top.v", *tb_sources],
                     hdl_toplevel=toplevel,
-                    parameters=_build_parameters(config),
+                    parameters=dict(bench.parameters),
                     build_args=list(_VERILATOR_FLAGS),
                     build_dir=tmp,
                     timescale=("1ns", "1ps"),
@@ -568,7 +583,7 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
         try:
             runner.test(
                 test_module=_TEST_MODULE,
-                hdl_toplevel=_BENCHES[config.bus].toplevel,
+                hdl_toplevel=bench_for(config).toplevel,
                 hdl_toplevel_lang="verilog",
                 build_dir=build_dir,
                 test_dir=run_dir,
