@@ -94,13 +94,17 @@ def _read_verilog(path: Path, config: HwConfig) -> str:
     return text
 
 
+#: The read-data input of each bus form's memory port (its width is the bus width).
+_READ_DATA = {"native": "mem_rdata", "axi4": "m_axi_rdata", "wishbone": "m_wb_dat_r"}
+
+
 def _declarations(config: HwConfig) -> list[str]:
     """Lines that the Verilog of ``config`` has: the bus port and the four memories."""
     memories = [("act_mem", config.word_bytes(Mem.ACT), config.act_depth),
                 ("wgt_mem", config.word_bytes(Mem.WGT), config.wgt_depth),
                 ("acc_mem", 4 * config.cols, config.acc_depth),     # an int32 per column
                 ("prm_mem", config.word_bytes(Mem.PRM), config.prm_depth)]
-    return [f"input [{8 * config.bus_bytes - 1}:0] mem_rdata;"] + [
+    return [f"input [{8 * config.bus_bytes - 1}:0] {_READ_DATA[config.bus]};"] + [
         f"reg [{8 * width - 1}:0] {name} [{depth - 1}:0];" for name, width, depth in memories]
 
 

@@ -323,8 +323,9 @@ class NPU(HwComponent):
         return m
 
 
-#: The register port's signals, as the core has them.
-_REGISTER_PORT = ("csr_addr", "csr_we", "csr_wdata", "csr_rdata")
+#: The register slave's side of the register port (its read strobe ``csr_re`` goes nowhere:
+#: no register has a side effect on read).
+_REGISTER_PORT = ("csr_addr", "csr_we", "csr_wdata", "csr_rdata", "csr_re")
 
 
 class BusNPU(HwComponent):

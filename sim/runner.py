@@ -254,9 +254,12 @@ def cache_dir() -> Path:
 
 
 def _build_parameters(config: HwConfig) -> dict[str, int]:
+    """Our testbench's parameters: the NPU's bus, the memory model's size."""
     words = EXT_MEM_BYTES // config.bus_bytes
+    own = {"native": {"ADDR_BITS": config.ext_addr_bits},
+           "axi4": {"ID_BITS": config.axi_id_bits}, "wishbone": {}}[config.bus]
     return {"HALF_PERIOD_NS": CLOCK_NS // 2, "BUS_BYTES": config.bus_bytes,
-            "DEPTH_LOG2": words.bit_length() - 1, "ADDR_BITS": config.ext_addr_bits}
+            "DEPTH_LOG2": words.bit_length() - 1, **own}
 
 
 def bench_for(config: HwConfig) -> Bench:

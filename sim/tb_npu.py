@@ -55,13 +55,13 @@ class Registers:
             dut.csr_addr.value = 0
             dut.csr_wdata.value = 0
         elif bus == "axi4":
-            from .axil import axil_idle, axil_read, axil_write
+            from .axil import axil_init, axil_read, axil_write
             self.write, self.read, self.done = axil_write, axil_read, dut.irq
-            axil_idle(dut)
+            axil_init(dut)
         elif bus == "wishbone":
-            from .wbregs import wb_idle, wb_read, wb_write
+            from .wbregs import wb_init, wb_read, wb_write
             self.write, self.read, self.done = wb_write, wb_read, dut.irq
-            wb_idle(dut)
+            wb_init(dut)
         else:
             raise ValueError(f"unknown bus {bus!r}")
         self.interrupt = bus != "native"
