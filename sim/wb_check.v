@@ -1,17 +1,22 @@
 // Wishbone B4 protocol checker of the NPU testbench (hand-written, simulation only).
 //
 // Watches one master-slave link at every rising clock edge outside reset and latches `err` on
-// the first violation (each violation is printed, the first MAX_REPORTS of them):
-// * STB without CYC;
-// * ACK (or ERR) while CYC is low, or with no request outstanding (more ACKs than requests);
-// * ACK and ERR in the same cycle;
-// * CYC dropped while requests are outstanding (pipelined: taken and not yet answered;
+// the first violation; `fired` has one sticky bit per rule (the bit numbers below), and the
+// first MAX_REPORTS violations are printed. Neither is cleared by reset: a violation before a
+// reset is still a failed run.
+// 0 X or Z on CYC or STB (4-state simulators; Verilator has no X);
+// 1 STB without CYC;
+// 2 ACK and ERR in the same cycle;
+// 3 ACK (or ERR) while CYC is low;
+// 4 ACK with no request outstanding (pipelined: more ACKs than requests taken; classic: ACK
+//   while STB is low);
+// 5 CYC dropped while requests are outstanding (pipelined: taken and not yet answered;
 //   classic: presented and not yet answered);
-// * a request not yet taken (pipelined: STB & STALL; classic: STB without ACK) that changes
-//   its address, we, sel or write data, or drops STB, before it is taken;
-// * X or Z on CYC or STB (4-state simulators; Verilator has no X).
+// 6 STB dropped before the request was taken (pipelined: while STALL; classic: before ACK);
+// 7 address, we, sel or write data changed before the request was taken.
 // classic = 1 checks classic cycles: a request is taken by its ACK and STALL is ignored (an input,
-// as in wb_mem.v).
+// as in wb_mem.v). There a held STB is the next request, so more ACKs than requests cannot be
+// told from a burst.
 module wb_check #(
     parameter ADDR_BITS = 30,
     parameter WIDTH = 32,
@@ -30,7 +35,8 @@ module wb_check #(
     input                   ack,
     input                   wb_err,
     input                   stall,
-    output reg              err
+    output reg              err,
+    output reg [7:0]        fired
 );
     integer reports;
     reg [31:0] outstanding;     // pipelined: requests taken and not yet answered
@@ -42,14 +48,16 @@ module wb_check #(
 
     initial begin
         err = 1'b0;
+        fired = 8'd0;
         reports = 0;
         outstanding = 0;
         held = 1'b0;
     end
 
-    task violation(input [8*64-1:0] what);
+    task violation(input integer rule, input [8*64-1:0] what);
         begin
             err <= 1'b1;
+            fired[rule] <= 1'b1;
             if (reports < MAX_REPORTS)
                 $display("wb_check %0s: %0s at time %0t", NAME, what, $time);
             reports = reports + 1;
@@ -64,19 +72,19 @@ module wb_check #(
             outstanding <= 0;
             held <= 1'b0;
         end else begin
-            if ((^{cyc, stb}) === 1'bx) violation("X or Z on CYC/STB");
-            if (stb && !cyc) violation("STB without CYC");
-            if (ack && wb_err) violation("ACK and ERR in the same cycle");
-            if (answer && !cyc) violation("ACK while CYC is low");
+            if ((^{cyc, stb}) === 1'bx) violation(0, "X or Z on CYC/STB");
+            if (stb && !cyc) violation(1, "STB without CYC");
+            if (ack && wb_err) violation(2, "ACK and ERR in the same cycle");
+            if (answer && !cyc) violation(3, "ACK while CYC is low");
             else if (answer && (classic ? !stb : outstanding == 0))
-                violation("ACK without an outstanding request (more ACKs than requests)");
+                violation(4, "ACK without an outstanding request (more ACKs than requests)");
             if (!cyc && (classic ? held : outstanding != 0))
-                violation("CYC dropped with requests outstanding");
+                violation(5, "CYC dropped with requests outstanding");
             if (held && cyc) begin
-                if (!stb) violation("STB dropped before the request was taken");
+                if (!stb) violation(6, "STB dropped before the request was taken");
                 else if (adr != held_adr || we != held_we || sel != held_sel
                          || (we && dat_w != held_dat))
-                    violation("request changed before it was taken");
+                    violation(7, "request changed before it was taken");
             end
             if (!classic)
                 outstanding <= outstanding + (taken ? 1 : 0)

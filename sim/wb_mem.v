@@ -96,22 +96,22 @@ module wb_mem #(
     wire [DEPTH_LOG2-1:0] index = wb_adr[DEPTH_LOG2-1:0];
     wire request = wb_cyc && wb_stb;
 
-    // Performs the request on wb_* now; returns the read data (0 for a write or out of range).
-    function [WIDTH-1:0] access(input dummy);
+    // Performs the request on wb_* now; `data` is the read data (0 for a write or out of range).
+    task access(output [WIDTH-1:0] data);
         reg [WIDTH-1:0] word;
         integer b;
         begin
-            access = {WIDTH{1'b0}};
+            data = {WIDTH{1'b0}};
             if (in_range && wb_we) begin
                 word = mem[index];
                 for (b = 0; b < WIDTH / 8; b = b + 1)
                     if (wb_sel[b]) word[8*b +: 8] = wb_dat_w[8*b +: 8];
                 mem[index] = word;
             end else if (in_range) begin
-                access = mem[index];
+                data = mem[index];
             end
         end
-    endfunction
+    endtask
 
     task count_beat;
         begin
@@ -145,6 +145,7 @@ module wb_mem #(
     reg [63:0] due;
     reg [31:0] delay;
     reg [31:0] r;
+    reg [WIDTH-1:0] word_r;
 
     assign wb_stall = !classic && (stall_r || count == QDEPTH);
 
@@ -157,7 +158,7 @@ module wb_mem #(
                 delay = latency + r % (jitter + 1);
                 due = now + {32'd0, delay};
                 if (n != 0 && due <= last_due) due = last_due + 1;
-                q_data[tail] = access(1'b0);
+                access(q_data[tail]);
                 q_due[tail] = due;
                 q_err[tail] = !in_range;
                 last_due <= due;
@@ -187,7 +188,8 @@ module wb_mem #(
                     r = xorshift(r);
                 end
                 if (wait_left == 0) begin
-                    wb_dat_r <= access(1'b0);
+                    access(word_r);
+                    wb_dat_r <= word_r;
                     wb_ack <= in_range;
                     wb_err <= !in_range;
                     count_beat;

@@ -44,7 +44,11 @@ module tb_wb_mem #(parameter WIDTH = 32, parameter DEPTH_LOG2 = 12, parameter AD
     input [WIDTH/8-1:0] wb_sel, input wb_cyc, input wb_stb, output wb_ack, input wb_we,
     input [2:0] wb_cti, input [1:0] wb_bte, output wb_err, output wb_stall,
     input mem_load, input mem_dump, input [31:0] dump_lo, input [31:0] dump_hi,
-    output mem_err, output check_err, output [31:0] beats_read, output [31:0] beats_written
+    output mem_err, output check_err, output [7:0] check_fired,
+    output [31:0] beats_read, output [31:0] beats_written,
+    // A second checker whose both sides the test drives: the slave's violations.
+    input probe_cyc, input probe_stb, input probe_we, input [ADDR_BITS-1:0] probe_adr,
+    input probe_ack, input probe_err, input probe_stall, output [7:0] probe_fired
 );
     initial clk = 1'b0;
     always #5 clk = ~clk;
@@ -58,7 +62,11 @@ module tb_wb_mem #(parameter WIDTH = 32, parameter DEPTH_LOG2 = 12, parameter AD
     wb_check #(.ADDR_BITS(ADDR_BITS), .WIDTH(WIDTH), .NAME("wb")) check (
         .clk(clk), .rst(rst), .classic(classic), .adr(wb_adr), .dat_w(wb_dat_w), .sel(wb_sel),
         .cyc(wb_cyc), .stb(wb_stb), .we(wb_we), .ack(wb_ack), .wb_err(wb_err), .stall(wb_stall),
-        .err(check_err));
+        .err(check_err), .fired(check_fired));
+    wb_check #(.ADDR_BITS(ADDR_BITS), .WIDTH(WIDTH), .NAME("probe")) probe (
+        .clk(clk), .rst(rst), .classic(classic), .adr(probe_adr), .dat_w({WIDTH{1'b0}}),
+        .sel({WIDTH/8{1'b1}}), .cyc(probe_cyc), .stb(probe_stb), .we(probe_we),
+        .ack(probe_ack), .wb_err(probe_err), .stall(probe_stall), .err(), .fired(probe_fired));
 endmodule
 """
 
@@ -180,7 +188,8 @@ class Master:
 
 async def _reset(dut) -> None:
     for name in ("wb_cyc", "wb_stb", "wb_we", "wb_adr", "wb_dat_w", "wb_cti", "wb_bte",
-                 "mem_load", "mem_dump", "dump_lo", "dump_hi"):
+                 "mem_load", "mem_dump", "dump_lo", "dump_hi", "probe_cyc", "probe_stb",
+                 "probe_we", "probe_adr", "probe_ack", "probe_err", "probe_stall"):
         getattr(dut, name).value = 0
     dut.wb_sel.value = (1 << len(dut.wb_sel)) - 1
     dut.classic.value = _classic()
@@ -268,9 +277,13 @@ async def out_of_range(dut):
     assert int(dut.check_err.value) == 0
 
 
+#: The wb_check rule (bit of ``fired``) each master fault breaks.
+FAULT_RULES = {"stb_without_cyc": 1, "drop_cyc": 5, "change_held": 7}
+
+
 @cocotb.test(timeout_time=5, timeout_unit="ms")
 async def broken_master(dut):
-    """A master with the fault named by WB_TEST_FAULT: the checker must flag it."""
+    """A master with the fault named by WB_TEST_FAULT: the checker must flag its rule."""
     await _reset(dut)
     rng = random.Random(4)
     requests = [(1, rng.randrange(64), rng.getrandbits(WIDTH)) for _ in range(200)]
@@ -279,6 +292,43 @@ async def broken_master(dut):
     assert master.faulted, "the fault never had its chance"
     await ClockCycles(dut.clk, 2)
     assert int(dut.check_err.value) == 1
+    assert int(dut.check_fired.value) >> FAULT_RULES[os.environ[FAULT_ENV]] & 1
+
+
+async def _probe(dut, cycles) -> int:
+    """Drive the probe checker's link with ``cycles`` [{signal: value}] (one dict per cycle,
+    the rest 0); returns its ``fired`` bits afterwards."""
+    names = ("cyc", "stb", "ack", "err", "stall")
+    for values in cycles:
+        await FallingEdge(dut.clk)
+        for name in names:
+            getattr(dut, f"probe_{name}").value = values.get(name, 0)
+    await FallingEdge(dut.clk)
+    for name in names:
+        getattr(dut, f"probe_{name}").value = 0
+    await FallingEdge(dut.clk)
+    return int(dut.probe_fired.value)
+
+
+@cocotb.test(timeout_time=5, timeout_unit="ms")
+async def slave_violations(dut):
+    """The slave's side of the rules, one violation after the other on the probe checker."""
+    await _reset(dut)
+    request, stalled = {"cyc": 1, "stb": 1}, {"cyc": 1, "stb": 1, "stall": 1}
+    # A legal exchange, with a stalled cycle in the pipelined form.
+    legal = [request, {"cyc": 1, "stb": 1, "ack": 1}] if _classic() else \
+        [stalled, request, {"cyc": 1}, {"cyc": 1, "ack": 1}]
+    assert await _probe(dut, legal) == 0
+    expected = 0
+    for rule, cycles in [
+        (3, [{"ack": 1}]),                                  # ACK while CYC is low
+        (4, [{"cyc": 1}, {"cyc": 1, "ack": 1}]),            # an ACK for no request
+        # ACK and ERR together, for a request (classic: answered in its own cycle).
+        (2, [{"cyc": 1, "stb": 1, "ack": 1, "err": 1}] if _classic() else
+            [request, {"cyc": 1, "ack": 1, "err": 1}]),
+    ]:
+        expected |= 1 << rule
+        assert await _probe(dut, cycles) == expected, f"rule {rule}"
 
 
 # -------------------------------------------------------------------------------------------------
@@ -329,6 +379,11 @@ def test_random_traffic(build_dir, tmp_path, classic, latency, jitter, stall):
          [f"+mem_latency={latency}", f"+mem_jitter={jitter}", f"+mem_stall={stall}",
           "+mem_seed=9"],
          {"WB_TEST_LATENCY": str(latency), "WB_TEST_EXACT": str(int(jitter == stall == 0))})
+
+
+@FORMS
+def test_checker_flags_broken_slave(build_dir, tmp_path, classic):
+    _run(build_dir, tmp_path, classic, "slave_violations")
 
 
 @FORMS
