@@ -122,7 +122,7 @@ class WishboneMaster(HwComponent):
         # Read beats accepted on the bus and not yet taken by the core: FIFO room reserved.
         reserved = Signal(range(c.max_reads + 1))
 
-        stb, accept, beat_end = Signal(), Signal(), Signal()
+        stb, accept = Signal(), Signal()
         room = reserved < c.max_reads
         m.d.comb += [
             self.m_wb_adr.eq(cur.adr),
@@ -142,12 +142,11 @@ class WishboneMaster(HwComponent):
                 stb.eq(ready_beat),
                 self.m_wb_cyc.eq(stb),
                 accept.eq(stb & (self.m_wb_ack | self.m_wb_err)),
-                beat_end.eq(accept),
                 self.wr_done.eq(accept & cur.we & (cur.left == 0)),
                 rd_fifo.w_en.eq(accept & ~cur.we),
             ]
         else:
-            self._pipelined(m, cur, ready_beat, stb, accept, beat_end, rd_fifo)
+            self._pipelined(m, cur, ready_beat, stb, accept, rd_fifo)
 
         m.d.comb += [
             rd_fifo.w_data.eq(self.m_wb_dat_r),
@@ -166,12 +165,13 @@ class WishboneMaster(HwComponent):
         self._commands(m, cur, pend, accept, lg)
         return m
 
-    def _pipelined(self, m, cur, ready_beat, stb, accept, beat_end, rd_fifo) -> None:
+    def _pipelined(self, m, cur, ready_beat, stb, accept, rd_fifo) -> None:
         """Requests and their ACKs in pipelined mode: a FIFO of the outstanding requests'
         (we, last beat of a command) tells what each ACK ends."""
         c = self.config
-        m.submodules.pending = pending = fifo.SyncFIFO(width=2, depth=c.max_reads + 1)
+        m.submodules.pending = pending = fifo.SyncFIFO(width=2, depth=c.max_reads)
         head_we, head_last = pending.r_data[0], pending.r_data[1]
+        beat_end = Signal()
         # Reads and writes are not outstanding together: a slave may order them freely.
         same_kind = ~pending.r_rdy | (head_we == cur.we)
         m.d.comb += [
