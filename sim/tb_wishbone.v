@@ -5,7 +5,8 @@
 // moves data in and out of the memory with the load/dump strobes (see wb_mem.v; same host-side
 // ports as tb_top.v). The memory's timing comes from its plusargs (+mem_latency, +mem_jitter,
 // +mem_stall, +mem_seed). mem_err is the memory's out-of-range error or any protocol violation
-// on either bus. Only this module's signals are made public for VPI (the runner's .vlt).
+// on either bus; m_check_fired / s_check_fired tell which rules were broken (wb_check.v). Only
+// this module's signals are made public for VPI (the runner's .vlt).
 //
 // CLASSIC must match the NPU's HwConfig.wb_classic: it sets the cycle form of the memory and of
 // both checkers (the host then uses classic cycles on s_wb_* too).
@@ -36,7 +37,9 @@ module tb_wishbone #(
     input  [31:0]     dump_hi,
     output            mem_err,
     output [31:0]     beats_read,
-    output [31:0]     beats_written
+    output [31:0]     beats_written,
+    output [7:0]      m_check_fired,
+    output [7:0]      s_check_fired
 );
     localparam WIDTH = 8 * BUS_BYTES;
     // m_wb_adr is the byte address over BUS_BYTES.
@@ -86,13 +89,15 @@ module tb_wishbone #(
     wb_check #(.ADDR_BITS(ADDR_BITS), .WIDTH(WIDTH), .NAME("m_wb")) m_check (
         .clk(clk), .rst(rst), .classic(classic), .adr(m_wb_adr), .dat_w(m_wb_dat_w),
         .sel(m_wb_sel), .cyc(m_wb_cyc), .stb(m_wb_stb), .we(m_wb_we), .ack(m_wb_ack),
-        .wb_err(m_wb_err), .stall(m_wb_stall), .err(m_check_err)
+        .wb_err(m_wb_err), .stall(m_wb_stall), .err(m_check_err),
+        .fired(m_check_fired)
     );
 
     wb_check #(.ADDR_BITS(30), .WIDTH(32), .NAME("s_wb")) s_check (
         .clk(clk), .rst(rst), .classic(classic), .adr(s_wb_adr), .dat_w(s_wb_dat_w),
         .sel(s_wb_sel), .cyc(s_wb_cyc), .stb(s_wb_stb), .we(s_wb_we), .ack(s_wb_ack),
-        .wb_err(s_wb_err), .stall(s_wb_stall), .err(s_check_err)
+        .wb_err(s_wb_err), .stall(s_wb_stall), .err(s_check_err),
+        .fired(s_check_fired)
     );
 
     assign mem_err = ext_err | m_check_err | s_check_err;

@@ -190,6 +190,13 @@ async def _dump(dut, lo: int, count: int) -> list[int]:
     return [int(ln, 16) for ln in path.read_text().split() if not ln.startswith(("//", "@"))]
 
 
+def _assert_clean(dut) -> None:
+    """No out-of-range access, no protocol violation on either bus."""
+    fired = int(dut.m_check_fired.value), int(dut.s_check_fired.value)
+    assert fired == (0, 0), f"wb_check rules broken (m_wb, s_wb): {fired}"
+    assert int(dut.mem_err.value) == 0
+
+
 def _init_words() -> list[int]:
     path = Path(os.environ[FILES_ENV]) / "init.hex"
     return [int(line, 16) for line in path.read_text().split()]
@@ -208,7 +215,7 @@ async def copy(dut):
                                             for w in init[src:src + beats]]
     assert int(dut.beats_read.value) == beats
     assert int(dut.beats_written.value) == beats
-    assert int(dut.mem_err.value) == 0
+    _assert_clean(dut)
 
 
 @cocotb.test(timeout_time=10, timeout_unit="ms")
@@ -224,7 +231,7 @@ async def reset_mid_copy(dut):
     await _wait_irq(dut, 100_000)
     assert await _dump(dut, dst, beats) == [(w + 1) % (1 << 8 * BUS_BYTES)
                                             for w in init[src:src + beats]]
-    assert int(dut.mem_err.value) == 0
+    _assert_clean(dut)
 
 
 # -------------------------------------------------------------------------------------------------
