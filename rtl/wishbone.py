@@ -1,7 +1,7 @@
 """Wishbone B4 wrappers around the NPU core (docs/bus-wishbone.md).
 
 :class:`WishboneMaster` turns the core's memory interface (valid/ready read and write burst
-commands and beats, :func:`core_bus`) into a Wishbone B4 master,
+commands and beats, :mod:`codesign.rtl.membus`) into a Wishbone B4 master,
 pipelined or classic; :class:`WishboneRegs` turns a Wishbone slave access into one cycle of the
 core's register port. Signal names follow LiteX (``adr`` is a word address, ``dat_w``/``dat_r``,
 ``cti``/``bte``), prefixed ``m_wb_`` and ``s_wb_`` so that both ports sit on one Verilog module.
@@ -15,30 +15,16 @@ from amaranth.lib.wiring import In, Out
 
 from codesign.isa import HwConfig
 
+from .membus import mem_slave
 from .ports import HwComponent
 
-__all__ = ["WishboneMaster", "WishboneRegs", "core_bus", "wishbone_port", "CTI_INCR",
+__all__ = ["WishboneMaster", "WishboneRegs", "wishbone_port", "CTI_INCR",
            "CTI_END"]
 
 #: Cycle type identifier of every beat of a burst but its last (incrementing burst).
 CTI_INCR = 0b010
 #: Cycle type identifier of the last beat of a burst (end of burst).
 CTI_END = 0b111
-
-
-def core_bus(config: HwConfig) -> dict:
-    """The core's memory interface, named and directed as seen from the core (``Out`` = core
-    drives it). A wrapper uses it flipped."""
-    width = 8 * config.bus_bytes
-    return {
-        "rd_cmd_valid": Out(1), "rd_cmd_ready": In(1), "rd_cmd_addr": Out(32),
-        "rd_cmd_len": Out(8),
-        "rd_valid": In(1), "rd_ready": Out(1), "rd_data": In(width),
-        "wr_cmd_valid": Out(1), "wr_cmd_ready": In(1), "wr_cmd_addr": Out(32),
-        "wr_cmd_len": Out(8),
-        "wr_valid": Out(1), "wr_ready": In(1), "wr_data": Out(width),
-        "wr_done": In(1),
-    }
 
 
 def wishbone_port(prefix: str, data_bytes: int, adr_bits: int) -> dict:
@@ -62,7 +48,7 @@ def _flipped(members: dict) -> dict:
 def _master_members(config: HwConfig) -> dict:
     lg = config.bus_bytes.bit_length() - 1
     return {
-        **_flipped(core_bus(config)),
+        **mem_slave(config),
         **wishbone_port("m_wb_", config.bus_bytes, 32 - lg),
         "bus_error": Out(1),
     }

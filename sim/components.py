@@ -4,7 +4,7 @@ A user's SoC testbench instantiates ``npu_top`` (of any bus form) next to their 
 components give it what our own tests use:
 
 * :func:`npu_registers` — the NPU's registers through its register port (native strobes,
-  AXI4-Lite through cocotbext-axi, Wishbone through a small driver of its own);
+  AXI4-Lite, Wishbone), driven only while an access lasts;
 * :class:`AxiMemory` / :class:`WishboneMemory` — external memory on the NPU's master port with a
   random read latency and random backpressure on every channel;
 * :class:`NpuDriver` — load the image, write inputs, start, wait (polling or interrupt), read
@@ -19,15 +19,19 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge
 
-from ..design import Design
 from ..isa import CSR_FIELDS, Csr
+from .wbregs import wb_access
+
+if TYPE_CHECKING:
+    from ..design import Design
 
 __all__ = ["npu_registers", "NativeRegisters", "AxiLiteRegisters", "WishboneRegisters",
-           "AxiMemory", "WishboneMemory", "NpuDriver", "GoldenChecker", "pauses"]
+           "AxiMemory", "WishboneMemory", "NpuDriver", "GoldenChecker", "pauses", "load_design"]
 
 
 def pauses(probability: float, seed: int) -> Iterator[bool]:
@@ -62,68 +66,49 @@ class NativeRegisters:
 
 
 class AxiLiteRegisters:
-    """The AXI4-Lite register slave ``<prefix>_*`` driven by cocotbext-axi's AxiLiteMaster."""
+    """The AXI4-Lite register slave ``s_axil_*`` of ``dut`` (driven cycle by cycle only while
+    an access lasts: :mod:`codesign.sim.axil`)."""
 
-    def __init__(self, dut, clock, reset, prefix: str = "s_axil"):
-        from cocotbext.axi import AxiLiteBus, AxiLiteMaster
-        self.master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, prefix), clock, reset)
+    def __init__(self, dut):
+        from .axil import axil_init
+        self.dut = dut
+        axil_init(dut)
 
     async def write(self, reg: Csr, value: int) -> None:
-        await self.master.write_dword(4 * int(reg), value)
+        from .axil import axil_write
+        await axil_write(self.dut, int(reg), value)
 
     async def read(self, reg: Csr) -> int:
-        return await self.master.read_dword(4 * int(reg))
+        from .axil import axil_read
+        return await axil_read(self.dut, int(reg))
 
 
 class WishboneRegisters:
-    """The Wishbone register slave ``<prefix>_*`` (classic single accesses: they suit a
-    pipelined slave too)."""
+    """The Wishbone register slave ``s_wb_*`` of ``dut`` (:mod:`codesign.sim.wbregs`), in
+    classic or pipelined cycles."""
 
-    def __init__(self, dut, clock, prefix: str = "s_wb"):
-        self.clock = clock
-        self.s = {name: getattr(dut, f"{prefix}_{name}")
-                  for name in ("adr", "dat_w", "dat_r", "sel", "cyc", "stb", "we", "ack")}
+    def __init__(self, dut, classic: bool = False):
+        self.dut, self.classic = dut, classic
         for name in ("cyc", "stb", "we", "adr", "dat_w"):
-            self.s[name].value = 0
-        self.s["sel"].value = 0xF
-
-    async def _access(self, reg: Csr, we: bool, value: int = 0) -> int:
-        s = self.s
-        s["adr"].value = int(reg)
-        s["dat_w"].value = value
-        s["we"].value = int(we)
-        s["cyc"].value = 1
-        s["stb"].value = 1
-        for _ in range(1000):
-            await RisingEdge(self.clock)
-            await ReadOnly()
-            if int(s["ack"].value):
-                data = int(s["dat_r"].value)
-                break
-        else:
-            raise TimeoutError("the Wishbone register slave did not acknowledge")
-        await FallingEdge(self.clock)
-        s["cyc"].value = 0
-        s["stb"].value = 0
-        s["we"].value = 0
-        return data
+            getattr(dut, f"s_wb_{name}").value = 0
+        dut.s_wb_sel.value = 0xF
 
     async def write(self, reg: Csr, value: int) -> None:
-        await self._access(reg, True, value)
+        await wb_access(self.dut, int(reg), value, classic=self.classic)
 
     async def read(self, reg: Csr) -> int:
-        return await self._access(reg, False)
+        return await wb_access(self.dut, int(reg), classic=self.classic)
 
 
-def npu_registers(dut, bus: str, clock, reset=None):
-    """The registers of ``dut``'s NPU (``npu_top`` itself or a testbench exposing its register
-    port under the standard names) for bus form ``bus``."""
+def npu_registers(dut, bus: str, clock=None, classic: bool = False):
+    """The registers of ``dut``'s NPU (``npu_top`` itself, or a testbench exposing its register
+    port under the same names, with ``clk``) for bus form ``bus``."""
     if bus == "native":
-        return NativeRegisters(dut, clock)
+        return NativeRegisters(dut, clock if clock is not None else dut.clk)
     if bus == "axi4":
-        return AxiLiteRegisters(dut, clock, reset)
+        return AxiLiteRegisters(dut)
     if bus == "wishbone":
-        return WishboneRegisters(dut, clock)
+        return WishboneRegisters(dut, classic)
     raise ValueError(f"unknown bus {bus!r}")
 
 
@@ -334,4 +319,5 @@ class GoldenChecker:
 
 def load_design(outdir: str | Path) -> Design:
     """The design directory ``outdir`` (checked, as ``codesign simulate`` checks it)."""
+    from ..design import Design
     return Design(Path(outdir))

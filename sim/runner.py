@@ -257,7 +257,8 @@ def _build_parameters(config: HwConfig) -> dict[str, int]:
     """Our testbench's parameters: the NPU's bus, the memory model's size."""
     words = EXT_MEM_BYTES // config.bus_bytes
     own = {"native": {"ADDR_BITS": config.ext_addr_bits},
-           "axi4": {"ID_BITS": config.axi_id_bits}, "wishbone": {}}[config.bus]
+           "axi4": {"ID_BITS": config.axi_id_bits},
+           "wishbone": {"CLASSIC": int(config.wb_classic)}}[config.bus]
     return {"HALF_PERIOD_NS": CLOCK_NS // 2, "BUS_BYTES": config.bus_bytes,
             "DEPTH_LOG2": words.bit_length() - 1, **own}
 
@@ -569,6 +570,7 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
         job = {
             "clock_ns": CLOCK_NS,
             "bus": config.bus,
+            "wb_classic": config.wb_classic,
             "prog_base": prog_base,
             "reset_after": reset_after,
             "max_cycles": max_cycles,

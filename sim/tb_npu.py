@@ -25,56 +25,38 @@ from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
 
 from codesign.isa import Csr
 
+from .components import npu_registers
+
 #: Environment variable holding the path of the job file.
 JOB_ENV = "CODESIGN_JOB"
 
 
-async def _csr_write(dut, addr: int, value: int) -> None:
-    dut.csr_addr.value = addr
-    dut.csr_wdata.value = value
-    dut.csr_we.value = 1
-    await RisingEdge(dut.clk)
-    dut.csr_we.value = 0
-
-
-async def _csr_read(dut, addr: int) -> int:
-    dut.csr_addr.value = addr
-    await FallingEdge(dut.clk)      # csr_rdata is combinational: settled half a cycle later
-    return int(dut.csr_rdata.value)
-
-
 class Registers:
-    """The NPU's registers through the testbench's register port of bus form ``bus``; the
-    signal that rises when a run is done (``done``, or ``irq`` with the interrupt enabled)."""
+    """The NPU's registers through the testbench's register port of the job's bus form
+    (:func:`codesign.sim.components.npu_registers`), and the signal that rises when a run is
+    done (``done``, or ``irq`` with the interrupt enabled)."""
 
-    def __init__(self, dut, bus: str):
+    def __init__(self, dut, job: dict):
         self.dut = dut
-        if bus == "native":
-            self.write, self.read, self.done = _csr_write, _csr_read, dut.done
-            dut.csr_we.value = 0
-            dut.csr_addr.value = 0
-            dut.csr_wdata.value = 0
-        elif bus == "axi4":
-            from .axil import axil_init, axil_read, axil_write
-            self.write, self.read, self.done = axil_write, axil_read, dut.irq
-            axil_init(dut)
-        elif bus == "wishbone":
-            from .wbregs import wb_init, wb_read, wb_write
-            self.write, self.read, self.done = wb_write, wb_read, dut.irq
-            wb_init(dut)
-        else:
-            raise ValueError(f"unknown bus {bus!r}")
-        self.interrupt = bus != "native"
+        self.port = npu_registers(dut, job["bus"], classic=job["wb_classic"])
+        self.interrupt = job["bus"] != "native"
+        self.done = dut.irq if self.interrupt else dut.done
+
+    async def write(self, reg: Csr, value: int) -> None:
+        await self.port.write(reg, value)
+
+    async def read(self, reg: Csr) -> int:
+        return await self.port.read(reg)
 
     async def setup(self, prog_base: int) -> None:
-        await self.write(self.dut, Csr.PROG_BASE, prog_base)
+        await self.write(Csr.PROG_BASE, prog_base)
         if self.interrupt:
-            await self.write(self.dut, Csr.IRQ_ENABLE, 1)
+            await self.write(Csr.IRQ_ENABLE, 1)
 
     async def finish(self) -> None:
         """Acknowledge the run's interrupt."""
         if self.interrupt:
-            await self.write(self.dut, Csr.IRQ_STATUS, 1)
+            await self.write(Csr.IRQ_STATUS, 1)
 
 
 async def _strobe(dut, signal) -> None:
@@ -97,7 +79,7 @@ async def _reset(dut, regs: Registers, prog_base: int) -> None:
 async def _interrupted_run(dut, regs: Registers, job: dict) -> None:
     """Start a run and reset the whole testbench ``reset_after`` cycles into it: the next run
     must not notice (``run_program(reset_after=...)``)."""
-    await regs.write(dut, Csr.CTRL, 1)
+    await regs.write(Csr.CTRL, 1)
     await ClockCycles(dut.clk, job["reset_after"])
     await _reset(dut, regs, job["prog_base"])
 
@@ -109,7 +91,7 @@ async def run_job(dut):
     results: list[dict] = []
     error: str | None = None
     try:
-        regs = Registers(dut, job["bus"])
+        regs = Registers(dut, job)
         dut.mem_load.value = 0
         dut.mem_dump.value = 0
         dut.dump_lo.value = 0
@@ -125,7 +107,7 @@ async def run_job(dut):
                 if inf["load"] is not None:     # the interrupted run may have used the inputs'
                     await _strobe(dut, dut.mem_load)    # memory as scratch: write them again
             t0 = time.perf_counter()
-            await regs.write(dut, Csr.CTRL, 1)
+            await regs.write(Csr.CTRL, 1)
             timeout = Timer(job["max_cycles"] * period, unit="ns")
             fired = await First(RisingEdge(regs.done), timeout)
             wall = time.perf_counter() - t0
@@ -136,7 +118,7 @@ async def run_job(dut):
             if int(dut.mem_err.value):
                 raise RuntimeError(f"inference {k}: the NPU accessed external memory out of "
                                    f"range (see the simulation log)")
-            cycles = await regs.read(dut, Csr.CYCLES)
+            cycles = await regs.read(Csr.CYCLES)
             await regs.finish()
             for lo, nwords, path in inf["reads"]:
                 dut.dump_lo.value = lo

@@ -26,7 +26,8 @@ from amaranth.lib.wiring import In, Out
 from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
 
 from codesign.isa import HwConfig
-from codesign.rtl.wishbone import WishboneMaster, WishboneRegs, core_bus, wishbone_port
+from codesign.rtl.membus import mem_master
+from codesign.rtl.wishbone import WishboneMaster, WishboneRegs, wishbone_port
 from codesign.sim import runner
 from codesign.sim.wbregs import wb_read, wb_write
 
@@ -47,7 +48,7 @@ class CopyCore(wiring.Component):
     def __init__(self, config: HwConfig):
         self._config = config
         super().__init__({
-            **core_bus(config),
+            **mem_master(config),
             "csr_addr": In(3), "csr_we": In(1), "csr_wdata": In(32), "csr_re": In(1),
             "csr_rdata": Out(32), "irq": Out(1),
         })
@@ -140,7 +141,7 @@ class StandInTop(wiring.Component):
                 src, dst = (self, inner) if member.flow == In else (inner, self)
                 m.d.comb += getattr(dst, name).eq(getattr(src, name))
         # The core memory interface: the core drives what is Out from its view.
-        for name, member in core_bus(self._config).items():
+        for name, member in mem_master(self._config).items():
             src, dst = (core, master) if member.flow == Out else (master, core)
             m.d.comb += getattr(dst, name).eq(getattr(src, name))
         return m
