@@ -424,10 +424,10 @@ class LiteHost:
         for ch in offers:
             ctx.set(getattr(self.dut, f"s_axil_{ch}valid"), 0)
 
-    async def _response(self, ctx, ch: str, names: tuple[str, ...]) -> tuple[int, ...]:
+    async def response(self, ctx, ch: str, names: tuple[str, ...]) -> tuple[int, ...]:
         """Wait for channel ``ch``'s response, with a randomly late READY."""
         d = self.dut
-        while True:
+        for _ in range(100):
             ready = self.rng.random() < 0.5
             ctx.set(getattr(d, f"s_axil_{ch}ready"), ready)
             valid = ctx.get(getattr(d, f"s_axil_{ch}valid"))
@@ -436,21 +436,27 @@ class LiteHost:
             if valid and ready:
                 ctx.set(getattr(d, f"s_axil_{ch}ready"), 0)
                 return values
+        raise AssertionError(f"no {ch} response")
 
-    async def write(self, ctx, index: int, value: int, *, strb: int = 0b1111,
-                    w_delay: int = 0) -> int:
-        """Write ``value`` to register ``index``, W offered ``w_delay`` cycles after AW
-        (before it if negative); returns BRESP."""
+    async def offer_write(self, ctx, index: int, value: int, *, strb: int = 0b1111,
+                          w_delay: int = 0) -> None:
+        """Hand AW and W of a write over, W offered ``w_delay`` cycles after AW (before it if
+        negative)."""
         await self._channels(ctx, {
             "aw": (max(0, w_delay), {"addr": 4 * index, "prot": 0}),
             "w": (max(0, -w_delay), {"data": value, "strb": strb}),
         })
-        (resp,) = await self._response(ctx, "b", ("resp",))
+
+    async def write(self, ctx, index: int, value: int, *, strb: int = 0b1111,
+                    w_delay: int = 0) -> int:
+        """Write ``value`` to register ``index`` (see :meth:`offer_write`); returns BRESP."""
+        await self.offer_write(ctx, index, value, strb=strb, w_delay=w_delay)
+        (resp,) = await self.response(ctx, "b", ("resp",))
         return resp
 
     async def read(self, ctx, index: int) -> int:
         await self._channels(ctx, {"ar": (0, {"addr": 4 * index, "prot": 0})})
-        data, resp = await self._response(ctx, "r", ("data", "resp"))
+        data, resp = await self.response(ctx, "r", ("data", "resp"))
         assert resp == AXI_RESP_OKAY
         return data
 
@@ -498,4 +504,19 @@ def test_lite_random_reads():
         for index in indices:
             assert await host.read(ctx, index) == host.regs[index]
         assert host.reads == len(indices)
+    _run_lite(body)
+
+
+def test_lite_writes_in_flight():
+    """A second write handed over while the first one's response waits is held until that
+    response is taken: both are written and both are answered."""
+    async def body(ctx, host):
+        values = [host.rng.getrandbits(32) for _ in range(2)]
+        await host.offer_write(ctx, Csr.BASE, values[0])
+        await host.offer_write(ctx, Csr.PROG_BASE, values[1])
+        for _ in range(5):
+            await host.cycle(ctx)
+        for _ in values:
+            assert await host.response(ctx, "b", ("resp",)) == (AXI_RESP_OKAY,)
+        assert [host.regs[Csr.BASE], host.regs[Csr.PROG_BASE]] == values
     _run_lite(body)
