@@ -4,6 +4,8 @@
 //               axi_check. The clock is generated here, as in sim/tb_top.v.
 // axi_rogue_tb: axi_rogue_master (below), legal or broken by +rogue=N, drives axi_mem, watched by
 //               axi_check: the checker must stay silent on mode 0 and fire on every other one.
+//               Modes 6..8 break the slave's side instead, in what the checker sees: an R beat
+//               (6) or a B response (7) out of nowhere in cycle 3, RLAST inverted (8).
 
 module axi_mem_tb #(
     parameter HALF_PERIOD_NS = 5,
@@ -224,6 +226,15 @@ module axi_rogue_tb #(
     wire [31:0] rdata;
     wire        rlast, rvalid;
     wire [31:0] beats_read, beats_written;
+    reg  [31:0] mode;
+    reg  [7:0]  cycle;
+    wire        forged = cycle == 8'd3;
+    wire        seen_rvalid = rvalid | (mode == 6 && forged);
+    wire        seen_bvalid = bvalid | (mode == 7 && forged);
+    wire        seen_rlast = mode == 8 ? !rlast : rlast;
+
+    initial if (!$value$plusargs("rogue=%d", mode)) mode = 0;
+    always @(posedge clk) cycle <= rst ? 8'd0 : cycle + {7'd0, cycle != 8'hff};
 
     axi_rogue_master master (
         .clk(clk), .rst(rst),
@@ -253,10 +264,10 @@ module axi_rogue_tb #(
         .awid(4'd0), .awaddr(awaddr), .awlen(awlen), .awsize(3'd2), .awburst(2'b01),
         .awlock(1'b0), .awcache(4'd0), .awprot(3'd0), .awvalid(awvalid), .awready(awready),
         .wdata(wdata), .wstrb(4'hf), .wlast(wlast), .wvalid(wvalid), .wready(wready),
-        .bid(bid), .bresp(bresp), .bvalid(bvalid), .bready(1'b1),
+        .bid(bid), .bresp(bresp), .bvalid(seen_bvalid), .bready(1'b1),
         .arid(4'd0), .araddr(araddr), .arlen(arlen), .arsize(3'd2), .arburst(arburst),
         .arlock(1'b0), .arcache(4'd0), .arprot(3'd0), .arvalid(arvalid), .arready(arready),
-        .rid(rid), .rdata(rdata), .rresp(rresp), .rlast(rlast), .rvalid(rvalid),
+        .rid(rid), .rdata(rdata), .rresp(rresp), .rlast(seen_rlast), .rvalid(seen_rvalid),
         .rready(1'b1),
         .err(check_err)
     );

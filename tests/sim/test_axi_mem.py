@@ -246,13 +246,16 @@ ROGUE_REPORTS = {
     3: "WLAST on the wrong beat",
     4: "AR INCR burst crosses 4 KiB",
     5: "AR FIXED/WRAP burst over 16 beats",
+    6: "R beat with no outstanding read for its ID",
+    7: "B with no completed write for its ID",
+    8: "RLAST on the wrong beat",
 }
 
 
 @pytest.mark.parametrize("mode", sorted(ROGUE_REPORTS))
 def test_checker_fires_on_a_rogue_master(builds, tmp_path, mode):
     """The checker's err rises (and its first report names the violation) exactly on the
-    broken modes of the master; its legal mode passes silently through the same memory."""
+    broken modes; the master's legal mode passes silently through the same memory."""
     _run(builds["axi_rogue_tb"], "axi_rogue_tb", "rogue", tmp_path,
          [f"+rogue={mode}", "+mem_stall=50", "+mem_seed=5"], {"mode": mode})
     reports = [line.partition("axi_check: ")[2] for line in
