@@ -4,7 +4,8 @@ cocotbext-axi's ``AxiMaster`` drives random concurrent bursts (unaligned address
 so partial WSTRB too) into ``axi_mem`` under several latency / stall / jitter settings: every
 byte read equals a shadow of the memory, the beat counters match, the host dump equals the shadow,
 and the protocol checker stays silent. Then a small Verilog master that breaks the protocol on
-purpose proves the checker fires (and stays silent on the same master's legal run).
+purpose, and forged slave responses, prove the checker fires (and stays silent on the same
+master's legal run).
 
 The functions decorated with ``@cocotb.test`` run inside the simulator (this module is the cocotb
 test module); the ``test_*`` functions are the pytest side that builds and launches it.
