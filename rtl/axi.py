@@ -22,7 +22,8 @@ from codesign.isa import CSR_ADDR_BITS, HwConfig
 
 from .ports import HwComponent
 
-__all__ = ["AxiMaster", "AxiLiteRegs", "core_bus", "skid_buffer", "AXI_BURST_INCR",
+__all__ = ["AxiMaster", "AxiLiteRegs", "core_bus", "axi_master_port", "axil_slave_port",
+           "skid_buffer", "AXI_BURST_INCR",
            "AXI_CACHE", "AXI_RESP_OKAY", "AXI_RESP_SLVERR", "AXIL_ADDR_BITS"]
 
 #: AxBURST of an incrementing burst.
@@ -58,9 +59,10 @@ def core_bus(config: HwConfig) -> dict:
     }
 
 
-def _axi_master_port(config: HwConfig) -> dict:
+def axi_master_port(config: HwConfig) -> dict:
     """AXI4 master port ``m_axi_*`` (``Out`` = driven by the master), channels in the AXI
-    specification's order: AW, W, B, AR, R."""
+    specification's order: AW, W, B, AR, R. Part of the signature of :class:`AxiMaster` and of
+    an AXI4 NPU's top."""
     width, ids = 8 * config.bus_bytes, config.axi_id_bits
 
     def address(ch: str) -> dict:
@@ -80,6 +82,23 @@ def _axi_master_port(config: HwConfig) -> dict:
         **address("ar"),
         "m_axi_rid": In(ids), "m_axi_rdata": In(width), "m_axi_rresp": In(2),
         "m_axi_rlast": In(1), "m_axi_rvalid": In(1), "m_axi_rready": Out(1),
+    }
+
+
+def axil_slave_port() -> dict:
+    """AXI4-Lite slave port ``s_axil_*`` (``In`` = driven by the master): 32-bit data,
+    :data:`AXIL_ADDR_BITS`-bit byte address. Part of the signature of :class:`AxiLiteRegs` and
+    of an AXI4 NPU's top."""
+    return {
+        "s_axil_awaddr": In(AXIL_ADDR_BITS), "s_axil_awprot": In(3),
+        "s_axil_awvalid": In(1), "s_axil_awready": Out(1),
+        "s_axil_wdata": In(32), "s_axil_wstrb": In(4), "s_axil_wvalid": In(1),
+        "s_axil_wready": Out(1),
+        "s_axil_bresp": Out(2), "s_axil_bvalid": Out(1), "s_axil_bready": In(1),
+        "s_axil_araddr": In(AXIL_ADDR_BITS), "s_axil_arprot": In(3),
+        "s_axil_arvalid": In(1), "s_axil_arready": Out(1),
+        "s_axil_rdata": Out(32), "s_axil_rresp": Out(2), "s_axil_rvalid": Out(1),
+        "s_axil_rready": In(1),
     }
 
 
@@ -133,7 +152,7 @@ class AxiMaster(HwComponent):
     def __init__(self, config: HwConfig):
         super().__init__(config, lambda c: {
             **{name: member.flip() for name, member in core_bus(c).items()},
-            **_axi_master_port(c),
+            **axi_master_port(c),
             "bus_error": Out(1),
         })
 
@@ -230,22 +249,14 @@ class AxiLiteRegs(wiring.Component):
     Attributes
     ----------
     s_axil_*
-        AXI4-Lite slave port, 32-bit data, :data:`AXIL_ADDR_BITS`-bit address.
+        AXI4-Lite slave port (:func:`axil_slave_port`).
     csr_addr, csr_we, csr_wdata, csr_re, csr_rdata
         The core's register port, flipped (``csr_rdata`` is combinational from ``csr_addr``).
     """
 
     def __init__(self):
         super().__init__({
-            "s_axil_awaddr": In(AXIL_ADDR_BITS), "s_axil_awprot": In(3),
-            "s_axil_awvalid": In(1), "s_axil_awready": Out(1),
-            "s_axil_wdata": In(32), "s_axil_wstrb": In(4), "s_axil_wvalid": In(1),
-            "s_axil_wready": Out(1),
-            "s_axil_bresp": Out(2), "s_axil_bvalid": Out(1), "s_axil_bready": In(1),
-            "s_axil_araddr": In(AXIL_ADDR_BITS), "s_axil_arprot": In(3),
-            "s_axil_arvalid": In(1), "s_axil_arready": Out(1),
-            "s_axil_rdata": Out(32), "s_axil_rresp": Out(2), "s_axil_rvalid": Out(1),
-            "s_axil_rready": In(1),
+            **axil_slave_port(),
             "csr_addr": Out(CSR_ADDR_BITS), "csr_we": Out(1), "csr_wdata": Out(32),
             "csr_re": Out(1), "csr_rdata": In(32),
         })

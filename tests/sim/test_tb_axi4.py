@@ -23,7 +23,13 @@ from amaranth.lib.wiring import In, Out
 from cocotb.triggers import ClockCycles
 
 from codesign.isa import Csr, HwConfig
-from codesign.rtl.axi import AxiLiteRegs, AxiMaster, core_bus
+from codesign.rtl.axi import (
+    AxiLiteRegs,
+    AxiMaster,
+    axi_master_port,
+    axil_slave_port,
+    core_bus,
+)
 from codesign.sim import runner
 from codesign.sim.axil import axil_init, axil_read, axil_write
 
@@ -120,9 +126,7 @@ class StandInNpu(wiring.Component):
 
     def __init__(self, config: HwConfig):
         self._config = config
-        outside = {**AxiLiteRegs().signature.members, **AxiMaster(config).signature.members}
-        super().__init__({**{name: member for name, member in outside.items()
-                             if name.startswith(("s_axil_", "m_axi_"))}, "irq": Out(1)})
+        super().__init__({**axil_slave_port(), **axi_master_port(config), "irq": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
