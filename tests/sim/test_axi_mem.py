@@ -13,12 +13,9 @@ test module); the ``test_*`` functions are the pytest side that builds and launc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,10 +26,11 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from codesign.sim import runner
 
+from .tbbuild import build_tb, python_path
+
 pytestmark = pytest.mark.verilator
 
 _HERE = Path(__file__).resolve().parent
-_ROOT = _HERE.parent.parent
 _SOURCES = (runner._SIM_DIR / "axi_mem.v", runner._SIM_DIR / "axi_check.v", _HERE / "axi_tb.v")
 #: How the pytest side hands the run's settings to the cocotb side.
 ARGS_ENV = "CODESIGN_AXI_MEM_TEST"
@@ -168,41 +166,13 @@ async def rogue(dut):
 # -------------------------------------------------------------------------------------------------
 # pytest side
 
-def _build(top: str, parameters: dict) -> Path:
-    """The Verilator build of test bench ``top``, cached under ``$CODESIGN_CACHE`` by the hash
-    of everything that goes into it (built in a temporary directory, renamed into place)."""
-    vlt = f'`verilator_config\npublic_flat_rw -module "{top}" -var "*"\n'
-    key = hashlib.sha256(json.dumps([
-        [p.read_text() for p in _SOURCES], vlt, parameters, runner._VERILATOR_FLAGS,
-        runner._MAKE_FLAGS, runner._verilator_version(), cocotb.__version__,
-        str(Path(cocotb.__file__).resolve().parent),
-    ]).encode()).hexdigest()[:24]
-    root = runner.cache_dir() / "verilator"
-    final = root / f"{top}-{key}"
-    if (final / "BUILD_COMPLETE").exists():
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{top}-{key}.tmp-", dir=root))
-    try:
-        (tmp / "tb.vlt").write_text(vlt)
-        verilator = runner._Verilator(timeout=600, extra_env={"TMPDIR": str(tmp)})
-        verilator.build(sources=[tmp / "tb.vlt", *_SOURCES], hdl_toplevel=top,
-                        parameters=parameters, build_args=list(runner._VERILATOR_FLAGS),
-                        build_dir=tmp, timescale=("1ns", "1ps"), log_file=tmp / "build.log")
-        (tmp / "BUILD_COMPLETE").write_text("")
-        if not final.exists():
-            os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
 @pytest.fixture(scope="module")
 def builds() -> dict[str, Path]:
+    sources = {path.name: path.read_text() for path in _SOURCES}
     return {
-        "axi_mem_tb": _build("axi_mem_tb", {"WIDTH": 8 * WIDTH_BYTES,
-                                                  "DEPTH_LOG2": DEPTH_LOG2}),
-        "axi_rogue_tb": _build("axi_rogue_tb", {}),
+        "axi_mem_tb": build_tb("axi_mem_tb", sources, {"WIDTH": 8 * WIDTH_BYTES,
+                                                       "DEPTH_LOG2": DEPTH_LOG2}),
+        "axi_rogue_tb": build_tb("axi_rogue_tb", sources, {}),
     }
 
 
@@ -210,7 +180,7 @@ def _run(build_dir: Path, top: str, testcase: str, run_dir: Path, plusargs: list
          args: dict) -> None:
     verilator = runner._Verilator(timeout=300, extra_env={
         ARGS_ENV: json.dumps(args),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": python_path(),
     })
     verilator.test(test_module="tests.sim.test_axi_mem", testcase=testcase, hdl_toplevel=top,
                    hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=run_dir,

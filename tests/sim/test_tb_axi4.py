@@ -33,9 +33,10 @@ from codesign.rtl.axi import (
 from codesign.sim import runner
 from codesign.sim.axil import axil_init, axil_read, axil_write
 
+from .tbbuild import build_tb, python_path
+
 pytestmark = pytest.mark.verilator
 
-_ROOT = Path(__file__).resolve().parent.parent.parent
 #: How the pytest side hands the run's files to the cocotb side.
 ARGS_ENV = "CODESIGN_TB_AXI4_TEST"
 BEATS, BURST = 64, 16
@@ -199,22 +200,14 @@ async def copy_through_registers(dut):
 # pytest side
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tb_axi4")
-    (root / "npu_top.v").write_text(
-        verilog.convert(StandInNpu(CONFIG), name="npu_top", emit_src=False))
-    (root / "tb.vlt").write_text("`verilator_config\n" + "".join(
-        f'lint_off -rule {rule} -file "*/npu_top.v"\n' for rule in runner._NPU_WAIVED
-    ) + 'public_flat_rw -module "tb_axi4" -var "*"\n')
-    sources = [root / "tb.vlt", root / "npu_top.v",
-               *(runner._SIM_DIR / name for name in ("axi_mem.v", "axi_check.v", "tb_axi4.v"))]
-    verilator = runner._Verilator(timeout=600, extra_env={"TMPDIR": str(root)})
-    verilator.build(sources=sources, hdl_toplevel="tb_axi4",
-                    parameters={"BUS_BYTES": CONFIG.bus_bytes, "DEPTH_LOG2": DEPTH_LOG2,
-                                "ID_BITS": CONFIG.axi_id_bits},
-                    build_args=list(runner._VERILATOR_FLAGS), build_dir=root / "build",
-                    timescale=("1ns", "1ps"), log_file=root / "build.log")
-    return root / "build"
+def build() -> Path:
+    sources = {"npu_top.v": verilog.convert(StandInNpu(CONFIG), name="npu_top", emit_src=False),
+               **{name: (runner._SIM_DIR / name).read_text()
+                  for name in ("axi_mem.v", "axi_check.v", "tb_axi4.v")}}
+    return build_tb("tb_axi4", sources,
+                    {"BUS_BYTES": CONFIG.bus_bytes, "DEPTH_LOG2": DEPTH_LOG2,
+                     "ID_BITS": CONFIG.axi_id_bits},
+                    waive=tuple((rule, "npu_top.v") for rule in runner._NPU_WAIVED))
 
 
 @pytest.mark.parametrize("latency,stall,jitter", [(1, 0, 0), (12, 40, 8)])
@@ -225,7 +218,7 @@ def test_copy_through_registers(build, tmp_path, latency, stall, jitter):
     verilator = runner._Verilator(timeout=300, extra_env={
         ARGS_ENV: json.dumps({"init_bytes": str(tmp_path / "init.bin"),
                               "dump": str(tmp_path / "dump.hex")}),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": python_path(),
     })
     verilator.test(test_module="tests.sim.test_tb_axi4", testcase="copy_through_registers",
                    hdl_toplevel="tb_axi4", hdl_toplevel_lang="verilog", build_dir=build,
