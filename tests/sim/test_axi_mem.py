@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import warnings
 from pathlib import Path
 
 import cocotb
@@ -26,7 +25,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from codesign.sim import runner
 
-from .tbbuild import build_tb, python_path
+from .cocotb_support import build_tb, clock_keepalive, python_path, quiet_cocotbext
 
 pytestmark = pytest.mark.verilator
 
@@ -44,27 +43,13 @@ MEM_BYTES = WIDTH_BYTES << DEPTH_LOG2
 # cocotb side
 
 def _args() -> dict:
-    """The run's settings; also silences cocotbext-axi's use of APIs cocotb 2 deprecates (the
-    simulator inherits PYTHONWARNINGS=error), and only that."""
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.")
+    """The run's settings (and cocotbext-axi's deprecation warnings silenced)."""
+    quiet_cocotbext()
     return json.loads(os.environ[ARGS_ENV])
 
 
-async def _count_cycles(dut, counter: list[int]) -> None:
-    """Count clock edges in ``counter[0]`` for as long as the test runs.
-
-    Also a workaround: with the clock generated inside the Verilog (``--timing``), cocotb 2.1 on
-    Verilator 5.049 stopped waking cocotbext-axi's coroutines after some hundred cycles in which
-    none of them waited on the clock (the simulation ran on, the transfers hung; reproduced with
-    this file's ``random_traffic``); one coroutine always waiting on RisingEdge prevents it.
-    """
-    while True:
-        await RisingEdge(dut.clk)
-        counter[0] += 1
-
-
 async def _reset(dut) -> None:
-    cocotb.start_soon(_count_cycles(dut, [0]))
+    cocotb.start_soon(clock_keepalive(dut))
     dut.rst.value = 1
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import warnings
 from pathlib import Path
 
 import cocotb
@@ -22,7 +21,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles
 
 from codesign.isa import Csr, HwConfig
 from codesign.rtl.axi import (
@@ -35,7 +34,7 @@ from codesign.rtl.axi import (
 from codesign.sim import runner
 from codesign.sim.axil import axil_init, axil_read, axil_write
 
-from .tbbuild import build_tb, python_path
+from .cocotb_support import build_tb, clock_keepalive, python_path, quiet_cocotbext
 
 pytestmark = pytest.mark.verilator
 
@@ -198,13 +197,6 @@ async def copy_through_registers(dut):
     assert int(dut.mem_err.value) == 0
 
 
-async def _clock_keepalive(dut) -> None:
-    """Always one coroutine waiting on the clock: cocotb 2.1 on Verilator 5.049 otherwise
-    stopped waking cocotbext-axi's coroutines (see tests/sim/test_axi_mem.py)."""
-    while True:
-        await RisingEdge(dut.clk)
-
-
 def _pauses(rng: random.Random, percent: int):
     """An endless random pause pattern for a cocotbext-axi channel."""
     while True:
@@ -217,10 +209,10 @@ async def copy_with_axiram(dut):
     (the issue's cocotbext-axi memory model), through axi_ram_tb's sampling registers."""
     from cocotbext.axi import AxiBus, AxiRam
 
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.")
+    quiet_cocotbext()
     args = json.loads(os.environ[ARGS_ENV])
     rng = random.Random(args["seed"])
-    cocotb.start_soon(_clock_keepalive(dut))
+    cocotb.start_soon(clock_keepalive(dut))
     axil_init(dut)
     dut.rst.value = 1
     ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=MEM_BYTES)

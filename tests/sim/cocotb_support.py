@@ -1,8 +1,10 @@
-"""Cached Verilator builds of small cocotb test benches (the AXI tests' own tops).
+"""What the AXI cocotb tests share: cached Verilator builds of their test benches, and two
+workarounds for cocotbext-axi under cocotb 2.1 on Verilator.
 
-Like :func:`codesign.sim.runner.build` for ``tb_top``: one build per content, kept under
-``$CODESIGN_CACHE/verilator/<top>-<hash>``, made in a temporary directory and renamed into place
-when complete, so a second run of the tests (or a concurrent one) does not rebuild.
+:func:`build_tb` works like :func:`codesign.sim.runner.build` for ``tb_top``: one build per
+content, kept under ``$CODESIGN_CACHE/verilator/<top>-<hash>``, made in a temporary directory and
+renamed into place when complete, so a second run of the tests (or a concurrent one) does not
+rebuild.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import cocotb
+from cocotb.triggers import RisingEdge
 
 from codesign.sim import runner
 
-__all__ = ["build_tb", "ROOT", "python_path"]
+__all__ = ["build_tb", "ROOT", "python_path", "clock_keepalive", "quiet_cocotbext"]
 
 #: The repository root, put on the simulator's PYTHONPATH so it imports ``tests.sim.*``.
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -66,3 +70,21 @@ def build_tb(top: str, sources: dict[str, str], parameters: dict[str, int], *,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+async def clock_keepalive(dut) -> None:
+    """Wait on ``dut.clk`` forever (start it with ``cocotb.start_soon``).
+
+    A workaround: with the clock generated inside the Verilog (``--timing``), cocotb 2.1 on
+    Verilator 5.049 stopped waking cocotbext-axi's coroutines after some hundred cycles in which
+    none of them waited on the clock (the simulation ran on, the transfers hung; reproduced with
+    test_axi_mem's ``random_traffic``); one coroutine always waiting on RisingEdge prevents it.
+    """
+    while True:
+        await RisingEdge(dut.clk)
+
+
+def quiet_cocotbext() -> None:
+    """Ignore the DeprecationWarnings of cocotbext-axi's use of cocotb 1 APIs, and only those
+    (the simulator inherits PYTHONWARNINGS=error from the test run)."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.")
