@@ -20,9 +20,10 @@ from amaranth.lib.wiring import In, Out
 
 from codesign.isa import CSR_ADDR_BITS, HwConfig
 
+from .membus import mem_slave
 from .ports import HwComponent
 
-__all__ = ["AxiMaster", "AxiLiteRegs", "core_bus", "axi_master_port", "axil_slave_port",
+__all__ = ["AxiMaster", "AxiLiteRegs", "axi_master_port", "axil_slave_port",
            "skid_buffer", "AXI_BURST_INCR",
            "AXI_CACHE", "AXI_RESP_OKAY", "AXI_RESP_SLVERR", "AXIL_ADDR_BITS"]
 
@@ -39,24 +40,6 @@ AXIL_ADDR_BITS = 5
 #: Write-command lengths the master remembers for the W channel (commands accepted whose beats
 #: are not all sent yet); a STORE rarely has more than two bursts in flight.
 _WLEN_DEPTH = 4
-
-
-def core_bus(config: HwConfig) -> dict:
-    """The core's memory interface as seen FROM THE CORE (``Out`` = driven by the core).
-
-    ``rd_cmd_*`` / ``wr_cmd_*`` request a burst of ``len + 1`` beats at byte address ``addr``;
-    ``rd_*`` / ``wr_*`` carry the beats; ``wr_done`` pulses once per completed write burst.
-    """
-    width = 8 * config.bus_bytes
-    return {
-        "rd_cmd_valid": Out(1), "rd_cmd_ready": In(1), "rd_cmd_addr": Out(32),
-        "rd_cmd_len": Out(8),
-        "rd_valid": In(1), "rd_ready": Out(1), "rd_data": In(width),
-        "wr_cmd_valid": Out(1), "wr_cmd_ready": In(1), "wr_cmd_addr": Out(32),
-        "wr_cmd_len": Out(8),
-        "wr_valid": Out(1), "wr_ready": In(1), "wr_data": Out(width),
-        "wr_done": In(1),
-    }
 
 
 def axi_master_port(config: HwConfig) -> dict:
@@ -135,7 +118,8 @@ class AxiMaster(HwComponent):
     Attributes
     ----------
     rd_cmd_*, rd_*, wr_cmd_*, wr_*, wr_done
-        The core's memory interface (:func:`core_bus`), flipped: this side receives commands.
+        The core's memory interface (:func:`codesign.rtl.membus.mem_slave`): this side
+        receives commands.
     m_axi_*
         AXI4 master port. Every command is one INCR burst of ID 0 (the core never crosses
         4 KiB); reads may be outstanding without limit here (the core bounds its beats by
@@ -151,7 +135,7 @@ class AxiMaster(HwComponent):
 
     def __init__(self, config: HwConfig):
         super().__init__(config, lambda c: {
-            **{name: member.flip() for name, member in core_bus(c).items()},
+            **mem_slave(c),
             **axi_master_port(c),
             "bus_error": Out(1),
         })

@@ -29,8 +29,8 @@ from codesign.rtl.axi import (
     AxiMaster,
     axi_master_port,
     axil_slave_port,
-    core_bus,
 )
+from codesign.rtl.membus import mem_master
 from codesign.sim import runner
 from codesign.sim.axil import axil_init, axil_read, axil_write
 
@@ -53,7 +53,7 @@ class CopyCore(wiring.Component):
     def __init__(self, config: HwConfig):
         self._config = config
         super().__init__({
-            **core_bus(config),
+            **mem_master(config),
             "csr_addr": In(3), "csr_we": In(1), "csr_wdata": In(32), "csr_re": In(1),
             "csr_rdata": Out(32), "irq": Out(1), "bus_error": In(1),
         })
