@@ -75,10 +75,15 @@ class MemoryTiming:
 NATIVE = MemoryTiming()
 
 #: Cycles each bus form adds to a read's latency (command at the core to the first beat back
-#: at the core, beyond the memory's own latency) and to a write's completion; measured on the
-#: RTL (tests/test_bus_timing.py).
-BUS_READ_OVERHEAD = {"native": 0, "axi4": 2, "wishbone": 2}
-BUS_WRITE_OVERHEAD = {"native": 0, "axi4": 2, "wishbone": 1}
+#: at the core, beyond the memory's own latency): the AXI4 master's AR register; the Wishbone
+#: master's command queue, request register and read FIFO. Measured on the RTL.
+BUS_READ_OVERHEAD = {"native": 0, "axi4": 1, "wishbone": 3}
+#: Cycles from a burst's last write beat at the core to its ``wr_done``: the AXI4 master's W
+#: register and the B response (our memory model answers B the cycle after the last beat);
+#: Wishbone's acknowledge comes the memory's latency after the request, plus the request
+#: register (:data:`WRITE_ACK_WAITS_FOR_MEMORY`).
+BUS_WRITE_OVERHEAD = {"native": 0, "axi4": 3, "wishbone": 1}
+WRITE_ACK_WAITS_FOR_MEMORY = {"native": False, "axi4": False, "wishbone": True}
 
 
 def bus_timing(config: HwConfig, mem_latency: int = 1, beats_per_cycle: float = 1.0
@@ -90,8 +95,8 @@ def bus_timing(config: HwConfig, mem_latency: int = 1, beats_per_cycle: float = 
             raise ValueError("the native port has read latency 1 and no stalls; a slower "
                              "memory needs a bus (HwConfig.bus = 'axi4' or 'wishbone')")
         return NATIVE
-    return MemoryTiming(mem_latency + BUS_READ_OVERHEAD[config.bus], beats_per_cycle,
-                        BUS_WRITE_OVERHEAD[config.bus])
+    write = BUS_WRITE_OVERHEAD[config.bus] + mem_latency * WRITE_ACK_WAITS_FOR_MEMORY[config.bus]
+    return MemoryTiming(mem_latency + BUS_READ_OVERHEAD[config.bus], beats_per_cycle, write)
 
 
 def reads_needed(memory: MemoryTiming) -> int:

@@ -126,7 +126,7 @@ def test_timing_model_predicts_the_rtl_behind_a_slow_memory(bus, tmp_path):
     """Within 5% at three latencies, max_reads sized for each (bench/memory_latency.py has
     the MLPerf figures)."""
     graph = load_model(build(SMALL))
-    x = [random_input(graph, 0)]
+    x = random_input(graph, 0)
     for latency in (1, 10, 30):
         base = dataclasses.replace(HwConfig(rows=4, cols=4, bus_bytes=4), bus=bus)
         config = dataclasses.replace(base, max_reads=reads_needed(bus_timing(base, latency)))
