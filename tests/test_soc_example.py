@@ -104,7 +104,3 @@ def test_command_line_runs_the_default_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "outputs match the golden model bit-exactly (2 run(s))" in out
 
-
-def test_other_ports_are_refused(tmp_path):
-    with pytest.raises(soc.SocError, match="native port with a bus of 4 bytes or more"):
-        soc.generate(_MLP, tmp_path / "narrow", ["--bus-bytes", "2"])

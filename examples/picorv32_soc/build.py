@@ -165,7 +165,8 @@ def job_header(design: Design, batch: Sequence[Sequence[np.ndarray]]) -> str:
         f"#define SOC_RUN_OUTPUT_BYTES {sum(out_sizes)}u", "",
         f"static const uint32_t soc_input_bytes[] = {{{', '.join(map(str, in_sizes))}}};",
         f"static const uint32_t soc_output_bytes[] = {{{', '.join(map(str, out_sizes))}}};",
-        "static const uint8_t soc_inputs[SOC_RUNS][SOC_RUN_INPUT_BYTES] = {", runs, "};", "", "#endif /* SOC_JOB_H */", ""])
+        "static const uint8_t soc_inputs[SOC_RUNS][SOC_RUN_INPUT_BYTES] = {", runs, "};", "",
+        "#endif /* SOC_JOB_H */", ""])
 
 
 def _zig(*args: str, work: Path) -> None:
@@ -190,7 +191,8 @@ def build_firmware(design_dir: Path, job: str, work: Path, bus_bytes: int) -> Pa
     _zig("cc", *ZIG_TARGET, *CFLAGS, f"-DSOC_REGS_ADDR={REGS_ADDR:#x}u",
          f"-DSOC_SYS_ADDR={SYS_ADDR:#x}u", DRIVER_CONFIG,
          f"-I{work}", f"-I{FIRMWARE_DIR}", f"-I{design_dir}",
-         "-T", str(FIRMWARE_DIR / "link.ld"), "-Wl,--gc-sections", str(FIRMWARE_DIR / "start.S"), str(FIRMWARE_DIR / "main.c"),
+         "-T", str(FIRMWARE_DIR / "link.ld"), "-Wl,--gc-sections",
+         str(FIRMWARE_DIR / "start.S"), str(FIRMWARE_DIR / "main.c"),
          str(design_dir / "codesign_npu.c"), "-o", str(elf), work=work)
     _zig("objcopy", "-O", "binary", str(elf), str(binary), work=work)
     data = binary.read_bytes()
@@ -284,7 +286,7 @@ _EXIT_LINE = re.compile(r"^SOC_EXIT reason=(\w+) code=(-?\d+) result=0x([0-9a-fA
 
 
 def run(simulator: Path, firmware: Path, work: Path, *, bus_bytes: int, n_runs: int,
-        output_bytes: int, max_cycles: int = 100_000_000, timeout: float = 1800) -> SocResult:
+        output_bytes: int, max_cycles: int = 20_000_000, timeout: float = 1800) -> SocResult:
     """Simulate the SoC with ``firmware`` in its RAM until the firmware exits.
 
     ``n_runs`` and ``output_bytes`` (per run) size the result block; ``bus_bytes`` is the RAM's
@@ -385,7 +387,8 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="inferences to run, the first of the input file (default 2: one "
                              "polled, one by interrupt)")
     parser.add_argument("--work", type=Path, help="keep the design, firmware and RAM dump here")
-    parser.add_argument("--max-cycles", type=int, default=100_000_000)
+    parser.add_argument("--max-cycles", type=int, default=20_000_000,
+                        help="clock cycles the SoC may run (default 20 million)")
     args = parser.parse_args(argv[:split])
     if args.input is None:
         if args.model != DEFAULT_MODEL:

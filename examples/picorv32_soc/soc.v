@@ -97,7 +97,7 @@ module soc #(
     wire                     npu_re;
     wire                     npu_we;
     wire [8*BUS_BYTES-1:0]   npu_wdata;
-    reg  [8*BUS_BYTES-1:0]   npu_rdata;
+    wire [8*BUS_BYTES-1:0]   npu_rdata;
 
     // The register port is strobed: csr_addr and csr_wdata come straight from the CPU's bus,
     // csr_we is high for the one cycle the write is taken, csr_rdata is combinational.
@@ -117,29 +117,39 @@ module soc #(
         .mem_wdata(npu_wdata)
     );
 
-    // -- the RAM: port A for the CPU (a 32-bit lane, byte writes), port B for the NPU ----------
-    reg [8*BUS_BYTES-1:0] ram [0:WORDS-1];
+    // -- the RAM: port A for the CPU, port B for the NPU ---------------------------------------
     wire [31:0] cpu_word = mem_addr / BUS_BYTES;
     wire [31:0] cpu_lane = mem_addr / 4 % (BUS_BYTES / 4);     // which 32-bit lane of the word
+    wire [8*BUS_BYTES-1:0] cpu_rword;
     wire npu_in_ram = (npu_addr >> WORD_BITS) == 0;
-    wire [WORD_BITS-1:0] npu_word = npu_addr[WORD_BITS-1:0];
-    integer b;
 
+    soc_ram #(.BUS_BYTES(BUS_BYTES), .WORD_BITS(WORD_BITS)) ram (
+        .clk(clk),
+        .a_en(take && in_ram),
+        .a_word(cpu_word[WORD_BITS-1:0]),
+        .a_lane(cpu_lane),
+        .a_wstrb(mem_wstrb),
+        .a_wdata(mem_wdata),
+        .a_rdata(cpu_rword),
+        .b_re(npu_re),
+        .b_we(npu_we && npu_in_ram),
+        .b_word(npu_addr[WORD_BITS-1:0]),
+        .b_wdata(npu_wdata),
+        .b_rdata(npu_rdata)
+    );
+
+    // What answers the CPU's read (registered with `take`, used while mem_ready is high).
+    reg        answer_ram;
+    reg [31:0] answer_lane;
+    reg [31:0] answer_reg;
     always @(posedge clk) begin
-        if (take && in_ram) begin
-            mem_rdata <= ram[cpu_word[WORD_BITS-1:0]][32 * cpu_lane +: 32];
-            for (b = 0; b < 4; b = b + 1)
-                if (mem_wstrb[b])
-                    ram[cpu_word[WORD_BITS-1:0]][32 * cpu_lane + 8 * b +: 8] <= mem_wdata[8 * b +: 8];
-        end else if (take && in_regs) begin
-            mem_rdata <= csr_rdata;
-        end else if (take) begin
-            mem_rdata <= 32'b0;
+        if (take) begin
+            answer_ram <= in_ram;
+            answer_lane <= cpu_lane;
+            answer_reg <= in_regs ? csr_rdata : 32'b0;
         end
-        // The driver never touches the NPU's buffer while it runs, so the ports never collide.
-        if (npu_re) npu_rdata <= ram[npu_word];
-        if (npu_we && npu_in_ram) ram[npu_word] <= npu_wdata;
     end
+    always @(*) mem_rdata = answer_ram ? cpu_rword[32 * answer_lane +: 32] : answer_reg;
 
     // -- the system device, the handshake, faults ---------------------------------------------
     always @(posedge clk) begin
@@ -154,5 +164,49 @@ module soc #(
         end else if ((take && !(in_ram || in_regs || in_sys)) || ((npu_re || npu_we) && !npu_in_ram)) begin
             fault <= 1'b1;
         end
+    end
+endmodule
+
+
+// A RAM of 2**WORD_BITS words of BUS_BYTES bytes with two ports, written as yosys infers a true
+// dual-port block RAM: one process per port, each port one whole-word access with byte enables
+// at constant positions. Reads are registered (data the cycle after the request). Port A
+// writes the bytes `a_wstrb` of the 32-bit lane `a_lane` and reads the whole word; port B reads
+// and writes whole words. The two never write one word in the same cycle (soc.v's users keep
+// out of each other's way), so neither has priority.
+module soc_ram #(
+    parameter BUS_BYTES = 8,
+    parameter WORD_BITS = 15
+) (
+    input                        clk,
+    input                        a_en,
+    input      [WORD_BITS-1:0]   a_word,
+    input      [31:0]            a_lane,
+    input      [3:0]             a_wstrb,
+    input      [31:0]            a_wdata,
+    output reg [8*BUS_BYTES-1:0] a_rdata,
+    input                        b_re,
+    input                        b_we,
+    input      [WORD_BITS-1:0]   b_word,
+    input      [8*BUS_BYTES-1:0] b_wdata,
+    output reg [8*BUS_BYTES-1:0] b_rdata
+);
+    // no_rw_check: what a read returns while the other port writes the same word is left open
+    // (nobody does it), as block RAM ports leave it open; without it yosys emulates a defined
+    // result around the RAM, or gives up on block RAM altogether.
+    (* no_rw_check *)
+    reg [8*BUS_BYTES-1:0] mem [0:(1 << WORD_BITS) - 1];
+    integer i;
+
+    always @(posedge clk) begin
+        if (a_en) a_rdata <= mem[a_word];
+        for (i = 0; i < BUS_BYTES; i = i + 1)
+            if (a_en && a_lane == i / 4 && a_wstrb[i % 4])
+                mem[a_word][8 * i +: 8] <= a_wdata[8 * (i % 4) +: 8];
+    end
+
+    always @(posedge clk) begin
+        if (b_re) b_rdata <= mem[b_word];
+        if (b_we) mem[b_word] <= b_wdata;
     end
 endmodule

@@ -56,14 +56,14 @@ module tb_soc #(
             $finish;
         end
         if (!$value$plusargs("max_cycles=%d", max_cycles)) max_cycles = 64'd100_000_000;
-        $readmemh(firmware_file, soc.ram);
+        $readmemh(firmware_file, soc.ram.mem);
         repeat (4) @(posedge clk);
         @(negedge clk) resetn = 1'b1;       // away from the clock edge: no race with the design
     end
 
     task automatic finish(input [8*8-1:0] reason, input [31:0] code);
         begin
-            $writememh(dump_file, soc.ram);
+            $writememh(dump_file, soc.ram.mem);
             $display("SOC_EXIT reason=%0s code=%0d result=0x%08x cycles=%0d", reason,
                      $signed(code), result_addr, cycles);
             $finish;
