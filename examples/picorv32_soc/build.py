@@ -410,9 +410,14 @@ def simulate(args: argparse.Namespace, generate_options: Sequence[str], work: Pa
     result = run(simulator, image, work, bus_bytes=design.config.bus_bytes,
                  n_runs=len(batch), output_bytes=len(expected[0]), max_cycles=args.max_cycles)
     print(result.console, end="")
-    if result.reason != "exit" or result.status:
+    if result.reason != "exit":
+        print(f"FAILED: the simulation ended by {result.reason} after {result.cycles} cycles "
+              "(fault: an access outside the RAM and the devices; trap: the CPU halted)",
+              file=sys.stderr)
+        return 2
+    if result.status:
         error = driver_errors(design.dir).get(result.status, str(result.status))
-        print(f"FAILED: {result.reason}, {result.step} returned {error}", file=sys.stderr)
+        print(f"FAILED: {result.step} returned {error}", file=sys.stderr)
         return 2
     _report(design, result)
     bad = sum(got != want for run_got, run_want in zip(result.outputs, expected, strict=True)

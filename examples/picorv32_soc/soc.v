@@ -25,7 +25,7 @@ module soc #(
 ) (
     input             clk,
     input             resetn,
-    output            trap,                 // the CPU halted (a fault inside an IRQ handler)
+    output            trap,                 // the CPU halted (illegal insn., misaligned access)
     output reg        fault,
     output reg        exit_valid,           // a one-cycle pulse per write to SYS_ADDR + 0
     output reg        console_valid,        // ... + 4
