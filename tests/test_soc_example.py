@@ -104,3 +104,21 @@ def test_command_line_runs_the_default_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "outputs match the golden model bit-exactly (2 run(s))" in out
 
+
+
+@pytest.mark.parametrize("code, reason", [
+    (f"li t0, {soc.SYS_ADDR + 16:#x}\n    sw zero, 0(t0)", "fault"),  # past the devices
+    (".word 0", "trap"),                                             # an illegal instruction
+    ("", "timeout"),                                                 # never exits
+])
+def test_firmware_that_does_not_exit_ends_the_simulation(hardware, tmp_path, code, reason):
+    design, simulator = hardware
+    source = tmp_path / "start.S"
+    source.write_text(f'    .section .text.start, "ax"\n    .global _start\n_start:\n'
+                      f'    {code}\n1:\n    j 1b\n')
+    image = soc.compile_firmware([source], [], tmp_path, design.config.bus_bytes)
+    result = soc.run(simulator, image, tmp_path, bus_bytes=design.config.bus_bytes, n_runs=1,
+                     output_bytes=1, max_cycles=10_000)
+    assert result.reason == reason
+    assert result.runs == ()
+    assert result.cycles < 10_000 if reason != "timeout" else result.cycles == 10_000
