@@ -110,7 +110,7 @@ def test_command_line_runs_the_default_model(tmp_path, capsys):
     (f"li t0, {soc.SYS_ADDR + 16:#x}\n    sw zero, 0(t0)", "fault"),  # past the devices
     (".word 0", "trap"),                                             # an illegal instruction
     ("", "timeout"),                                                 # never exits
-])
+], ids=["fault", "trap", "timeout"])
 def test_firmware_that_does_not_exit_ends_the_simulation(hardware, tmp_path, code, reason):
     design, simulator = hardware
     source = tmp_path / "start.S"
