@@ -56,9 +56,12 @@ class MemoryTiming:
             raise ValueError(f"write_latency must be an int >= 0, not {self.write_latency!r}")
 
     def read_rate(self, max_reads: int) -> float:
-        """Read beats per cycle: the bus's rate, or what ``max_reads`` credits allow when each
-        comes back ``latency`` cycles after it is spent."""
-        return min(self.beats_per_cycle, max_reads / self.latency)
+        """Read beats per cycle: the bus's rate, or what ``max_reads`` credits allow. A burst
+        of ``B = max(1, max_reads // 2)`` beats (rtl/membus.py ``read_burst_cap``) is issued
+        once all its beats have credits; its last credit returns ``latency + B - 1`` cycles
+        after it is spent, so ``max_reads`` beats go round in that time."""
+        burst = max(1, max_reads // 2)
+        return min(self.beats_per_cycle, max_reads / (self.latency + burst - 1))
 
     def read_cycles(self, beats: int, max_reads: int, gap: int = 1) -> int:
         """Cycles from the first read command to the last beat's arrival (inclusive), beats at
@@ -100,9 +103,12 @@ def bus_timing(config: HwConfig, mem_latency: int = 1, beats_per_cycle: float = 
 
 
 def reads_needed(memory: MemoryTiming) -> int:
-    """The smallest ``max_reads`` (a power of two) that streams at ``memory``'s full rate."""
-    need = math.ceil(memory.latency * memory.beats_per_cycle) + 1
-    return min(256, 1 << (need - 1).bit_length())
+    """The smallest ``max_reads`` (a power of two, at most 256) that streams at ``memory``'s
+    full rate (:meth:`MemoryTiming.read_rate`)."""
+    reads = 1
+    while reads < 256 and memory.read_rate(reads) < memory.beats_per_cycle:
+        reads *= 2
+    return reads
 
 
 def _dw_write_delay(config: HwConfig) -> int:

@@ -47,7 +47,7 @@ from codesign.isa import (
 )
 
 from .dma import BASE_BITS
-from .membus import burst_beats, byte_address, mem_reader
+from .membus import burst_beats, byte_address, mem_reader, read_burst_cap
 from .ports import HwComponent, csr_port
 
 __all__ = ["Controller"]
@@ -182,7 +182,7 @@ class Controller(HwComponent):
                 # The DMA engine owns the memory interface while it is busy.
                 addr = byte_address(c, self.base, pc)
                 beats = Signal(range(n + 1), name="fetch_beats")
-                m.d.comb += beats.eq(burst_beats(c, addr, n - issued, c.max_reads))
+                m.d.comb += beats.eq(burst_beats(c, addr, n - issued, read_burst_cap(c)))
                 # No more than max_reads beats outstanding (a burst of the words to come).
                 credit = (issued - received) - arrives + beats <= c.max_reads
                 with m.If((issued != n) & ~self.busy_dma & credit):

@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 from codesign.isa import HwConfig, LoadStore, Mem, Opcode
 
 from .lut import table_write
-from .membus import burst_beats, byte_address, mem_master
+from .membus import burst_beats, byte_address, mem_master, read_burst_cap
 from .ports import HwComponent, engine_control, scratchpad_read, scratchpad_write
 
 __all__ = ["DmaEngine", "slice_addr_bits", "BASE_BITS"]
@@ -220,7 +220,7 @@ class DmaEngine(HwComponent):
         row = Signal(c.ext_addr_bits, name="cmd_row")             # the row's external word
         addr = Signal(32, name="cmd_addr")                        # the next burst's byte address
         remaining = f["length"] - done_beats
-        read_beats = burst_beats(c, addr, remaining, c.max_reads)
+        read_beats = burst_beats(c, addr, remaining, read_burst_cap(c))
         write_beats = burst_beats(c, addr, remaining, 256)
         beats = Signal(9, name="cmd_beats")
         m.d.comb += beats.eq(Mux(f["is_store"], write_beats, Mux(f["lut_load"], 1, read_beats)))

@@ -11,6 +11,7 @@ Rules the core keeps, which the wrappers may rely on:
 * A burst has 1..256 beats and never crosses a 4 KiB boundary (:func:`burst_beats`).
 * At most ``HwConfig.max_reads`` read beats are outstanding (accepted in a command, not yet
   taken): a wrapper that cannot hold back read data (Wishbone) needs no more buffer than that.
+  Read bursts are at most half that long (:func:`read_burst_cap`).
 * Read beats come back in command order; write beats go out in command order.
 * The core only reads or only writes at any one time, and a STORE is complete (every command's
   ``wr_done``) before anything reads external memory again.
@@ -24,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from codesign.isa import HwConfig
 
 __all__ = ["ADDR_BITS", "MAX_BURST", "PAGE_BYTES", "mem_master", "mem_slave", "mem_reader",
-           "burst_beats", "byte_address"]
+           "burst_beats", "read_burst_cap", "byte_address"]
 
 #: Width of the byte addresses on the bus.
 ADDR_BITS = 32
@@ -70,6 +71,13 @@ def byte_address(config: HwConfig, base: Value, word: Value) -> Value:
     offset, modulo 2**32."""
     lg = config.bus_bytes.bit_length() - 1
     return ((base << 12) + (word << lg))[:ADDR_BITS]
+
+
+def read_burst_cap(config: HwConfig) -> int:
+    """The longest read burst: half of ``max_reads``, so that one burst's credits come back
+    while the next burst is in flight (a burst may be issued only when every one of its beats
+    has a credit; bursts of all ``max_reads`` beats would wait for a whole round trip each)."""
+    return max(1, config.max_reads // 2)
 
 
 def burst_beats(config: HwConfig, addr: Value, remaining: Value, cap: int) -> Value:
