@@ -27,7 +27,7 @@ DESIGN_ENV = "CODESIGN_DESIGN"
 def run_cocotb(design_dir: str | Path, test_module: str, work_dir: str | Path, *,
                toplevel: str = "npu_top", sources: Sequence[str | Path] = (),
                python_path: Sequence[str | Path] = (), env: dict[str, str] | None = None,
-               timeout: float | None = 1800) -> Path:
+               testcase: str | None = None, timeout: float | None = 1800) -> Path:
     """Run cocotb ``test_module`` on ``design_dir``'s NPU (``toplevel`` from ``sources`` around
     it, or ``npu_top`` alone).
 
@@ -41,6 +41,8 @@ def run_cocotb(design_dir: str | Path, test_module: str, work_dir: str | Path, *
         Where the run's files go (its log: ``sim.log``; cocotb's ``results.xml``).
     sources
         The user's Verilog files, their top module's last.
+    testcase
+        Run only this test of the module (default: all).
 
     Returns
     -------
@@ -65,7 +67,8 @@ def run_cocotb(design_dir: str | Path, test_module: str, work_dir: str | Path, *
     runner = _Verilator(timeout=timeout, extra_env=extra)
     try:
         runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir, test_dir=work, results_xml=str(results), log_file=log)
+                    build_dir=build_dir, test_dir=work, results_xml=str(results), log_file=log,
+                    testcase=testcase)
     except (RuntimeError, SystemExit) as exc:
         raise AssertionError(f"cocotb test {test_module} failed ({exc!r}); log tail:\n"
                              f"{_tail(log)}") from None
