@@ -144,3 +144,25 @@ def test_design_directory_of_a_bus_form_reads_back(capsys, tmp_path):
     assert run(capsys, "generate", build(SMALL), "-o", outdir, "--bus", "axi4")[0] == 0
     design = Design(outdir)
     assert design.config.bus == "axi4" and "m_axi_arvalid" in design.verilog
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+@pytest.mark.parametrize("bus", ["axi4", "wishbone"])
+@pytest.mark.parametrize("model", ["dscnn", "resnet8"])
+def test_mlperf_models_behind_a_slow_stalling_memory(bus, model):
+    """Whole MLPerf Tiny models on each bus against our memory model (read latency 23, 30%
+    stalls on every channel, the protocol checker on): bit-exact with the golden model."""
+    from models import mlperf
+
+    graph = load_model(mlperf.path(model))
+    config = dataclasses.replace(DEFAULT_CONFIG, bus=bus, max_reads=64)
+    program = compile_graph(graph, config)
+    batch = [random_input(graph, seed) for seed in range(2)]
+    result = run_rtl(program, npu_verilog(config), batch,
+                     memory=MemoryModel(latency=23, stall=0.3, seed=7))
+    for x, outputs in zip(batch, result.outputs, strict=True):
+        want = golden(graph, x)
+        for out, binding in zip(outputs, graph.outputs, strict=True):
+            np.testing.assert_array_equal(out, want[binding.tensor.name])
+    assert min(result.cycles) > program_cycles(program)
