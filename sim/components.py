@@ -7,8 +7,9 @@ components give it what our own tests use:
   AXI4-Lite, Wishbone), driven only while an access lasts;
 * :class:`AxiMemory` / :class:`WishboneMemory` — external memory on the NPU's master port with a
   random read latency and random backpressure on every channel;
-* :class:`NpuDriver` — load the image, write inputs, start, wait (polling or interrupt), read
-  outputs: the steps of the C driver (codesign_npu.c), over the components above;
+* :class:`HostRegisters`, :class:`HostMemory`, :func:`irq_waiter` — the register, memory and
+  interrupt hooks of the real host drivers (the C driver through :mod:`codesign.cshim`, or
+  :class:`codesign.mmio.Npu`) running in a thread of cocotb's ``bridge``;
 * :class:`GoldenChecker` — the golden model's outputs for the same inputs, and the comparison.
 
 Everything works on a design directory written by ``codesign generate`` (:class:`Design`).
@@ -22,16 +23,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge
+from cocotb.task import resume
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
-from ..isa import CSR_FIELDS, Csr
+from ..isa import Csr
 from .wbregs import wb_access
 
 if TYPE_CHECKING:
     from ..design import Design
 
 __all__ = ["npu_registers", "NativeRegisters", "AxiLiteRegisters", "WishboneRegisters",
-           "AxiMemory", "WishboneMemory", "NpuDriver", "GoldenChecker", "pauses", "load_design"]
+           "AxiMemory", "WishboneMemory", "HostRegisters", "HostMemory", "irq_waiter",
+           "GoldenChecker", "pauses", "load_design"]
 
 
 def pauses(probability: float, seed: int) -> Iterator[bool]:
@@ -212,88 +215,45 @@ class WishboneMemory:
 
 # -- the driver and the checker -------------------------------------------------------------------
 
-class NpuDriver:
-    """Runs a design's program on a simulated NPU, as the C driver does on hardware.
+class HostRegisters:
+    """The NPU's registers as a host driver sees them — blocking ``read(offset)`` and
+    ``write(offset, value)`` at byte offsets — for a driver (the C driver through
+    :mod:`codesign.cshim`, or :class:`codesign.mmio.Npu`) that runs in a thread of cocotb's
+    ``bridge``: each access runs on the simulated register port (``resume``)."""
 
-    Parameters
-    ----------
-    design : Design
-        The design directory (``codesign generate``'s OUTDIR).
-    registers
-        From :func:`npu_registers`.
-    memory
-        An object with ``store(byte address, bytes)`` and ``load(byte address, n)`` (the host's
-        access, taking no simulated time): the memory on the NPU's master port
-        (:class:`AxiMemory`, :class:`WishboneMemory`, or the user's).
-    base : int
-        Where external word 0 lives in the bus address space (4 KiB aligned).
-    """
+    def __init__(self, registers):
+        self.registers = registers
 
-    def __init__(self, design: Design, registers, memory, base: int = 0):
-        if base % 4096:
-            raise ValueError(f"base must be 4 KiB aligned, not {base:#x}")
-        self.design, self.regs, self.memory, self.base = design, registers, memory, base
-        self.bb = design.config.bus_bytes
+    def read(self, offset: int) -> int:
+        return resume(self.registers.read)(Csr(offset // 4))
 
-    async def init(self) -> None:
-        """Check that the hardware is the design's (VERSION and CONFIG_ID)."""
-        from ..isa import config_id, version_word
-        c = self.design.config
-        version = await self.regs.read(Csr.VERSION)
-        if version != version_word(c):
-            raise RuntimeError(f"VERSION reads {version:#010x}, the design's is "
-                               f"{version_word(c):#010x}")
-        cid = await self.regs.read(Csr.CONFIG_ID)
-        if cid != config_id(c):
-            raise RuntimeError(f"CONFIG_ID reads {cid:#010x}, the design's is "
-                               f"{config_id(c):#010x}")
+    def write(self, offset: int, value: int) -> None:
+        resume(self.registers.write)(Csr(offset // 4), value)
 
-    async def load_image(self) -> None:
-        program = self.design.program
-        self.memory.store(self.base, program.image.tobytes())
-        await self.regs.write(Csr.BASE, self.base)
-        await self.regs.write(Csr.PROG_BASE, program.prog_base)
 
-    def write_inputs(self, inputs: list[np.ndarray]) -> None:
-        """One inference's inputs (integer HWC tensors, as :func:`codesign.design.read_batch`
-        gives them), packed as the program's input regions want them."""
-        for addr, data in self.design.program.input_writes(inputs):
-            self.memory.store(self.base + addr * self.bb, data)
+class HostMemory:
+    """The memory as a host driver sees it: offsets from ``base`` (the NPU's BASE), read and
+    written directly (a CPU's stores take no NPU bus time)."""
 
-    async def start(self, interrupt: bool = False) -> None:
-        await self.regs.write(Csr.IRQ_STATUS, 1)
-        await self.regs.write(Csr.IRQ_ENABLE, int(interrupt))
-        await self.regs.write(Csr.CTRL, 1)
+    def __init__(self, memory, base: int):
+        self.memory, self.base = memory, base
 
-    async def wait(self, irq=None, clock=None, timeout_cycles: int = 50_000_000) -> int:
-        """Wait until the run is done: on the rising ``irq`` when given, else by polling CTRL
-        (every 64 cycles of ``clock``); returns CYCLES."""
-        done_bit = next(f for f in CSR_FIELDS[Csr.CTRL] if f.name == "DONE").lsb
-        if irq is not None:
-            timer = ClockCycles(clock, timeout_cycles)
-            if await First(RisingEdge(irq), timer) is timer:
-                raise TimeoutError(f"no interrupt within {timeout_cycles} cycles")
-        else:
-            for _ in range(timeout_cycles // 64):
-                if (await self.regs.read(Csr.CTRL)) >> done_bit & 1:
-                    break
-                await ClockCycles(clock, 64)
-            else:
-                raise TimeoutError(f"CTRL.DONE not set within {timeout_cycles} cycles")
-        await self.regs.write(Csr.IRQ_STATUS, 1)
-        return await self.regs.read(Csr.CYCLES)
+    def read(self, offset: int, length: int) -> bytes:
+        return self.memory.load(self.base + offset, length)
 
-    def read_outputs(self) -> list[np.ndarray]:
-        c = self.design.config
-        return [r.unpack(self.memory.load(self.base + r.addr * self.bb, r.nbytes(c)), c)
-                for r in self.design.program.outputs]
+    def write(self, offset: int, data: bytes) -> None:
+        self.memory.store(self.base + offset, bytes(data))
 
-    async def run(self, inputs: list[np.ndarray], irq=None, clock=None) -> tuple[list, int]:
-        """One inference: write inputs, start, wait, read outputs; returns (outputs, cycles)."""
-        self.write_inputs(inputs)
-        await self.start(interrupt=irq is not None)
-        cycles = await self.wait(irq=irq, clock=clock)
-        return self.read_outputs(), cycles
+
+def irq_waiter(irq):
+    """A host driver's interrupt wait for a bridged thread: blocks until ``irq`` is high (now
+    or at its next rising edge) and says whether it is (``codesign.mmio.Npu.wait_irq``'s and
+    the C driver's ``wait`` hook)."""
+    async def wait() -> bool:
+        if not irq.value:
+            await RisingEdge(irq)
+        return bool(irq.value)
+    return resume(wait)
 
 
 class GoldenChecker:

@@ -15,16 +15,18 @@ from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.task import bridge
+from cocotb.triggers import ClockCycles
 
 from codesign import cshim
-from codesign.isa import Csr
+from codesign.mmio import Npu
 from codesign.sim.components import (
     AxiMemory,
     GoldenChecker,
-    NpuDriver,
+    HostMemory,
+    HostRegisters,
     WishboneMemory,
+    irq_waiter,
     load_design,
     npu_registers,
 )
@@ -33,32 +35,6 @@ from tests.irgen import random_input
 
 #: Where external word 0 lives on the bus (BASE): not 0, so that BASE matters.
 BASE = 0x4000
-
-
-class _HostWindow:
-    """The memory as the C driver's ``mem`` callbacks see it: offsets from BASE, no sim time."""
-
-    def __init__(self, memory, base: int):
-        self.memory, self.base = memory, base
-
-    def read(self, offset: int, length: int) -> bytes:
-        return self.memory.load(self.base + offset, length)
-
-    def write(self, offset: int, data: bytes) -> None:
-        self.memory.store(self.base + offset, data)
-
-
-class _BusRegisters:
-    """The C driver's register callbacks (byte offsets), each run on the simulated bus."""
-
-    def __init__(self, regs):
-        self.regs = regs
-
-    def read(self, offset: int) -> int:
-        return resume(self.regs.read)(Csr(offset // 4))
-
-    def write(self, offset: int, value: int) -> None:
-        resume(self.regs.write)(Csr(offset // 4), value)
 
 
 async def _start(dut, config, stall: float, seed: int):
@@ -90,13 +66,8 @@ async def c_driver_runs_the_model(dut):
     program = design.program
     library = cshim.build(program, Path(os.environ["C_DRIVER_DIR"]))
 
-    async def irq_high() -> bool:
-        if not dut.irq.value:
-            await RisingEdge(dut.irq)
-        return bool(dut.irq.value)
-
-    driver = cshim.CDriver(library, program, regs=_BusRegisters(regs),
-                           mem=_HostWindow(memory, BASE), wait_irq=resume(irq_high))
+    driver = cshim.CDriver(library, program, regs=HostRegisters(regs),
+                           mem=HostMemory(memory, BASE), wait_irq=irq_waiter(dut.irq))
 
     def run_on_host(inputs_list):
         driver.init(mem_bytes=program.ext_words * design.config.bus_bytes, bus_address=BASE)
@@ -121,20 +92,34 @@ async def c_driver_runs_the_model(dut):
 
 
 @cocotb.test()
-async def components_run_the_model(dut):
-    """The Python components alone (docs/integration.md's example): NpuDriver checks the
-    hardware, loads the image at BASE, runs INFERENCES inputs (by interrupt, then by polling)
-    and the GoldenChecker agrees."""
+async def python_driver_runs_the_model(dut):
+    """The Python MMIO driver (codesign.mmio.Npu) with the same hooks: init, load, then
+    INFERENCES runs, by interrupt and by polling, each bit-exact with the golden model."""
     design = load_design(os.environ[DESIGN_ENV])
     design, memory, regs = await _start(dut, design.config, float(os.environ["STALL"]),
                                         int(os.environ["SEED"]))
-    npu = NpuDriver(design, regs, memory, base=BASE)
-    await npu.init()
-    await npu.load_image()
+    npu = Npu(HostRegisters(regs), HostMemory(memory, BASE), design.config, bus_address=BASE)
+    wait = irq_waiter(dut.irq)
+
+    def run_on_host(batch):
+        npu.init()
+        npu.load(design.program)
+        results = []
+        for k, inputs in enumerate(batch):
+            npu.irq_enable(k % 2 == 0)
+            if k % 2 == 0:
+                for index, x in enumerate(inputs):
+                    npu.write_input(index, x)
+                npu.start()
+                npu.wait_irq(wait, 10)
+                outputs = [npu.read_output(i) for i in range(len(design.program.outputs))]
+            else:
+                outputs = npu.run(inputs)
+            results.append((outputs, npu.cycles()))
+        return results
+
+    batch = [random_input(design.graph, seed) for seed in range(int(os.environ["INFERENCES"]))]
     checker = GoldenChecker(design)
-    for seed in range(int(os.environ["INFERENCES"])):
-        inputs = random_input(design.graph, seed)
-        outputs, cycles = await npu.run(inputs, irq=dut.irq if seed % 2 == 0 else None,
-                                        clock=dut.clk)
+    for inputs, (outputs, cycles) in zip(batch, await bridge(run_on_host)(batch), strict=True):
         checker.check(inputs, outputs)
         dut._log.info(f"inference: {cycles} cycles, outputs equal the golden model")

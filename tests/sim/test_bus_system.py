@@ -30,13 +30,13 @@ def test_c_driver_runs_dscnn_on_the_bus(bus, tmp_path):
 
 
 @pytest.mark.parametrize("bus", ["axi4", "wishbone"])
-def test_components_run_a_model_on_the_bus(bus, tmp_path):
-    """codesign.sim.components as docs/integration.md uses them, two inferences (interrupt,
-    polling) on a small model."""
+def test_python_driver_runs_a_model_on_the_bus(bus, tmp_path):
+    """The Python MMIO driver through codesign.sim.components' hooks, as docs/integration.md
+    shows it: two inferences (interrupt, polling) on a small model."""
     config = dataclasses.replace(DEFAULT_CONFIG, bus=bus)
     outdir = tmp_path / "design"
     cli.generate(build(ZOO["conv_relu_pool_fc_qop_u8"]), outdir, config)
     log = run_cocotb(outdir, "tests.sim.npu_system_bench", tmp_path / "run",
-                     testcase="components_run_the_model",
+                     testcase="python_driver_runs_the_model",
                      env={"STALL": "0.3", "SEED": "5", "INFERENCES": "2"})
     assert log.read_text().count("outputs equal the golden model") == 2
