@@ -105,7 +105,13 @@ class Controller(HwComponent):
 
         prog_base = Signal(32)
         cycles = Signal(32)
-        pc = Signal(c.ext_addr_bits)
+        # The next fetch burst, kept in registers (its address and beats are computed when the
+        # burst before it is accepted, or the fetch starts): the burst arithmetic stays off the
+        # path from the handshake to the bus.
+        lg = c.bus_bytes.bit_length() - 1
+        fetch_addr = Signal(32, name="fetch_addr")
+        beats = Signal(range(n + 1), name="fetch_beats")
+        first = Signal(32, name="fetch_first")          # the program's first word on the bus
         issued = Signal(range(n + 1))
         received = Signal(range(n + 1))
 
@@ -124,6 +130,8 @@ class Controller(HwComponent):
         start = Signal()
         m.d.comb += start.eq(self.csr_we & (self.csr_addr == Csr.CTRL) & self.csr_wdata[0]
                              & ~self.busy)
+
+        m.d.comb += first.eq(byte_address(c, self.base, prog_base))
 
         # -- fetch read pipeline ---------------------------------------------------------------
         # Only fetch beats are taken here: the DMA engine's all arrive while it is busy.
@@ -173,27 +181,30 @@ class Controller(HwComponent):
                         self.busy.eq(1),
                         self.done.eq(0),
                         cycles.eq(0),
-                        pc.eq(prog_base),
+                        fetch_addr.eq(first),
+                        beats.eq(burst_beats(c, first, n, read_burst_cap(c))),
                         issued.eq(0),
                         received.eq(0),
                     ]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 # The DMA engine owns the memory interface while it is busy.
-                addr = byte_address(c, self.base, pc)
-                beats = Signal(range(n + 1), name="fetch_beats")
-                m.d.comb += beats.eq(burst_beats(c, addr, n - issued, read_burst_cap(c)))
                 # No more than max_reads beats outstanding (a burst of the words to come).
-                credit = (issued - received) - arrives + beats <= c.max_reads
+                after = Signal(range(c.max_reads + n + 1), name="fetch_after")
+                m.d.comb += after.eq((issued - received) + beats)
+                credit = (after <= c.max_reads) | (arrives & (after == c.max_reads + 1))
                 with m.If((issued != n) & ~self.busy_dma & credit):
                     m.d.comb += [
                         self.rd_cmd_valid.eq(1),
-                        self.rd_cmd_addr.eq(addr),
+                        self.rd_cmd_addr.eq(fetch_addr),
                         self.rd_cmd_len.eq(beats - 1),
                     ]
                     with m.If(self.rd_cmd_ready):
+                        following = (fetch_addr + (beats << lg))[:32]
                         m.d.sync += [
-                            pc.eq(pc + beats),
+                            fetch_addr.eq(following),
+                            beats.eq(burst_beats(c, following, n - issued - beats,
+                                                 read_burst_cap(c))),
                             issued.eq(issued + beats),
                         ]
                 with m.If(arrives & (received == n - 1)):
@@ -210,6 +221,8 @@ class Controller(HwComponent):
                                                          holds[engine] | ports)),
                                     issued.eq(0),
                                     received.eq(0),
+                                    beats.eq(burst_beats(c, fetch_addr, n,
+                                                         read_burst_cap(c))),
                                 ]
                                 m.next = "FETCH"
                     with m.Default():   # END (or an undefined opcode): once all is done

@@ -210,25 +210,41 @@ class DmaEngine(HwComponent):
         return m
 
     def _commands(self, m: Module, f: dict, nonempty) -> tuple:
-        """Issue the bursts of every row; return (a command is accepted, it is the last)."""
+        """Issue the bursts of every row; return (a command is accepted, it is the last).
+
+        The next command (address, beats, whether it ends its row or the instruction) is kept
+        in registers, computed when the one before it is accepted: the burst arithmetic (4 KiB
+        page, caps) stays off the path from the handshake to the bus.
+        """
         c = self.config
         lg = _log2(c.bus_bytes)
         insn = self.insn
         run = Signal(name="cmd_run")
         row_i = Signal.like(f["rows"], name="cmd_i")
-        done_beats = Signal.like(f["length"], name="cmd_off")     # beats of the row issued
-        row = Signal(c.ext_addr_bits, name="cmd_row")             # the row's external word
-        addr = Signal(32, name="cmd_addr")                        # the next burst's byte address
-        remaining = f["length"] - done_beats
-        read_beats = burst_beats(c, addr, remaining, read_burst_cap(c))
-        write_beats = burst_beats(c, addr, remaining, 256)
+        rem = Signal.like(f["length"], name="cmd_rem")            # beats of the row from addr
+        addr = Signal(32, name="cmd_addr")                        # the command's byte address
+        next_row = Signal(32, name="cmd_next_row")                # the next row's byte address
         beats = Signal(9, name="cmd_beats")
-        m.d.comb += beats.eq(Mux(f["is_store"], write_beats, Mux(f["lut_load"], 1, read_beats)))
+        row_end = Signal(name="cmd_row_end")
+        last = Signal(name="cmd_last")
+
+        def next_beats(at, left, store, lut):
+            return Mux(store, burst_beats(c, at, left, 256),
+                       Mux(lut, 1, burst_beats(c, at, left, read_burst_cap(c))))
+
+        def load(at, left, first_row, last_row):
+            """Make the command at ``at`` with ``left`` beats of its row the next one."""
+            b = Signal(9, name=f"cmd_beats_{'row' if first_row else 'on'}")
+            m.d.comb += b.eq(next_beats(at, left, f["is_store"], f["lut_load"]))
+            m.d.sync += [addr.eq(at), rem.eq(left), beats.eq(b), row_end.eq(b == left),
+                         last.eq((b == left) & last_row)]
 
         # Read beats accepted in a command and not yet received: never above max_reads.
         outstanding = Signal(range(c.max_reads + 1), name="reads_outstanding")
         received = self.rd_valid & self.rd_ready
-        credit = outstanding - received + beats <= c.max_reads
+        after = Signal(range(c.max_reads + 258), name="reads_after")
+        m.d.comb += after.eq(outstanding + beats)
+        credit = (after <= c.max_reads) | (received & (after == c.max_reads + 1))
         # LUT loads: one single-beat command every bus_bytes cycles (see the class docstring).
         gap = Signal(range(max(2, c.bus_bytes)), name="lut_gap")
         valid = Signal(name="cmd_valid")
@@ -244,33 +260,39 @@ class DmaEngine(HwComponent):
             self.wr_cmd_len.eq(Mux(wr, beats - 1, 0)),
         ]
         fire = Signal(name="cmd_fire")
-        last = Signal(name="cmd_last")
-        row_end = done_beats + beats == f["length"]
-        m.d.comb += [
-            fire.eq((rd & self.rd_cmd_ready) | (wr & self.wr_cmd_ready)),
-            last.eq(row_end & (row_i == f["rows"])),
-        ]
+        m.d.comb += fire.eq((rd & self.rd_cmd_ready) | (wr & self.wr_cmd_ready))
         m.d.sync += outstanding.eq(outstanding - received + Mux(fire & rd, beats, 0))
         with m.If(fire & f["lut_load"]):
             m.d.sync += gap.eq(c.bus_bytes - 1)
         with m.Elif(gap != 0):
             m.d.sync += gap.eq(gap - 1)
 
+        stride = Signal(32, name="cmd_stride")                    # ext_stride in bytes
+        m.d.comb += stride.eq(f["ext_stride"] << lg)
         with m.If(~self.busy):
-            m.d.sync += [row_i.eq(0), done_beats.eq(0), row.eq(insn.ext_addr),
-                         addr.eq(byte_address(c, self.base, insn.ext_addr))]
+            # The registers follow the instruction bus: the first command is ready at start.
+            first = Signal(32, name="cmd_first")
+            b = Signal(9, name="cmd_beats_first")
+            store = insn.opcode == Opcode.STORE
+            m.d.comb += [
+                first.eq(byte_address(c, self.base, insn.ext_addr)),
+                b.eq(next_beats(first, insn.length, store,
+                                (insn.opcode == Opcode.LOAD) & (insn.mem == Mem.LUT))),
+            ]
+            m.d.sync += [row_i.eq(0), addr.eq(first), rem.eq(insn.length), beats.eq(b),
+                         next_row.eq(first + (insn.ext_stride << lg)),
+                         row_end.eq(b == insn.length),
+                         last.eq((b == insn.length) & (insn.rows == 1))]
         with m.If(self.start):
             m.d.sync += run.eq(nonempty)
         with m.If(fire):
+            with m.If(last):
+                m.d.sync += run.eq(0)
             with m.If(row_end):
-                next_row = row + f["ext_stride"]
-                m.d.sync += [row_i.eq(row_i + 1), done_beats.eq(0), row.eq(next_row),
-                             addr.eq(byte_address(c, self.base, next_row))]
-                with m.If(last):
-                    m.d.sync += run.eq(0)
+                m.d.sync += [row_i.eq(row_i + 1), next_row.eq(next_row + stride)]
+                load(next_row, f["length"], True, row_i + 1 == f["rows"])
             with m.Else():
-                m.d.sync += [done_beats.eq(done_beats + beats),
-                             addr.eq(addr + (beats << lg))]
+                load((addr + (beats << lg))[:32], rem - beats, False, row_i == f["rows"])
         return fire, last
 
     def _receive(self, m: Module, f: dict, load_done, paced: bool) -> None:
