@@ -103,7 +103,7 @@ class WishboneRegisters:
         return await wb_access(self.dut, int(reg), classic=self.classic)
 
 
-def npu_registers(dut, bus: str, clock=None, classic: bool = False):
+def npu_registers(dut, bus: str, clock=None, *, classic: bool = False):
     """The registers of ``dut``'s NPU (``npu_top`` itself, or a testbench exposing its register
     port under the same names, with ``clk``) for bus form ``bus``."""
     if bus == "native":

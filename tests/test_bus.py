@@ -82,12 +82,18 @@ def test_simulate_memory_options_need_a_bus(capsys, tmp_path):
     assert code == 2 and "--bus axi4" in err and err.count("\n") == 1
 
 
+#: The default run has one Verilator build of a bus form here (SMALL_NPU with Wishbone); the
+#: others are in the slow run (tests/sim/test_bus_system.py builds the 8x8 AXI4 NPU).
+DEFAULT_BUS = ["wishbone", pytest.param("axi4", marks=pytest.mark.slow)]
+
+
 @pytest.mark.verilator
-@pytest.mark.parametrize("bus", ["axi4", "wishbone"])
+@pytest.mark.parametrize("bus", DEFAULT_BUS)
 def test_simulate_behind_a_slow_memory_is_bit_exact(capsys, tmp_path, bus):
     model = build(SMALL)
     outdir = tmp_path / "d"
-    assert run(capsys, "generate", model, "-o", outdir, "--bus", bus)[0] == 0
+    assert run(capsys, "generate", model, "-o", outdir, "--bus", bus, "--array", "4x4",
+               "--bus-bytes", "4", "--max-reads", "64")[0] == 0
     np.save(tmp_path / "x.npy", np.concatenate(random_inputs(SMALL, 2, seed=3)))
     code, out, _ = run(capsys, "simulate", outdir, "--input", tmp_path / "x.npy",
                        "--mem-latency", "17", "--mem-stall", "0.3", "--mem-seed", "5")
@@ -102,7 +108,7 @@ def test_simulate_behind_a_slow_memory_is_bit_exact(capsys, tmp_path, bus):
 
 
 @pytest.mark.verilator
-@pytest.mark.parametrize("bus", ["native", "axi4", "wishbone"])
+@pytest.mark.parametrize("bus", [*DEFAULT_BUS, pytest.param("native", marks=pytest.mark.slow)])
 def test_reset_in_mid_run_leaves_nothing_behind(bus, tmp_path):
     """The testbench is reset 300 cycles into the first run; the runs after it are exact."""
     graph = load_model(build(SMALL))
@@ -124,7 +130,7 @@ def test_reset_in_mid_run_leaves_nothing_behind(bus, tmp_path):
 
 
 @pytest.mark.verilator
-@pytest.mark.parametrize("bus", ["axi4", "wishbone"])
+@pytest.mark.parametrize("bus", DEFAULT_BUS)
 def test_timing_model_predicts_the_rtl_behind_a_slow_memory(bus, tmp_path):
     """Within 5% at three latencies (bench/memory_latency.py has the MLPerf figures, with
     max_reads sized for each latency)."""

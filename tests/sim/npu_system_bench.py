@@ -49,7 +49,7 @@ async def _start(dut, config, stall: float, seed: int):
     else:
         memory = WishboneMemory(dut, dut.clk, size=size, bus_bytes=config.bus_bytes,
                                 latency=(1, 40), stall=stall, seed=seed)
-    regs = npu_registers(dut, config.bus, dut.clk, dut.rst)
+    regs = npu_registers(dut, config.bus, classic=config.wb_classic)
     await ClockCycles(dut.clk, 5)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)

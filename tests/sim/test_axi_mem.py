@@ -174,7 +174,8 @@ def _run(build_dir: Path, top: str, testcase: str, run_dir: Path, plusargs: list
 
 
 @pytest.mark.parametrize("latency,stall,jitter,seed", [
-    (1, 0, 0, 1), (4, 30, 10, 2), (20, 60, 40, 3),
+    pytest.param(1, 0, 0, 1, marks=pytest.mark.slow), (4, 30, 10, 2),
+    pytest.param(20, 60, 40, 3, marks=pytest.mark.slow),
 ])
 def test_random_traffic(builds, tmp_path, latency, stall, jitter, seed):
     init = np.random.default_rng(seed).integers(0, 256, MEM_BYTES, dtype=np.uint8)

@@ -17,7 +17,12 @@ from ..modelgen import ZOO, build
 pytestmark = pytest.mark.verilator
 
 
-@pytest.mark.parametrize("bus", ["axi4", "wishbone"])
+#: One NPU build in the default run (8x8 AXI4); the Wishbone forms run with -m slow (the
+#: Wishbone NPU runs whole models in tests/test_bus.py).
+BUSES = ["axi4", pytest.param("wishbone", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("bus", BUSES)
 def test_c_driver_runs_dscnn_on_the_bus(bus, tmp_path):
     config = dataclasses.replace(DEFAULT_CONFIG, bus=bus)
     outdir = tmp_path / "design"
@@ -29,7 +34,7 @@ def test_c_driver_runs_dscnn_on_the_bus(bus, tmp_path):
     assert log.read_text().count("outputs equal the golden model") == 1
 
 
-@pytest.mark.parametrize("bus", ["axi4", "wishbone"])
+@pytest.mark.parametrize("bus", BUSES)
 def test_python_driver_runs_a_model_on_the_bus(bus, tmp_path):
     """The Python MMIO driver through codesign.sim.components' hooks, as docs/integration.md
     shows it: two inferences (interrupt, polling) on a small model."""

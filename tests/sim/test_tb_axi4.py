@@ -36,7 +36,9 @@ from codesign.sim.axil import axil_init, axil_read, axil_write
 
 from .cocotb_support import build_tb, clock_keepalive, python_path, quiet_cocotbext
 
-pytestmark = pytest.mark.verilator
+# A stand-in npu_top around the real wrappers; the real NPU runs in these testbenches in
+# tests/test_bus.py, so these are in the slow run.
+pytestmark = [pytest.mark.verilator, pytest.mark.slow]
 
 #: How the pytest side hands the run's files to the cocotb side.
 ARGS_ENV = "CODESIGN_TB_AXI4_TEST"

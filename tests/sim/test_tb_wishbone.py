@@ -31,7 +31,9 @@ from codesign.rtl.wishbone import WishboneMaster, WishboneRegs, wishbone_port
 from codesign.sim import runner
 from codesign.sim.wbregs import wb_read, wb_write
 
-pytestmark = pytest.mark.verilator
+# A stand-in npu_top around the real wrappers; the real NPU runs in these testbenches in
+# tests/test_bus.py, so these are in the slow run.
+pytestmark = [pytest.mark.verilator, pytest.mark.slow]
 
 BUS_BYTES = 4
 DEPTH_LOG2 = 14

@@ -373,7 +373,9 @@ FORMS = pytest.mark.parametrize("classic", [False, True], ids=["pipelined", "cla
 
 
 @FORMS
-@pytest.mark.parametrize("latency,jitter,stall", [(1, 0, 0), (3, 0, 0), (2, 20, 40)])
+@pytest.mark.parametrize("latency,jitter,stall", [pytest.param(1, 0, 0, marks=pytest.mark.slow),
+                                                 pytest.param(3, 0, 0, marks=pytest.mark.slow),
+                                                 (2, 20, 40)])
 def test_random_traffic(build_dir, tmp_path, classic, latency, jitter, stall):
     _run(build_dir, tmp_path, classic, "random_traffic",
          [f"+mem_latency={latency}", f"+mem_jitter={jitter}", f"+mem_stall={stall}",
