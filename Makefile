@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/codesign verify $(MODEL) -o $(DEMO) --input models/digits_cnn_sample.npy
 
 test: $(STAMP)
-	PYTHONWARNINGS=error $(PY) -m pytest -q
+	PYTHONWARNINGS=error $(PY) -m pytest -q --durations=30
 
 test-slow: $(STAMP)
 	PYTHONWARNINGS=error $(PY) -m pytest -q -m slow
