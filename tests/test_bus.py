@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from codesign import cli
 from codesign.cli import DEFAULT_CONFIG
 from codesign.compiler import compile_graph
 from codesign.design import Design
@@ -82,8 +83,9 @@ def test_simulate_memory_options_need_a_bus(capsys, tmp_path):
     assert code == 2 and "--bus axi4" in err and err.count("\n") == 1
 
 
-#: The default run has one Verilator build of a bus form here (SMALL_NPU with Wishbone); the
-#: others are in the slow run (tests/sim/test_bus_system.py builds the 8x8 AXI4 NPU).
+#: The default run has one Verilator build of a bus form here (SMALL_NPU with Wishbone), shared
+#: by every test below; the others are in the slow run (tests/sim/test_bus_system.py builds
+#: SMALL_NPU with AXI4).
 DEFAULT_BUS = ["wishbone", pytest.param("axi4", marks=pytest.mark.slow)]
 
 
@@ -92,8 +94,7 @@ DEFAULT_BUS = ["wishbone", pytest.param("axi4", marks=pytest.mark.slow)]
 def test_simulate_behind_a_slow_memory_is_bit_exact(capsys, tmp_path, bus):
     model = build(SMALL)
     outdir = tmp_path / "d"
-    assert run(capsys, "generate", model, "-o", outdir, "--bus", bus, "--array", "4x4",
-               "--bus-bytes", "4", "--max-reads", "64")[0] == 0
+    cli.generate(model, outdir, dataclasses.replace(SMALL_NPU, bus=bus))  # the build below
     np.save(tmp_path / "x.npy", np.concatenate(random_inputs(SMALL, 2, seed=3)))
     code, out, _ = run(capsys, "simulate", outdir, "--input", tmp_path / "x.npy",
                        "--mem-latency", "17", "--mem-stall", "0.3", "--mem-seed", "5")

@@ -204,8 +204,11 @@ def test_bram_blocks_follow_the_block_geometry():
     assert set(memories(c)) == {"act", "wgt", "prm", "acc"}
 
 
-@pytest.mark.parametrize(("mult_cell", "deep"), [("inferred", False), ("MULT18X18D", False),
-                                              ("MULT18X18D", True)])
+# The default run synthesizes the NPU as built for the ECP5 (cells, deep pipeline); the other
+# multiplier and pipeline forms with -m slow.
+@pytest.mark.parametrize(("mult_cell", "deep"), [
+    pytest.param("inferred", False, marks=pytest.mark.slow),
+    pytest.param("MULT18X18D", False, marks=pytest.mark.slow), ("MULT18X18D", True)])
 def test_resource_model_against_a_real_synthesis(tmp_path, mult_cell, deep):
     """A configuration the model was not fitted on (bench/calibrate_resources.py), synthesized
     with yosys for ECP5, with either form of the multipliers, and as built for the ECP5 (cells

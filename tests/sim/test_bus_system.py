@@ -12,21 +12,33 @@ from codesign.cli import DEFAULT_CONFIG
 from codesign.sim.testing import run_cocotb
 from models import mlperf
 
-from ..modelgen import ZOO, build
+from ..modelgen import build
+from ..test_bus import SMALL, SMALL_NPU
 
 pytestmark = pytest.mark.verilator
 
 
-#: One NPU build in the default run (8x8 AXI4); the Wishbone forms run with -m slow (the
-#: Wishbone NPU runs whole models in tests/test_bus.py).
-BUSES = ["axi4", pytest.param("wishbone", marks=pytest.mark.slow)]
+#: The default run builds one NPU here: the small AXI4 NPU of tests/test_bus.py (whose Wishbone
+#: form runs there) with the small model; DS-CNN on the 8x8 NPU of each bus with -m slow.
+SLOW = pytest.mark.slow
+CASES = [pytest.param("axi4", "small", id="axi4-small"),
+         pytest.param("axi4", "dscnn", id="axi4-dscnn", marks=SLOW),
+         pytest.param("wishbone", "dscnn", id="wishbone-dscnn", marks=SLOW)]
 
 
-@pytest.mark.parametrize("bus", BUSES)
-def test_c_driver_runs_dscnn_on_the_bus(bus, tmp_path):
-    config = dataclasses.replace(DEFAULT_CONFIG, bus=bus)
-    outdir = tmp_path / "design"
-    cli.generate(mlperf.path("dscnn"), outdir, config)
+def _design(bus: str, model: str, outdir):
+    """Generate ``model`` ("small": the test zoo's CNN on the small NPU; "dscnn": DS-CNN on the
+    8x8 NPU) for ``bus`` into ``outdir``."""
+    if model == "small":
+        cli.generate(build(SMALL), outdir, dataclasses.replace(SMALL_NPU, bus=bus))
+    else:
+        cli.generate(mlperf.path(model), outdir, dataclasses.replace(DEFAULT_CONFIG, bus=bus))
+    return outdir
+
+
+@pytest.mark.parametrize(("bus", "model"), CASES)
+def test_c_driver_runs_a_model_on_the_bus(bus, model, tmp_path):
+    outdir = _design(bus, model, tmp_path / "design")
     log = run_cocotb(outdir, "tests.sim.npu_system_bench", tmp_path / "run",
                      testcase="c_driver_runs_the_model",
                      env={"STALL": "0.2", "SEED": "3", "INFERENCES": "1",
@@ -34,13 +46,11 @@ def test_c_driver_runs_dscnn_on_the_bus(bus, tmp_path):
     assert log.read_text().count("outputs equal the golden model") == 1
 
 
-@pytest.mark.parametrize("bus", BUSES)
+@pytest.mark.parametrize("bus", ["axi4", pytest.param("wishbone", marks=SLOW)])
 def test_python_driver_runs_a_model_on_the_bus(bus, tmp_path):
     """The Python MMIO driver through codesign.sim.components' hooks, as docs/integration.md
     shows it: two inferences (interrupt, polling) on a small model."""
-    config = dataclasses.replace(DEFAULT_CONFIG, bus=bus)
-    outdir = tmp_path / "design"
-    cli.generate(build(ZOO["conv_relu_pool_fc_qop_u8"]), outdir, config)
+    outdir = _design(bus, "small", tmp_path / "design")
     log = run_cocotb(outdir, "tests.sim.npu_system_bench", tmp_path / "run",
                      testcase="python_driver_runs_the_model",
                      env={"STALL": "0.3", "SEED": "5", "INFERENCES": "2"})
