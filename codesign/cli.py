@@ -573,12 +573,12 @@ def _epilog() -> str:
     """Where the guides that help texts name are; wrapped here, where a path is not broken at
     its hyphens (argparse would)."""
     names = ", ".join(sorted(path.name for path in DOCS.glob("*.md")))
-    text = (f"`codesign COMMAND --help` lists a command's options. The README is the package's "
-            f"description; the guides ({names}) are installed in {DOCS}")
+    text = (f"`codesign COMMAND --help` lists a command's options. Documentation: the README "
+            f"(the package's long description) and the guides {names}, installed in {DOCS}")
     return textwrap.fill(text, width=78, break_on_hyphens=False, break_long_words=False)
 
 
-def _add_common_args(p: argparse.ArgumentParser, default) -> None:
+def _add_common_args(p: argparse.ArgumentParser, default: bool | str) -> None:
     """The options every command takes, before or after its name. A command's parser gives
     them ``default=SUPPRESS``: its defaults would overwrite what was given before the name."""
     p.add_argument("--debug", action="store_true", default=default,
