@@ -1,4 +1,4 @@
-"""The ``codesign`` command line (DESIGN.md §3.2).
+"""The ``codesign`` command line (also ``python -m codesign``).
 
     codesign generate MODEL.onnx [-o OUTDIR] [--array RxC] [...]
     codesign simulate OUTDIR --input X.npy [--output Y.npy]
@@ -8,6 +8,8 @@
 
 Bad input is reported as one line on stderr with exit code 2 and no traceback (``--debug`` shows
 it); a mismatch between the RTL and the golden model (or onnxruntime, in ``verify``) exits 1.
+``--quiet`` silences the progress display (:mod:`codesign.progress`). ``--debug`` and
+``--quiet`` are accepted before and after the command.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import dataclasses
 import json
 import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, progress
 from .design import (
     CONFIG,
     MAX_BATCH,
@@ -35,7 +38,9 @@ from .design import (
     read_batch,
 )
 from .errors import InputError, SimulationFailed
+from .guides import DOCS, guide
 from .isa import BUSES, HwConfig
+from .lint import WAIVERS, WAIVERS_TEXT
 from .outdir import write_design
 from .process import Terminated, exit_status, handling_signals
 
@@ -204,6 +209,7 @@ def _write_files(staging: Path, model: Path, config: HwConfig, program, report: 
     from .verilog import npu_verilog
 
     (staging / VERILOG).write_text(npu_verilog(config))
+    (staging / WAIVERS).write_text(WAIVERS_TEXT)
     program.write(staging)
     write_host_files(staging, program)
     (staging / CONFIG).write_text(config.to_json())
@@ -411,7 +417,7 @@ def _verdict(n: int, rtl_vs_golden: int, witness, checks, name: str = "onnxrunti
               f"on {n} inference(s), but the golden model is not checked against {name}")
     elif off:
         print(f"FAIL: {off.count(chr(10)) + 1} op(s) of the golden model are not within their "
-              f"documented bound of {name} (docs/arithmetic.md)")
+              f"documented bound of {name} ({guide('arithmetic.md')})")
     else:
         print(f"PASS: {n} inference(s) bit-exact on the RTL; every op within its documented "
               f"bound of {name}")
@@ -517,7 +523,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bus", choices=BUSES,
                    help="the NPU's outside: native (fixed-latency word port, the default), axi4 "
                         "(AXI4 master + AXI4-Lite registers) or wishbone (B4 master + register "
-                        "slave); docs/bus.md")
+                        "slave); the guide bus.md")
     p.add_argument("--max-reads", type=int, metavar="N",
                    help="read beats kept outstanding on the bus (a power of two; default 16, "
                         "or what --target's memory needs)")
@@ -558,10 +564,35 @@ def explore_cmd(model: Path, target_name: str, objective: str, outdir: Path) -> 
     return 0
 
 
+_DESCRIPTION = ("From a quantized ONNX model to an NPU that runs it: Verilog and driver schedule "
+                "(generate), bit-exact RTL simulation (simulate, verify), FPGA synthesis "
+                "(synth) and design-space exploration (explore).")
+
+
+def _epilog() -> str:
+    """Where the guides that help texts name are; wrapped here, where a path is not broken at
+    its hyphens (argparse would)."""
+    names = ", ".join(sorted(path.name for path in DOCS.glob("*.md")))
+    text = (f"`codesign COMMAND --help` lists a command's options. Documentation: the README "
+            f"(the package's long description) and the guides {names}, installed in {DOCS}")
+    return textwrap.fill(text, width=78, break_on_hyphens=False, break_long_words=False)
+
+
+def _add_common_args(p: argparse.ArgumentParser, default: bool | str) -> None:
+    """The options every command takes, before or after its name. A command's parser gives
+    them ``default=SUPPRESS``: its defaults would overwrite what was given before the name."""
+    p.add_argument("--debug", action="store_true", default=default,
+                   help="show the traceback of an error")
+    p.add_argument("--quiet", action="store_true", default=default,
+                   help="no progress display (it is shown only when stderr is a terminal)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="codesign", description=__doc__.split("\n\n")[0])
+    epilog = _epilog()
+    p = argparse.ArgumentParser(prog="codesign", description=_DESCRIPTION, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"codesign {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    _add_common_args(p, False)
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="model -> Verilog + driver schedule + report")
@@ -614,6 +645,10 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="place and route with nextpnr seeds 1..N, two at a time, and keep the "
                         "fastest (default 1)")
+    for command in sub.choices.values():
+        _add_common_args(command, argparse.SUPPRESS)
+        command.epilog = epilog
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
     return p
 
 
@@ -635,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    progress.set_quiet(args.quiet)
     try:
         if args.command == "generate":
             config = _config_from_args(args)
