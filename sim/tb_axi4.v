@@ -129,4 +129,8 @@ module tb_axi4 #(
         .rready(rready),
         .err(check_err)
     );
+
+`ifdef CODESIGN_WAVES
+    tb_waves waves ();      // the traced build's waveform window (sim/waves.v)
+`endif
 endmodule

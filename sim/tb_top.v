@@ -68,4 +68,8 @@ module tb_top #(
         .dump_hi(dump_hi),
         .err(mem_err)
     );
+
+`ifdef CODESIGN_WAVES
+    tb_waves waves ();      // the traced build's waveform window (sim/waves.v)
+`endif
 endmodule

@@ -101,4 +101,8 @@ module tb_wishbone #(
     );
 
     assign mem_err = ext_err | m_check_err | s_check_err;
+
+`ifdef CODESIGN_WAVES
+    tb_waves waves ();      // the traced build's waveform window (sim/waves.v)
+`endif
 endmodule
