@@ -6,9 +6,11 @@ serves every program: builds are cached under ``$CODESIGN_CACHE`` (default
 traced build that writes waveforms). The key holds contents only, never a path, and a build
 keeps only its binary (linked without a run path: cocotb's library is found through
 ``LD_LIBRARY_PATH`` of the running environment), its sources and its log, so one cache directory
-serves every environment and machine with the same Verilator, cocotb and kind of machine. A build is made in a temporary directory next to
-its final place and renamed into place only when complete (atomic on POSIX), under an exclusive
-lock per key, so concurrent test processes build a design once and never see a half-built entry.
+serves every environment and machine with the same Verilator, cocotb and kind of machine.
+
+A build is made in a temporary directory next to its final place and renamed into place only
+when complete (atomic on POSIX), under an exclusive lock per key, so concurrent test processes
+build a design once and never see a half-built entry.
 The entry's ``BUILD_COMPLETE`` marker, written last, holds the SHA-256 of the simulation binary;
 an entry whose binary no longer matches it (truncated, overwritten) is rebuilt. A build killed
 before it completes leaves its temporary directory, which the next build removes once no process
@@ -49,8 +51,8 @@ from ..errors import SimulationFailed
 from ..isa import HwConfig
 
 __all__ = [
-    "Inference", "InferenceResult", "Waves", "SimulationError", "BuildError", "build", "run_program",
-    "MemoryModel", "Bench", "bench_for",
+    "Inference", "InferenceResult", "Waves", "SimulationError", "BuildError", "build",
+    "run_program", "MemoryModel", "Bench", "bench_for",
     "cycles_per_second", "EXT_MEM_BYTES", "CACHE_ENV", "cache_dir",
 ]
 
