@@ -125,14 +125,13 @@ _NPU_WAIVED = ("CASEINCOMPLETE", "WIDTHEXPAND", "WIDTHTRUNC")
 
 def _vlt(bench: Bench, traced: bool = False) -> str:
     """The build's control file: the NPU's lint waivers, the testbench top's signals visible to
-    cocotb and, in a traced build, the waveform window's switch and the controller's dispatch
-    (its engines' start pulses and its cycle counter, for the instruction trace)."""
+    cocotb and, in a traced build, the controller's dispatch (its engines' start pulses and its
+    cycle counter, for the instruction trace)."""
     text = "`verilator_config\n" + "".join(
         f'lint_off -rule {rule} -file "*/npu_top.v"\n' for rule in _NPU_WAIVED
     ) + f'public_flat_rw -module "{bench.toplevel}" -var "*"\n'
     if traced:
-        text += ('public_flat_rw -module "tb_waves" -var "*"\n'
-                 'public_flat_rd -module "*.ctrl" -var "start_*"\n'
+        text += ('public_flat_rd -module "*.ctrl" -var "start_*"\n'
                  'public_flat_rd -module "*.ctrl" -var "cycles"\n')
     return text
 
@@ -227,17 +226,23 @@ class _Verilator(_CocotbVerilator):
     The binary is linked without a run path: it finds cocotb's VPI library through
     ``LD_LIBRARY_PATH``, set to the running environment's cocotb at every run, so that a build
     serves any environment with the same Verilator and cocotb (cocotb's own runner bakes in the
-    absolute path of the environment that built it). ``traced`` builds with FST tracing
-    (``--trace-fst``); cocotb's ``WAVES`` variable is ignored either way (it would ask an
-    untraced binary for a trace, or leave a traced build under the fast build's key).
+    absolute path of the environment that built it).
+
+    ``traced`` builds with FST tracing (``--trace-fst``) around ``main`` (:func:`_traced_main`);
+    a run writes waveforms to ``trace_file`` if given. cocotb's ``WAVES`` variable is ignored
+    (it would ask an untraced binary for a trace, or leave a traced build under the fast
+    build's key).
     """
 
     def __init__(self, *, timeout: float | None = None,
-                 extra_env: dict[str, str] | None = None, traced: bool = False) -> None:
+                 extra_env: dict[str, str] | None = None, traced: bool = False,
+                 main: Path | None = None, trace_file: Path | None = None) -> None:
         super().__init__()
         self._timeout = timeout
         self._extra_env = dict(extra_env or {})
         self._traced = traced
+        self._main = main
+        self._trace_file = trace_file
 
     def _simulator_in_path_build_only(self) -> None:
         self.executable = str(_verilator_root() / "bin" / "verilator")
@@ -256,12 +261,16 @@ class _Verilator(_CocotbVerilator):
         verilate[verilate.index("-LDFLAGS") + 1] = f"-L{_cocotb_libs()} -lcocotbvpi_verilator"
         if self._traced:
             verilate.insert(1, "--trace-fst")
+            verilate[verilate.index(str(_cocotb_main()))] = str(self._main)
         make = [arg for arg in cmds[1] if not arg.startswith("VM_TRACE=")]
         return [verilate, [*make, f"VM_TRACE={int(self._traced)}", *_MAKE_FLAGS]]
 
     def _test_command(self):
         [cmd] = super()._test_command()
-        return [[arg for arg in cmd if arg != "--trace"]]   # traces start in the testbench
+        cmd = [arg for arg in cmd if arg != "--trace"]
+        if self._trace_file is not None:
+            cmd += ["--trace", "--trace-file", str(self._trace_file)]
+        return [cmd]
 
     def _execute_cmds(self, cmds, cwd, stdout=None) -> None:
         for cmd in cmds:
@@ -281,6 +290,28 @@ def _cocotb_libs() -> str:
     """cocotb's shared libraries in the running environment."""
     import cocotb_tools.config
     return str(cocotb_tools.config.libs_dir)
+
+
+def _cocotb_main() -> Path:
+    """cocotb's C++ ``main`` of a Verilator simulation."""
+    import cocotb_tools.config
+    return Path(cocotb_tools.config.share_dir) / "lib" / "verilator" / "verilator.cpp"
+
+
+#: The one line of cocotb's main that the traced build changes: it dumps every time step; ours
+#: only while the testbench top's ``waves_on`` input is 1. (Verilator compiles $dumpoff and
+#: $dumpon to nothing, so the window cannot be kept from the Verilog side.)
+_DUMP = "tfp->dump(main_time);"
+_DUMP_IN_WINDOW = "if (top->waves_on) tfp->dump(main_time);"
+
+
+def _traced_main() -> str:
+    """cocotb's ``main`` with the waveform window (:data:`_DUMP_IN_WINDOW`)."""
+    text = _cocotb_main().read_text()
+    if text.count(_DUMP) != 1:
+        raise BuildError(f"cocotb's {_cocotb_main()} does not dump waveforms as this version "
+                         f"of codesign expects (one `{_DUMP}`): --waves needs another cocotb")
+    return text.replace(_DUMP, _DUMP_IN_WINDOW)
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -316,16 +347,13 @@ def bench_for(config: HwConfig) -> Bench:
                  tuple(_build_parameters(config).items()))
 
 
-def _tb_sources(config: HwConfig, bench: Bench, traced: bool = False) -> tuple[Path, ...]:
-    """The testbench files, the cell models ``config``'s Verilog needs and, in a traced build,
-    the waveform window (sim/waves.v, which our testbench tops instantiate then)."""
-    cells = tuple(_SIM_DIR / name for name in _CELL_MODELS[config.mult_cell])
-    return (_WAVES_V,) * traced + cells + bench.sources
+def _tb_sources(config: HwConfig, bench: Bench) -> tuple[Path, ...]:
+    """The testbench files, and the cell models ``config``'s Verilog needs."""
+    return tuple(_SIM_DIR / name for name in _CELL_MODELS[config.mult_cell]) + bench.sources
 
 
-#: The traced build's waveform window (module ``tb_waves``), and the define that makes our
-#: testbench tops instantiate it.
-_WAVES_V = _SIM_DIR / "waves.v"
+#: The define that gives our testbench tops, in a traced build, the ``waves_on`` input that
+#: the traced main reads.
 _WAVES_DEFINE = "CODESIGN_WAVES"
 #: How a build is linked and kept, in its key: a build made otherwise (with the absolute run
 #: path of cocotb's runner, or kept whole) is not this one.
@@ -347,7 +375,7 @@ def _build_key(config: HwConfig, verilog: str, bench: Bench, traced: bool = Fals
 
     part("npu", verilog)
     part("toplevel", bench.toplevel)
-    for path in _tb_sources(config, bench, traced):
+    for path in _tb_sources(config, bench):
         part(path.name, path.read_text())
     part("vlt", _vlt(bench, traced))
     part("verilator", _verilator_version())
@@ -355,7 +383,7 @@ def _build_key(config: HwConfig, verilog: str, bench: Bench, traced: bool = Fals
     # The binary is native code of this kind of machine.
     part("machine", f"{sys.platform} {platform.machine()}")
     part("layout", _LAYOUT)
-    part("trace", "fst" if traced else "")
+    part("trace", _traced_main() if traced else "")
     part("flags", json.dumps([_VERILATOR_FLAGS, _MAKE_FLAGS, bench.parameters]))
     return h.hexdigest()
 
@@ -456,14 +484,18 @@ def _build_into(root: Path, final: Path, config: HwConfig, verilog: str, bench: 
         src = tmp / "src"
         src.mkdir()
         (src / "npu_top.v").write_text(verilog)
-        sources = _tb_sources(config, bench, traced)
+        sources = _tb_sources(config, bench)
         for path in sources:
             shutil.copyfile(path, src / path.name)
         (src / "tb.vlt").write_text(_vlt(bench, traced))
+        main = src / "verilator_main.cpp"
+        if traced:
+            main.write_text(_traced_main())
         log = tmp / "build.log"
         # The compiler's temporary files go with the build's: a killed compiler cannot
         # remove them.
-        runner = _Verilator(timeout=timeout, extra_env={"TMPDIR": str(tmp)}, traced=traced)
+        runner = _Verilator(timeout=timeout, extra_env={"TMPDIR": str(tmp)}, traced=traced,
+                            main=main)
         try:
             runner.build(
                 sources=[src / "tb.vlt", src / "npu_top.v", *(src / p.name for p in sources)],
@@ -669,11 +701,10 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
         (run_dir / "job.json").write_text(json.dumps(job))
         plusargs = [f"+mem_init={run_dir / 'image.hex'}", f"+mem_load={job['load_file']}",
                     f"+mem_dump={job['dump_file']}", *memory.plusargs()]
-        if waves is not None:
-            plusargs.append(f"+waves={run_dir / 'waves.fst'}")
+        fst = None if waves is None else run_dir / "waves.fst"
         with progress.step(f"simulating {len(inferences)} inference(s) of {config.name}",
                            total=len(inferences)) as advance:
-            failure = _simulate(config, build_dir, run_dir, plusargs, timeout,
+            failure = _simulate(config, build_dir, run_dir, plusargs, timeout, fst,
                                 _Progress(run_dir / "progress.txt", advance))
         outcome = _outcome(run_dir / "result.json", failure, len(inferences))
         if outcome["error"] is not None:
@@ -735,11 +766,13 @@ def _job(run_dir: Path, image: np.ndarray, inferences: Sequence[Inference], b: i
 
 
 def _simulate(config: HwConfig, build_dir: Path, run_dir: Path, plusargs: list[str],
-              timeout: float | None, watch: _Progress) -> str | None:
-    """Run the cocotb test on ``build_dir``; None, or what failed."""
+              timeout: float | None, fst: Path | None, watch: _Progress) -> str | None:
+    """Run the cocotb test on ``build_dir`` (writing waveforms to ``fst``, if given); None, or
+    what failed."""
     from .tb_npu import JOB_ENV
     bench = bench_for(config)
-    runner = _Verilator(timeout=timeout, extra_env={JOB_ENV: str(run_dir / "job.json")})
+    runner = _Verilator(timeout=timeout, extra_env={JOB_ENV: str(run_dir / "job.json")},
+                        trace_file=fst)
     try:
         with watch:
             runner.test(

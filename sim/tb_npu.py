@@ -13,10 +13,10 @@ The clock runs inside ``tb_top`` (period ``clock_ns`` of the job), not as a coco
 no Python or VPI work per clock edge.
 
 In a traced build (:func:`codesign.sim.runner.build` with ``traced``) the job may also ask for
-waveforms (the testbench's ``waves.on`` switch, set for the job's cycle ``window`` of each
-inference, or for the whole run) and for the controller's dispatches: each engine's start pulse
-wakes a coroutine that notes the controller's cycle counter (one callback per instruction, not
-per cycle).
+waveforms (the testbench top's ``waves_on`` input, which the traced main reads, set for the
+job's cycle ``window`` of each inference, or for the whole run) and for the controller's
+dispatches: each engine's start pulse wakes a coroutine that notes the controller's cycle
+counter (one callback per instruction, not per cycle).
 """
 
 from __future__ import annotations
@@ -123,9 +123,9 @@ async def _window(dut, period: int, first: int, last: int) -> None:
     """Dump waveforms from cycle ``first`` to ``last`` of the inference just started."""
     if first:
         await Timer(first * period, unit="ns")
-    dut.waves.on.value = 1
+    dut.waves_on.value = 1
     await Timer((last - first) * period, unit="ns")
-    dut.waves.on.value = 0
+    dut.waves_on.value = 0
 
 
 @cocotb.test()
@@ -142,7 +142,7 @@ async def run_job(dut):
         dut.dump_hi.value = 0
         window = job.get("window")
         if job.get("waves") and window is None:
-            dut.waves.on.value = 1                  # the whole run
+            dut.waves_on.value = 1                  # the whole run
         dispatches: list = []
         if job.get("dispatches"):
             _watchers(dut, dispatches)
@@ -167,7 +167,7 @@ async def run_job(dut):
             wall = time.perf_counter() - t0
             if dumping is not None:
                 dumping.cancel()
-                dut.waves.on.value = 0
+                dut.waves_on.value = 0
             if fired is timeout:
                 raise TimeoutError(f"inference {k}: done did not rise within "
                                    f"{job['max_cycles']} cycles (max_cycles)")
