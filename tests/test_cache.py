@@ -107,6 +107,7 @@ def test_killed_build_leaves_nothing_and_the_next_builds(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    time.sleep(1)           # its compilers die with it (codesign.process), a moment later
     assert list(cache.glob("verilator/*.tmp-*"))            # left behind by the killed build
     entry = runner.build(CONFIG, source.read_text(), cache_root=cache)
     assert runner._is_complete(entry, "tb_top")
