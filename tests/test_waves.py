@@ -88,15 +88,17 @@ def test_waves_whole_run_and_window(design, capsys, tmp_path):
     assert (tmp_path / "w.fst").stat().st_size < (tmp_path / "all.fst").stat().st_size / 4
     # The traced build is another entry; the fast one is untouched.
     assert (fast / "BUILD_COMPLETE").read_text() == marker
-    assert (fast.parent / f"{fast.name}-trace").is_dir()
+    traced = runner.build(d.config, d.verilog, traced=True)
+    assert traced != fast and traced.name.endswith("-trace")
     assert not [p for p in outdir.iterdir() if p.name.startswith("sim-failed")]
 
 
-def test_bad_cycle_window_is_refused(design, capsys, tmp_path):
-    outdir, x = design
+def test_bad_cycle_window_is_refused(capsys, tmp_path):
+    """Checked first, before the design directory is read."""
     for argv, match in ((["--cycles", "5:9"], "give --waves"),
                         (["--waves", tmp_path / "w.fst", "--cycles", "9:5"], "0 <= A < B"),
                         (["--waves", tmp_path / "w.fst", "--cycles", "x"], "A:B")):
-        code, _, err = run(capsys, "simulate", outdir, "--input", x, *argv)
+        code, _, err = run(capsys, "simulate", tmp_path / "d", "--input", tmp_path / "x.npy",
+                           *argv)
         assert code == 2 and match in err and err.count("\n") == 1, err
     assert not (tmp_path / "w.fst").exists()
