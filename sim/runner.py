@@ -711,7 +711,7 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
             kept = _keep(run_dir, keep_failed)
             raise SimulationError(f"RTL simulation of {config.name} failed: {outcome['error']} "
                                   f"(logs: {kept})\n"
-                                  f"simulation log tail:\n{_tail(kept / 'sim.log')}")
+                                  f"simulation log tail:\n{_tail(run_dir / 'sim.log')}")
         results = []
         for res, meta in zip(outcome["results"], reads_meta, strict=True):
             outputs = [_read_dump(path, nwords, b)[:nbytes] for path, nwords, nbytes in meta]
@@ -806,16 +806,20 @@ def _outcome(result_path: Path, failure: str | None, expected: int) -> dict:
     return outcome
 
 
-def _keep(run_dir: Path, keep: Path | None) -> Path:
+def _keep(run_dir: Path, keep: Path | None) -> str:
     """Copy a failed run's files (but the memory image, which its design holds) to ``keep``;
-    returns where they are."""
+    says where they are."""
     if keep is None:
-        return run_dir
+        return str(run_dir)
     keep = Path(keep)
     tmp = keep.with_name(f".{keep.name}.tmp")
-    shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("image.hex"))
-    os.rename(tmp, keep)
-    return keep
+    try:
+        shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("image.hex"))
+        os.rename(tmp, keep)
+    except OSError as err:          # a full disk must not hide the simulation's own error
+        shutil.rmtree(tmp, ignore_errors=True)
+        return f"not kept: {err.strerror or err}"
+    return str(keep)
 
 
 def _move(src: Path, dst: Path) -> None:
