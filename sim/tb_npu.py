@@ -112,15 +112,17 @@ async def _watch(ctrl, engine: str, dispatches: list) -> None:
         dispatches.append((int(ctrl.cycles.value), engine))
 
 
-def _watchers(dut, dispatches: list) -> list:
+def _watchers(dut, dispatches: list) -> None:
     """Start a :func:`_watch` per engine the NPU has (a configuration may lack some)."""
     ctrl = _controller(dut)
-    return [cocotb.start_soon(_watch(ctrl, e, dispatches)) for e in ENGINES
-            if hasattr(ctrl, f"start_{e}")]
+    for engine in ENGINES:
+        if hasattr(ctrl, f"start_{engine}"):
+            cocotb.start_soon(_watch(ctrl, engine, dispatches))
 
 
 async def _window(dut, period: int, first: int, last: int) -> None:
-    """Dump waveforms from cycle ``first`` to ``last`` of the inference just started."""
+    """Dump waveforms in cycles ``first`` to ``last - 1`` of the inference just started (the
+    clock runs in the testbench at a fixed period, so one timer each, no per-cycle work)."""
     if first:
         await Timer(first * period, unit="ns")
     dut.waves_on.value = 1
