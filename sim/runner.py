@@ -508,8 +508,12 @@ def _build_into(root: Path, final: Path, config: HwConfig, verilog: str, bench: 
                 log_file=log,
             )
         except (RuntimeError, SystemExit) as exc:
-            raise BuildError(f"Verilator build of {config.name} failed ({exc}); "
-                             f"build log tail:\n{_tail(log)}") from None
+            tail = _tail(log)
+            # Verilator's FST writer compiles against liblz4, a system library.
+            hint = ("; the waveform writer needs the lz4 headers (Debian: apt-get install "
+                    "liblz4-dev)" if traced and "lz4.h" in tail else "")
+            raise BuildError(f"Verilator build of {config.name} failed ({exc}){hint}; "
+                             f"build log tail:\n{tail}") from None
         _keep_only(tmp, {toplevel, "src", log.name})
         (tmp / _COMPLETE).write_text(_marker(tmp, toplevel))
         if final.exists():          # an entry whose binary was damaged after it completed
