@@ -1,7 +1,8 @@
 """The ``codesign`` command line (also ``python -m codesign``).
 
     codesign generate MODEL.onnx [-o OUTDIR] [--array RxC] [...]
-    codesign simulate OUTDIR --input X.npy [--output Y.npy]
+    codesign simulate OUTDIR --input X.npy [--output Y.npy] [--waves RUN.fst [--cycles A:B]]
+                     [--trace INSNS.txt]
     codesign verify MODEL.onnx [--input X.npy | --count N --seed S] [--array RxC] [...]
     codesign synth OUTDIR [--target NAME|FILE] [--seeds N]
     codesign explore MODEL.onnx --target NAME|FILE [-o OUTDIR] [--objective latency|...]
@@ -15,8 +16,10 @@ it); a mismatch between the RTL and the golden model (or onnxruntime, in ``verif
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import textwrap
@@ -239,13 +242,14 @@ def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = Fals
 
 # -- simulate -------------------------------------------------------------------------------------
 
-def _simulate(design: Design, batch, all_tensors: bool = False, memory=None):
-    """Run ``batch`` on the RTL (behind ``memory``, a :class:`codesign.sim.runner.MemoryModel`);
-    returns (RunResult, the golden model's tensors by name per inference)."""
+def _simulate(design: Design, batch, all_tensors: bool = False, memory=None, **sim):
+    """Run ``batch`` on the RTL (behind ``memory``, a :class:`codesign.sim.runner.MemoryModel`;
+    ``sim``: :func:`codesign.driver.run_rtl`'s waveform, trace and failure options); returns
+    (RunResult, the golden model's tensors by name per inference)."""
     from .driver import run_rtl
     from .reference import run
     result = run_rtl(design.program, design.verilog, batch, all_tensors=all_tensors,
-                     memory=memory)
+                     memory=memory, **sim)
     return result, [run(design.graph, inputs) for inputs in batch]
 
 
@@ -295,16 +299,95 @@ def _memory_model(design: Design, latency: int | None, stall: float | None, seed
         raise InputError(f"--mem-latency/--mem-stall: {err}") from None
 
 
+def _cycle_window(text: str | None, waves: Path | None) -> tuple[int, int] | None:
+    """``--cycles A:B`` as (A, B)."""
+    if text is None:
+        return None
+    if waves is None:
+        raise InputError("--cycles limits the waveforms: give --waves FILE.fst with it")
+    first, sep, last = text.partition(":")
+    try:
+        window = (int(first), int(last))
+    except ValueError:
+        window = None
+    if not sep or window is None or not 0 <= window[0] < window[1]:
+        raise InputError(f"--cycles {text!r}: give A:B, two cycle numbers 0 <= A < B (cycles "
+                         f"of each inference, as in the --trace file)")
+    return window
+
+
+def _failed_dir(design: Design) -> Path:
+    """A new directory in OUTDIR for the files of a failed simulation."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path = design.dir / f"sim-failed-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = design.dir / f"sim-failed-{stamp}-{n}"
+    return path
+
+
+def _insn_texts(program) -> dict[int, str]:
+    """Each instruction's line of the listing (program.lst), by index."""
+    texts = {}
+    for line in program.listing().splitlines():
+        index, sep, _ = line.partition("  ")
+        if sep and index.isdigit():
+            texts[int(index)] = line
+    return texts
+
+
+def _trace_text(design: Design, dispatches: list) -> str:
+    """The ``--trace`` file: a line per dispatched instruction of each inference (the RTL's
+    dispatches are in program order, so the k-th is instruction k)."""
+    from .isa import ENGINE, Opcode, decode
+
+    program = design.program
+    texts = _insn_texts(program)
+    layer_of = {}
+    for layer in program.layers:
+        for k in range(layer.first_insn, layer.first_insn + layer.n_insns):
+            layer_of[k] = layer.name
+    lines = ["# inference\tcycle\tengine\tinstruction (program.lst)\tlayer"]
+    for i, seen in enumerate(dispatches):
+        for k, (cycle, engine) in enumerate(seen):
+            opcode = decode(program.insns[k])[0] if k < len(program.insns) else Opcode.END
+            if ENGINE.get(opcode) != engine:
+                raise SimulationFailed(f"inference {i}: the RTL dispatched instruction {k} to "
+                                       f"{engine}, the program has {opcode.name} there")
+            lines.append(f"{i}\t{cycle}\t{engine}\t{texts[k]}\t{layer_of.get(k, '-')}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_text(out, text: str) -> None:
+    """Write ``text`` to an :class:`~codesign.design.OutputFile`'s target in one step."""
+    tmp = out.target.with_name(f".{out.target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, out.target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
 def simulate(outdir: Path, input_path: Path, output_path: Path | None,
              mem_latency: int | None = None, mem_stall: float | None = None,
-             mem_seed: int = 1) -> int:
+             mem_seed: int = 1, waves_path: Path | None = None, cycles: str | None = None,
+             trace_path: Path | None = None) -> int:
     """``codesign simulate``; every argument is checked before the simulation starts."""
     from .design import OutputFile
+    from .sim.runner import Waves
     output = OutputFile(output_path) if output_path is not None else None
+    waves_out = OutputFile(waves_path) if waves_path is not None else None
+    trace_out = OutputFile(trace_path) if trace_path is not None else None
+    window = _cycle_window(cycles, waves_path)
     design = Design(outdir)
     memory = _memory_model(design, mem_latency, mem_stall, mem_seed)
     batch, stacked, _ = read_batch(design.graph, input_path)
-    result, golden_runs = _simulate(design, batch, memory=memory)
+    waves = None if waves_out is None else Waves(waves_out.target, window)
+    result, golden_runs = _simulate(design, batch, memory=memory, waves=waves,
+                                    dispatches=trace_out is not None,
+                                    keep_failed=_failed_dir(design))
     golden = _outputs(design.graph, golden_runs)
     _print_cycles(design, result, memory)
     bad = sum(_mismatches(o, g) for outs, gold in zip(result.outputs, golden, strict=True)
@@ -313,6 +396,11 @@ def simulate(outdir: Path, input_path: Path, output_path: Path | None,
         binding = design.graph.outputs[0]
         ys = [binding.dequantize(outs[0]) for outs in result.outputs]
         output.write(join_outputs(binding, ys, stacked))
+    if trace_out is not None:
+        _write_text(trace_out, _trace_text(design, result.dispatches))
+        print(f"wrote {trace_path} ({sum(map(len, result.dispatches))} dispatches)")
+    if waves_out is not None:
+        print(f"wrote {waves_path}")
     if bad:
         print(f"MISMATCH: {bad} output element(s) differ from the golden model", file=sys.stderr)
         return 1
@@ -624,6 +712,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="(AXI4 / Wishbone designs) probability that the memory withholds each "
                         "ready/valid/acknowledge in a cycle (default 0)")
     s.add_argument("--mem-seed", type=int, default=1, help="seed of the random stalls")
+    s.add_argument("--waves", type=Path, metavar="FILE.fst",
+                   help="write every signal to this FST waveform file (GTKWave, Surfer), from "
+                        "a traced Verilator build cached beside the fast one (slower to build "
+                        "and to run)")
+    s.add_argument("--cycles", metavar="A:B",
+                   help="with --waves: only cycles A to B of each inference (counted from its "
+                        "start, as in --trace)")
+    s.add_argument("--trace", type=Path, metavar="FILE",
+                   help="write a line per instruction the NPU's controller dispatches: "
+                        "inference, cycle, engine, the instruction as in program.lst, layer "
+                        "(uses the traced build)")
 
     v = sub.add_parser("verify", help="generate + simulate + compare with golden model and ORT")
     v.add_argument("model", type=Path)
@@ -687,7 +786,7 @@ def _main(argv: list[str] | None) -> int:
             return 0
         if args.command == "simulate":
             return simulate(args.outdir, args.input, args.output, args.mem_latency,
-                            args.mem_stall, args.mem_seed)
+                            args.mem_stall, args.mem_seed, args.waves, args.cycles, args.trace)
         if args.command == "verify":
             return verify(args.model, args.outdir or _default_outdir(args.model),
                           _config_from_args(args), args.input, args.count, args.seed,

@@ -25,6 +25,8 @@ class RunResult:
     sim_cycles_per_second: float = 0.0
     #: With ``all_tensors``: every IR tensor by name, per inference.
     tensors: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+    #: With ``dispatches``: ``(cycle, engine)`` of each dispatched instruction, per inference.
+    dispatches: list[tuple[tuple[int, str], ...]] = dataclasses.field(default_factory=list)
 
 
 def _memory(program: Program, inputs: list[np.ndarray]) -> np.ndarray:
@@ -53,25 +55,29 @@ def run_isasim(program: Program, batch: list[list[np.ndarray]]) -> RunResult:
 
 
 def run_rtl(program: Program, verilog: str, batch: list[list[np.ndarray]],
-            all_tensors: bool = False, memory=None) -> RunResult:
+            all_tensors: bool = False, memory=None, *, waves=None, dispatches: bool = False,
+            keep_failed=None) -> RunResult:
     """Run ``batch`` in one Verilator simulation of ``verilog`` (built once per design), against
     ``memory`` (a :class:`codesign.sim.runner.MemoryModel`; default: the ideal one).
 
     Every IR tensor keeps its own external buffer, so with ``all_tensors`` the values of every
-    layer are read back after each inference (for per-layer comparisons)."""
+    layer are read back after each inference (for per-layer comparisons). ``waves``,
+    ``dispatches`` and ``keep_failed`` are :func:`codesign.sim.runner.run_program`'s."""
     from .sim.runner import Inference, cycles_per_second, run_program
 
     c = program.config
     regions = program.outputs + (program.tensors if all_tensors else [])
     reads = [(r.addr, r.nbytes(c)) for r in regions]
     jobs = [Inference(writes=program.input_writes(inputs), reads=reads) for inputs in batch]
-    results = run_program(c, verilog, program.image, program.prog_base, jobs, memory=memory)
+    results = run_program(c, verilog, program.image, program.prog_base, jobs, memory=memory,
+                          waves=waves, dispatches=dispatches, keep_failed=keep_failed)
     values = [[r.unpack(data, c) for r, data in zip(regions, res.outputs, strict=True)]
               for res in results]
     n = len(program.outputs)
     tensors = [{r.name: v for r, v in zip(regions[n:], vs[n:], strict=True)} for vs in values]
     return RunResult([vs[:n] for vs in values], [res.cycles for res in results],
-                     cycles_per_second(results), tensors if all_tensors else [])
+                     cycles_per_second(results), tensors if all_tensors else [],
+                     [res.dispatches for res in results] if dispatches else [])
 
 
 def layer_cycles(program: Program, verilog: str, inputs: list[np.ndarray]) -> list[int]:

@@ -19,6 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from . import progress
 from .isa import HwConfig
 
 __all__ = ["npu_verilog"]
@@ -49,7 +50,8 @@ def npu_verilog(config: HwConfig) -> str:
     path = cache_dir() / "verilog" / _key(config)
     text = _read(path)
     if text is None:
-        text = _top.generate_verilog(config)
+        with progress.step(f"emitting the Verilog of {config.name}"):
+            text = _top.generate_verilog(config)
         if _hardware_digest() == _HARDWARE:     # else the sources changed under this process
             _store(path, text)
     return text

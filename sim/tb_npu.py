@@ -11,6 +11,12 @@ errors are reported there (and fail the test) rather than only in the log.
 
 The clock runs inside ``tb_top`` (period ``clock_ns`` of the job), not as a cocotb ``Clock``:
 no Python or VPI work per clock edge.
+
+In a traced build (:func:`codesign.sim.runner.build` with ``traced``) the job may also ask for
+waveforms (the testbench top's ``waves_on`` input, which the traced main reads, set for the
+job's cycle ``window`` of each inference, or for the whole run) and for the controller's
+dispatches: each engine's start pulse wakes a coroutine that notes the controller's cycle
+counter (one callback per instruction, not per cycle).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
 
-from codesign.isa import Csr
+from codesign.isa import ENGINES, Csr
 
 from .components import npu_registers
 
@@ -84,6 +90,46 @@ async def _interrupted_run(dut, regs: Registers, job: dict) -> None:
     await _reset(dut, regs, job["prog_base"])
 
 
+def _controller(dut):
+    """The NPU's controller in the testbench (the native top holds it, a bus form's top holds
+    the core that does)."""
+    for path in (("npu", "ctrl"), ("npu", "core", "ctrl")):
+        handle = dut
+        try:
+            for name in path:
+                handle = getattr(handle, name)
+        except AttributeError:
+            continue
+        return handle
+    raise RuntimeError("the testbench has no NPU controller at npu.ctrl or npu.core.ctrl")
+
+
+async def _watch(ctrl, engine: str, dispatches: list) -> None:
+    """Note (cycle, engine) at every start pulse of ``engine``."""
+    start = getattr(ctrl, f"start_{engine}")
+    while True:
+        await RisingEdge(start)
+        dispatches.append((int(ctrl.cycles.value), engine))
+
+
+def _watchers(dut, dispatches: list) -> None:
+    """Start a :func:`_watch` per engine the NPU has (a configuration may lack some)."""
+    ctrl = _controller(dut)
+    for engine in ENGINES:
+        if hasattr(ctrl, f"start_{engine}"):
+            cocotb.start_soon(_watch(ctrl, engine, dispatches))
+
+
+async def _window(dut, period: int, first: int, last: int) -> None:
+    """Dump waveforms in cycles ``first`` to ``last - 1`` of the inference just started (the
+    clock runs in the testbench at a fixed period, so one timer each, no per-cycle work)."""
+    if first:
+        await Timer(first * period, unit="ns")
+    dut.waves_on.value = 1
+    await Timer((last - first) * period, unit="ns")
+    dut.waves_on.value = 0
+
+
 @cocotb.test()
 async def run_job(dut):
     job = json.loads(Path(os.environ[JOB_ENV]).read_text())
@@ -96,6 +142,12 @@ async def run_job(dut):
         dut.mem_dump.value = 0
         dut.dump_lo.value = 0
         dut.dump_hi.value = 0
+        window = job.get("window")
+        if job.get("waves") and window is None:
+            dut.waves_on.value = 1                  # the whole run
+        dispatches: list = []
+        if job.get("dispatches"):
+            _watchers(dut, dispatches)
         await _reset(dut, regs, job["prog_base"])
 
         for k, inf in enumerate(job["inferences"]):
@@ -107,10 +159,17 @@ async def run_job(dut):
                 if inf["load"] is not None:     # the interrupted run may have used the inputs'
                     await _strobe(dut, dut.mem_load)    # memory as scratch: write them again
             t0 = time.perf_counter()
+            dispatches.clear()
             await regs.write(Csr.CTRL, 1)
+            dumping = None
+            if job.get("waves") and window is not None:
+                dumping = cocotb.start_soon(_window(dut, period, *window))
             timeout = Timer(job["max_cycles"] * period, unit="ns")
             fired = await First(RisingEdge(regs.done), timeout)
             wall = time.perf_counter() - t0
+            if dumping is not None:
+                dumping.cancel()
+                dut.waves_on.value = 0
             if fired is timeout:
                 raise TimeoutError(f"inference {k}: done did not rise within "
                                    f"{job['max_cycles']} cycles (max_cycles)")
@@ -125,7 +184,10 @@ async def run_job(dut):
                 dut.dump_hi.value = lo + nwords - 1
                 await _strobe(dut, dut.mem_dump)
                 os.replace(job["dump_file"], path)
-            results.append({"cycles": cycles, "wall": wall})
+            results.append({"cycles": cycles, "wall": wall, "dispatches": sorted(dispatches)})
+            if job.get("progress"):
+                with open(job["progress"], "a") as f:
+                    f.write(f"{k}\n")
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise

@@ -25,6 +25,10 @@ module tb_top #(
     input  [31:0] dump_lo,
     input  [31:0] dump_hi,
     output        mem_err
+`ifdef CODESIGN_WAVES
+    // Traced build only: its C++ main dumps waveforms while this is 1 (codesign.sim.runner).
+    , input       waves_on
+`endif
 );
     initial clk = 1'b0;
     always #(HALF_PERIOD_NS) clk = ~clk;

@@ -40,6 +40,10 @@ module tb_wishbone #(
     output [31:0]     beats_written,
     output [7:0]      m_check_fired,
     output [7:0]      s_check_fired
+`ifdef CODESIGN_WAVES
+    // Traced build only: its C++ main dumps waveforms while this is 1 (codesign.sim.runner).
+    , input       waves_on
+`endif
 );
     localparam WIDTH = 8 * BUS_BYTES;
     // m_wb_adr is the byte address over BUS_BYTES.

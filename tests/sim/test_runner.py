@@ -143,14 +143,19 @@ def test_preload_inputs_outputs_cycles_and_cache(cache):
     assert cached_time < build_time / 2
 
 
-def test_max_cycles_guard(cache):
+def test_max_cycles_guard_keeps_the_logs(cache, tmp_path):
     config = CONFIG
     b = config.bus_bytes
     image = np.zeros(16 * b, np.uint8)
     image[0:b] = np.frombuffer(word_bytes(1 << 31, config), np.uint8)   # stand-in hangs
-    with pytest.raises(SimulationError, match="max_cycles"):
+    kept = tmp_path / "failed"
+    with pytest.raises(SimulationError, match="max_cycles") as failure:
         run_program(config, standin_verilog(config), image, 0, [Inference(reads=[(1, b)])],
-                    max_cycles=1000, cache_root=cache)
+                    max_cycles=1000, cache_root=cache, keep_failed=kept)
+    assert str(failure.value).splitlines()[0].endswith(f"(logs: {kept})")
+    assert "max_cycles" in (kept / "result.json").read_text()
+    assert "run_job" in (kept / "sim.log").read_text()
+    assert (kept / "job.json").is_file() and not (kept / "image.hex").exists()
 
 
 # -------------------------------------------------------------------------------------------------
@@ -204,6 +209,8 @@ def test_concurrent_builds_share_one_entry(tmp_path):
     script = (
         "import sys; from pathlib import Path; "
         "from codesign.sim import runner; from tests.sim.test_runner import CONFIG; "
+        "build_into = runner._build_into; "
+        "runner._build_into = lambda *a: (print('built'), build_into(*a)); "
         "print(runner.build(CONFIG, Path(sys.argv[1]).read_text(), cache_root=Path(sys.argv[2])))"
     )
     source = tmp_path / "npu_top.v"
@@ -214,8 +221,10 @@ def test_concurrent_builds_share_one_entry(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     procs = [subprocess.Popen([sys.executable, "-c", script, str(source), str(cache)], cwd=root,
                               env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=600)[0].strip() for p in procs]
+    outs = [p.communicate(timeout=600)[0].split() for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
+    assert sorted(len(out) for out in outs) == [1, 2]          # one of them built
+    outs = [out[-1] for out in outs]
     assert outs[0] == outs[1]
     entries = sorted(p.name for p in (cache / "verilator").iterdir()
                      if not p.name.endswith(".lock"))
