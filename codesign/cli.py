@@ -5,6 +5,7 @@
     codesign verify MODEL.onnx [--input X.npy | --count N --seed S] [--array RxC] [...]
     codesign synth OUTDIR [--target NAME|FILE] [--seeds N]
     codesign explore MODEL.onnx --target NAME|FILE [-o OUTDIR] [--objective latency|...]
+                     [--jobs N | --scheduler tcp://HOST:PORT]
 
 Bad input is reported as one line on stderr with exit code 2 and no traceback (``--debug`` shows
 it); a mismatch between the RTL and the golden model (or onnxruntime, in ``verify``) exits 1.
@@ -162,15 +163,17 @@ def _report_text(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _select(model: Path, target_name: str, objective: str, config: HwConfig | None):
+def _select(model: Path, target_name: str, objective: str, config: HwConfig | None,
+            jobs: int = 1, scheduler: str | None = None):
     """The configuration for ``--target``: ``config`` if given (it must fit), else the best
-    feasible point of the design space for ``objective``; and the report section saying so."""
+    feasible point of the design space for ``objective`` (evaluated on ``jobs`` processes or
+    the Dask cluster at ``scheduler``); and the report section saying so."""
     from .dse import explore, load_target
 
     graph = _load(model)
     target = load_target(target_name)
     points = ([explore.evaluate(graph, config, target)] if config is not None
-              else explore.explore(graph, target))
+              else explore.explore(graph, target, jobs=jobs, scheduler=scheduler))
     ranked = explore.best(points, target, objective)
     chosen = ranked[0]
     section = {
@@ -536,13 +539,35 @@ def _add_target_args(p: argparse.ArgumentParser, help_text: str, required: bool 
                    help="what the chosen configuration minimizes (default latency)")
 
 
-def explore_cmd(model: Path, target_name: str, objective: str, outdir: Path) -> int:
+def _add_parallel_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--jobs N`` and ``--scheduler tcp://HOST:PORT``: where ``what`` runs."""
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help=f"{what} on N local processes (default: this machine's CPUs; 1: in "
+                        f"this process)")
+    _add_scheduler_arg(p, what)
+
+
+def _add_scheduler_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help=f"{what} on the Dask cluster of this scheduler (`dask scheduler`, "
+                        f"`dask worker tcp://HOST:PORT`; see the README's Dask section)")
+
+
+def _jobs(args) -> int:
+    """``--jobs``, or the CPUs this process may use."""
+    from .dse.parallel import default_jobs
+
+    return default_jobs() if args.jobs is None else args.jobs
+
+
+def explore_cmd(model: Path, target_name: str, objective: str, outdir: Path, jobs: int = 1,
+                scheduler: str | None = None) -> int:
     from .dse import explore, load_target
 
     graph = _load(model)
     target = load_target(target_name)
     start = time.perf_counter()
-    points = explore.explore(graph, target)
+    points = explore.explore(graph, target, jobs=jobs, scheduler=scheduler)
     front = explore.pareto(points, target)
     explore.write_results(points, front, target, outdir)
     print(f"{len(points)} configurations of {graph.name} on {target.name} in "
@@ -570,11 +595,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_args(g)
     _add_target_args(g, "size the NPU for this device: the best configuration that fits "
                         "(with --array: check that it fits)")
+    _add_parallel_args(g, "with --target: evaluate the configurations")
 
     x = sub.add_parser("explore", help="evaluate the design space of a model on a target")
     x.add_argument("model", type=Path)
     x.add_argument("-o", "--outdir", type=Path, help="default build/<model>-explore")
     _add_target_args(x, "device whose budget the configurations must fit", required=True)
+    _add_parallel_args(x, "evaluate the configurations")
 
     s = sub.add_parser("simulate", help="run a generated design under Verilator")
     s.add_argument("outdir", type=Path)
@@ -612,8 +639,9 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--target", help="built-in target name or a .toml/.json target file "
                                     "(default: the design's, else ecp5-45k)")
     y.add_argument("--seeds", type=int, default=1, metavar="N",
-                   help="place and route with nextpnr seeds 1..N, two at a time, and keep the "
-                        "fastest (default 1)")
+                   help="place and route with nextpnr seeds 1..N, two at a time (with "
+                        "--scheduler: one task per seed), and keep the fastest (default 1)")
+    _add_scheduler_arg(y, "place and route the seeds")
     return p
 
 
@@ -643,7 +671,8 @@ def _main(argv: list[str] | None) -> int:
             selection = None
             if args.target:
                 config, selection = _select(args.model, args.target, args.objective,
-                                            config if args.array else None)
+                                            config if args.array else None, _jobs(args),
+                                            args.scheduler)
                 config = _with_bus(config, args)
             report = generate(args.model, outdir, config, selection=selection)
             print(_report_text(report), end="")
@@ -661,7 +690,8 @@ def _main(argv: list[str] | None) -> int:
             return synth_main(args)
         if args.command == "explore":
             return explore_cmd(args.model, args.target, args.objective,
-                               args.outdir or Path("build") / f"{args.model.stem}-explore")
+                               args.outdir or Path("build") / f"{args.model.stem}-explore",
+                               _jobs(args), args.scheduler)
     except InputError as err:
         if args.debug:
             raise

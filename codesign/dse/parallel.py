@@ -1,0 +1,188 @@
+"""Running many independent evaluations on local processes or on a Dask cluster.
+
+:func:`evaluate_all` costs the configurations of an exploration (:func:`.explore.evaluate`) in
+this process, on a pool of ``jobs`` local processes, or on the workers of a Dask cluster
+(``dask scheduler`` / ``dask worker tcp://HOST:PORT``, PyPI ``dask[distributed]``). The
+configurations go out in chunks of whole :func:`~.explore.compile_key` groups, so that a worker
+compiles each distinct program once; the parsed graph goes to each worker once (the pool's
+initializer, Dask's ``scatter``); the points come back in candidate order whatever order the
+chunks finish in, so the results are the same as a serial run's, byte for byte.
+
+:func:`cluster` opens a Dask client (with a clear error when the scheduler cannot be reached)
+for the other commands that fan out: ``synth --seeds`` and ``verify``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import multiprocessing
+import os
+from collections.abc import Callable
+
+from .. import progress
+from ..errors import InputError, one_line
+from ..isa import HwConfig
+from .explore import Point, compile_key, evaluate
+from .targets import Target
+
+__all__ = ["default_jobs", "evaluate_all", "cluster", "CONNECT_SECONDS"]
+
+#: How long to wait for a Dask scheduler to answer, and for it to have a worker.
+CONNECT_SECONDS = 10
+#: Chunks per worker: enough that a slow chunk (a small array compiles 10^5 instructions) does
+#: not leave the others idle at the end, few enough that shipping them costs nothing.
+CHUNKS_PER_WORKER = 4
+
+
+def default_jobs() -> int:
+    """The CPUs this process may run on (``--jobs``' default)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def chunks(configs: list[HwConfig], graph, target: Target, n: int) -> list[list[int]]:
+    """Indices of ``configs`` in about ``n`` chunks, each made of whole groups of one
+    :func:`~.explore.compile_key` (of the configuration as built for ``target``), groups in
+    order of first appearance."""
+    from .explore import built_for
+
+    groups: dict[tuple, list[int]] = {}
+    for i, config in enumerate(configs):
+        groups.setdefault(compile_key(built_for(graph, config, target)), []).append(i)
+    size = max(1, -(-len(configs) // max(1, n)))
+    out: list[list[int]] = [[]]
+    for members in groups.values():
+        if len(out[-1]) >= size:
+            out.append([])
+        out[-1].extend(members)
+    return [c for c in out if c]
+
+
+def evaluate_chunk(graph, target: Target, configs: list[HwConfig]) -> list[Point]:
+    """:func:`~.explore.evaluate` each of ``configs``, sharing compilations between them."""
+    cache: dict = {}
+    return [evaluate(graph, config, target, cache=cache) for config in configs]
+
+
+# -- local processes ------------------------------------------------------------------------------
+
+_worker_graph = None
+
+
+def _init_worker(graph, quiet: bool) -> None:
+    """Pool initializer: keep the graph (sent once per worker, not once per chunk)."""
+    global _worker_graph
+    _worker_graph = graph
+    progress.set_quiet(quiet)
+
+
+def _pool_chunk(target: Target, configs: list[HwConfig]) -> list[Point]:
+    return evaluate_chunk(_worker_graph, target, configs)
+
+
+def _run_pool(graph, target: Target, configs: list[HwConfig], jobs: int,
+              done: Callable) -> None:
+    work = chunks(configs, graph, target, CHUNKS_PER_WORKER * jobs)
+    # "spawn": a fresh interpreter per worker; forking a process whose progress display runs a
+    # thread could copy a held lock into the child.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(min(jobs, len(work)), mp_context=context,
+                                                initializer=_init_worker,
+                                                initargs=(graph, True)) as pool:
+        futures = {pool.submit(_pool_chunk, target, [configs[i] for i in chunk]): chunk
+                   for chunk in work}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                done(futures[future], future.result())
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+# -- Dask -----------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def cluster(scheduler: str, timeout: float = CONNECT_SECONDS):
+    """A :class:`distributed.Client` of the scheduler at ``scheduler`` (``tcp://HOST:PORT``)
+    with at least one worker, closed on exit.
+
+    Raises
+    ------
+    InputError
+        If the address is malformed, or no scheduler answers there within ``timeout`` seconds,
+        or it has no worker within ``timeout`` seconds.
+    """
+    from distributed import Client
+
+    if "://" not in scheduler:
+        raise InputError(f"--scheduler must look like tcp://HOST:PORT, not {scheduler!r}")
+    try:
+        client = Client(scheduler, timeout=timeout, set_as_default=False)
+    except Exception as err:        # OSError, TimeoutError, ValueError: all say "cannot reach"
+        raise InputError(f"cannot reach a Dask scheduler at {scheduler} within {timeout:g} s "
+                         f"({one_line(err, 200)}); start one with `dask scheduler` and "
+                         f"workers with `dask worker {scheduler}`") from None
+    try:
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except Exception:
+            raise InputError(f"the Dask scheduler at {scheduler} has no worker (waited "
+                             f"{timeout:g} s); start one with `dask worker {scheduler}`"
+                             ) from None
+        yield client
+    finally:
+        client.close()
+
+
+def _run_dask(graph, target: Target, configs: list[HwConfig], scheduler: str,
+              done: Callable) -> None:
+    from distributed import as_completed
+
+    with cluster(scheduler) as client:
+        workers = len(client.scheduler_info()["workers"])
+        work = chunks(configs, graph, target, CHUNKS_PER_WORKER * workers)
+        shared = client.scatter(graph, broadcast=True)
+        # pure=False: every chunk is a task of its own (no result shared by key).
+        futures = [client.submit(evaluate_chunk, shared, target, [configs[i] for i in chunk],
+                                 pure=False) for chunk in work]
+        chunk_of = {future.key: chunk for future, chunk in zip(futures, work, strict=True)}
+        try:
+            for future in as_completed(futures):
+                done(chunk_of[future.key], future.result())
+        finally:
+            client.cancel(futures)
+
+
+# -- the entry point ------------------------------------------------------------------------------
+
+def evaluate_all(graph, configs: list[HwConfig], target: Target, *, jobs: int = 1,
+                 scheduler: str | None = None) -> list[Point]:
+    """Every configuration of ``configs`` evaluated (:func:`~.explore.evaluate`), in order: on
+    the Dask cluster at ``scheduler`` if given, else on ``jobs`` local processes (in this
+    process when ``jobs`` is 1).
+
+    Raises
+    ------
+    InputError
+        If ``jobs`` is less than 1, or the scheduler cannot be reached (:func:`cluster`).
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"--jobs must be a positive integer, not {jobs!r}")
+    points: list[Point | None] = [None] * len(configs)
+    with progress.step(f"exploring {len(configs)} configurations of {graph.name} on "
+                       f"{target.name}", total=len(configs)) as advance:
+
+        def done(indices: list[int], results: list[Point]) -> None:
+            for i, point in zip(indices, results, strict=True):
+                points[i] = point
+            advance(len(results))
+
+        if scheduler is not None:
+            _run_dask(graph, target, configs, scheduler, done)
+        elif jobs > 1:
+            _run_pool(graph, target, configs, jobs, done)
+        else:
+            cache: dict = {}
+            for i in chunks(configs, graph, target, 1)[0]:
+                done([i], [evaluate(graph, configs[i], target, cache=cache)])
+    return points
