@@ -236,13 +236,20 @@ def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = Fals
 
 # -- simulate -------------------------------------------------------------------------------------
 
-def _simulate(design: Design, batch, all_tensors: bool = False, memory=None):
-    """Run ``batch`` on the RTL (behind ``memory``, a :class:`codesign.sim.runner.MemoryModel`);
-    returns (RunResult, the golden model's tensors by name per inference)."""
+def _simulate(design: Design, batch, all_tensors: bool = False, memory=None,
+              scheduler: str | None = None):
+    """Run ``batch`` on the RTL (behind ``memory``, a :class:`codesign.sim.runner.MemoryModel`;
+    split over the Dask cluster at ``scheduler`` if given); returns (RunResult, the golden
+    model's tensors by name per inference)."""
     from .driver import run_rtl
     from .reference import run
-    result = run_rtl(design.program, design.verilog, batch, all_tensors=all_tensors,
-                     memory=memory)
+    if scheduler is not None:
+        from . import cluster
+        result = cluster.run_rtl(design.program, design.verilog, batch, scheduler,
+                                 all_tensors=all_tensors)
+    else:
+        result = run_rtl(design.program, design.verilog, batch, all_tensors=all_tensors,
+                         memory=memory)
     return result, [run(design.graph, inputs) for inputs in batch]
 
 
@@ -448,7 +455,7 @@ def _qonnx_witness(model: Path, graph, golden_runs, raw) -> tuple:
 
 
 def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
-           count: int, seed: int, per_layer: bool = False) -> int:
+           count: int, seed: int, per_layer: bool = False, scheduler: str | None = None) -> int:
     import onnx
 
     from .frontend.qonnx import is_qonnx
@@ -473,7 +480,7 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
     else:
         raw = _random_inputs(graph, count, seed)
         batch = [[graph.inputs[0].quantize(x)] for x in raw]
-    result, golden_runs = _simulate(design, batch, all_tensors=per_layer)
+    result, golden_runs = _simulate(design, batch, all_tensors=per_layer, scheduler=scheduler)
     _print_cycles(design, result)
     if is_qonnx(onnx.load(model, load_external_data=False)):
         ops, checks, outputs = _qonnx_witness(model, graph, golden_runs, raw)
@@ -632,6 +639,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--per-layer", action="store_true",
                    help="compare every layer's output (RTL, golden, onnxruntime) and name the "
                         "first layer and element where they diverge")
+    _add_scheduler_arg(v, "simulate the inputs, split into one share per worker,")
     _add_config_args(v)
 
     y = sub.add_parser("synth", help="yosys + nextpnr on a generated design: resources, fmax")
@@ -684,7 +692,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "verify":
             return verify(args.model, args.outdir or _default_outdir(args.model),
                           _config_from_args(args), args.input, args.count, args.seed,
-                          args.per_layer)
+                          args.per_layer, args.scheduler)
         if args.command == "synth":
             from .synth import main as synth_main
             return synth_main(args)

@@ -8,28 +8,27 @@ compiles each distinct program once; the parsed graph goes to each worker once (
 initializer, Dask's ``scatter``); the points come back in candidate order whatever order the
 chunks finish in, so the results are the same as a serial run's, byte for byte.
 
-:func:`cluster` opens a Dask client (with a clear error when the scheduler cannot be reached)
-for the other commands that fan out: ``synth --seeds`` and ``verify``.
+The Dask client comes from :func:`codesign.cluster.connect`, as for the other commands that
+fan out (``synth --seeds``, ``verify``). Local pools start their workers with ``spawn``: a
+script that calls :func:`evaluate_all` with ``jobs > 1`` needs the usual
+``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable
 
 from .. import progress
-from ..errors import InputError, one_line
+from ..cluster import connect, map_ordered, workers
+from ..errors import InputError
 from ..isa import HwConfig
 from .explore import Point, compile_key, evaluate
 from .targets import Target
 
-__all__ = ["default_jobs", "evaluate_all", "cluster", "CONNECT_SECONDS"]
-
-#: How long to wait for a Dask scheduler to answer, and for it to have a worker.
-CONNECT_SECONDS = 10
+__all__ = ["default_jobs", "chunks", "evaluate_chunk", "evaluate_all"]
 #: Chunks per worker: enough that a slow chunk (a small array compiles 10^5 instructions) does
 #: not leave the others idle at the end, few enough that shipping them costs nothing.
 CHUNKS_PER_WORKER = 4
@@ -58,7 +57,7 @@ def chunks(configs: list[HwConfig], graph, target: Target, n: int) -> list[list[
     return [c for c in out if c]
 
 
-def evaluate_chunk(graph, target: Target, configs: list[HwConfig]) -> list[Point]:
+def evaluate_chunk(configs: list[HwConfig], graph, target: Target) -> list[Point]:
     """:func:`~.explore.evaluate` each of ``configs``, sharing compilations between them."""
     cache: dict = {}
     return [evaluate(graph, config, target, cache=cache) for config in configs]
@@ -76,8 +75,8 @@ def _init_worker(graph, quiet: bool) -> None:
     progress.set_quiet(quiet)
 
 
-def _pool_chunk(target: Target, configs: list[HwConfig]) -> list[Point]:
-    return evaluate_chunk(_worker_graph, target, configs)
+def _pool_chunk(configs: list[HwConfig], target: Target) -> list[Point]:
+    return evaluate_chunk(configs, _worker_graph, target)
 
 
 def _run_pool(graph, target: Target, configs: list[HwConfig], jobs: int,
@@ -89,7 +88,7 @@ def _run_pool(graph, target: Target, configs: list[HwConfig], jobs: int,
     with concurrent.futures.ProcessPoolExecutor(min(jobs, len(work)), mp_context=context,
                                                 initializer=_init_worker,
                                                 initargs=(graph, True)) as pool:
-        futures = {pool.submit(_pool_chunk, target, [configs[i] for i in chunk]): chunk
+        futures = {pool.submit(_pool_chunk, [configs[i] for i in chunk], target): chunk
                    for chunk in work}
         try:
             for future in concurrent.futures.as_completed(futures):
@@ -101,56 +100,12 @@ def _run_pool(graph, target: Target, configs: list[HwConfig], jobs: int,
 
 # -- Dask -----------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def cluster(scheduler: str, timeout: float = CONNECT_SECONDS):
-    """A :class:`distributed.Client` of the scheduler at ``scheduler`` (``tcp://HOST:PORT``)
-    with at least one worker, closed on exit.
-
-    Raises
-    ------
-    InputError
-        If the address is malformed, or no scheduler answers there within ``timeout`` seconds,
-        or it has no worker within ``timeout`` seconds.
-    """
-    from distributed import Client
-
-    if "://" not in scheduler:
-        raise InputError(f"--scheduler must look like tcp://HOST:PORT, not {scheduler!r}")
-    try:
-        client = Client(scheduler, timeout=timeout, set_as_default=False)
-    except Exception as err:        # OSError, TimeoutError, ValueError: all say "cannot reach"
-        raise InputError(f"cannot reach a Dask scheduler at {scheduler} within {timeout:g} s "
-                         f"({one_line(err, 200)}); start one with `dask scheduler` and "
-                         f"workers with `dask worker {scheduler}`") from None
-    try:
-        try:
-            client.wait_for_workers(1, timeout=timeout)
-        except Exception:
-            raise InputError(f"the Dask scheduler at {scheduler} has no worker (waited "
-                             f"{timeout:g} s); start one with `dask worker {scheduler}`"
-                             ) from None
-        yield client
-    finally:
-        client.close()
-
-
 def _run_dask(graph, target: Target, configs: list[HwConfig], scheduler: str,
               done: Callable) -> None:
-    from distributed import as_completed
-
-    with cluster(scheduler) as client:
-        workers = len(client.scheduler_info()["workers"])
-        work = chunks(configs, graph, target, CHUNKS_PER_WORKER * workers)
-        shared = client.scatter(graph, broadcast=True)
-        # pure=False: every chunk is a task of its own (no result shared by key).
-        futures = [client.submit(evaluate_chunk, shared, target, [configs[i] for i in chunk],
-                                 pure=False) for chunk in work]
-        chunk_of = {future.key: chunk for future, chunk in zip(futures, work, strict=True)}
-        try:
-            for future in as_completed(futures):
-                done(chunk_of[future.key], future.result())
-        finally:
-            client.cancel(futures)
+    with connect(scheduler) as client:
+        work = chunks(configs, graph, target, CHUNKS_PER_WORKER * workers(client))
+        map_ordered(client, evaluate_chunk, [[configs[i] for i in chunk] for chunk in work],
+                    graph, target, done=lambda k, results: done(work[k], results))
 
 
 # -- the entry point ------------------------------------------------------------------------------
@@ -164,7 +119,8 @@ def evaluate_all(graph, configs: list[HwConfig], target: Target, *, jobs: int = 
     Raises
     ------
     InputError
-        If ``jobs`` is less than 1, or the scheduler cannot be reached (:func:`cluster`).
+        If ``jobs`` is less than 1, or the scheduler cannot be reached
+        (:func:`codesign.cluster.connect`).
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise InputError(f"--jobs must be a positive integer, not {jobs!r}")
