@@ -72,7 +72,8 @@ def map_ordered(client, function: Callable, items: Sequence, *args,
     others are cancelled."""
     from distributed import as_completed
 
-    shared = [client.scatter(a, broadcast=True) for a in args]
+    # Each in a list of one: scatter would send a dict's or a list's items separately.
+    shared = client.scatter(list(args), broadcast=True)
     # pure=False: every call is a task of its own, even where two items are equal.
     futures = [client.submit(function, item, *shared, pure=False) for item in items]
     index = {future.key: i for i, future in enumerate(futures)}
