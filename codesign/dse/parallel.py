@@ -82,9 +82,11 @@ def _pool_chunk(configs: list[HwConfig], target: Target) -> list[Point]:
 def _run_pool(graph, target: Target, configs: list[HwConfig], jobs: int,
               done: Callable) -> None:
     work = chunks(configs, graph, target, CHUNKS_PER_WORKER * jobs)
-    # "spawn": a fresh interpreter per worker; forking a process whose progress display runs a
-    # thread could copy a held lock into the child.
-    context = multiprocessing.get_context("spawn")
+    # forkserver: workers forked from a fresh server process that has imported the explorer
+    # once (forking this process, whose progress display or Dask client may run threads, could
+    # copy a held lock into a child; spawn would import everything again in every worker).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "codesign.frontend"])
     with concurrent.futures.ProcessPoolExecutor(min(jobs, len(work)), mp_context=context,
                                                 initializer=_init_worker,
                                                 initargs=(graph, True)) as pool:
