@@ -9,8 +9,8 @@ initializer, Dask's ``scatter``); the points come back in candidate order whatev
 chunks finish in, so the results are the same as a serial run's, byte for byte.
 
 The Dask client comes from :func:`codesign.cluster.connect`, as for the other commands that
-fan out (``synth --seeds``, ``verify``). Local pools start their workers with ``spawn``: a
-script that calls :func:`evaluate_all` with ``jobs > 1`` needs the usual
+fan out (``synth --seeds``, ``verify``). Local pools fork their workers from a multiprocessing
+forkserver: a script that calls :func:`evaluate_all` with ``jobs > 1`` needs the usual
 ``if __name__ == "__main__":`` guard.
 """
 
@@ -26,9 +26,11 @@ from ..cluster import connect, map_ordered, workers
 from ..errors import InputError
 from ..isa import HwConfig
 from .explore import Point, compile_key, evaluate
+from .resources import estimate, over_budget
 from .targets import Target
 
 __all__ = ["default_jobs", "chunks", "evaluate_chunk", "evaluate_all"]
+
 #: Chunks per worker: enough that a slow chunk (a small array compiles 10^5 instructions) does
 #: not leave the others idle at the end, few enough that shipping them costs nothing.
 CHUNKS_PER_WORKER = 4
@@ -39,22 +41,39 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+def _cost(graph, config: HwConfig, target: Target) -> float:
+    """A rough relative cost of evaluating ``config`` (as built for ``target``): compiling
+    (once per group) and costing its program take time in proportion to its instructions,
+    about one per array-sized tile of work; a configuration over the budget is not compiled."""
+    if over_budget(estimate(config, target), target):
+        return 0.0
+    return 1.0 + graph.macs / (config.rows * config.cols)
+
+
 def chunks(configs: list[HwConfig], graph, target: Target, n: int) -> list[list[int]]:
-    """Indices of ``configs`` in about ``n`` chunks, each made of whole groups of one
-    :func:`~.explore.compile_key` (of the configuration as built for ``target``), groups in
-    order of first appearance."""
+    """Indices of ``configs`` in at most ``n`` chunks of about equal cost, each made of whole
+    groups of one :func:`~.explore.compile_key` (of the configuration as built for
+    ``target``), the costliest chunk first (the longest tasks start first, so that none is
+    left running alone at the end)."""
     from .explore import built_for
 
     groups: dict[tuple, list[int]] = {}
+    costs: dict[tuple, float] = {}
     for i, config in enumerate(configs):
-        groups.setdefault(compile_key(built_for(graph, config, target)), []).append(i)
-    size = max(1, -(-len(configs) // max(1, n)))
-    out: list[list[int]] = [[]]
-    for members in groups.values():
-        if len(out[-1]) >= size:
-            out.append([])
-        out[-1].extend(members)
-    return [c for c in out if c]
+        built = built_for(graph, config, target)
+        key = compile_key(built)
+        groups.setdefault(key, []).append(i)
+        costs[key] = costs.get(key, 0.0) + _cost(graph, built, target)
+    n = max(1, min(n, len(groups)))
+    out: list[list[int]] = [[] for _ in range(n)]
+    load = [0.0] * n
+    # Longest processing time first: each group to the least loaded chunk (ties: by size).
+    for key in sorted(groups, key=lambda k: -costs[k]):
+        k = min(range(n), key=lambda j: (load[j], len(out[j])))
+        out[k].extend(groups[key])
+        load[k] += costs[key] + 1e-3 * len(groups[key])
+    order = sorted(range(n), key=lambda j: -load[j])
+    return [out[j] for j in order if out[j]]
 
 
 def evaluate_chunk(configs: list[HwConfig], graph, target: Target) -> list[Point]:
