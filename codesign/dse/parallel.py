@@ -9,9 +9,9 @@ initializer, Dask's ``scatter``); the points come back in candidate order whatev
 chunks finish in, so the results are the same as a serial run's, byte for byte.
 
 The Dask client comes from :func:`codesign.cluster.connect`, as for the other commands that
-fan out (``synth --seeds``, ``verify``). Local pools fork their workers from a multiprocessing
-forkserver: a script that calls :func:`evaluate_all` with ``jobs > 1`` needs the usual
-``if __name__ == "__main__":`` guard.
+fan out (``synth --seeds``, ``verify``). Local pools fork their workers (from a forkserver
+when this process runs threads: a script that then calls :func:`evaluate_all` with
+``jobs > 1`` needs the usual ``if __name__ == "__main__":`` guard).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 
 from .. import progress
@@ -98,22 +99,33 @@ def _pool_chunk(configs: list[HwConfig], target: Target) -> list[Point]:
     return evaluate_chunk(configs, _worker_graph, target)
 
 
-def _run_pool(graph, target: Target, configs: list[HwConfig], jobs: int,
-              done: Callable) -> None:
-    work = chunks(configs, graph, target, CHUNKS_PER_WORKER * jobs)
-    # forkserver: workers forked from a fresh server process that has imported the explorer
-    # once (forking this process, whose progress display or Dask client may run threads, could
-    # copy a held lock into a child; spawn would import everything again in every worker).
+def _context():
+    """How to start the pool's workers: fork this process while it runs no other thread
+    (instant: everything is imported); else from a forkserver that imports the explorer once
+    (forking a process with threads, e.g. a progress display's, could copy a held lock into a
+    child)."""
+    if threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__, "codesign.frontend"])
-    with concurrent.futures.ProcessPoolExecutor(min(jobs, len(work)), mp_context=context,
+    return context
+
+
+def _run_pool(graph, target: Target, configs: list[HwConfig], jobs: int,
+              done: Callable, title: str) -> None:
+    work = chunks(configs, graph, target, CHUNKS_PER_WORKER * jobs)
+    with concurrent.futures.ProcessPoolExecutor(min(jobs, len(work)), mp_context=_context(),
                                                 initializer=_init_worker,
                                                 initargs=(graph, True)) as pool:
+        # Every chunk submitted (and so every worker started) before the progress display
+        # starts its thread.
         futures = {pool.submit(_pool_chunk, [configs[i] for i in chunk], target): chunk
                    for chunk in work}
         try:
-            for future in concurrent.futures.as_completed(futures):
-                done(futures[future], future.result())
+            with progress.step(title, total=len(configs)) as advance:
+                for future in concurrent.futures.as_completed(futures):
+                    done(futures[future], future.result())
+                    advance(len(futures[future]))
         finally:
             for future in futures:
                 future.cancel()
@@ -122,11 +134,17 @@ def _run_pool(graph, target: Target, configs: list[HwConfig], jobs: int,
 # -- Dask -----------------------------------------------------------------------------------------
 
 def _run_dask(graph, target: Target, configs: list[HwConfig], scheduler: str,
-              done: Callable) -> None:
+              done: Callable, title: str) -> None:
     with connect(scheduler) as client:
         work = chunks(configs, graph, target, CHUNKS_PER_WORKER * workers(client))
-        map_ordered(client, evaluate_chunk, [[configs[i] for i in chunk] for chunk in work],
-                    graph, target, done=lambda k, results: done(work[k], results))
+        with progress.step(title, total=len(configs)) as advance:
+
+            def finished(k: int, results: list[Point]) -> None:
+                done(work[k], results)
+                advance(len(results))
+
+            map_ordered(client, evaluate_chunk, [[configs[i] for i in chunk] for chunk in work],
+                        graph, target, done=finished)
 
 
 # -- the entry point ------------------------------------------------------------------------------
@@ -146,20 +164,20 @@ def evaluate_all(graph, configs: list[HwConfig], target: Target, *, jobs: int = 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise InputError(f"--jobs must be a positive integer, not {jobs!r}")
     points: list[Point | None] = [None] * len(configs)
-    with progress.step(f"exploring {len(configs)} configurations of {graph.name} on "
-                       f"{target.name}", total=len(configs)) as advance:
+    title = f"exploring {len(configs)} configurations of {graph.name} on {target.name}"
 
-        def done(indices: list[int], results: list[Point]) -> None:
-            for i, point in zip(indices, results, strict=True):
-                points[i] = point
-            advance(len(results))
+    def done(indices: list[int], results: list[Point]) -> None:
+        for i, point in zip(indices, results, strict=True):
+            points[i] = point
 
-        if scheduler is not None:
-            _run_dask(graph, target, configs, scheduler, done)
-        elif jobs > 1:
-            _run_pool(graph, target, configs, jobs, done)
-        else:
-            cache: dict = {}
+    if scheduler is not None:
+        _run_dask(graph, target, configs, scheduler, done, title)
+    elif jobs > 1:
+        _run_pool(graph, target, configs, jobs, done, title)
+    else:
+        cache: dict = {}
+        with progress.step(title, total=len(configs)) as advance:
             for i in chunks(configs, graph, target, 1)[0]:
                 done([i], [evaluate(graph, configs[i], target, cache=cache)])
+                advance()
     return points
