@@ -11,6 +11,8 @@ this process (``--jobs 1``), on a pool of ``--workers`` processes (worker start-
 and on LocalClusters of 1 and ``--workers`` worker processes (cluster start-up excluded, printed
 apart). Every row's points must equal the serial run's; the bench stops if one does not.
 ``--every K`` takes every K-th candidate (a shorter run with the same mix of configurations).
+The CPU seconds (this process and its workers) show what parallel runs cost when the wall clock
+cannot show their speed-up: on a machine whose cores are busy with other work.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import resource
 import subprocess
 import sys
 import tarfile
@@ -74,10 +78,19 @@ def _baseline(rev: str, model: Path, target: str, every: int) -> tuple[float, li
     return result["seconds"], result["points"]
 
 
-def _timed(run) -> tuple[float, list]:
-    start = time.perf_counter()
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that have ended (pool and cluster
+    workers, the baseline's subprocess)."""
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                         resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _timed(run) -> tuple[float, float, list]:
+    """Wall-clock and CPU seconds of ``run()``, and its result."""
+    start, cpu = time.perf_counter(), _cpu()
     points = run()
-    return time.perf_counter() - start, points
+    return time.perf_counter() - start, _cpu() - cpu, points
 
 
 def main() -> None:
@@ -102,41 +115,46 @@ def main() -> None:
     print(f"{len(configs)} configurations of {args.model} on {target.name}", flush=True)
 
     rows = []
+
+    def row(name: str, seconds: float, cpu: float) -> None:
+        rows.append((name, seconds, cpu))
+        print(f"  {name}: {seconds:.1f} s, {cpu:.1f} CPU s", flush=True)
+
+    cpu = _cpu()
     seconds, before = _baseline(args.baseline_rev, model, args.target, args.every)
-    rows.append((f"serial, before ({args.baseline_rev})", seconds))
-    print(f"  {rows[-1][0]}: {seconds:.1f} s", flush=True)
-    seconds, serial = _timed(lambda: explore.explore(graph, target, configs))
-    rows.append(("serial, now", seconds))
-    print(f"  {rows[-1][0]}: {seconds:.1f} s", flush=True)
-    reference = [point.to_json(target) for point in serial]
-    if before != reference:
+    # The subprocess's CPU includes its imports; its own timer covers the evaluation alone.
+    row(f"serial, before ({args.baseline_rev})", seconds, _cpu() - cpu)
+    seconds, cpu, serial = _timed(lambda: explore.explore(graph, target, configs))
+    row("serial, now", seconds, cpu)
+    if before != [point.to_json(target) for point in serial]:
         sys.exit("the serial run's points differ from the baseline's")
 
-    def check(name: str, seconds: float, points) -> None:
+    def check(name: str, seconds: float, cpu: float, points) -> None:
         if points != serial:
             sys.exit(f"{name}: the points differ from the serial run's")
-        rows.append((name, seconds))
-        print(f"  {name}: {seconds:.1f} s", flush=True)
+        row(name, seconds, cpu)
 
-    seconds, points = _timed(lambda: explore.explore(graph, target, configs,
-                                                     jobs=args.workers))
-    check(f"process pool, {args.workers} workers (start-up included)", seconds, points)
+    check(f"process pool, {args.workers} workers (start-up included)",
+          *_timed(lambda: explore.explore(graph, target, configs, jobs=args.workers)))
     for n in sorted({1, args.workers}):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                           host="127.0.0.1", dashboard_address=None) as local:
             up = time.perf_counter() - start
-            seconds, points = _timed(lambda local=local: explore.explore(
+            seconds, _, points = _timed(lambda local=local: explore.explore(
                 graph, target, configs, scheduler=local.scheduler_address))
+        # The workers' CPU counts once they have ended: start-up and shut-down included.
         check(f"LocalCluster, {n} worker{'s' * (n > 1)} (+{up:.0f} s start-up)", seconds,
-              points)
+              _cpu() - cpu, points)
 
     base, now = rows[0][1], rows[1][1]
-    print("\n| run | seconds | configurations/s | × before | × serial now |")
-    print("|---|---:|---:|---:|---:|")
-    for name, seconds in rows:
+    print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs")
+    print("\n| run | seconds | configurations/s | × before | × serial now | CPU s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, seconds, cpu in rows:
         print(f"| {name} | {seconds:.1f} | {len(configs) / seconds:.2f} | "
-              f"{base / seconds:.2f} | {now / seconds:.2f} |")
+              f"{base / seconds:.2f} | {now / seconds:.2f} | {cpu:.1f} |")
 
 
 if __name__ == "__main__":

@@ -601,6 +601,11 @@ def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = Tru
                          f"or generate it again with --target {target.name}")
     verilog = (outdir / _VERILOG).read_text()
     verilog_ports(verilog)          # a clear error before minutes of synthesis
+    if scheduler is not None and target.is_fpga:
+        from .cluster import connect
+
+        with connect(scheduler):    # likewise: a cluster that is not there
+            pass
 
     # Absolute: Dask workers (--scheduler) run in directories of their own.
     work = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.synth.", dir=outdir.absolute().parent))

@@ -195,6 +195,15 @@ def test_bad_scheduler_and_jobs_are_refused_in_one_line(capsys, tmp_path, monkey
         assert code == 2 and err.startswith("codesign: error: ") and err.count("\n") == 1, err
         assert match in err, err
         assert not out.exists()
+    # synth asks before minutes of synthesis.
+    design = tmp_path / "design"
+    design.mkdir()
+    (design / "npu.v").write_text(COUNTER)
+    (design / "report.json").write_text("{}")
+    code, _, err = run(capsys, "synth", design, "--target", "ice40-up5k", "--scheduler",
+                       "tcp://127.0.0.1:9")
+    assert code == 2 and "cannot reach a Dask scheduler" in err, err
+    assert sorted(p.name for p in design.iterdir()) == ["npu.v", "report.json"]
 
 
 def test_explore_command_on_the_cluster(capsys, scheduler, tmp_path, monkeypatch):
