@@ -4,6 +4,7 @@ the same results as one process, byte for byte; the compilation shared between c
 that differ only in fields the compiler does not read; the errors of a bad scheduler."""
 
 import ast
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -15,7 +16,7 @@ import pytest
 
 from codesign import cli, cluster, isa, synth
 from codesign.compiler import compile_graph
-from codesign.dse import explore, load_target
+from codesign.dse import explore, load_target, parallel
 from codesign.dse.parallel import chunks
 from codesign.frontend import load_model
 
@@ -65,14 +66,29 @@ def _results(points, target, outdir: Path) -> dict[str, bytes]:
     return {name: (outdir / name).read_bytes() for name in ("explore.json", "pareto.md")}
 
 
-def test_pool_and_cluster_give_the_serial_results_byte_for_byte(space, scheduler, tmp_path):
+def test_pool_and_cluster_give_the_serial_results_byte_for_byte(space, scheduler, tmp_path,
+                                                                monkeypatch):
     graph, target, configs = space
     reference = _reference()
     assert sum(p.feasible for p in reference) > 1 and any(not p.feasible for p in reference)
+    bars = []
+
+    @contextlib.contextmanager
+    def step(description, total=None):
+        bars.append([description, total, 0])
+
+        def advance(n=1):
+            bars[-1][2] += n
+        yield advance
+
+    monkeypatch.setattr(parallel.progress, "step", step)
     serial = explore.explore(graph, target, configs)
     pool = explore.explore(graph, target, configs, jobs=2)
     dask = explore.explore(graph, target, configs, scheduler=scheduler)
     assert serial == reference and pool == reference and dask == reference
+    # One progress bar per run, over the configurations, full at the end.
+    n = len(configs)
+    assert bars == [[f"exploring {n} configurations of {graph.name} on ecp5-25k", n, n]] * 3
     expected = _results(reference, target, tmp_path / "reference")
     for name, points in (("pool", pool), ("dask", dask)):
         assert _results(points, target, tmp_path / name) == expected

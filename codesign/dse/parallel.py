@@ -177,7 +177,8 @@ def evaluate_all(graph, configs: list[HwConfig], target: Target, *, jobs: int = 
     else:
         cache: dict = {}
         with progress.step(title, total=len(configs)) as advance:
-            for i in chunks(configs, graph, target, 1)[0]:
-                done([i], [evaluate(graph, configs[i], target, cache=cache)])
-                advance()
+            for chunk in chunks(configs, graph, target, 1):
+                for i in chunk:
+                    done([i], [evaluate(graph, configs[i], target, cache=cache)])
+                    advance()
     return points
