@@ -467,6 +467,11 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
         raise InputError(f"--count must be in 1..{MAX_RANDOM_INPUTS}, not {count}")
     if seed < 0:
         raise InputError(f"--seed must be a non-negative integer, not {seed}")
+    if scheduler is not None:
+        from .cluster import connect
+
+        with connect(scheduler):    # an absent cluster is refused before anything is written
+            pass
     start = time.perf_counter()
     generate(model, outdir, config, store_all=per_layer)
     print(f"generate: {time.perf_counter() - start:.2f} s -> {outdir}")

@@ -211,7 +211,9 @@ def test_bad_scheduler_and_jobs_are_refused_in_one_line(capsys, tmp_path, monkey
         assert code == 2 and err.startswith("codesign: error: ") and err.count("\n") == 1, err
         assert match in err, err
         assert not out.exists()
-    # synth asks before minutes of synthesis.
+    # verify asks before it generates, synth before minutes of synthesis.
+    code, _, err = run(capsys, "verify", MODEL, "-o", out, "--scheduler", "tcp://127.0.0.1:9")
+    assert code == 2 and "cannot reach a Dask scheduler" in err and not out.exists(), err
     design = tmp_path / "design"
     design.mkdir()
     (design / "npu.v").write_text(COUNTER)
