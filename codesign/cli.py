@@ -6,6 +6,7 @@
     codesign verify MODEL.onnx [--input X.npy | --count N --seed S] [--array RxC] [...]
     codesign synth OUTDIR [--target NAME|FILE] [--seeds N]
     codesign explore MODEL.onnx --target NAME|FILE [-o OUTDIR] [--objective latency|...]
+                     [--jobs N | --scheduler tcp://HOST:PORT]
 
 Bad input is reported as one line on stderr with exit code 2 and no traceback (``--debug`` shows
 it); a mismatch between the RTL and the golden model (or onnxruntime, in ``verify``) exits 1.
@@ -170,15 +171,17 @@ def _report_text(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _select(model: Path, target_name: str, objective: str, config: HwConfig | None):
+def _select(model: Path, target_name: str, objective: str, config: HwConfig | None,
+            jobs: int = 1, scheduler: str | None = None):
     """The configuration for ``--target``: ``config`` if given (it must fit), else the best
-    feasible point of the design space for ``objective``; and the report section saying so."""
+    feasible point of the design space for ``objective`` (evaluated on ``jobs`` processes or
+    the Dask cluster at ``scheduler``); and the report section saying so."""
     from .dse import explore, load_target
 
     graph = _load(model)
     target = load_target(target_name)
     points = ([explore.evaluate(graph, config, target)] if config is not None
-              else explore.explore(graph, target))
+              else explore.explore(graph, target, jobs=jobs, scheduler=scheduler))
     ranked = explore.best(points, target, objective)
     chosen = ranked[0]
     section = {
@@ -242,14 +245,21 @@ def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = Fals
 
 # -- simulate -------------------------------------------------------------------------------------
 
-def _simulate(design: Design, batch, all_tensors: bool = False, memory=None, **sim):
+def _simulate(design: Design, batch, all_tensors: bool = False, memory=None,
+              scheduler: str | None = None, **sim):
     """Run ``batch`` on the RTL (behind ``memory``, a :class:`codesign.sim.runner.MemoryModel`;
-    ``sim``: :func:`codesign.driver.run_rtl`'s waveform, trace and failure options); returns
-    (RunResult, the golden model's tensors by name per inference)."""
+    split over the Dask cluster at ``scheduler`` if given; ``sim``:
+    :func:`codesign.driver.run_rtl`'s waveform, trace and failure options, local runs only);
+    returns (RunResult, the golden model's tensors by name per inference)."""
     from .driver import run_rtl
     from .reference import run
-    result = run_rtl(design.program, design.verilog, batch, all_tensors=all_tensors,
-                     memory=memory, **sim)
+    if scheduler is not None:
+        from . import cluster
+        result = cluster.run_rtl(design.program, design.verilog, batch, scheduler,
+                                 all_tensors=all_tensors)
+    else:
+        result = run_rtl(design.program, design.verilog, batch, all_tensors=all_tensors,
+                         memory=memory, **sim)
     return result, [run(design.graph, inputs) for inputs in batch]
 
 
@@ -539,7 +549,7 @@ def _qonnx_witness(model: Path, graph, golden_runs, raw) -> tuple:
 
 
 def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
-           count: int, seed: int, per_layer: bool = False) -> int:
+           count: int, seed: int, per_layer: bool = False, scheduler: str | None = None) -> int:
     import onnx
 
     from .frontend.qonnx import is_qonnx
@@ -551,6 +561,11 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
         raise InputError(f"--count must be in 1..{MAX_RANDOM_INPUTS}, not {count}")
     if seed < 0:
         raise InputError(f"--seed must be a non-negative integer, not {seed}")
+    if scheduler is not None:
+        from .cluster import connect
+
+        with connect(scheduler):    # an absent cluster is refused before anything is written
+            pass
     start = time.perf_counter()
     generate(model, outdir, config, store_all=per_layer)
     print(f"generate: {time.perf_counter() - start:.2f} s -> {outdir}")
@@ -564,7 +579,7 @@ def verify(model: Path, outdir: Path, config: HwConfig, input_path: Path | None,
     else:
         raw = _random_inputs(graph, count, seed)
         batch = [[graph.inputs[0].quantize(x)] for x in raw]
-    result, golden_runs = _simulate(design, batch, all_tensors=per_layer)
+    result, golden_runs = _simulate(design, batch, all_tensors=per_layer, scheduler=scheduler)
     _print_cycles(design, result)
     if is_qonnx(onnx.load(model, load_external_data=False)):
         ops, checks, outputs = _qonnx_witness(model, graph, golden_runs, raw)
@@ -630,13 +645,35 @@ def _add_target_args(p: argparse.ArgumentParser, help_text: str, required: bool 
                    help="what the chosen configuration minimizes (default latency)")
 
 
-def explore_cmd(model: Path, target_name: str, objective: str, outdir: Path) -> int:
+def _add_parallel_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--jobs N`` and ``--scheduler tcp://HOST:PORT``: where ``what`` runs."""
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help=f"{what} on N local processes (default: this machine's CPUs; 1: in "
+                        f"this process)")
+    _add_scheduler_arg(p, what)
+
+
+def _add_scheduler_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help=f"{what} on the Dask cluster of this scheduler (`dask scheduler`, "
+                        f"`dask worker tcp://HOST:PORT`; see the README's Dask section)")
+
+
+def _jobs(args) -> int:
+    """``--jobs``, or the CPUs this process may use."""
+    from .dse.parallel import default_jobs
+
+    return default_jobs() if args.jobs is None else args.jobs
+
+
+def explore_cmd(model: Path, target_name: str, objective: str, outdir: Path, jobs: int = 1,
+                scheduler: str | None = None) -> int:
     from .dse import explore, load_target
 
     graph = _load(model)
     target = load_target(target_name)
     start = time.perf_counter()
-    points = explore.explore(graph, target)
+    points = explore.explore(graph, target, jobs=jobs, scheduler=scheduler)
     front = explore.pareto(points, target)
     explore.write_results(points, front, target, outdir)
     print(f"{len(points)} configurations of {graph.name} on {target.name} in "
@@ -689,11 +726,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_args(g)
     _add_target_args(g, "size the NPU for this device: the best configuration that fits "
                         "(with --array: check that it fits)")
+    _add_parallel_args(g, "with --target: evaluate the configurations")
 
     x = sub.add_parser("explore", help="evaluate the design space of a model on a target")
     x.add_argument("model", type=Path)
     x.add_argument("-o", "--outdir", type=Path, help="default build/<model>-explore")
     _add_target_args(x, "device whose budget the configurations must fit", required=True)
+    _add_parallel_args(x, "evaluate the configurations")
 
     s = sub.add_parser("simulate", help="run a generated design under Verilator")
     s.add_argument("outdir", type=Path)
@@ -735,6 +774,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--per-layer", action="store_true",
                    help="compare every layer's output (RTL, golden, onnxruntime) and name the "
                         "first layer and element where they diverge")
+    _add_scheduler_arg(v, "simulate the inputs, split into one share per worker,")
     _add_config_args(v)
 
     y = sub.add_parser("synth", help="yosys + nextpnr on a generated design: resources, fmax")
@@ -742,8 +782,9 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--target", help="built-in target name or a .toml/.json target file "
                                     "(default: the design's, else ecp5-45k)")
     y.add_argument("--seeds", type=int, default=1, metavar="N",
-                   help="place and route with nextpnr seeds 1..N, two at a time, and keep the "
-                        "fastest (default 1)")
+                   help="place and route with nextpnr seeds 1..N, two at a time (with "
+                        "--scheduler: one task per seed), and keep the fastest (default 1)")
+    _add_scheduler_arg(y, "place and route the seeds")
     for command in sub.choices.values():
         _add_common_args(command, argparse.SUPPRESS)
         command.epilog = epilog
@@ -778,7 +819,8 @@ def _main(argv: list[str] | None) -> int:
             selection = None
             if args.target:
                 config, selection = _select(args.model, args.target, args.objective,
-                                            config if args.array else None)
+                                            config if args.array else None, _jobs(args),
+                                            args.scheduler)
                 config = _with_bus(config, args)
             report = generate(args.model, outdir, config, selection=selection)
             print(_report_text(report), end="")
@@ -790,13 +832,14 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "verify":
             return verify(args.model, args.outdir or _default_outdir(args.model),
                           _config_from_args(args), args.input, args.count, args.seed,
-                          args.per_layer)
+                          args.per_layer, args.scheduler)
         if args.command == "synth":
             from .synth import main as synth_main
             return synth_main(args)
         if args.command == "explore":
             return explore_cmd(args.model, args.target, args.objective,
-                               args.outdir or Path("build") / f"{args.model.stem}-explore")
+                               args.outdir or Path("build") / f"{args.model.stem}-explore",
+                               _jobs(args), args.scheduler)
     except InputError as err:
         if args.debug:
             raise

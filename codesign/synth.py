@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import process
+from . import process, progress
 from .dse.resources import budget, over_budget
 from .dse.targets import Target, load_target
 from .errors import InputError
@@ -75,6 +75,10 @@ class ToolError(InputError):
     def __init__(self, message: str, log: Path | None = None):
         super().__init__(message)
         self.log = log
+
+    def __reduce__(self):
+        # A failed seed on a Dask worker comes back pickled: keep the log with the message.
+        return type(self), (str(self), self.log)
 
 
 # -- running the tools ----------------------------------------------------------------------------
@@ -432,21 +436,40 @@ def place_and_route(result: SynthResult, target: Target, workdir: Path, *,
                      _critical_path(text), log, seconds, seed, {seed: fmax["fmax_mhz"]})
 
 
+def _seed_run(seed: int, result: SynthResult, target: Target, workdir: Path,
+              kwargs: dict) -> PnrResult:
+    """One placer seed of :func:`place_and_route_seeds`, in ``workdir/seed<N>``."""
+    work = workdir / f"seed{seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    return place_and_route(result, target, work, seed=seed, **kwargs)
+
+
 def place_and_route_seeds(result: SynthResult, target: Target, workdir: Path, seeds: int, *,
-                          jobs: int = 2, **kwargs) -> PnrResult:
-    """:func:`place_and_route` with placer seeds ``1..seeds``, ``jobs`` at a time, each in a
+                          jobs: int = 2, scheduler: str | None = None,
+                          **kwargs) -> PnrResult:
+    """:func:`place_and_route` with placer seeds ``1..seeds``, ``jobs`` at a time (or each a
+    task on the Dask cluster at ``scheduler``, whose workers must see ``workdir``), each in a
     directory ``workdir/seed<N>``; returns the fastest placement (the lowest seed of equals),
     with every seed's fmax and the seeds' total tool time."""
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, not {seeds}")
+    numbers = list(range(1, seeds + 1))
+    with progress.step(f"placing and routing {seeds} seed{'s' * (seeds > 1)} on "
+                       f"{target.name}", total=seeds) as advance:
+        if scheduler is not None:
+            from .cluster import connect, map_ordered
 
-    def one(seed: int) -> PnrResult:
-        work = workdir / f"seed{seed}"
-        work.mkdir(parents=True, exist_ok=True)
-        return place_and_route(result, target, work, seed=seed, **kwargs)
-
-    with concurrent.futures.ThreadPoolExecutor(max(1, min(jobs, seeds))) as pool:
-        runs = list(pool.map(one, range(1, seeds + 1)))
+            with connect(scheduler) as client:
+                runs = map_ordered(client, _seed_run, numbers, result, target, workdir,
+                                   kwargs, done=lambda i, run: advance())
+        else:
+            with concurrent.futures.ThreadPoolExecutor(max(1, min(jobs, seeds))) as pool:
+                futures = [pool.submit(_seed_run, seed, result, target, workdir, kwargs)
+                           for seed in numbers]
+                for future in concurrent.futures.as_completed(futures):
+                    future.result()
+                    advance()
+                runs = [future.result() for future in futures]
     best = max(runs, key=lambda r: (r.fmax_mhz is not None, r.fmax_mhz or 0.0, -r.seed))
     return replace(best, seconds=sum(r.seconds for r in runs),
                    fmax_by_seed={r.seed: r.fmax_mhz for r in runs})
@@ -550,10 +573,11 @@ def _summary(s: dict) -> str:
 
 
 def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = True,
-          seeds: int = 1) -> dict:
+          seeds: int = 1, scheduler: str | None = None) -> dict:
     """Synthesize (and for FPGAs place and route, with placer seeds ``1..seeds``, keeping the
-    fastest) the design in ``outdir``; add a ``synth`` section to report.json and a summary to
-    report.txt; write vendor scripts. Returns the section."""
+    fastest; on the Dask cluster at ``scheduler`` if given) the design in ``outdir``; add a
+    ``synth`` section to report.json and a summary to report.txt; write vendor scripts.
+    Returns the section."""
     if seeds < 1:
         raise InputError(f"--seeds must be at least 1, not {seeds}")
     outdir = Path(outdir)
@@ -577,10 +601,17 @@ def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = Tru
                          f"or generate it again with --target {target.name}")
     verilog = (outdir / _VERILOG).read_text()
     verilog_ports(verilog)          # a clear error before minutes of synthesis
+    if scheduler is not None and target.is_fpga:
+        from .cluster import connect
 
-    work = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.synth.", dir=outdir.parent))
+        with connect(scheduler):    # likewise: a cluster that is not there
+            pass
+
+    # Absolute: Dask workers (--scheduler) run in directories of their own.
+    work = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.synth.", dir=outdir.absolute().parent))
     try:
-        return _synth_in(work, outdir, report, target, verilog, keep_logs, seeds)
+        return _synth_in(work, outdir, report, target, verilog, keep_logs, seeds,
+                         scheduler)
     except ToolError as err:
         if err.log is None or not err.log.is_relative_to(work):
             raise
@@ -598,7 +629,7 @@ def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = Tru
 
 
 def _synth_in(work: Path, outdir: Path, report: dict, target: Target, verilog: str,
-              keep_logs: bool, seeds: int) -> dict:
+              keep_logs: bool, seeds: int, scheduler: str | None = None) -> dict:
     result = synthesize(verilog, target, work, netlist=target.is_fpga)
     section: dict = {
         "target": target.to_dict(),
@@ -614,7 +645,7 @@ def _synth_in(work: Path, outdir: Path, report: dict, target: Target, verilog: s
         if over:
             section["over"] = over
         else:
-            pnr = place_and_route_seeds(result, target, work, seeds)
+            pnr = place_and_route_seeds(result, target, work, seeds, scheduler=scheduler)
             section.update({
                 "fmax_mhz": pnr.fmax_mhz, "fmax_pre_route_mhz": pnr.fmax_pre_route_mhz,
                 "timing_met": pnr.timing_met, "critical_path": pnr.critical_path,
@@ -668,7 +699,7 @@ def _synth_in(work: Path, outdir: Path, report: dict, target: Target, verilog: s
 def main(args) -> int:
     """``codesign synth OUTDIR [--target T]`` (called from :mod:`codesign.cli`)."""
     start = time.perf_counter()
-    section = synth(args.outdir, args.target, seeds=args.seeds)
+    section = synth(args.outdir, args.target, seeds=args.seeds, scheduler=args.scheduler)
     print(_summary(section), end="")
     report = json.loads((Path(args.outdir) / _REPORT_JSON).read_text())
     vendor = (f", {_VIVADO}, {_QSF}" if _portable(report) else

@@ -33,8 +33,8 @@ from .energy import energy_per_inference
 from .resources import estimate, over_budget
 from .targets import Target
 
-__all__ = ["Point", "OBJECTIVES", "candidates", "evaluate", "explore", "pareto", "best",
-           "resources_text", "write_results"]
+__all__ = ["Point", "OBJECTIVES", "COMPILER_FIELDS", "candidates", "compile_key", "built_for",
+           "evaluate", "explore", "pareto", "best", "resources_text", "write_results"]
 
 #: What ``generate --target`` may minimize.
 OBJECTIVES = ("latency", "energy", "resources", "edp")
@@ -110,22 +110,69 @@ def for_memory(config: HwConfig, target: Target) -> HwConfig:
     return dataclasses.replace(config, max_reads=reads_needed(target.memory_timing(config)))
 
 
-def evaluate(graph, config: HwConfig, target: Target, *, cost_all: bool = False) -> Point:
-    """Cost ``config``, built for ``target`` (with the target's multiplier cells and pipeline
-    depth), running ``graph`` on it; a configuration over the target's budget is not compiled
-    (its latency and energy stay 0) unless ``cost_all``."""
+#: The :class:`~codesign.isa.HwConfig` fields that :func:`~codesign.compiler.compile_graph`
+#: reads (directly or through the derived widths ``act_bytes``, ``word_bytes``, ``slices``,
+#: ``depth``, ``lut_depth``, ``insn_words``, ``dw_weight_words``), in the compiler, its
+#: prefetch and hazard passes and the GEMV stream length it takes from the timing model. The
+#: others -- requantizer sharing (``requant_groups``, ``requant_steps``), ``mult_cell``,
+#: ``deep_pipeline`` and the bus wrapper (``bus``, ``max_reads``, ``axi_id_bits``,
+#: ``wb_classic``) -- change the hardware and its timing, not the program: configurations that
+#: differ only in them share one compilation (tests/test_explore_parallel.py checks both this
+#: list against the compiler's source and the programs themselves).
+COMPILER_FIELDS = ("rows", "cols", "bus_bytes", "act_depth", "wgt_depth", "acc_depth",
+                   "prm_depth", "dw_width", "eltwise", "gemv", "lut_tables")
+
+
+def compile_key(config: HwConfig) -> tuple:
+    """What the program compiled for ``config`` depends on (:data:`COMPILER_FIELDS`)."""
+    return tuple(getattr(config, name) for name in COMPILER_FIELDS)
+
+
+def built_for(graph, config: HwConfig, target: Target) -> HwConfig:
+    """``config`` as :func:`evaluate` costs it on ``target``: sized for ``graph`` (a LUT engine
+    when it has lookup tables), with the target's multiplier cells, pipeline depth and memory
+    (:func:`for_memory`)."""
     from ..compiler.lower import sized_for
 
-    config = for_memory(dataclasses.replace(sized_for(graph, config),
-                                            mult_cell=target.mult_cell,
-                                            deep_pipeline=target.deep_pipeline), target)
+    return for_memory(dataclasses.replace(sized_for(graph, config),
+                                          mult_cell=target.mult_cell,
+                                          deep_pipeline=target.deep_pipeline), target)
+
+
+def _compiled(graph, config: HwConfig, cache: dict | None):
+    """``compile_graph(graph, config)``, or the program last compiled (kept in ``cache``) if
+    its configuration had the same :func:`compile_key`, given ``config`` as its own; a
+    :class:`TilingError` is remembered likewise. One program is kept (a small array's DS-CNN
+    program holds 10^5 instructions): callers evaluate the configurations of one key in a row."""
+    if cache is None:
+        return compile_graph(graph, config)
+    key = compile_key(config)
+    if key not in cache:
+        cache.clear()
+        try:
+            cache[key] = compile_graph(graph, config)
+        except TilingError as err:
+            cache[key] = err
+    found = cache[key]
+    if isinstance(found, TilingError):
+        raise found
+    return dataclasses.replace(found, config=config)
+
+
+def evaluate(graph, config: HwConfig, target: Target, *, cost_all: bool = False,
+             cache: dict | None = None) -> Point:
+    """Cost ``config``, built for ``target`` (:func:`built_for`), running ``graph`` on it; a
+    configuration over the target's budget is not compiled (its latency and energy stay 0)
+    unless ``cost_all``. ``cache`` (a dict kept across calls with the same ``graph``) shares one
+    compilation between consecutive configurations of one :func:`compile_key`."""
+    config = built_for(graph, config, target)
     memory = target.memory_timing(config)
     resources = estimate(config, target)
     over = over_budget(resources, target)
     if over and not cost_all:
         return Point(config, False, "over budget: " + ", ".join(over), resources=resources)
     try:
-        program = compile_graph(graph, config)
+        program = _compiled(graph, config, cache)
     except TilingError as err:
         return Point(config, False, f"does not map: {err}", resources=resources)
     cycles = schedule(program.insns, config, memory=memory).cycles
@@ -134,9 +181,16 @@ def evaluate(graph, config: HwConfig, target: Target, *, cost_all: bool = False)
                  energy_per_inference(program).total_uj, resources)
 
 
-def explore(graph, target: Target, configs: list[HwConfig] | None = None) -> list[Point]:
-    """Evaluate every candidate (by default :func:`candidates` for ``target``)."""
-    return [evaluate(graph, c, target) for c in (configs or candidates(target=target))]
+def explore(graph, target: Target, configs: list[HwConfig] | None = None, *, jobs: int = 1,
+            scheduler: str | None = None) -> list[Point]:
+    """Evaluate every candidate (by default :func:`candidates` for ``target``), in candidate
+    order: in this process (``jobs=1``), on ``jobs`` local processes, or on the Dask cluster
+    whose scheduler is at ``scheduler`` (:mod:`codesign.dse.parallel`); the points are the
+    same whichever runs them."""
+    from .parallel import evaluate_all
+
+    return evaluate_all(graph, configs or candidates(target=target), target, jobs=jobs,
+                        scheduler=scheduler)
 
 
 def pareto(points: list[Point], target: Target) -> list[Point]:
