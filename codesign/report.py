@@ -269,8 +269,8 @@ def energy_svg(report: dict) -> str:
                     f'fill="{colours.get(name, "#888")}"><title>{_e(name)}: {pj / 1e3:.4g} nJ '
                     f'({100 * pj / total:.1f}%)</title></rect>')
         x += w
-    return (f'<svg role="img" width="660" height="56" '
-            f'viewBox="0 0 660 56"><title>energy per inference by component</title>'
+    return ('<svg role="img" width="660" height="56" '
+            'viewBox="0 0 660 56"><title>energy per inference by component</title>'
             + "".join(body) + "</svg>")
 
 
