@@ -40,7 +40,7 @@ def test_generate_writes_everything_and_is_reproducible(capsys, tmp_path):
     run(capsys, "generate", model, "-o", tmp_path / "b", "--array", "4x2")
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == sorted(["npu.v", "program.bin", "program.lst", "memory.bin", "symbols.json",
-                            "config.json", "report.json", "report.txt", "model.onnx",
+                            "config.json", "report.json", "report.txt", "report.html", "model.onnx",
                             "npu_regs.h", "npu_regs.py", "registers.md", "memory.hex",
                             "npu_model.h", "codesign_npu.h", "codesign_npu.c"])
     for name in files:

@@ -245,8 +245,18 @@ def _device_limit(ax, target: Target) -> bool:
 
 
 def plot(points: list[Point], front: list[Point], target: Target, path: Path) -> None:
+    """:func:`pareto_figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = pareto_figure(points, front, target)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def pareto_figure(points: list[Point], front: list[Point], target: Target):
     """Latency vs resources (colour: energy) with the Pareto front, its points labelled with
-    their configuration (:func:`point_label`), and the device's capacity, as a PNG."""
+    their configuration (:func:`point_label`), and the device's capacity: a matplotlib
+    figure (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -290,8 +300,7 @@ def plot(points: list[Point], front: list[Point], target: Target, path: Path) ->
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13),
               ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+    return fig
 
 
 def write_results(points: list[Point], front: list[Point], target: Target,
