@@ -137,6 +137,15 @@ def _reductions_text(cfg: dict) -> str:
     return text
 
 
+def _bus_cycles_text(report: dict) -> list[str]:
+    """The line giving the cycles behind a bus, where the layers' cycles assume one."""
+    timing = report["timing"]
+    if timing["cycles_per_inference"] == report["cycles_per_inference"]:
+        return []
+    return [f"with {timing['memory']['description']}: {timing['cycles_per_inference']:,} "
+            f"cycles per inference (the layers' cycles below)"]
+
+
 def _report_text(report: dict) -> str:
     cfg = report["config"]
     lines = [f"codesign {report['codesign']} — model {report['model']}",
@@ -146,6 +155,7 @@ def _report_text(report: dict) -> str:
              f"MACs per inference: {report['macs_per_inference']}, cycles per inference "
              f"{report['cycles_per_inference']:,} (MAC utilization "
              f"{100 * report['mac_utilization']:.1f}%)",
+             *_bus_cycles_text(report),
              f"program: {report['program']['instructions']} instructions, memory image "
              f"{report['program']['image_bytes']} bytes, external memory "
              f"{report['program']['external_memory_bytes']} bytes", "",
