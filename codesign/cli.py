@@ -194,6 +194,11 @@ def _select(model: Path, target_name: str, objective: str, config: HwConfig | No
         "candidates": len(points), "feasible": sum(p.feasible for p in points),
         "chosen": chosen.to_json(target),
         "runners_up": [p.to_json(target) for p in ranked[1:4]],
+        # For report.html's plot of the front (codesign.report).
+        "pareto": [{"label": explore.point_label(p.config), "size": p.size(target),
+                    "latency_ms": p.latency_ms, "energy_uj": p.energy_uj,
+                    "chosen": p is chosen} for p in explore.pareto(points, target)],
+        "capacity": explore.capacity(target),
     }
     return chosen.config, section, target
 

@@ -28,7 +28,7 @@ from .isa import ENGINE, HwConfig, Opcode, decode
 from .timing import NATIVE, MemoryTiming, bus_timing, layer_cycles, schedule
 
 __all__ = ["REPORT_HTML", "analyse", "report_memory", "render_html", "write_reports",
-           "write_atomically"]
+           "write_atomically", "roofline_svg", "energy_svg", "pareto_svg"]
 
 #: The page, beside report.json in OUTDIR.
 REPORT_HTML = "report.html"
@@ -295,6 +295,9 @@ svg{background:#fff;border:1px solid #e2e8f0;font:12px system-ui,sans-serif}
 svg .frame{fill:none;stroke:#94a3b8}svg .grid{stroke:#e2e8f0}
 svg .roof{fill:none;stroke:#dc2626;stroke-width:2}svg .rooflabel{fill:#dc2626}
 svg .layer circle{fill:#4f46e5}svg .onchip circle{fill:#059669}
+svg .front{fill:none;stroke:#dc2626;stroke-width:1.5}svg .point circle{fill:#dc2626}
+svg .chosen circle{fill:#dc2626;stroke:#111827;stroke-width:3}
+svg .limit{stroke:#374151;stroke-dasharray:6 4}svg .limittext{fill:#374151}
 .swatch{display:inline-block;width:11px;height:11px;margin-right:4px;vertical-align:-1px}
 .legend span.item{margin-right:14px;white-space:nowrap}
 .note{color:#64748b;font-size:12px;max-width:900px}
@@ -509,16 +512,79 @@ def _synthesis(report: dict) -> list[str]:
             f"<th>available</th><th>utilisation</th></tr></thead><tbody>{rows}</tbody></table>"]
 
 
+def _nice_step(rough: float) -> float:
+    """The smallest of 1, 2, 5 times a power of ten that is at least ``rough``."""
+    power = 10.0 ** math.floor(math.log10(rough))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+
+
+def pareto_svg(target: dict) -> str:
+    """The Pareto front of ``generate --target`` (report.json's "target" section): latency
+    (log) against size (linear, from 0 to past the device's capacity), the points labelled
+    with their configuration, the chosen one ringed, the capacity a dashed line."""
+    front, cap = target["pareto"], target["capacity"]
+    left, top, w, h = 70, 20, 640, 300
+    x_max = 1.08 * max([cap["value"]] + [p["size"] for p in front]) or 1.0
+    y0 = math.floor(math.log10(min(p["latency_ms"] for p in front)))
+    y1 = max(math.ceil(math.log10(max(p["latency_ms"] for p in front))), y0 + 1)
+
+    def px(x: float) -> float:
+        return left + x / x_max * w
+
+    def py(y: float) -> float:
+        return top + (y1 - math.log10(y)) / (y1 - y0) * h
+
+    body = [f'<rect x="{left}" y="{top}" width="{w}" height="{h}" class="frame"/>']
+    for k in range(y0, y1 + 1):
+        body.append(f'<line x1="{left}" y1="{py(10.0 ** k):.1f}" x2="{left + w}" '
+                    f'y2="{py(10.0 ** k):.1f}" class="grid"/><text x="{left - 8}" '
+                    f'y="{py(10.0 ** k) + 4:.1f}" text-anchor="end">{_decade(k)}</text>')
+    if cap["value"]:
+        x = px(cap["value"])
+        body.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + h}" class="limit"/>'
+                    f'<text x="{x - 4:.1f}" y="{top + 14}" text-anchor="end" class="limittext">'
+                    f'{_e(target["name"])}: {cap["value"]:,g} {_e(cap["unit"])}</text>')
+    ordered = sorted(front, key=lambda p: p["size"])
+    body.append('<polyline class="front" points="' + " ".join(
+        f'{px(p["size"]):.1f},{py(p["latency_ms"]):.1f}' for p in ordered) + '"/>')
+    for i, p in enumerate(ordered):
+        x, y = px(p["size"]), py(p["latency_ms"])
+        dx, anchor = (-8, "end") if i % 2 else (8, "start")
+        body.append(f'<g class="{"chosen" if p["chosen"] else "point"}"><title>{_e(p["label"])}: '
+                    f'{p["latency_ms"]:.4g} ms, {p["size"]:,.4g} {_e(cap["unit"])}, '
+                    f'{p["energy_uj"]:.4g} µJ</title><circle cx="{x:.1f}" cy="{y:.1f}" r="5"/>'
+                    f'<text x="{x + dx:.1f}" y="{y + 4:.1f}" text-anchor="{anchor}">'
+                    f'{_e(p["label"])}</text></g>')
+    body.append(f'<text x="{left + w / 2}" y="{top + h + 36}" text-anchor="middle">'
+                f'{_e(cap["unit"])} (estimated)</text><text transform="translate(16 '
+                f'{top + h / 2}) rotate(-90)" text-anchor="middle">latency (ms at '
+                f'{target["clock_goal_mhz"]:g} MHz)</text>')
+    step = _nice_step(x_max / 5)
+    for k in range(int(x_max / step) + 1):
+        body.append(f'<text x="{px(k * step):.1f}" y="{top + h + 18}" text-anchor="middle">'
+                    f'{k * step:,.6g}</text>')
+    width, height = left + w + 20, top + h + 50
+    return (f'<svg role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+            '<title>the Pareto front of latency, size and energy</title>' + "".join(body)
+            + "</svg>")
+
+
 def _selection(report: dict) -> list[str]:
     t = report.get("target")
     if not isinstance(t, dict) or "chosen" not in t:
         return []
     chosen = t["chosen"]
-    return ["<h2>Configuration choice</h2>",
-            f"<p>Chosen for {_e(t['objective'])} out of {_num(t['candidates'])} configurations "
-            f"({_num(t['feasible'])} fit {_e(t['name'])}): estimated "
-            f"{chosen['latency_ms']:.4g} ms at {t['clock_goal_mhz']:g} MHz, "
-            f"{chosen['energy_uj']:.4g} µJ.</p>"]
+    out = ["<h2>Configuration choice</h2>",
+           f"<p>Chosen for {_e(t['objective'])} out of {_num(t['candidates'])} configurations "
+           f"({_num(t['feasible'])} fit {_e(t['name'])}): estimated "
+           f"{chosen['latency_ms']:.4g} ms at {t['clock_goal_mhz']:g} MHz, "
+           f"{chosen['energy_uj']:.4g} µJ.</p>"]
+    if t.get("pareto"):
+        out += [f'<div id="pareto">{pareto_svg(t)}</div>',
+                '<p class="note">The Pareto front (no configuration is better on latency, size '
+                'and energy at once; the chosen one is ringed); configuration labels as in '
+                "explore's pareto.png (README, The report).</p>"]
+    return out
 
 
 def render_html(report: dict) -> str:

@@ -257,3 +257,20 @@ def test_simulate_and_synth_extend_the_report(capsys, tmp_path):
     assert used["lut"] == data["synth"]["resources"]["lut"]
     assert f"fmax {data['synth']['fmax_mhz']:.2f} MHz" in (outdir / "report.html").read_text()
     capsys.readouterr()
+
+
+def test_generate_with_target_plots_the_front(tmp_path):
+    """generate --target puts the Pareto front (here the one configuration given) into
+    report.json and plots it in report.html, labelled, with the target's capacity (an ASIC's
+    area budget)."""
+    outdir = tmp_path / "d"
+    assert cli.main(["generate", str(build(SMALL)), "-o", str(outdir), "--array", "2x2",
+                     "--target", "asic"]) == 0
+    data = json.loads((outdir / "report.json").read_text())
+    target = load_target("asic")
+    (point,) = data["target"]["pareto"]
+    assert point["chosen"] and point["label"] == explore.point_label(HwConfig(**data["config"]))
+    assert data["target"]["capacity"] == {"value": target.area_mm2, "unit": "mm²"}
+    text = (outdir / "report.html").read_text()
+    assert 'id="pareto"' in text and f">{point['label']}</text>" in text
+    assert f"asic: {target.area_mm2:,g} mm²" in text

@@ -228,13 +228,19 @@ def _labelled(front: list[Point]) -> list[tuple[Point, str]]:
     return out
 
 
-def _device_limit(ax, target: Target) -> bool:
-    """The target's capacity on the size axis (its LUTs, or its area budget) as a labelled
-    vertical line; False if it has none."""
+def capacity(target: Target) -> dict:
+    """The target's capacity on the front's size axis (:meth:`Point.size`): ``value`` (LUTs,
+    or the area budget in mm²; 0 if it has none) and its ``unit``."""
     from .resources import budget
 
     key, unit = ("area_mm2", "mm²") if target.family == "asic" else ("lut", "LUTs")
-    limit = budget(target).get(key)
+    return {"value": budget(target).get(key, 0), "unit": unit}
+
+
+def _device_limit(ax, target: Target) -> bool:
+    """The target's capacity on the size axis (:func:`capacity`) as a labelled vertical line;
+    False if it has none."""
+    limit, unit = (capacity(target)[k] for k in ("value", "unit"))
     if not limit:
         return False
     ax.axvline(limit, color="0.25", linestyle="--", linewidth=1)
