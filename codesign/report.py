@@ -101,7 +101,9 @@ def analyse(program, memory: MemoryTiming = NATIVE, memory_text: str = "") -> di
             "bandwidth_bytes_per_cycle": config.bus_bytes * memory.read_rate(config.max_reads),
         },
         "instruction_mix": _instruction_mix(program, sched.durations),
-        "energy": {"total_uj": energy.total_uj, "pj_per_mac": energy.pj_per_mac,
+        # (JSON has no infinity: a model without MACs has no energy per MAC.)
+        "energy": {"total_uj": energy.total_uj,
+                   "pj_per_mac": energy.pj_per_mac if energy.useful_macs else None,
                    "components_pj": energy.energy_pj, "grouped_pj": energy.grouped(),
                    "instruction_fetch_bytes": energy.counts.fetch_bytes},
     }
@@ -121,9 +123,11 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def write_reports(outdir: Path, report: dict) -> None:
-    """Write ``report`` as report.json and render report.html from it, each atomically."""
+    """Write ``report`` as report.json and render report.html from it, each atomically (both
+    rendered before either is replaced)."""
+    page = render_html(report)
     write_atomically(outdir / "report.json", json.dumps(report, indent=2) + "\n")
-    write_atomically(outdir / REPORT_HTML, render_html(report))
+    write_atomically(outdir / REPORT_HTML, page)
 
 
 # -- SVG ------------------------------------------------------------------------------------------
@@ -359,8 +363,8 @@ def _header(report: dict) -> list[str]:
                                           report.get("cycles_per_inference"))
     if cycles:
         cards.append(_card(_num(cycles), "cycles per inference (timing model)"))
-        if "macs_per_inference" in report and isinstance(report.get("config"), dict):
-            peak = report["config"]["rows"] * report["config"]["cols"]
+        if "macs_per_inference" in report and isinstance(cfg, dict) and "rows" in cfg:
+            peak = cfg["rows"] * cfg["cols"]
             cards.append(_card(_pct(report["macs_per_inference"] / (cycles * peak)),
                                "MAC utilization"))
     clock = _clock(report)
@@ -460,7 +464,7 @@ def _energy(report: dict) -> list[str]:
                      for name, pj in components.items() if pj > 0)
     groups = " · ".join(f"{name} {_num(pj / 1e3)} nJ" for name, pj in energy["grouped_pj"].items())
     return ["<h2>Energy per inference</h2>",
-            f'<p>{energy["total_uj"]:.4g} µJ ({energy["pj_per_mac"]:.3g} pJ per MAC): '
+            f'<p>{energy["total_uj"]:.4g} µJ ({_num(energy["pj_per_mac"])} pJ per MAC): '
             f"{_e(groups)}</p>",
             f'<div id="energy">{energy_svg(report)}</div><p class="legend">{legend}</p>',
             '<p class="note">Dynamic energy from the program\'s exact operation and access '
