@@ -108,10 +108,14 @@ def _load(model: Path):
     return load_model(model)
 
 
-def _report(graph, config: HwConfig, program) -> dict:
+def _report(graph, config: HwConfig, program, target=None) -> dict:
+    """report.json of ``program``: the totals, and the per-layer numbers, instruction mix and
+    energy of :func:`codesign.report.analyse` with the memory of ``target`` (if any)."""
+    from .report import analyse, report_memory
     from .timing import schedule
 
     cycles = schedule(program.insns, config).cycles
+    numbers = analyse(program, *report_memory(config, target))
     return {
         "codesign": __version__,
         "model": graph.name,
@@ -123,8 +127,7 @@ def _report(graph, config: HwConfig, program) -> dict:
         "program": {"instructions": len(program.insns),
                     "image_bytes": int(program.image.size),
                     "external_memory_bytes": program.ext_words * config.bus_bytes},
-        "layers": [{"name": layer.name, "kind": layer.kind, "macs": layer.macs,
-                    "instructions": layer.n_insns} for layer in program.layers],
+        **numbers,
     }
 
 
@@ -143,6 +146,15 @@ def _reductions_text(cfg: dict) -> str:
     return text
 
 
+def _bus_cycles_text(report: dict) -> list[str]:
+    """The line giving the cycles behind a bus, where the layers' cycles assume one."""
+    timing = report["timing"]
+    if timing["cycles_per_inference"] == report["cycles_per_inference"]:
+        return []
+    return [f"with {timing['memory']['description']}: {timing['cycles_per_inference']:,} "
+            f"cycles per inference (the layers' cycles below)"]
+
+
 def _report_text(report: dict) -> str:
     cfg = report["config"]
     lines = [f"codesign {report['codesign']} — model {report['model']}",
@@ -152,13 +164,16 @@ def _report_text(report: dict) -> str:
              f"MACs per inference: {report['macs_per_inference']}, cycles per inference "
              f"{report['cycles_per_inference']:,} (MAC utilization "
              f"{100 * report['mac_utilization']:.1f}%)",
+             *_bus_cycles_text(report),
              f"program: {report['program']['instructions']} instructions, memory image "
              f"{report['program']['image_bytes']} bytes, external memory "
              f"{report['program']['external_memory_bytes']} bytes", "",
-             f"{'layer':<32} {'kind':<8} {'MACs':>10} {'insns':>6}"]
+             f"{'layer':<32} {'kind':<8} {'MACs':>10} {'insns':>6} {'cycles':>9} "
+             f"{'util':>6} {'ext bytes':>10}"]
     for layer in report["layers"]:
         lines.append(f"{layer['name'][:32]:<32} {layer['kind']:<8} {layer['macs']:>10} "
-                     f"{layer['instructions']:>6}")
+                     f"{layer['instructions']:>6} {layer['cycles']:>9} "
+                     f"{100 * layer['utilization']:>5.1f}% {layer['ext_bytes']:>10}")
     if "target" in report:
         from .dse.explore import resources_text
 
@@ -175,7 +190,7 @@ def _select(model: Path, target_name: str, objective: str, config: HwConfig | No
             jobs: int = 1, scheduler: str | None = None):
     """The configuration for ``--target``: ``config`` if given (it must fit), else the best
     feasible point of the design space for ``objective`` (evaluated on ``jobs`` processes or
-    the Dask cluster at ``scheduler``); and the report section saying so."""
+    the Dask cluster at ``scheduler``); the report section saying so; and the target."""
     from .dse import explore, load_target
 
     graph = _load(model)
@@ -189,8 +204,13 @@ def _select(model: Path, target_name: str, objective: str, config: HwConfig | No
         "candidates": len(points), "feasible": sum(p.feasible for p in points),
         "chosen": chosen.to_json(target),
         "runners_up": [p.to_json(target) for p in ranked[1:4]],
+        # For report.html's plot of the front (codesign.report).
+        "pareto": [{"label": explore.point_label(p.config), "size": p.size(target),
+                    "latency_ms": p.latency_ms, "energy_uj": p.energy_uj,
+                    "chosen": p is chosen} for p in explore.pareto(points, target)],
+        "capacity": explore.capacity(target),
     }
-    return chosen.config, section
+    return chosen.config, section, target
 
 
 def _copy_model(model: Path, target: Path) -> None:
@@ -212,6 +232,7 @@ def _copy_model(model: Path, target: Path) -> None:
 
 def _write_files(staging: Path, model: Path, config: HwConfig, program, report: dict) -> None:
     from .hostgen import write_host_files
+    from .report import REPORT_HTML, render_html
     from .verilog import npu_verilog
 
     (staging / VERILOG).write_text(npu_verilog(config))
@@ -221,22 +242,24 @@ def _write_files(staging: Path, model: Path, config: HwConfig, program, report: 
     (staging / CONFIG).write_text(config.to_json())
     (staging / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
     (staging / REPORT_TXT).write_text(_report_text(report))
+    (staging / REPORT_HTML).write_text(render_html(report))
     _copy_model(model, staging / MODEL)
 
 
 def generate(model: Path, outdir: Path, config: HwConfig, store_all: bool = False,
-             selection: dict | None = None) -> dict:
+             selection: dict | None = None, target=None) -> dict:
     """Compile ``model`` for ``config`` and write the design directory atomically.
 
     ``store_all`` writes every tensor to external memory (for ``verify --per-layer``), not only
-    those that do not stay on chip from one layer to the next."""
+    those that do not stay on chip from one layer to the next; ``target``'s memory is the one
+    the report's per-layer cycles assume behind a bus."""
     from .compiler import compile_graph
     from .compiler.lower import sized_for
 
     graph = _load(model)
     config = sized_for(graph, config)   # a LUT engine when the model has lookup tables
     program = compile_graph(graph, config, store_all=store_all)
-    report = _report(graph, config, program)
+    report = _report(graph, config, program, target)
     if selection is not None:
         report["target"] = selection
     write_design(outdir, lambda staging: _write_files(staging, model, config, program, report))
@@ -380,6 +403,46 @@ def _write_text(out, text: str) -> None:
             tmp.unlink()
 
 
+def _model_cycles(design: Design, memory=None) -> int:
+    """The timing model's cycles per inference with the memory that was simulated."""
+    from .timing import NATIVE, bus_timing, program_cycles
+
+    c = design.config
+    if memory is not None:
+        timing = bus_timing(c, memory.latency, 1.0 - memory.stall)
+    else:               # the runner's default memory: read latency 1, no stalls
+        timing = NATIVE if c.bus == "native" else bus_timing(c)
+    return program_cycles(design.program, timing)
+
+
+def _record_simulation(design: Design, result, mismatches: int, memory=None) -> None:
+    """Add the run to report.json (section "simulation") and re-render report.html; a missing
+    or unreadable report.json is left alone, with a note (the run itself has succeeded)."""
+    from .report import write_reports
+
+    path = design.dir / REPORT_JSON
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        print(f"codesign: note: report.html not updated: cannot read {path} ({err})",
+              file=sys.stderr)
+        return
+    if not isinstance(report, dict):
+        print(f"codesign: note: report.html not updated: {path} is not a JSON object",
+              file=sys.stderr)
+        return
+    report["simulation"] = {
+        "inferences": len(result.cycles), "cycles_per_inference": list(result.cycles),
+        "model_cycles": _model_cycles(design, memory), "mismatches": mismatches,
+        "sim_cycles_per_second": result.sim_cycles_per_second,
+        "memory": (None if memory is None else
+                   {"latency": memory.latency, "stall": memory.stall, "seed": memory.seed})}
+    try:
+        write_reports(design.dir, report)
+    except OSError as err:
+        print(f"codesign: note: report.html not updated: {err}", file=sys.stderr)
+
+
 def simulate(outdir: Path, input_path: Path, output_path: Path | None,
              mem_latency: int | None = None, mem_stall: float | None = None,
              mem_seed: int = 1, waves_path: Path | None = None, cycles: str | None = None,
@@ -411,6 +474,7 @@ def simulate(outdir: Path, input_path: Path, output_path: Path | None,
         print(f"wrote {trace_path} ({sum(map(len, result.dispatches))} dispatches)")
     if waves_out is not None:
         print(f"wrote {waves_path}")
+    _record_simulation(design, result, bad, memory)
     if bad:
         print(f"MISMATCH: {bad} output element(s) differ from the golden model", file=sys.stderr)
         return 1
@@ -816,13 +880,13 @@ def _main(argv: list[str] | None) -> int:
             config = _config_from_args(args)
             outdir = args.outdir or _default_outdir(args.model)
             start = time.perf_counter()
-            selection = None
+            selection = target = None
             if args.target:
-                config, selection = _select(args.model, args.target, args.objective,
-                                            config if args.array else None, _jobs(args),
-                                            args.scheduler)
+                config, selection, target = _select(args.model, args.target, args.objective,
+                                                    config if args.array else None, _jobs(args),
+                                                    args.scheduler)
                 config = _with_bus(config, args)
-            report = generate(args.model, outdir, config, selection=selection)
+            report = generate(args.model, outdir, config, selection=selection, target=target)
             print(_report_text(report), end="")
             print(f"wrote {outdir} in {time.perf_counter() - start:.2f} s")
             return 0

@@ -50,6 +50,7 @@ from . import process, progress
 from .dse.resources import budget, over_budget
 from .dse.targets import Target, load_target
 from .errors import InputError
+from .report import REPORT_HTML, render_html
 
 __all__ = ["synth", "synthesize", "packed_cells", "place_and_route", "place_and_route_seeds",
            "SynthResult", "PnrResult",
@@ -576,8 +577,8 @@ def synth(outdir: Path, target_name: str | None = None, *, keep_logs: bool = Tru
           seeds: int = 1, scheduler: str | None = None) -> dict:
     """Synthesize (and for FPGAs place and route, with placer seeds ``1..seeds``, keeping the
     fastest; on the Dask cluster at ``scheduler`` if given) the design in ``outdir``; add a
-    ``synth`` section to report.json and a summary to report.txt; write vendor scripts.
-    Returns the section."""
+    ``synth`` section to report.json and a summary to report.txt, re-render report.html; write
+    vendor scripts. Returns the section."""
     if seeds < 1:
         raise InputError(f"--seeds must be at least 1, not {seeds}")
     outdir = Path(outdir)
@@ -669,6 +670,7 @@ def _synth_in(work: Path, outdir: Path, report: dict, target: Target, verilog: s
     outputs = {
         _REPORT_JSON: json.dumps(report, indent=2) + "\n",
         _REPORT_TXT: (old_text + "\n\n" if old_text else "") + _summary(section),
+        REPORT_HTML: render_html(report),
     }
     if _portable(report):
         outputs.update({_VIVADO: vivado_tcl(target.clock_mhz), _QSF: quartus_qsf(),
@@ -704,6 +706,6 @@ def main(args) -> int:
     report = json.loads((Path(args.outdir) / _REPORT_JSON).read_text())
     vendor = (f", {_VIVADO}, {_QSF}" if _portable(report) else
               " (no Vivado or Quartus scripts: the design instantiates ECP5 multiplier cells)")
-    print(f"wrote {args.outdir}/report.json, report.txt{vendor} in "
+    print(f"wrote {args.outdir}/report.json, report.txt, report.html{vendor} in "
           f"{time.perf_counter() - start:.0f} s")
     return 0

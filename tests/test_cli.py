@@ -41,7 +41,8 @@ def test_generate_writes_everything_and_is_reproducible(capsys, tmp_path):
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == sorted(["npu.v", "npu_lint.vlt", "program.bin", "program.lst", "memory.bin",
                             "symbols.json", "config.json", "report.json", "report.txt",
-                            "model.onnx", "npu_regs.h", "npu_regs.py", "registers.md", "memory.hex",
+                            "report.html", "model.onnx", "npu_regs.h", "npu_regs.py",
+                            "registers.md", "memory.hex",
                             "npu_model.h", "codesign_npu.h", "codesign_npu.c"])
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -255,33 +255,112 @@ def table(points: list[Point], target: Target) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Most front points labelled with their configuration (more would overlap unreadably).
+MAX_LABELS = 12
+
+
+def point_label(config: HwConfig) -> str:
+    """A short name of a configuration for a plot: ``8x8 b8``, with ``r1x4`` for a requantizer
+    of 1 lane taking 4 cycles and ``-e`` when the ELTWISE engine is left out."""
+    text = f"{config.rows}x{config.cols} b{config.bus_bytes}"
+    if (config.requant_lanes, config.requant_steps) != (config.cols, 1):
+        text += f" r{config.requant_lanes}x{config.requant_steps}"
+    return text + ("" if config.eltwise else " -e")
+
+
+def _labelled(front: list[Point]) -> list[tuple[Point, str]]:
+    """The front points to label and their labels: at most :data:`MAX_LABELS` spread along it,
+    and of neighbours with the same label (they differ in scratchpads only) the first."""
+    if len(front) > MAX_LABELS:
+        step = (len(front) - 1) / (MAX_LABELS - 1)
+        front = [front[round(i * step)] for i in range(MAX_LABELS)]
+    out: list[tuple[Point, str]] = []
+    for p in front:
+        label = point_label(p.config)
+        if not out or out[-1][1] != label:
+            out.append((p, label))
+    return out
+
+
+def capacity(target: Target) -> dict:
+    """The target's capacity on the front's size axis (:meth:`Point.size`): ``value`` (LUTs,
+    or the area budget in mm²; 0 if it has none) and its ``unit``."""
+    from .resources import budget
+
+    key, unit = ("area_mm2", "mm²") if target.family == "asic" else ("lut", "LUTs")
+    return {"value": budget(target).get(key, 0), "unit": unit}
+
+
+def _device_limit(ax, target: Target) -> bool:
+    """The target's capacity on the size axis (:func:`capacity`) as a labelled vertical line;
+    False if it has none."""
+    limit, unit = (capacity(target)[k] for k in ("value", "unit"))
+    if not limit:
+        return False
+    ax.axvline(limit, color="0.25", linestyle="--", linewidth=1)
+    ax.annotate(f"{target.name}: {limit:,g} {unit}", (limit, 0),
+                xycoords=("data", "axes fraction"), xytext=(-4, 4), textcoords="offset points",
+                rotation=90, ha="right", va="bottom", fontsize=8, color="0.25")
+    return True
+
+
 def plot(points: list[Point], front: list[Point], target: Target, path: Path) -> None:
-    """Latency vs resources (colour: energy) with the Pareto front, as a PNG."""
+    """:func:`pareto_figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = pareto_figure(points, front, target)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def pareto_figure(points: list[Point], front: list[Point], target: Target):
+    """Latency vs resources (colour: energy) with the Pareto front, its points labelled with
+    their configuration (:func:`point_label`), and the device's capacity: a matplotlib
+    figure (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     feasible = [p for p in points if p.feasible]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     others = [p for p in points if not p.feasible and p.cycles]
     if others:
         ax.scatter([p.size(target) for p in others], [p.latency_ms for p in others],
-                   marker="x", color="0.7", label="over budget")
+                   marker="x", color="0.7")
     sc = ax.scatter([p.size(target) for p in feasible], [p.latency_ms for p in feasible],
-                    c=[p.energy_uj for p in feasible], cmap="viridis", label="fits")
-    ax.plot([p.size(target) for p in sorted(front, key=lambda p: p.size(target))],
-            [p.latency_ms for p in sorted(front, key=lambda p: p.size(target))],
-            color="crimson", marker="o", fillstyle="none", label="Pareto front")
+                    c=[p.energy_uj for p in feasible], cmap="viridis", s=18)
+    by_size = sorted(front, key=lambda p: p.size(target))
+    ax.plot([p.size(target) for p in by_size], [p.latency_ms for p in by_size],
+            color="crimson", marker="o", fillstyle="none")
+    for i, (p, label) in enumerate(_labelled(by_size)):
+        # Alternately right and left of the front so that neighbours do not overlap.
+        ax.annotate(label, (p.size(target), p.latency_ms), xytext=(-6 if i % 2 else 6, 0),
+                    textcoords="offset points", ha="right" if i % 2 else "left", va="center",
+                    fontsize=7, color="crimson")
+    limited = _device_limit(ax, target)
     fig.colorbar(sc, ax=ax, label="energy per inference (µJ)")
     ax.set_xlabel("area (mm²)" if target.family == "asic" else "LUTs (estimated)")
     ax.set_ylabel(f"latency (ms at {target.clock_mhz:g} MHz)")
     ax.set_yscale("log")
     ax.set_title(f"design space on {target.name}")
-    ax.legend(loc="upper right")
+    # Legend entries drawn as the points look: a fit's colour is its energy (the colour bar),
+    # so its swatch is a neutral dot that says so.
+    handles = [Line2D([], [], linestyle="", marker="o", color="0.45", markersize=5,
+                      label="fits (colour: energy)"),
+               Line2D([], [], color="crimson", marker="o", fillstyle="none",
+                      label="Pareto front")]
+    if limited:
+        handles.append(Line2D([], [], color="0.25", linestyle="--", label="device capacity"))
+    if others:
+        handles.insert(1, Line2D([], [], linestyle="", marker="x", color="0.7",
+                                 label="over budget"))
+    # Below the plot: inside it, it would hide points or the capacity line.
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13),
+              ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
 
 
 def write_results(points: list[Point], front: list[Point], target: Target,
