@@ -17,10 +17,8 @@ it); a mismatch between the RTL and the golden model (or onnxruntime, in ``verif
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
-import os
 import shutil
 import sys
 import textwrap
@@ -45,7 +43,7 @@ from .errors import InputError, SimulationFailed
 from .guides import DOCS, guide
 from .isa import BUSES, HwConfig
 from .lint import WAIVERS, WAIVERS_TEXT
-from .outdir import write_design
+from .outdir import write_atomically, write_design
 from .process import Terminated, exit_status, handling_signals
 
 __all__ = ["main"]
@@ -392,17 +390,6 @@ def _trace_text(design: Design, dispatches: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text(out, text: str) -> None:
-    """Write ``text`` to an :class:`~codesign.design.OutputFile`'s target in one step."""
-    tmp = out.target.with_name(f".{out.target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, out.target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def _model_cycles(design: Design, memory=None) -> int:
     """The timing model's cycles per inference with the memory that was simulated."""
     from .timing import NATIVE, bus_timing, program_cycles
@@ -470,7 +457,7 @@ def simulate(outdir: Path, input_path: Path, output_path: Path | None,
         ys = [binding.dequantize(outs[0]) for outs in result.outputs]
         output.write(join_outputs(binding, ys, stacked))
     if trace_out is not None:
-        _write_text(trace_out, _trace_text(design, result.dispatches))
+        write_atomically(trace_out.target, _trace_text(design, result.dispatches))
         print(f"wrote {trace_path} ({sum(map(len, result.dispatches))} dispatches)")
     if waves_out is not None:
         print(f"wrote {waves_path}")

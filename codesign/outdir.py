@@ -28,7 +28,7 @@ from pathlib import Path
 from .errors import InputError
 from .process import signals_held
 
-__all__ = ["write_design", "LOCK_WAIT"]
+__all__ = ["write_design", "write_atomically", "LOCK_WAIT"]
 
 #: Seconds to wait for another process writing the same OUTDIR before giving up.
 LOCK_WAIT = 30.0
@@ -201,3 +201,14 @@ def _publish(staging: Path, outdir: Path) -> None:
             os.rename(old, outdir)
             raise
         _remove(old)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename: a reader sees the old file or the new one,
+    never part of one."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

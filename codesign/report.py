@@ -19,16 +19,15 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
 from .isa import ENGINE, HwConfig, Opcode, decode
+from .outdir import write_atomically
 from .timing import NATIVE, MemoryTiming, bus_timing, layer_cycles, schedule
 
 __all__ = ["REPORT_HTML", "analyse", "report_memory", "render_html", "write_reports",
-           "write_atomically", "roofline_svg", "energy_svg", "pareto_svg"]
+           "roofline_svg", "energy_svg", "pareto_svg"]
 
 #: The page, beside report.json in OUTDIR.
 REPORT_HTML = "report.html"
@@ -110,17 +109,6 @@ def analyse(program, memory: MemoryTiming = NATIVE, memory_text: str = "") -> di
 
 
 # -- writing --------------------------------------------------------------------------------------
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one rename: a reader sees the old file or the new one,
-    never part of one."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
 
 def write_reports(outdir: Path, report: dict) -> None:
     """Write ``report`` as report.json and render report.html from it, each atomically (both
