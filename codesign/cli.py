@@ -358,23 +358,12 @@ def _failed_dir(design: Design) -> Path:
     return path
 
 
-def _insn_texts(program) -> dict[int, str]:
-    """Each instruction's line of the listing (program.lst), by index."""
-    texts = {}
-    for line in program.listing().splitlines():
-        index, sep, _ = line.partition("  ")
-        if sep and index.isdigit():
-            texts[int(index)] = line
-    return texts
-
-
 def _trace_text(design: Design, dispatches: list) -> str:
     """The ``--trace`` file: a line per dispatched instruction of each inference (the RTL's
     dispatches are in program order, so the k-th is instruction k)."""
     from .isa import ENGINE, Opcode, decode
 
     program = design.program
-    texts = _insn_texts(program)
     layer_of = {}
     for layer in program.layers:
         for k in range(layer.first_insn, layer.first_insn + layer.n_insns):
@@ -386,19 +375,21 @@ def _trace_text(design: Design, dispatches: list) -> str:
             if ENGINE.get(opcode) != engine:
                 raise SimulationFailed(f"inference {i}: the RTL dispatched instruction {k} to "
                                        f"{engine}, the program has {opcode.name} there")
-            lines.append(f"{i}\t{cycle}\t{engine}\t{texts[k]}\t{layer_of.get(k, '-')}")
+            lines.append(f"{i}\t{cycle}\t{engine}\t{program.insn_line(k)}\t"
+                         f"{layer_of.get(k, '-')}")
     return "\n".join(lines) + "\n"
 
 
 def _model_cycles(design: Design, memory=None) -> int:
     """The timing model's cycles per inference with the memory that was simulated."""
-    from .timing import NATIVE, bus_timing, program_cycles
+    from .report import report_memory
+    from .timing import bus_timing, program_cycles
 
     c = design.config
     if memory is not None:
         timing = bus_timing(c, memory.latency, 1.0 - memory.stall)
     else:               # the runner's default memory: read latency 1, no stalls
-        timing = NATIVE if c.bus == "native" else bus_timing(c)
+        timing = report_memory(c)[0]
     return program_cycles(design.program, timing)
 
 

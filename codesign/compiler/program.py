@@ -147,14 +147,18 @@ class Program:
         lines = [f"; codesign program for {self.config.name}",
                  f"; prog_base = {self.prog_base} (external word), "
                  f"{len(self.insns)} instructions, {self.config.insn_words} words each", ""]
-        for index, word in enumerate(self.insns):
+        for index in range(len(self.insns)):
             if index in self.comments:
                 lines.append(f"; {self.comments[index]}")
-            opcode, fields = decode(word)
-            args = " ".join(f"{name}={_field_text(getattr(fields, name))}"
-                            for name, _ in fields.shape() if name != "opcode")
-            lines.append(f"{index:05d}  {opcode.name:<8} {args}".rstrip())
+            lines.append(self.insn_line(index))
         return "\n".join(lines) + "\n"
+
+    def insn_line(self, index: int) -> str:
+        """Instruction ``index`` as its line of :meth:`listing`."""
+        opcode, fields = decode(self.insns[index])
+        args = " ".join(f"{name}={_field_text(getattr(fields, name))}"
+                        for name, _ in fields.shape() if name != "opcode")
+        return f"{index:05d}  {opcode.name:<8} {args}".rstrip()
 
     def symbols(self) -> dict:
         return {
